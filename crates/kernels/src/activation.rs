@@ -1,0 +1,159 @@
+//! Activation functions over slices: forward, and backward from the saved
+//! output (`sigmoid' = y (1 - y)`, `tanh' = 1 - y^2`, `relu' = [y > 0]`).
+//!
+//! Each function has a scalar twin in [`scalar`]; `tests/kernels_twins.rs`
+//! holds them equal.
+
+use pulp::{Simd, WithSimd};
+
+use crate::math;
+use crate::simd::{dispatch, zip_map};
+
+/// An element-wise activation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Activation {
+    /// `tanh(x)`.
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
+    /// `1 / (1 + exp(-x))`.
+    Sigmoid,
+}
+
+struct Forward<'a> {
+    act: Activation,
+    x: &'a [f32],
+    y: &'a mut [f32],
+}
+
+impl WithSimd for Forward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        match self.act {
+            Activation::Tanh => zip_map(simd, [self.x], [self.y], |[x], _| [math::tanh(simd, x)]),
+            Activation::Relu => zip_map(simd, [self.x], [self.y], |[x], _| [math::relu(simd, x)]),
+            Activation::Sigmoid => {
+                zip_map(simd, [self.x], [self.y], |[x], _| [math::sigmoid(simd, x)])
+            }
+        }
+    }
+}
+
+struct Backward<'a> {
+    act: Activation,
+    y: &'a [f32],
+    dy: &'a [f32],
+    dx: &'a mut [f32],
+}
+
+impl WithSimd for Backward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let one = simd.splat_f32s(1.0);
+        let zero = simd.splat_f32s(0.0);
+        let ins = [self.y, self.dy];
+        match self.act {
+            Activation::Tanh => zip_map(simd, ins, [self.dx], |[y, dy], _| {
+                [simd.mul_f32s(dy, simd.negate_mul_add_f32s(y, y, one))]
+            }),
+            Activation::Sigmoid => zip_map(simd, ins, [self.dx], |[y, dy], _| {
+                [simd.mul_f32s(dy, simd.mul_f32s(y, simd.sub_f32s(one, y)))]
+            }),
+            Activation::Relu => zip_map(simd, ins, [self.dx], |[y, dy], _| {
+                [simd.select_f32s(simd.greater_than_f32s(y, zero), dy, zero)]
+            }),
+        }
+    }
+}
+
+/// `y = act(x)`. `x`, `y`: same length, any layout.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) {
+    dispatch(Forward { act, x, y });
+}
+
+/// `x = act(x)` in place.
+pub fn forward_inplace(act: Activation, x: &mut [f32]) {
+    let copy_free = InPlace { act, x };
+    dispatch(copy_free);
+}
+
+struct InPlace<'a> {
+    act: Activation,
+    x: &'a mut [f32],
+}
+
+impl WithSimd for InPlace<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        match self.act {
+            Activation::Tanh => zip_map(simd, [], [self.x], |[], [x]| [math::tanh(simd, x)]),
+            Activation::Relu => zip_map(simd, [], [self.x], |[], [x]| [math::relu(simd, x)]),
+            Activation::Sigmoid => zip_map(simd, [], [self.x], |[], [x]| [math::sigmoid(simd, x)]),
+        }
+    }
+}
+
+/// `dx = dy * act'(x)`, the derivative taken from the saved output `y = act(x)`.
+/// `y`, `dy`, `dx`: same length.
+///
+/// # Panics
+/// If the lengths differ.
+pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+    dispatch(Backward { act, y, dy, dx });
+}
+
+/// Scalar twins of this module's kernels.
+pub mod scalar {
+    use super::Activation;
+    use crate::math::scalar as m;
+
+    /// `act(x)` for one value.
+    pub fn apply(act: Activation, x: f32) -> f32 {
+        match act {
+            Activation::Tanh => m::tanh(x),
+            Activation::Relu => m::relu(x),
+            Activation::Sigmoid => m::sigmoid(x),
+        }
+    }
+
+    /// `act'(x)` from `y = act(x)`.
+    pub fn derivative_from_output(act: Activation, y: f32) -> f32 {
+        match act {
+            Activation::Tanh => 1.0 - y * y,
+            Activation::Sigmoid => y * (1.0 - y),
+            Activation::Relu => {
+                if y > 0.0 {
+                    1.0
+                } else {
+                    0.0
+                }
+            }
+        }
+    }
+
+    /// Twin of [`super::forward`].
+    pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) {
+        assert_eq!(x.len(), y.len());
+        for (y, &x) in y.iter_mut().zip(x) {
+            *y = apply(act, x);
+        }
+    }
+
+    /// Twin of [`super::backward`].
+    pub fn backward(act: Activation, y: &[f32], dy: &[f32], dx: &mut [f32]) {
+        assert!(y.len() == dy.len() && y.len() == dx.len());
+        for i in 0..y.len() {
+            dx[i] = if act == Activation::Relu {
+                if y[i] > 0.0 { dy[i] } else { 0.0 }
+            } else {
+                dy[i] * derivative_from_output(act, y[i])
+            };
+        }
+    }
+}

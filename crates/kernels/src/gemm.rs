@@ -1,0 +1,305 @@
+//! Matrix products on row-major `f32` slices, over faer.
+//!
+//! `C = alpha * op(A) * op(B) + beta * C`, where `op` is the identity or the
+//! transpose. Every operand is a row-major view ([`Mat`], [`MatMut`]) with a
+//! row stride, so a block of columns of a wider matrix (one gate block of a
+//! `[B, G*H]` buffer, say) is a view without a copy.
+//!
+//! Small products run on the calling thread; products above
+//! [`PARALLEL_FLOP_THRESHOLD`] run on the library's thread pool
+//! ([`crate::threads`]).
+
+use faer::linalg::matmul::matmul;
+use faer::{Accum, MatMut as FaerMatMut, MatRef as FaerMatRef, Par};
+
+/// Products with fewer multiply-adds than this (`m * n * k`) run sequentially.
+///
+/// Measured on a 2-core Zen 4 (see `benches/kernels.rs`, group `gemm`): below
+/// about 2^18 multiply-adds, handing the work to a second thread costs more
+/// than it gains.
+pub const PARALLEL_FLOP_THRESHOLD: usize = 1 << 18;
+
+/// Whether an operand is used as stored or transposed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Op {
+    /// `op(A) = A`.
+    N,
+    /// `op(A) = A^T`.
+    T,
+}
+
+/// A read-only row-major matrix view: element `(r, c)` is `data[r * stride + c]`.
+#[derive(Clone, Copy, Debug)]
+pub struct Mat<'a> {
+    data: &'a [f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+/// A mutable row-major matrix view: element `(r, c)` is `data[r * stride + c]`.
+#[derive(Debug)]
+pub struct MatMut<'a> {
+    data: &'a mut [f32],
+    rows: usize,
+    cols: usize,
+    stride: usize,
+}
+
+fn check_view(len: usize, rows: usize, cols: usize, stride: usize) {
+    assert!(stride >= cols, "row stride {stride} < cols {cols}");
+    if rows > 0 && cols > 0 {
+        let last = (rows - 1) * stride + cols;
+        assert!(
+            last <= len,
+            "view {rows}x{cols} (stride {stride}) needs {last} elements, slice has {len}"
+        );
+    }
+}
+
+impl<'a> Mat<'a> {
+    /// A dense `rows x cols` view of `data` (`data.len() >= rows * cols`).
+    ///
+    /// # Panics
+    /// If `data` is too short: views are built by the library from buffers it
+    /// sized itself, so a short slice is a broken internal invariant.
+    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols)
+    }
+
+    /// A `rows x cols` view whose rows start `stride` elements apart.
+    ///
+    /// # Panics
+    /// If `stride < cols` or `data` is too short.
+    pub fn strided(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        check_view(data.len(), rows, cols, stride);
+        Self {
+            data,
+            rows,
+            cols,
+            stride,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn faer(&self, op: Op) -> FaerMatRef<'a, f32> {
+        let m = if self.rows == 0 || self.cols == 0 {
+            FaerMatRef::from_row_major_slice(&[], self.rows, self.cols)
+        } else {
+            FaerMatRef::from_row_major_slice_with_stride(
+                self.data,
+                self.rows,
+                self.cols,
+                self.stride,
+            )
+        };
+        match op {
+            Op::N => m,
+            Op::T => m.transpose(),
+        }
+    }
+}
+
+impl<'a> MatMut<'a> {
+    /// A dense `rows x cols` mutable view of `data`.
+    ///
+    /// # Panics
+    /// If `data` is too short (a broken internal invariant).
+    pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
+        Self::strided(data, rows, cols, cols)
+    }
+
+    /// A `rows x cols` mutable view whose rows start `stride` elements apart.
+    ///
+    /// # Panics
+    /// If `stride < cols` or `data` is too short.
+    pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, stride: usize) -> Self {
+        check_view(data.len(), rows, cols, stride);
+        Self {
+            data,
+            rows,
+            cols,
+            stride,
+        }
+    }
+
+    /// Number of rows.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Number of columns.
+    pub fn cols(&self) -> usize {
+        self.cols
+    }
+
+    fn faer(&mut self) -> FaerMatMut<'_, f32> {
+        if self.rows == 0 || self.cols == 0 {
+            FaerMatMut::from_row_major_slice_mut(&mut [], self.rows, self.cols)
+        } else {
+            // faer 0.24.4's `from_row_major_slice_with_stride_mut` swaps the
+            // two strides (it builds a column-major view), so the view is
+            // built from its parts here.
+            // SAFETY: `check_view` (run when `self` was built) proved that
+            // every element `(r, c)`, r < rows, c < cols, at offset
+            // `r * stride + c`, lies inside `self.data`, which `self` borrows
+            // mutably for the lifetime of the returned view.
+            unsafe {
+                FaerMatMut::from_raw_parts_mut(
+                    self.data.as_mut_ptr(),
+                    self.rows,
+                    self.cols,
+                    self.stride as isize,
+                    1,
+                )
+            }
+        }
+    }
+
+    fn scale(&mut self, beta: f32) {
+        for r in 0..self.rows {
+            let row = &mut self.data[r * self.stride..r * self.stride + self.cols];
+            if beta == 0.0 {
+                row.fill(0.0);
+            } else {
+                row.iter_mut().for_each(|v| *v *= beta);
+            }
+        }
+    }
+}
+
+/// `c = alpha * op_a(a) * op_b(b) + beta * c`.
+///
+/// Shapes: `op_a(a)` is `[m, k]`, `op_b(b)` is `[k, n]`, `c` is `[m, n]`.
+/// `beta == 0` overwrites `c` (its old values, even NaN, are ignored);
+/// `beta == 1` accumulates.
+///
+/// # Panics
+/// If the shapes do not agree: every call site in the library sizes its
+/// operands itself, so a mismatch is a broken internal invariant.
+pub fn gemm(alpha: f32, a: Mat<'_>, op_a: Op, b: Mat<'_>, op_b: Op, beta: f32, mut c: MatMut<'_>) {
+    let a = a.faer(op_a);
+    let b = b.faer(op_b);
+    let (m, k) = (a.nrows(), a.ncols());
+    let n = b.ncols();
+    assert_eq!(b.nrows(), k, "gemm: inner dimensions {k} vs {}", b.nrows());
+    assert_eq!((c.rows, c.cols), (m, n), "gemm: output shape");
+    if m == 0 || n == 0 {
+        return;
+    }
+    let accum = if beta == 0.0 {
+        Accum::Replace
+    } else {
+        if beta != 1.0 {
+            c.scale(beta);
+        }
+        Accum::Add
+    };
+    if k == 0 {
+        if accum == Accum::Replace {
+            c.scale(0.0);
+        }
+        return;
+    }
+    let par = parallelism(m, n, k);
+    matmul(c.faer(), accum, a, b, alpha, par);
+}
+
+fn parallelism(m: usize, n: usize, k: usize) -> Par {
+    let threads = rayon::current_num_threads();
+    if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_FLOP_THRESHOLD {
+        Par::Seq
+    } else {
+        Par::rayon(threads)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn naive(a: &[f32], m: usize, k: usize, b: &[f32], n: usize) -> Vec<f32> {
+        let mut c = vec![0.0; m * n];
+        for i in 0..m {
+            for j in 0..n {
+                c[i * n + j] = (0..k).map(|p| a[i * k + p] * b[p * n + j]).sum();
+            }
+        }
+        c
+    }
+
+    fn transpose(a: &[f32], rows: usize, cols: usize) -> Vec<f32> {
+        let mut t = vec![0.0; a.len()];
+        for r in 0..rows {
+            for c in 0..cols {
+                t[c * rows + r] = a[r * cols + c];
+            }
+        }
+        t
+    }
+
+    fn data(n: usize, seed: u32) -> Vec<f32> {
+        (0..n)
+            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0)
+            .collect()
+    }
+
+    #[test]
+    fn all_transpositions_match_naive() {
+        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (0, 4, 3), (4, 0, 3), (64, 128, 96)] {
+            let a = data(m * k, 1);
+            let b = data(k * n, 2);
+            let want = naive(&a, m, k, &b, n);
+            let at = transpose(&a, m, k);
+            let bt = transpose(&b, k, n);
+            for (op_a, op_b) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
+                let (av, bv) = match (op_a, op_b) {
+                    (Op::N, Op::N) => (Mat::new(&a, m, k), Mat::new(&b, k, n)),
+                    (Op::T, Op::N) => (Mat::new(&at, k, m), Mat::new(&b, k, n)),
+                    (Op::N, Op::T) => (Mat::new(&a, m, k), Mat::new(&bt, n, k)),
+                    (Op::T, Op::T) => (Mat::new(&at, k, m), Mat::new(&bt, n, k)),
+                };
+                let mut c = vec![f32::NAN; m * n];
+                gemm(1.0, av, op_a, bv, op_b, 0.0, MatMut::new(&mut c, m, n));
+                for (x, y) in c.iter().zip(&want) {
+                    assert!((x - y).abs() <= 1e-4 * (1.0 + y.abs()), "{x} vs {y}");
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn alpha_beta_and_strided_output() {
+        let (m, k, n) = (5, 4, 3);
+        let a = data(m * k, 3);
+        let b = data(k * n, 4);
+        let want = naive(&a, m, k, &b, n);
+        // c is the middle 3 columns of a [5, 7] buffer.
+        let mut buf = vec![1.0f32; m * 7];
+        gemm(
+            2.0,
+            Mat::new(&a, m, k),
+            Op::N,
+            Mat::new(&b, k, n),
+            Op::N,
+            0.5,
+            MatMut::strided(&mut buf[2..], m, n, 7),
+        );
+        for i in 0..m {
+            for j in 0..7 {
+                let got = buf[i * 7 + j];
+                let expect = if (2..5).contains(&j) { 2.0 * want[i * n + j - 2] + 0.5 } else { 1.0 };
+                assert!((got - expect).abs() < 1e-4, "({i},{j}) {got} vs {expect}");
+            }
+        }
+    }
+}

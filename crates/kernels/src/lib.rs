@@ -1,0 +1,36 @@
+//! # rnn-kernels
+//!
+//! The compute kernels of librnn, which know no model: matrix products over
+//! faer ([`gemm`]), and element-wise SIMD kernels over pulp ([`activation`],
+//! the fused per-step gate kernels [`lstm`] and [`gru`], and the reductions
+//! in [`reduce`]). The Elman cell's fused step is an [`activation`] kernel
+//! (`h = act(P)` forward, `dP = dh * act'(h)` backward).
+//!
+//! Every SIMD kernel runs at the best level the CPU offers (AVX-512,
+//! AVX2+FMA, or a portable fallback; see [`simd`]) and has a plain scalar
+//! twin (`<module>::scalar`) that the property tests hold it equal to.
+//!
+//! Layout: all matrices are row-major `f32`. Gate buffers are `[B, G*H]` with
+//! the `G` gate blocks of `H` values side by side in each row, in PyTorch's
+//! gate order.
+#![deny(unsafe_op_in_unsafe_fn)]
+#![warn(missing_docs)]
+
+pub mod activation;
+pub mod denormals;
+pub mod gemm;
+pub mod gru;
+pub mod lstm;
+pub(crate) mod math;
+pub mod reduce;
+pub mod simd;
+pub mod threads;
+
+pub use activation::Activation;
+pub use gemm::{Mat, MatMut, Op, gemm};
+pub use simd::SimdLevel;
+
+/// Scalar reference activations (`std` math), the twins of the SIMD forms.
+pub mod scalar_math {
+    pub use crate::math::scalar::{relu, sigmoid, tanh};
+}

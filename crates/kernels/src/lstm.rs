@@ -1,0 +1,217 @@
+//! Fused LSTM step kernels (gate order `i, f, g, o`, PyTorch's).
+//!
+//! Layout: `gates` is `[B, 4H]` row-major, each row the four blocks
+//! `[i | f | g | o]` of `H` values; states `c_prev`, `c`, `h` are `[B, H]`.
+//!
+//! Forward: from the pre-activations `P = x W_ih^T + b_ih + b_hh + h W_hh^T`,
+//! ```text
+//! i = sig(P_i)  f = sig(P_f)  g = tanh(P_g)  o = sig(P_o)
+//! c = f * c_prev + i * g      h = o * tanh(c)
+//! ```
+//! Backward, from `dh` (gradient w.r.t. `h`) and `dc` (w.r.t. `c`, from step t+1):
+//! ```text
+//! dc' = dc + dh * o * (1 - tanh(c)^2)
+//! dP_i = dc' g i (1-i)  dP_f = dc' c_prev f (1-f)  dP_g = dc' i (1-g^2)
+//! dP_o = dh tanh(c) o (1-o)                         dc_prev = dc' f
+//! ```
+
+use pulp::{Simd, WithSimd};
+
+use crate::math;
+use crate::simd::{dispatch, zip_map};
+
+fn rows_of(gates_len: usize, hidden: usize) -> usize {
+    assert!(hidden > 0, "lstm kernel: hidden size 0");
+    assert_eq!(gates_len % (4 * hidden), 0, "lstm kernel: gates length");
+    gates_len / (4 * hidden)
+}
+
+/// Splits one `[4H]` row into its four gate blocks.
+fn blocks(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
+    let (i, rest) = row.split_at_mut(h);
+    let (f, rest) = rest.split_at_mut(h);
+    let (g, o) = rest.split_at_mut(h);
+    [i, f, g, o]
+}
+
+fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 4] {
+    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..4 * h]]
+}
+
+struct Forward<'a> {
+    gates: &'a mut [f32],
+    c_prev: &'a [f32],
+    c: &'a mut [f32],
+    h: &'a mut [f32],
+    hidden: usize,
+}
+
+impl WithSimd for Forward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let hd = self.hidden;
+        let rows = self.gates.chunks_exact_mut(4 * hd);
+        let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact_mut(hd));
+        for ((row, (c_prev, c)), h) in rows.zip(states).zip(self.h.chunks_exact_mut(hd)) {
+            let [i, f, g, o] = blocks(row, hd);
+            zip_map(simd, [c_prev], [i, f, g, o, c, h], |[cp], [pi, pf, pg, po, _, _]| {
+                let i = math::sigmoid(simd, pi);
+                let f = math::sigmoid(simd, pf);
+                let g = math::tanh(simd, pg);
+                let o = math::sigmoid(simd, po);
+                let c = simd.mul_add_f32s(f, cp, simd.mul_f32s(i, g));
+                let h = simd.mul_f32s(o, math::tanh(simd, c));
+                [i, f, g, o, c, h]
+            });
+        }
+    }
+}
+
+/// One forward step. `gates`: `[B, 4H]`, pre-activations in, activated gates
+/// out (kept for backward); `c_prev`: `[B, H]`; `c`, `h`: `[B, H]`, written.
+///
+/// # Panics
+/// If the lengths disagree with `hidden` (a broken internal invariant).
+pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], hidden: usize) {
+    let b = rows_of(gates.len(), hidden);
+    assert!(c_prev.len() == b * hidden && c.len() == b * hidden && h.len() == b * hidden);
+    dispatch(Forward {
+        gates,
+        c_prev,
+        c,
+        h,
+        hidden,
+    });
+}
+
+struct Backward<'a> {
+    gates: &'a [f32],
+    c_prev: &'a [f32],
+    c: &'a [f32],
+    dh: &'a [f32],
+    dc: &'a mut [f32],
+    dgates: &'a mut [f32],
+    hidden: usize,
+}
+
+impl WithSimd for Backward<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let hd = self.hidden;
+        let one = simd.splat_f32s(1.0);
+        let rows = self.gates.chunks_exact(4 * hd).zip(self.dgates.chunks_exact_mut(4 * hd));
+        let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact(hd));
+        let grads = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
+        for (((row, drow), (c_prev, c)), (dh, dc)) in rows.zip(states).zip(grads) {
+            let [i, f, g, o] = blocks_ref(row, hd);
+            let [di, df, dg, dout] = blocks(drow, hd);
+            zip_map(
+                simd,
+                [i, f, g, o, c_prev, c, dh],
+                [dc, di, df, dg, dout],
+                |[i, f, g, o, cp, c, dh], [dc, ..]| {
+                    let tc = math::tanh(simd, c);
+                    let dtc = simd.mul_f32s(simd.mul_f32s(dh, o), simd.negate_mul_add_f32s(tc, tc, one));
+                    let dct = simd.add_f32s(dc, dtc);
+                    let di = simd.mul_f32s(simd.mul_f32s(dct, g), simd.mul_f32s(i, simd.sub_f32s(one, i)));
+                    let df = simd.mul_f32s(simd.mul_f32s(dct, cp), simd.mul_f32s(f, simd.sub_f32s(one, f)));
+                    let dg = simd.mul_f32s(simd.mul_f32s(dct, i), simd.negate_mul_add_f32s(g, g, one));
+                    let dout = simd.mul_f32s(simd.mul_f32s(dh, tc), simd.mul_f32s(o, simd.sub_f32s(one, o)));
+                    [simd.mul_f32s(dct, f), di, df, dg, dout]
+                },
+            );
+        }
+    }
+}
+
+/// One backward step. `gates`: `[B, 4H]` activated gates from [`forward`];
+/// `c_prev`, `c`: `[B, H]` cell states before and after the step; `dh`:
+/// `[B, H]` gradient w.r.t. `h`; `dc`: `[B, H]`, gradient w.r.t. `c` in,
+/// gradient w.r.t. `c_prev` out; `dgates`: `[B, 4H]`, gradient w.r.t. the
+/// pre-activations, written.
+///
+/// # Panics
+/// If the lengths disagree with `hidden` (a broken internal invariant).
+pub fn backward(
+    gates: &[f32],
+    c_prev: &[f32],
+    c: &[f32],
+    dh: &[f32],
+    dc: &mut [f32],
+    dgates: &mut [f32],
+    hidden: usize,
+) {
+    let b = rows_of(gates.len(), hidden);
+    let n = b * hidden;
+    assert!(c_prev.len() == n && c.len() == n && dh.len() == n && dc.len() == n);
+    assert_eq!(dgates.len(), gates.len());
+    dispatch(Backward {
+        gates,
+        c_prev,
+        c,
+        dh,
+        dc,
+        dgates,
+        hidden,
+    });
+}
+
+/// Scalar twins of this module's kernels.
+pub mod scalar {
+    use crate::math::scalar::{sigmoid, tanh};
+
+    /// Twin of [`super::forward`].
+    pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], hidden: usize) {
+        let hd = hidden;
+        for b in 0..c.len() / hd {
+            let row = &mut gates[b * 4 * hd..(b + 1) * 4 * hd];
+            for j in 0..hd {
+                let i = sigmoid(row[j]);
+                let f = sigmoid(row[hd + j]);
+                let g = tanh(row[2 * hd + j]);
+                let o = sigmoid(row[3 * hd + j]);
+                row[j] = i;
+                row[hd + j] = f;
+                row[2 * hd + j] = g;
+                row[3 * hd + j] = o;
+                let k = b * hd + j;
+                c[k] = f * c_prev[k] + i * g;
+                h[k] = o * tanh(c[k]);
+            }
+        }
+    }
+
+    /// Twin of [`super::backward`].
+    pub fn backward(
+        gates: &[f32],
+        c_prev: &[f32],
+        c: &[f32],
+        dh: &[f32],
+        dc: &mut [f32],
+        dgates: &mut [f32],
+        hidden: usize,
+    ) {
+        let hd = hidden;
+        for b in 0..c.len() / hd {
+            let base = b * 4 * hd;
+            for j in 0..hd {
+                let (i, f, g, o) = (
+                    gates[base + j],
+                    gates[base + hd + j],
+                    gates[base + 2 * hd + j],
+                    gates[base + 3 * hd + j],
+                );
+                let k = b * hd + j;
+                let tc = tanh(c[k]);
+                let dct = dc[k] + dh[k] * o * (1.0 - tc * tc);
+                dgates[base + j] = dct * g * i * (1.0 - i);
+                dgates[base + hd + j] = dct * c_prev[k] * f * (1.0 - f);
+                dgates[base + 2 * hd + j] = dct * i * (1.0 - g * g);
+                dgates[base + 3 * hd + j] = dh[k] * tc * o * (1.0 - o);
+                dc[k] = dct * f;
+            }
+        }
+    }
+}

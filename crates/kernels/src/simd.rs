@@ -1,0 +1,166 @@
+//! SIMD dispatch and the lane-block driver shared by every element-wise kernel.
+//!
+//! Kernels are written once, generic over [`pulp::Simd`], and run at the best
+//! level the CPU offers (AVX-512, AVX2+FMA, or pulp's scalar fallback),
+//! detected once at run time. [`with_simd_level`] forces a level on the
+//! current thread so that tests and benches can cover every path.
+
+use std::cell::Cell;
+use std::sync::OnceLock;
+
+use pulp::{Simd, WithSimd};
+
+/// An instruction-set level the kernels can run at.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum SimdLevel {
+    /// pulp's portable scalar fallback (one lane).
+    Scalar,
+    /// x86-64-v3: AVX2 and FMA, 8 f32 lanes.
+    Avx2,
+    /// x86-64-v4: AVX-512, 16 f32 lanes.
+    Avx512,
+}
+
+impl SimdLevel {
+    /// A short lower-case name: `scalar`, `avx2`, `avx512`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Scalar => "scalar",
+            Self::Avx2 => "avx2",
+            Self::Avx512 => "avx512",
+        }
+    }
+
+    fn supported(self) -> bool {
+        match self {
+            Self::Scalar => true,
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx2 => pulp::x86::V3::try_new().is_some(),
+            #[cfg(target_arch = "x86_64")]
+            Self::Avx512 => pulp::x86::V4::try_new().is_some(),
+            #[cfg(not(target_arch = "x86_64"))]
+            _ => false,
+        }
+    }
+}
+
+impl std::fmt::Display for SimdLevel {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.name())
+    }
+}
+
+thread_local! {
+    static FORCED: Cell<Option<SimdLevel>> = const { Cell::new(None) };
+}
+
+/// The best level this CPU supports (detected once).
+pub fn detected_level() -> SimdLevel {
+    static LEVEL: OnceLock<SimdLevel> = OnceLock::new();
+    *LEVEL.get_or_init(|| {
+        [SimdLevel::Avx512, SimdLevel::Avx2]
+            .into_iter()
+            .find(|l| l.supported())
+            .unwrap_or(SimdLevel::Scalar)
+    })
+}
+
+/// Every level this CPU supports, best last.
+pub fn available_levels() -> Vec<SimdLevel> {
+    [SimdLevel::Scalar, SimdLevel::Avx2, SimdLevel::Avx512]
+        .into_iter()
+        .filter(|l| l.supported())
+        .collect()
+}
+
+/// The level kernels called from this thread use now.
+pub fn current_level() -> SimdLevel {
+    FORCED.with(|f| f.get()).unwrap_or_else(detected_level)
+}
+
+/// Runs `f` with the kernels called from this thread forced to `level`.
+///
+/// Returns `None` (and does not run `f`) if the CPU lacks `level`.
+pub fn with_simd_level<R>(level: SimdLevel, f: impl FnOnce() -> R) -> Option<R> {
+    if !level.supported() {
+        return None;
+    }
+    let previous = FORCED.with(|c| c.replace(Some(level)));
+    struct Restore(Option<SimdLevel>);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            FORCED.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(previous);
+    Some(f())
+}
+
+/// Runs `op` at the current level.
+#[inline]
+pub(crate) fn dispatch<Op: WithSimd>(op: Op) -> Op::Output {
+    match current_level() {
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx512 => match pulp::x86::V4::try_new() {
+            Some(simd) => Simd::vectorize(simd, op),
+            None => Simd::vectorize(pulp::Scalar::new(), op),
+        },
+        #[cfg(target_arch = "x86_64")]
+        SimdLevel::Avx2 => match pulp::x86::V3::try_new() {
+            Some(simd) => Simd::vectorize(simd, op),
+            None => Simd::vectorize(pulp::Scalar::new(), op),
+        },
+        _ => Simd::vectorize(pulp::Scalar::new(), op),
+    }
+}
+
+/// Loads `S::F32_LANES` values from the start of `s` (which holds at least that many).
+#[inline(always)]
+fn load<S: Simd>(s: &[f32]) -> S::f32s {
+    bytemuck::pod_read_unaligned(bytemuck::cast_slice(&s[..S::F32_LANES]))
+}
+
+/// Stores one full vector at the start of `s`.
+#[inline(always)]
+fn store<S: Simd>(s: &mut [f32], v: S::f32s) {
+    bytemuck::cast_slice_mut::<f32, u8>(&mut s[..S::F32_LANES]).copy_from_slice(bytemuck::bytes_of(&v));
+}
+
+/// The lane-block driver: for every block of lanes `j..j+L` of `NI` read-only
+/// slices and `NO` read-write slices (all of the same length), loads the
+/// blocks, calls `f(inputs, outputs)` and stores what it returns into the
+/// read-write slices. The tail (fewer than `L` elements) uses masked loads and
+/// stores, so no element past the end is touched.
+///
+/// # Panics
+/// If the slices differ in length (a broken internal invariant).
+#[inline(always)]
+pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
+    simd: S,
+    ins: [&[f32]; NI],
+    mut outs: [&mut [f32]; NO],
+    f: impl Fn([S::f32s; NI], [S::f32s; NO]) -> [S::f32s; NO],
+) {
+    let len = if NO > 0 { outs[0].len() } else { ins[0].len() };
+    assert!(ins.iter().all(|s| s.len() == len), "zip_map: input lengths differ");
+    assert!(outs.iter().all(|s| s.len() == len), "zip_map: output lengths differ");
+    let lanes = S::F32_LANES;
+    let mut j = 0;
+    while j + lanes <= len {
+        let x: [S::f32s; NI] = core::array::from_fn(|k| load::<S>(&ins[k][j..]));
+        let y: [S::f32s; NO] = core::array::from_fn(|k| load::<S>(&outs[k][j..]));
+        let r = f(x, y);
+        for (o, v) in outs.iter_mut().zip(r) {
+            store::<S>(&mut o[j..], v);
+        }
+        j += lanes;
+    }
+    if j < len {
+        let x: [S::f32s; NI] = core::array::from_fn(|k| simd.partial_load_f32s(&ins[k][j..]));
+        let y: [S::f32s; NO] = core::array::from_fn(|k| simd.partial_load_f32s(&outs[k][j..]));
+        let r = f(x, y);
+        for (o, v) in outs.iter_mut().zip(r) {
+            simd.partial_store_f32s(&mut o[j..], v);
+        }
+    }
+}

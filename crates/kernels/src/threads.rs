@@ -1,0 +1,103 @@
+//! The library's thread pool.
+//!
+//! All parallel work (large GEMMs, the two directions of a bidirectional
+//! layer, batch rows) runs on one rayon pool owned by the library, so a
+//! program that uses rayon for its own work keeps its pool. Its size comes
+//! from [`set_num_threads`], else the `RNN_NUM_THREADS` environment variable,
+//! else the number of available cores. Worker threads run with flush-to-zero
+//! set ([`crate::denormals`]).
+//!
+//! Results are deterministic for a fixed thread count.
+
+use std::sync::{Arc, OnceLock, RwLock};
+
+use crate::denormals::FlushDenormals;
+
+static POOL: OnceLock<RwLock<Arc<rayon::ThreadPool>>> = OnceLock::new();
+
+/// Errors from configuring the thread pool.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ThreadsError {
+    /// Zero threads were asked for.
+    Zero,
+    /// The operating system refused to start the threads.
+    Spawn(String),
+}
+
+impl std::fmt::Display for ThreadsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Self::Zero => write!(f, "thread count must be at least 1"),
+            Self::Spawn(e) => write!(f, "could not start worker threads: {e}"),
+        }
+    }
+}
+
+impl std::error::Error for ThreadsError {}
+
+fn build(n: usize) -> Result<rayon::ThreadPool, ThreadsError> {
+    rayon::ThreadPoolBuilder::new()
+        .num_threads(n)
+        .thread_name(|i| format!("rnn-worker-{i}"))
+        .start_handler(|_| FlushDenormals::set_permanently())
+        .build()
+        .map_err(|e| ThreadsError::Spawn(e.to_string()))
+}
+
+fn default_threads() -> usize {
+    std::env::var("RNN_NUM_THREADS")
+        .ok()
+        .and_then(|s| s.trim().parse::<usize>().ok())
+        .filter(|&n| n > 0)
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+}
+
+fn pool() -> Arc<rayon::ThreadPool> {
+    let lock = POOL.get_or_init(|| {
+        let pool = build(default_threads())
+            .or_else(|_| build(1))
+            .expect("cannot start even one worker thread");
+        RwLock::new(Arc::new(pool))
+    });
+    lock.read().unwrap_or_else(|e| e.into_inner()).clone()
+}
+
+/// Sets the number of threads used by every later library call.
+///
+/// Calls already running finish on the previous pool.
+pub fn set_num_threads(n: usize) -> Result<(), ThreadsError> {
+    if n == 0 {
+        return Err(ThreadsError::Zero);
+    }
+    let new = Arc::new(build(n)?);
+    let lock = POOL.get_or_init(|| RwLock::new(new.clone()));
+    *lock.write().unwrap_or_else(|e| e.into_inner()) = new;
+    Ok(())
+}
+
+/// The number of threads library calls use.
+pub fn num_threads() -> usize {
+    pool().current_num_threads()
+}
+
+/// Runs `f` on the library's pool (whose workers run with flush-to-zero
+/// set). A call made from one of the pool's own threads runs directly.
+pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
+    let pool = pool();
+    if pool.current_thread_index().is_some() {
+        return f();
+    }
+    pool.install(f)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn workers_flush_denormals_and_zero_threads_is_refused() {
+        assert!(install(FlushDenormals::active));
+        assert_eq!(set_num_threads(0), Err(ThreadsError::Zero));
+        assert!(num_threads() >= 1);
+    }
+}
