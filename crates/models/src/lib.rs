@@ -1,1 +1,28 @@
+//! # rnn-models
+//!
+//! Elman RNN, LSTM and GRU networks (stacked, optionally bidirectional) with
+//! batched forward and backpropagation through time, exact against PyTorch.
+//! All forward and backward math of librnn lives here, on the kernels of
+//! `rnn-kernels`.
+//!
+//! Conventions: `f32`; sequences time-major `[T, B, F]`, row-major;
+//! parameters under PyTorch's names, shapes and gate order, in one
+//! contiguous buffer ([`Params`]).
+#![deny(unsafe_code)]
+#![warn(missing_docs)]
 
+mod cells;
+pub mod config;
+pub mod error;
+pub mod io;
+mod layer;
+mod models;
+pub mod net;
+pub mod params;
+pub mod rng;
+
+pub use config::{Activation, CellKind, GruConfig, GruVariant, LstmConfig, NetConfig, RnnConfig};
+pub use error::{Error, Result};
+pub use models::{Gru, Lstm, Rnn};
+pub use net::{Gradients, Output, OutputGrads, Recurrent, SeqInput, Tape, param_layout};
+pub use params::{ParamInfo, Params};

@@ -1,0 +1,31 @@
+//! Elman cell: `h = act(P)`, `P = x W_ih^T + b_ih + b_hh + h_prev W_hh^T`.
+
+use rnn_kernels::{Activation, activation};
+
+use super::{BwdStep, Cell, Dims, FwdStep, LayerWeights, recurrent_gradient, recurrent_product};
+
+pub(crate) struct ElmanCell(Activation);
+
+static TANH: ElmanCell = ElmanCell(Activation::Tanh);
+static RELU: ElmanCell = ElmanCell(Activation::Relu);
+static SIGMOID: ElmanCell = ElmanCell(Activation::Sigmoid);
+
+pub(crate) fn for_activation(act: Activation) -> &'static ElmanCell {
+    match act {
+        Activation::Tanh => &TANH,
+        Activation::Relu => &RELU,
+        Activation::Sigmoid => &SIGMOID,
+    }
+}
+
+impl Cell for ElmanCell {
+    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
+        recurrent_product(s.h_prev, w.w_hh, 0, d.hidden, d, s.gates, d.hidden, true);
+        activation::forward(self.0, s.gates, s.h);
+    }
+
+    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
+        activation::backward(self.0, s.h, s.dh, s.dgates);
+        recurrent_gradient(s.dgates, d.hidden, w.w_hh, 0, d.hidden, d, s.dh_prev, false);
+    }
+}

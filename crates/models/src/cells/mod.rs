@@ -1,0 +1,217 @@
+//! The per-step math of each cell kind, on top of the shared layer driver
+//! ([`crate::layer`]).
+//!
+//! A cell says how its biases fold into the input projection, what it keeps
+//! for backward, and how one step runs forward and backward: the recurrent
+//! GEMM(s) and the fused kernel(s) of `rnn-kernels`. Everything else (the
+//! input projection over all steps, the time loop, the weight gradients as
+//! single GEMMs over all `T*B` rows) is the driver's, shared by all cells.
+
+mod elman;
+mod gru;
+mod lstm;
+
+use rnn_kernels::{Mat, MatMut, Op, gemm};
+
+use crate::config::{CellKind, GruVariant};
+
+/// One layer-direction's weights, views into the model's parameter buffer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct LayerWeights<'a> {
+    /// `[G*H, I_k]`.
+    pub w_ih: &'a [f32],
+    /// `[G*H, H]`.
+    pub w_hh: &'a [f32],
+    /// `[G*H]`, absent without bias.
+    pub b_ih: Option<&'a [f32]>,
+    /// `[G*H]`, absent without bias.
+    pub b_hh: Option<&'a [f32]>,
+}
+
+/// Sizes of one step.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Dims {
+    pub batch: usize,
+    pub hidden: usize,
+    pub gates: usize,
+}
+
+impl Dims {
+    /// `G * H`.
+    pub fn gh(&self) -> usize {
+        self.gates * self.hidden
+    }
+}
+
+/// The buffers of one forward step (all row-major).
+pub(crate) struct FwdStep<'a> {
+    /// `[B, G*H]`: input projection with folded biases in, activated gates out.
+    pub gates: &'a mut [f32],
+    /// `[B, H]`.
+    pub h_prev: &'a [f32],
+    /// `[B, H]`, written.
+    pub h: &'a mut [f32],
+    /// `[B, H]` cell state before the step (LSTM; empty otherwise).
+    pub c_prev: &'a [f32],
+    /// `[B, H]` cell state after the step (LSTM; empty otherwise).
+    pub c: &'a mut [f32],
+    /// `[B, H]` kept for backward (GRU; empty otherwise).
+    pub saved: &'a mut [f32],
+    /// Cell-defined scratch of [`Cell::scratch_len`] values.
+    pub scratch: &'a mut [f32],
+}
+
+/// The buffers of one backward step (all row-major).
+pub(crate) struct BwdStep<'a> {
+    /// `[B, G*H]` activated gates from the forward step.
+    pub gates: &'a [f32],
+    /// `[B, G*H]`, gradient w.r.t. the input projection, written.
+    pub dgates: &'a mut [f32],
+    /// `[B, G*H]`, gradient w.r.t. the recurrent projection when it differs
+    /// from `dgates` (GRU linear-before-reset; empty otherwise), written.
+    pub dhw: &'a mut [f32],
+    /// `[B, H]`.
+    pub h_prev: &'a [f32],
+    /// `[B, H]`, the step's output.
+    pub h: &'a [f32],
+    /// `[B, H]` (LSTM; empty otherwise).
+    pub c_prev: &'a [f32],
+    /// `[B, H]` (LSTM; empty otherwise).
+    pub c: &'a [f32],
+    /// `[B, H]` what the forward step saved (GRU; empty otherwise).
+    pub saved: &'a [f32],
+    /// `[B, H]` gradient w.r.t. `h`.
+    pub dh: &'a [f32],
+    /// `[B, H]` gradient w.r.t. `c` in, w.r.t. `c_prev` out (LSTM; empty otherwise).
+    pub dc: &'a mut [f32],
+    /// `[B, H]` gradient w.r.t. `h_prev`, written.
+    pub dh_prev: &'a mut [f32],
+    /// Cell-defined scratch of [`Cell::scratch_len`] values.
+    pub scratch: &'a mut [f32],
+}
+
+/// The recurrent-gradient inputs of [`Cell::hidden_weight_grads`], over all steps.
+pub(crate) struct HiddenGradInputs<'a> {
+    /// `[T*B, G*H]`.
+    pub dgates: &'a [f32],
+    /// `[T*B, G*H]` or empty.
+    pub dhw: &'a [f32],
+    /// `[T*B, H]`, the state before each step, aligned with the rows of `dgates`.
+    pub h_prev: &'a [f32],
+    /// `[T*B, H]` or empty.
+    pub saved: &'a [f32],
+    /// `T*B`.
+    pub rows: usize,
+}
+
+/// What distinguishes one cell kind from another.
+pub(crate) trait Cell: Sync {
+    /// The row added to every row of the input projection (`[G*H]`): the
+    /// biases that can be folded there.
+    fn input_bias(&self, w: &LayerWeights<'_>, out: &mut [f32]) {
+        out.fill(0.0);
+        for b in [w.b_ih, w.b_hh].into_iter().flatten() {
+            out.iter_mut().zip(b).for_each(|(o, v)| *o += v);
+        }
+    }
+
+    /// Whether the cell keeps a `[B, H]` value per step in `saved`.
+    fn saves_per_step(&self) -> bool {
+        false
+    }
+
+    /// Whether backward needs `dhw` distinct from `dgates`.
+    fn separate_dhw(&self) -> bool {
+        false
+    }
+
+    /// Scratch needed by a step.
+    fn scratch_len(&self, _d: Dims) -> usize {
+        0
+    }
+
+    /// One forward step: recurrent GEMM(s) and fused kernel(s).
+    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>);
+
+    /// One backward step: fused kernel(s), then `dh_prev` including the
+    /// recurrent GEMM(s).
+    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>);
+
+    /// `dw_hh += D^T H_prev` and `db_hh += colsum(D)`, `D` the gradient
+    /// w.r.t. the recurrent projection. Default: `D = dhw` if the cell has a
+    /// separate one, else `dgates`.
+    fn hidden_weight_grads(&self, d: Dims, g: HiddenGradInputs<'_>, dw_hh: &mut [f32], db_hh: Option<&mut [f32]>) {
+        let dp = if self.separate_dhw() { g.dhw } else { g.dgates };
+        let gh = d.gh();
+        gemm(
+            1.0,
+            Mat::new(dp, g.rows, gh),
+            Op::T,
+            Mat::new(g.h_prev, g.rows, d.hidden),
+            Op::N,
+            1.0,
+            MatMut::new(dw_hh, gh, d.hidden),
+        );
+        if let Some(db) = db_hh {
+            rnn_kernels::reduce::colsum_add(dp, db);
+        }
+    }
+}
+
+/// The cell implementation for `kind`.
+pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
+    match kind {
+        CellKind::Elman(act) => elman::for_activation(act),
+        CellKind::Lstm => &lstm::LstmCell,
+        CellKind::Gru(GruVariant::LinearBeforeReset) => &gru::GruLinearBeforeReset,
+        CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruResetBeforeLinear,
+    }
+}
+
+/// `out (+)= h [B, H] * W^T`, `W` the `[rows, H]` block of `W_hh` starting at
+/// row `first_row`; `out` is `[B, rows]` with row stride `out_stride`.
+pub(crate) fn recurrent_product(
+    h: &[f32],
+    w_hh: &[f32],
+    first_row: usize,
+    rows: usize,
+    d: Dims,
+    out: &mut [f32],
+    out_stride: usize,
+    accumulate: bool,
+) {
+    let w = &w_hh[first_row * d.hidden..(first_row + rows) * d.hidden];
+    gemm(
+        1.0,
+        Mat::new(h, d.batch, d.hidden),
+        Op::N,
+        Mat::new(w, rows, d.hidden),
+        Op::T,
+        if accumulate { 1.0 } else { 0.0 },
+        MatMut::strided(out, d.batch, rows, out_stride),
+    );
+}
+
+/// `dh (+)= dp [B, rows] * W`, `W` the `[rows, H]` block of `W_hh` starting at
+/// row `first_row`; `dp` has row stride `dp_stride`.
+pub(crate) fn recurrent_gradient(
+    dp: &[f32],
+    dp_stride: usize,
+    w_hh: &[f32],
+    first_row: usize,
+    rows: usize,
+    d: Dims,
+    dh: &mut [f32],
+    accumulate: bool,
+) {
+    let w = &w_hh[first_row * d.hidden..(first_row + rows) * d.hidden];
+    gemm(
+        1.0,
+        Mat::strided(dp, d.batch, rows, dp_stride),
+        Op::N,
+        Mat::new(w, rows, d.hidden),
+        Op::N,
+        if accumulate { 1.0 } else { 0.0 },
+        MatMut::new(dh, d.batch, d.hidden),
+    );
+}

@@ -1,0 +1,226 @@
+//! Network configurations: the cell kind and the sizes, with builders.
+
+use crate::error::{Error, Result};
+
+pub use rnn_kernels::Activation;
+
+/// The two GRU formulations (see DESIGN.md).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum GruVariant {
+    /// `n = tanh(W_in x + b_in + r * (W_hn h + b_hn))`: PyTorch, cuDNN, ONNX
+    /// `linear_before_reset=1`. The default.
+    #[default]
+    LinearBeforeReset,
+    /// `n = tanh(W_in x + b_in + W_hn (r * h) + b_hn)`: Cho et al. 2014, Keras
+    /// `reset_after=False`.
+    ResetBeforeLinear,
+}
+
+/// Which recurrent cell a network is made of.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum CellKind {
+    /// Elman: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, act = tanh or relu.
+    Elman(Activation),
+    /// LSTM, gates `i, f, g, o`.
+    Lstm,
+    /// GRU, gates `r, z, n`.
+    Gru(GruVariant),
+}
+
+impl CellKind {
+    /// Number of gate blocks `G`: the weights are `[G*H, ...]`.
+    pub fn gates(self) -> usize {
+        match self {
+            Self::Elman(_) => 1,
+            Self::Lstm => 4,
+            Self::Gru(_) => 3,
+        }
+    }
+
+    /// Whether the cell carries a cell state `c` (LSTM).
+    pub fn has_cell_state(self) -> bool {
+        self == Self::Lstm
+    }
+
+    /// The fixture/model-file name: `rnn_tanh`, `rnn_relu`, `lstm`, `gru`,
+    /// `gru_reset_before`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Elman(Activation::Relu) => "rnn_relu",
+            Self::Elman(_) => "rnn_tanh",
+            Self::Lstm => "lstm",
+            Self::Gru(GruVariant::LinearBeforeReset) => "gru",
+            Self::Gru(GruVariant::ResetBeforeLinear) => "gru_reset_before",
+        }
+    }
+
+    /// Parses [`CellKind::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        Ok(match name {
+            "rnn_tanh" => Self::Elman(Activation::Tanh),
+            "rnn_relu" => Self::Elman(Activation::Relu),
+            "lstm" => Self::Lstm,
+            "gru" => Self::Gru(GruVariant::LinearBeforeReset),
+            "gru_reset_before" => Self::Gru(GruVariant::ResetBeforeLinear),
+            other => {
+                return Err(Error::Config(format!(
+                    "unknown cell kind {other:?} (expected rnn_tanh, rnn_relu, lstm, gru or gru_reset_before)"
+                )));
+            }
+        })
+    }
+}
+
+/// The full description of a recurrent network (any cell kind).
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+pub struct NetConfig {
+    /// The cell.
+    pub cell: CellKind,
+    /// Features per time step of the input, `I`.
+    pub input_size: usize,
+    /// Hidden units per direction, `H`.
+    pub hidden_size: usize,
+    /// Stacked layers, `L` (layer k > 0 reads layer k-1's output).
+    pub num_layers: usize,
+    /// Whether the cells have the biases `b_ih`, `b_hh`.
+    pub bias: bool,
+    /// Whether each layer runs a reverse direction too (outputs concatenated).
+    pub bidirectional: bool,
+    /// Seed of the default initialisation.
+    pub seed: u64,
+}
+
+impl NetConfig {
+    /// A one-layer, unidirectional network with biases, seed 0.
+    pub fn new(cell: CellKind, input_size: usize, hidden_size: usize) -> Self {
+        Self {
+            cell,
+            input_size,
+            hidden_size,
+            num_layers: 1,
+            bias: true,
+            bidirectional: false,
+            seed: 0,
+        }
+    }
+
+    /// Number of directions `D` (1, or 2 when bidirectional).
+    pub fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
+
+    /// Input width of layer `k`: `I` for layer 0, `D*H` above.
+    pub fn layer_input_size(&self, k: usize) -> usize {
+        if k == 0 {
+            self.input_size
+        } else {
+            self.directions() * self.hidden_size
+        }
+    }
+
+    /// Checks every size; returns the first problem.
+    pub fn validate(&self) -> Result<()> {
+        if self.input_size == 0 {
+            return Err(Error::ZeroSize { what: "input_size" });
+        }
+        if self.hidden_size == 0 {
+            return Err(Error::ZeroSize { what: "hidden_size" });
+        }
+        if self.num_layers == 0 {
+            return Err(Error::ZeroSize { what: "num_layers" });
+        }
+        let g = self.cell.gates();
+        let widest = self.input_size.max(self.directions() * self.hidden_size);
+        let too_big = g
+            .checked_mul(self.hidden_size)
+            .and_then(|gh| gh.checked_mul(widest + self.hidden_size + 2))
+            .and_then(|per_layer| per_layer.checked_mul(self.num_layers * self.directions()))
+            .is_none_or(|n| n > isize::MAX as usize / 4);
+        if too_big {
+            return Err(Error::Config(format!(
+                "sizes overflow: hidden_size {} x num_layers {} x input_size {}",
+                self.hidden_size, self.num_layers, self.input_size
+            )));
+        }
+        Ok(())
+    }
+}
+
+macro_rules! common_setters {
+    () => {
+        /// Stacked layers (default 1).
+        pub fn num_layers(mut self, n: usize) -> Self {
+            self.0.num_layers = n;
+            self
+        }
+        /// Whether the cells have biases (default true).
+        pub fn bias(mut self, bias: bool) -> Self {
+            self.0.bias = bias;
+            self
+        }
+        /// Run a reverse direction too, outputs concatenated (default false).
+        pub fn bidirectional(mut self, bidirectional: bool) -> Self {
+            self.0.bidirectional = bidirectional;
+            self
+        }
+        /// Seed of the default initialisation (default 0).
+        pub fn seed(mut self, seed: u64) -> Self {
+            self.0.seed = seed;
+            self
+        }
+        /// The general configuration this builder makes.
+        pub fn into_net_config(self) -> NetConfig {
+            self.0
+        }
+    };
+}
+
+/// Builder of an Elman network ([`crate::Rnn`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RnnConfig(NetConfig);
+
+impl RnnConfig {
+    /// `input_size` features in, `hidden_size` units, tanh.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self(NetConfig::new(CellKind::Elman(Activation::Tanh), input_size, hidden_size))
+    }
+    /// The non-linearity: [`Activation::Tanh`] (default) or [`Activation::Relu`].
+    pub fn activation(mut self, act: Activation) -> Self {
+        self.0.cell = CellKind::Elman(act);
+        self
+    }
+    common_setters!();
+}
+
+/// Builder of an LSTM network ([`crate::Lstm`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LstmConfig(NetConfig);
+
+impl LstmConfig {
+    /// `input_size` features in, `hidden_size` units.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self(NetConfig::new(CellKind::Lstm, input_size, hidden_size))
+    }
+    common_setters!();
+}
+
+/// Builder of a GRU network ([`crate::Gru`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct GruConfig(NetConfig);
+
+impl GruConfig {
+    /// `input_size` features in, `hidden_size` units, linear-before-reset.
+    pub fn new(input_size: usize, hidden_size: usize) -> Self {
+        Self(NetConfig::new(
+            CellKind::Gru(GruVariant::LinearBeforeReset),
+            input_size,
+            hidden_size,
+        ))
+    }
+    /// The formulation (default [`GruVariant::LinearBeforeReset`]).
+    pub fn variant(mut self, variant: GruVariant) -> Self {
+        self.0.cell = CellKind::Gru(variant);
+        self
+    }
+    common_setters!();
+}

@@ -1,0 +1,507 @@
+//! [`Recurrent`]: a stack of layers of any cell kind, one or two directions,
+//! with forward, training forward and backpropagation through time.
+
+use crate::cells::{Cell, Dims, LayerWeights, cell_for};
+use crate::config::NetConfig;
+use crate::error::{Error, Result, check_len};
+use crate::layer::{self, InputGrads, LayerGradBuffers, LayerGrads, LayerTape, Run, Upstream};
+use crate::params::Params;
+use crate::rng::SplitMix64;
+
+/// A batch of sequences to run: `x` is `[T, B, I]` time-major, row-major.
+#[derive(Clone, Copy, Debug)]
+pub struct SeqInput<'a> {
+    /// `[T, B, I]`.
+    pub x: &'a [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// Initial hidden states `[L*D, B, H]` (index `layer * D + direction`), or
+    /// `None` for zeros.
+    pub h0: Option<&'a [f32]>,
+    /// Initial cell states `[L*D, B, H]` (LSTM only), or `None` for zeros.
+    pub c0: Option<&'a [f32]>,
+}
+
+impl<'a> SeqInput<'a> {
+    /// `x`: `[seq_len, batch, input_size]`, zero initial states.
+    pub fn new(x: &'a [f32], seq_len: usize, batch: usize) -> Self {
+        Self {
+            x,
+            seq_len,
+            batch,
+            h0: None,
+            c0: None,
+        }
+    }
+
+    /// Initial hidden states, `[L*D, B, H]`.
+    pub fn h0(mut self, h0: &'a [f32]) -> Self {
+        self.h0 = Some(h0);
+        self
+    }
+
+    /// Initial cell states (LSTM), `[L*D, B, H]`.
+    pub fn c0(mut self, c0: &'a [f32]) -> Self {
+        self.c0 = Some(c0);
+        self
+    }
+}
+
+/// The gradient of the loss w.r.t. the outputs of a forward pass.
+#[derive(Clone, Copy, Debug)]
+pub struct OutputGrads<'a> {
+    /// `[T, B, D*H]`.
+    pub y: &'a [f32],
+    /// `[L*D, B, H]`, or `None` for zero.
+    pub h_n: Option<&'a [f32]>,
+    /// `[L*D, B, H]` (LSTM), or `None` for zero.
+    pub c_n: Option<&'a [f32]>,
+}
+
+impl<'a> OutputGrads<'a> {
+    /// Gradient w.r.t. `y` only.
+    pub fn new(y: &'a [f32]) -> Self {
+        Self {
+            y,
+            h_n: None,
+            c_n: None,
+        }
+    }
+    /// Adds the gradient w.r.t. `h_n`, `[L*D, B, H]`.
+    pub fn h_n(mut self, g: &'a [f32]) -> Self {
+        self.h_n = Some(g);
+        self
+    }
+    /// Adds the gradient w.r.t. `c_n` (LSTM), `[L*D, B, H]`.
+    pub fn c_n(mut self, g: &'a [f32]) -> Self {
+        self.c_n = Some(g);
+        self
+    }
+}
+
+/// The outputs of a forward pass.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Output {
+    /// `[T, B, D*H]`: the last layer's hidden state at every step, directions
+    /// concatenated (forward first).
+    pub y: Vec<f32>,
+    /// `[L*D, B, H]`: every layer-direction's final hidden state.
+    pub h_n: Vec<f32>,
+    /// `[L*D, B, H]`: final cell states (LSTM), else empty.
+    pub c_n: Vec<f32>,
+}
+
+/// Gradients from [`Recurrent::backward`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct Gradients {
+    /// `[T, B, I]`.
+    pub x: Vec<f32>,
+    /// `[L*D, B, H]`.
+    pub h0: Vec<f32>,
+    /// `[L*D, B, H]` (LSTM), else empty.
+    pub c0: Vec<f32>,
+    /// One gradient per parameter, same names and layout as the model's.
+    pub params: Params,
+}
+
+impl Gradients {
+    /// Zero gradients shaped for `net` (reuse one across calls).
+    pub fn for_net(net: &Recurrent) -> Self {
+        Self {
+            x: Vec::new(),
+            h0: Vec::new(),
+            c0: Vec::new(),
+            params: net.params.zeros_like(),
+        }
+    }
+}
+
+/// One layer's record: its directions' tapes and its output.
+#[derive(Clone, Debug, Default)]
+struct LayerRecord {
+    dirs: Vec<LayerTape>,
+    /// `[T, B, D*H]`.
+    output: Vec<f32>,
+    grad_bufs: Vec<LayerGradBuffers>,
+}
+
+/// What a training forward keeps for backward; reusable across calls (its
+/// buffers grow only when a call needs more).
+#[derive(Clone, Debug, Default)]
+pub struct Tape {
+    config: Option<NetConfig>,
+    seq_len: usize,
+    batch: usize,
+    x: Vec<f32>,
+    layers: Vec<LayerRecord>,
+    dy: Vec<f32>,
+    dx: Vec<f32>,
+}
+
+impl Tape {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+}
+
+/// A recurrent network: `num_layers` layers of one cell kind, one or two
+/// directions, PyTorch's parameter names, shapes and gate order.
+///
+/// Parameters per layer `k` and direction suffix `s` (`""` or `"_reverse"`):
+/// `weight_ih_l{k}{s}` `[G*H, I_k]`, `weight_hh_l{k}{s}` `[G*H, H]`,
+/// `bias_ih_l{k}{s}`, `bias_hh_l{k}{s}` `[G*H]`, in that order, layer by
+/// layer, forward direction first, all in one contiguous buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Recurrent {
+    config: NetConfig,
+    params: Params,
+}
+
+/// PyTorch's names and shapes of every parameter of `c`, in buffer order.
+pub fn param_layout(c: &NetConfig) -> Vec<(String, Vec<usize>)> {
+    let gh = c.cell.gates() * c.hidden_size;
+    let mut out = Vec::new();
+    for k in 0..c.num_layers {
+        for d in 0..c.directions() {
+            let s = if d == 1 { "_reverse" } else { "" };
+            out.push((format!("weight_ih_l{k}{s}"), vec![gh, c.layer_input_size(k)]));
+            out.push((format!("weight_hh_l{k}{s}"), vec![gh, c.hidden_size]));
+            if c.bias {
+                out.push((format!("bias_ih_l{k}{s}"), vec![gh]));
+                out.push((format!("bias_hh_l{k}{s}"), vec![gh]));
+            }
+        }
+    }
+    out
+}
+
+impl Recurrent {
+    /// A network with PyTorch's default initialisation,
+    /// uniform(-1/sqrt(H), 1/sqrt(H)), from `config.seed`.
+    pub fn new(config: NetConfig) -> Result<Self> {
+        config.validate()?;
+        let mut params = Params::zeros(param_layout(&config));
+        let k = 1.0 / (config.hidden_size as f32).sqrt();
+        let mut rng = SplitMix64::new(config.seed);
+        params.as_mut_slice().iter_mut().for_each(|v| *v = rng.uniform(-k, k));
+        Ok(Self { config, params })
+    }
+
+    /// A network with the given parameters (names and shapes as
+    /// [`param_layout`]; extra tensors are ignored).
+    ///
+    /// Errors: a missing tensor or a wrong shape, named.
+    pub fn from_params<'a>(
+        config: NetConfig,
+        tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut params = Params::zeros(param_layout(&config));
+        let mut seen = vec![false; params.len()];
+        for (name, shape, values) in tensors {
+            let Some(i) = params.index(name) else { continue };
+            let want = &params.infos()[i].shape;
+            if shape != want.as_slice() {
+                return Err(Error::shape(name, want, shape));
+            }
+            check_len(name, values, shape)?;
+            params.set(name, values)?;
+            seen[i] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(Error::MissingParameter {
+                name: params.infos()[i].name.clone(),
+            });
+        }
+        Ok(Self { config, params })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NetConfig {
+        &self.config
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The parameters, mutable (values only; the layout is fixed).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        self.params.as_mut_slice()
+    }
+
+    /// Copies `values` into parameter `name` (see [`Params::set`]).
+    pub fn set_param(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        self.params.set(name, values)
+    }
+
+    fn cell(&self) -> &'static dyn Cell {
+        cell_for(self.config.cell)
+    }
+
+    fn entries_per_dir(&self) -> usize {
+        if self.config.bias { 4 } else { 2 }
+    }
+
+    fn first_entry(&self, layer: usize, dir: usize) -> usize {
+        (layer * self.config.directions() + dir) * self.entries_per_dir()
+    }
+
+    fn weights(&self, layer: usize, dir: usize) -> LayerWeights<'_> {
+        let i = self.first_entry(layer, dir);
+        let infos = self.params.infos();
+        let data = self.params.as_slice();
+        let get = |k: usize| {
+            let info = &infos[i + k];
+            &data[info.offset..info.offset + info.len()]
+        };
+        LayerWeights {
+            w_ih: get(0),
+            w_hh: get(1),
+            b_ih: self.config.bias.then(|| get(2)),
+            b_hh: self.config.bias.then(|| get(3)),
+        }
+    }
+
+    fn run(&self, layer: usize, dir: usize, seq_len: usize, batch: usize) -> Run {
+        Run {
+            dims: Dims {
+                batch,
+                hidden: self.config.hidden_size,
+                gates: self.config.cell.gates(),
+            },
+            seq_len,
+            input_size: self.config.layer_input_size(layer),
+            reverse: dir == 1,
+        }
+    }
+
+    fn state_shape(&self, batch: usize) -> [usize; 3] {
+        let c = &self.config;
+        [c.num_layers * c.directions(), batch, c.hidden_size]
+    }
+
+    fn check_input(&self, input: &SeqInput<'_>) -> Result<()> {
+        let c = &self.config;
+        if input.seq_len == 0 {
+            return Err(Error::ZeroSize { what: "seq_len" });
+        }
+        if input.batch == 0 {
+            return Err(Error::ZeroSize { what: "batch" });
+        }
+        check_len("x", input.x, &[input.seq_len, input.batch, c.input_size])?;
+        let state = self.state_shape(input.batch);
+        if let Some(h0) = input.h0 {
+            check_len("h0", h0, &state)?;
+        }
+        match (input.c0, c.cell.has_cell_state()) {
+            (Some(c0), true) => check_len("c0", c0, &state)?,
+            (Some(_), false) => {
+                return Err(Error::Unexpected(format!("c0 given, but a {} has no cell state", c.cell.name())));
+            }
+            _ => {}
+        }
+        Ok(())
+    }
+
+    /// Inference forward.
+    ///
+    /// `input.x`: `[T, B, I]`; `h0`, `c0`: `[L*D, B, H]` or `None`.
+    /// Returns `y` `[T, B, D*H]`, `h_n` and (LSTM) `c_n` `[L*D, B, H]`.
+    ///
+    /// Errors: a zero `T` or `B`, a buffer whose length is not its shape's,
+    /// `c0` for a cell without cell state.
+    pub fn forward(&self, input: SeqInput<'_>) -> Result<Output> {
+        let mut tape = Tape::new();
+        self.forward_train(input, &mut tape)
+    }
+
+    /// Training forward: as [`Recurrent::forward`], and records in `tape`
+    /// what [`Recurrent::backward`] needs. The tape's buffers are reused.
+    pub fn forward_train(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<Output> {
+        self.check_input(&input)?;
+        rnn_kernels::threads::install(|| self.forward_impl(input, tape));
+        let c = &self.config;
+        let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
+        let bh = b * h;
+        let mut out = Output {
+            y: tape.layers[c.num_layers - 1].output.clone(),
+            h_n: Vec::with_capacity(c.num_layers * dirs * bh),
+            c_n: Vec::new(),
+        };
+        for (l, rec) in tape.layers.iter().take(c.num_layers).enumerate() {
+            for (d, lt) in rec.dirs.iter().enumerate() {
+                let run = self.run(l, d, t, b);
+                out.h_n.extend_from_slice(lt.state(&run, run.last_slot()));
+                if c.cell.has_cell_state() {
+                    out.c_n.extend_from_slice(lt.cell(&run, run.last_slot()));
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) {
+        let c = &self.config;
+        let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
+        let bh = b * h;
+        let cell = self.cell();
+        tape.config = Some(c.clone());
+        tape.seq_len = t;
+        tape.batch = b;
+        tape.x.clear();
+        tape.x.extend_from_slice(input.x);
+        tape.layers.resize_with(c.num_layers, LayerRecord::default);
+        let (x0, layers) = (&tape.x, &mut tape.layers);
+        for l in 0..c.num_layers {
+            let (below, rest) = layers.split_at_mut(l);
+            let rec = &mut rest[0];
+            let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
+            rec.dirs.resize_with(dirs, LayerTape::default);
+            let run_dir = |d: usize, lt: &mut LayerTape| {
+                let run = self.run(l, d, t, b);
+                let w = self.weights(l, d);
+                let has_c = c.cell.has_cell_state();
+                let (h0, c0) = (state_slot(input.h0, l * dirs + d, bh), state_slot(input.c0, l * dirs + d, bh));
+                layer::forward(cell, &w, &run, has_c, x, h0, c0, lt);
+            };
+            if let [fwd, rev] = rec.dirs.as_mut_slice() {
+                rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
+            } else {
+                run_dir(0, &mut rec.dirs[0]);
+            }
+            // Merge the directions' outputs into [T, B, D*H].
+            layer::resize(&mut rec.output, t * b * dirs * h);
+            for (d, lt) in rec.dirs.iter().enumerate() {
+                let run = self.run(l, d, t, b);
+                for tt in 0..t {
+                    let src = lt.output(&run, tt);
+                    for bb in 0..b {
+                        let dst = ((tt * b + bb) * dirs + d) * h;
+                        rec.output[dst..dst + h].copy_from_slice(&src[bb * h..(bb + 1) * h]);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Backpropagation through time, from a `tape` filled by
+    /// [`Recurrent::forward_train`] on this network (with unchanged
+    /// parameters).
+    ///
+    /// `grads.y`: `[T, B, D*H]`; `grads.h_n`, `grads.c_n`: `[L*D, B, H]` or
+    /// `None`. Writes into `out`: `x` `[T, B, I]`, `h0` (and `c0`)
+    /// `[L*D, B, H]`, and every parameter's gradient (overwritten, not
+    /// accumulated).
+    ///
+    /// Errors: a tape from another network or empty, a buffer whose length is
+    /// not its shape's, `c_n` for a cell without cell state.
+    pub fn backward(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) -> Result<()> {
+        let c = &self.config;
+        if tape.config.as_ref() != Some(c) || tape.layers.len() < c.num_layers {
+            return Err(Error::Unexpected(
+                "backward needs a tape filled by forward_train on the same network".into(),
+            ));
+        }
+        let (t, b) = (tape.seq_len, tape.batch);
+        let dirs = c.directions();
+        check_len("grad_y", grads.y, &[t, b, dirs * c.hidden_size])?;
+        let state = self.state_shape(b);
+        if let Some(g) = grads.h_n {
+            check_len("grad_h_n", g, &state)?;
+        }
+        match (grads.c_n, c.cell.has_cell_state()) {
+            (Some(g), true) => check_len("grad_c_n", g, &state)?,
+            (Some(_), false) => {
+                return Err(Error::Unexpected(format!(
+                    "grad_c_n given, but a {} has no cell state",
+                    c.cell.name()
+                )));
+            }
+            _ => {}
+        }
+        if out.params.infos() != self.params.infos() {
+            out.params = self.params.zeros_like();
+        }
+        rnn_kernels::threads::install(|| self.backward_impl(tape, grads, out));
+        Ok(())
+    }
+
+    fn backward_impl(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) {
+        let c = &self.config;
+        let (t, b, h, dirs) = (tape.seq_len, tape.batch, c.hidden_size, c.directions());
+        let bh = b * h;
+        let has_c = c.cell.has_cell_state();
+        let cell = self.cell();
+        let n_state = c.num_layers * dirs * bh;
+        out.params.fill_zero();
+        out.h0.clear();
+        out.h0.resize(n_state, 0.0);
+        out.c0.clear();
+        out.c0.resize(if has_c { n_state } else { 0 }, 0.0);
+
+        let Tape { x: x0, layers, dy, dx, .. } = tape;
+        dy.clear();
+        dy.extend_from_slice(grads.y);
+        let per_layer = self.entries_per_dir() * dirs;
+        for l in (0..c.num_layers).rev() {
+            let (below, rest) = layers.split_at_mut(l);
+            let rec = &mut rest[0];
+            let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
+            let in_size = c.layer_input_size(l);
+            layer::resize(dx, t * b * in_size);
+            rec.grad_bufs.resize_with(dirs, LayerGradBuffers::default);
+            let first = l * per_layer;
+            let range = out.params.range_of(first, first + per_layer - 1);
+            let lens: Vec<usize> = out.params.infos()[first..first + per_layer].iter().map(|i| i.len()).collect();
+            let mut pieces = split_by_lens(&mut out.params.as_mut_slice()[range], &lens).into_iter();
+            let mut h0s = out.h0[l * dirs * bh..(l + 1) * dirs * bh].chunks_exact_mut(bh);
+            let mut c0s = out.c0.chunks_exact_mut(bh).skip(l * dirs);
+            for d in 0..dirs {
+                let mut next = || pieces.next().expect("one gradient view per parameter");
+                let (w_ih, w_hh) = (next(), next());
+                let (b_ih, b_hh) = if c.bias { (Some(next()), Some(next())) } else { (None, None) };
+                let lg = LayerGrads { w_ih, w_hh, b_ih, b_hh };
+                let up = Upstream {
+                    dy,
+                    offset: d * h,
+                    stride: dirs * h,
+                    dh_n: state_slot(grads.h_n, l * dirs + d, bh),
+                    dc_n: state_slot(grads.c_n, l * dirs + d, bh),
+                };
+                let ig = InputGrads {
+                    dx,
+                    accumulate_dx: d == 1,
+                    dh0: h0s.next().expect("one h0 slot per direction"),
+                    dc0: if has_c { c0s.next().expect("one c0 slot per direction") } else { &mut [] },
+                };
+                let run = self.run(l, d, t, b);
+                let w = self.weights(l, d);
+                layer::backward(cell, &w, &run, has_c, x, &rec.dirs[d], up, lg, ig, &mut rec.grad_bufs[d]);
+            }
+            std::mem::swap(dy, dx);
+        }
+        out.x.clear();
+        out.x.extend_from_slice(dy);
+    }
+}
+
+/// Splits `s` into consecutive pieces of the given lengths.
+fn split_by_lens<'a>(mut s: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]> {
+    lens.iter()
+        .map(|&n| {
+            let (head, tail) = std::mem::take(&mut s).split_at_mut(n);
+            s = tail;
+            head
+        })
+        .collect()
+}
+
+/// Slot `i` (`[B, H]`, `bh` values) of an optional `[L*D, B, H]` state tensor.
+fn state_slot(s: Option<&[f32]>, i: usize, bh: usize) -> Option<&[f32]> {
+    s.map(|v| &v[i * bh..(i + 1) * bh])
+}

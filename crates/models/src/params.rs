@@ -1,0 +1,155 @@
+//! Parameters in one contiguous `f32` buffer with named views.
+//!
+//! A model's parameters, and its gradients (a twin [`Params`] with the same
+//! layout), each live in one buffer, so optimizers, clipping, NaN checks,
+//! save/load and the C API work on one slice. Each tensor is a named view
+//! (PyTorch's `state_dict` names) with a shape and an offset.
+
+use crate::error::{Error, Result};
+
+/// One named tensor inside a [`Params`] buffer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ParamInfo {
+    /// PyTorch name, e.g. `weight_ih_l0`, `bias_hh_l1_reverse`.
+    pub name: String,
+    /// Shape, row-major.
+    pub shape: Vec<usize>,
+    /// Offset of the first element in the buffer.
+    pub offset: usize,
+}
+
+impl ParamInfo {
+    /// Number of elements.
+    pub fn len(&self) -> usize {
+        self.shape.iter().product()
+    }
+
+    /// Whether the tensor has no elements.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// A set of named tensors in one contiguous buffer.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Params {
+    data: Vec<f32>,
+    infos: Vec<ParamInfo>,
+}
+
+impl Params {
+    /// A zero-filled set with the given names and shapes, in that order.
+    pub fn zeros(layout: impl IntoIterator<Item = (String, Vec<usize>)>) -> Self {
+        let mut offset = 0;
+        let infos: Vec<ParamInfo> = layout
+            .into_iter()
+            .map(|(name, shape)| {
+                let info = ParamInfo {
+                    name,
+                    shape,
+                    offset,
+                };
+                offset += info.len();
+                info
+            })
+            .collect();
+        Self {
+            data: vec![0.0; offset],
+            infos,
+        }
+    }
+
+    /// A zero-filled set with the same layout as `self` (a gradient buffer).
+    pub fn zeros_like(&self) -> Self {
+        Self {
+            data: vec![0.0; self.data.len()],
+            infos: self.infos.clone(),
+        }
+    }
+
+    /// The whole buffer.
+    pub fn as_slice(&self) -> &[f32] {
+        &self.data
+    }
+
+    /// The whole buffer, mutable.
+    pub fn as_mut_slice(&mut self) -> &mut [f32] {
+        &mut self.data
+    }
+
+    /// The tensors, in buffer order.
+    pub fn infos(&self) -> &[ParamInfo] {
+        &self.infos
+    }
+
+    /// Number of tensors.
+    pub fn len(&self) -> usize {
+        self.infos.len()
+    }
+
+    /// Whether the set holds no tensors.
+    pub fn is_empty(&self) -> bool {
+        self.infos.is_empty()
+    }
+
+    /// Total number of scalars.
+    pub fn num_elements(&self) -> usize {
+        self.data.len()
+    }
+
+    /// The info of tensor `name`.
+    pub fn info(&self, name: &str) -> Option<&ParamInfo> {
+        self.infos.iter().find(|i| i.name == name)
+    }
+
+    pub(crate) fn index(&self, name: &str) -> Option<usize> {
+        self.infos.iter().position(|i| i.name == name)
+    }
+
+    /// Tensor `name`, flat row-major.
+    pub fn get(&self, name: &str) -> Option<&[f32]> {
+        self.info(name).map(|i| &self.data[i.offset..i.offset + i.len()])
+    }
+
+    /// Tensor `name`, flat row-major, mutable.
+    pub fn get_mut(&mut self, name: &str) -> Option<&mut [f32]> {
+        let (o, n) = self.info(name).map(|i| (i.offset, i.len()))?;
+        Some(&mut self.data[o..o + n])
+    }
+
+    /// Copies `values` into tensor `name`.
+    ///
+    /// Errors: unknown name ([`Error::MissingParameter`]), wrong length
+    /// ([`Error::Shape`]). Nothing is changed on error.
+    pub fn set(&mut self, name: &str, values: &[f32]) -> Result<()> {
+        let info = self.info(name).ok_or_else(|| Error::MissingParameter {
+            name: name.to_string(),
+        })?;
+        if values.len() != info.len() {
+            return Err(Error::shape(name, &info.shape, &[values.len()]));
+        }
+        let o = info.offset;
+        self.data[o..o + values.len()].copy_from_slice(values);
+        Ok(())
+    }
+
+    /// Iterates over `(name, shape, values)`.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &[usize], &[f32])> {
+        self.infos
+            .iter()
+            .map(|i| (i.name.as_str(), i.shape.as_slice(), &self.data[i.offset..i.offset + i.len()]))
+    }
+
+    /// Sets every value to zero (gradient reset).
+    pub fn fill_zero(&mut self) {
+        self.data.fill(0.0);
+    }
+
+    /// The buffer range of tensors `first..last` (inclusive), contiguous by
+    /// construction.
+    pub(crate) fn range_of(&self, first: usize, last: usize) -> std::ops::Range<usize> {
+        let a = &self.infos[first];
+        let b = &self.infos[last];
+        a.offset..b.offset + b.len()
+    }
+}
