@@ -27,7 +27,6 @@ struct Worst {
 enum Verdict {
     Pass(Worst),
     Fail(Worst, Vec<String>),
-    Unsupported(&'static str),
 }
 
 fn compare(name: &str, ours: &[f32], reference: &[f32], worst: &mut Worst, failures: &mut Vec<String>) {
@@ -56,9 +55,6 @@ fn compare(name: &str, ours: &[f32], reference: &[f32], worst: &mut Worst, failu
 
 fn run_file(path: &Path) -> Result<Verdict, String> {
     let file = TensorFile::read(path).map_err(|e| e.to_string())?;
-    if file.tensors.contains_key("lengths") {
-        return Ok(Verdict::Unsupported("variable lengths (`lengths`)"));
-    }
     let config = file.net_config(path).map_err(|e| e.to_string())?;
     let meta = |k: &str| -> Result<usize, String> {
         file.meta(path, k)
@@ -75,7 +71,17 @@ fn run_file(path: &Path) -> Result<Verdict, String> {
     let net = Recurrent::from_params(config.clone(), params).map_err(|e| e.to_string())?;
     let lstm = config.cell.has_cell_state();
 
+    let lengths: Option<Vec<usize>> = match file.tensors.get("lengths") {
+        None => None,
+        Some(_) => {
+            let (_, l) = file.i64("lengths").ok_or("tensor lengths is not i64")?;
+            Some(l.iter().map(|&v| usize::try_from(v).map_err(|_| format!("negative length {v}"))).collect::<Result<_, _>>()?)
+        }
+    };
     let mut input = SeqInput::new(tensor("x")?, t, b).h0(tensor("h0")?);
+    if let Some(l) = &lengths {
+        input = input.lengths(l);
+    }
     if lstm {
         input = input.c0(tensor("c0")?);
     }
@@ -128,7 +134,7 @@ fn pytorch_parity() {
     files.sort();
     assert!(!files.is_empty(), "no .safetensors fixture files in {}", dir.display());
 
-    let (mut passed, mut failed, mut unsupported) = (0, Vec::new(), Vec::new());
+    let (mut passed, mut failed) = (0, Vec::new());
     for path in &files {
         let name = path.file_name().unwrap().to_string_lossy().to_string();
         match run_file(path) {
@@ -143,10 +149,6 @@ fn pytorch_parity() {
                 }
                 failed.push(name);
             }
-            Ok(Verdict::Unsupported(what)) => {
-                println!("NOT YET SUPPORTED {name}: {what}");
-                unsupported.push(name);
-            }
             Err(e) => {
                 println!("ERROR {name}: {e}");
                 failed.push(name);
@@ -154,11 +156,10 @@ fn pytorch_parity() {
         }
     }
     println!(
-        "\n{} files in {}: {passed} passed, {} failed, {} not yet supported",
+        "\n{} files in {}: {passed} passed, {} failed",
         files.len(),
         dir.display(),
-        failed.len(),
-        unsupported.len()
+        failed.len()
     );
     assert!(failed.is_empty(), "parity failures: {failed:?}");
     assert!(passed > 0, "no fixture file passed");

@@ -307,8 +307,8 @@ macro_rules! activation_kernels {
 // Measured maxima (10^4 cases per kernel and level, `--ignored` report):
 // sigmoid forward 1.2e-7, tanh forward 1.2e-7; relu exact; backward: sigmoid
 // exact (same operations), tanh 6.0e-8 (`1 - y^2` fused vs not), relu exact.
-activation_kernels!(Activation::Sigmoid, SIGMOID_FWD, SIGMOID_INPLACE, SIGMOID_BWD, Fill::Sig, 1e-6, 0.0);
-activation_kernels!(Activation::Tanh, TANH_FWD, TANH_INPLACE, TANH_BWD, Fill::Tanh, 1e-6, 1e-6);
+activation_kernels!(Activation::Sigmoid, SIGMOID_FWD, SIGMOID_INPLACE, SIGMOID_BWD, Fill::Sig, 5e-7, 0.0);
+activation_kernels!(Activation::Tanh, TANH_FWD, TANH_INPLACE, TANH_BWD, Fill::Tanh, 5e-7, 5e-7);
 activation_kernels!(Activation::Relu, RELU_FWD, RELU_INPLACE, RELU_BWD, Fill::Relu, 0.0, 0.0);
 
 /// `lstm::forward`: `gates` (pre-activations in, gates out), `c`, `h`.
@@ -330,7 +330,7 @@ const LSTM_FWD: Kernel = Kernel {
         lstm::scalar::forward(gates, i[0], c, h, hd)
     },
     scale: Scale::Output,
-    tol: 1e-6,
+    tol: 2e-6,
 };
 
 /// `lstm::backward`: `dc` (in/out), `dgates`.
@@ -352,7 +352,7 @@ const LSTM_BWD: Kernel = Kernel {
         lstm::scalar::backward(i[0], i[1], i[2], i[3], dc, dgates, hd)
     },
     scale: Scale::Inputs,
-    tol: 1e-6,
+    tol: 5e-6,
 };
 
 /// `gru::lbr_forward`: `gates`, `h`, `hn`.
@@ -373,7 +373,7 @@ const LBR_FWD: Kernel = Kernel {
         gru::scalar::lbr_forward(gates, i[0], i[1], i[2], h, hn, hd)
     },
     scale: Scale::Inputs,
-    tol: 1e-6,
+    tol: 5e-7,
 };
 
 /// `gru::lbr_backward`: `dgates`, `dhw`, `dh_prev`.
@@ -396,7 +396,7 @@ const LBR_BWD: Kernel = Kernel {
         gru::scalar::lbr_backward(i[0], i[1], i[2], i[3], dgates, dhw, dh_prev, hd)
     },
     scale: Scale::Inputs,
-    tol: 1e-6,
+    tol: 2e-6,
 };
 
 /// `gru::rbl_forward_rz`: `gates` (`n` block must stay untouched), `rh`.
@@ -416,7 +416,7 @@ const RBL_FWD_RZ: Kernel = Kernel {
         gru::scalar::rbl_forward_rz(gates, i[0], rh, hd)
     },
     scale: Scale::Output,
-    tol: 1e-6,
+    tol: 1.5e-6,
 };
 
 /// `gru::rbl_forward_n`: `gates` (`z` activated, `n` pre-activation in), `h`.
@@ -459,7 +459,7 @@ const RBL_BWD_N: Kernel = Kernel {
         gru::scalar::rbl_backward_n(i[0], i[1], i[2], dgates, dh_prev, hd)
     },
     scale: Scale::Inputs,
-    tol: 1e-6,
+    tol: 3e-7,
 };
 
 /// `gru::rbl_backward_r`: `dgates` (`z`, `n` blocks must stay untouched), `dh_prev` (accumulated).
@@ -481,7 +481,7 @@ const RBL_BWD_R: Kernel = Kernel {
         gru::scalar::rbl_backward_r(i[0], i[1], i[2], dgates, dh_prev, hd)
     },
     scale: Scale::Inputs,
-    tol: 1e-6,
+    tol: 5e-7,
 };
 
 /// `reduce::colsum_add` over a `[rows, h]` matrix (`h = 0` allowed).
@@ -617,7 +617,7 @@ fn report_max_errors() {
     for k in ALL {
         let strategy = case_strategy(k);
         let mut worst = 0.0f64;
-        for _ in 0..2_000 {
+        for _ in 0..20_000 {
             let case = strategy.new_tree(&mut runner).expect("strategy").current();
             match check(k, &case) {
                 Ok(e) => worst = worst.max(e),

@@ -25,14 +25,28 @@ use crate::cells::{BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights}
 
 /// Sizes and direction of one layer run.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Run {
+pub(crate) struct Run<'a> {
     pub dims: Dims,
     pub seq_len: usize,
     pub input_size: usize,
     pub reverse: bool,
+    /// Per-row sequence lengths (`[B]`, each in `1..=T`), or `None` when all
+    /// rows run `T` steps. Row `b` is frozen at steps `t >= lengths[b]`: its
+    /// state passes through unchanged, and so does its gradient.
+    pub lengths: Option<&'a [usize]>,
 }
 
-impl Run {
+impl Run<'_> {
+    /// Rows frozen at time `t` (past their sequence's end).
+    fn frozen_rows(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
+        self.lengths.into_iter().flatten().enumerate().filter(move |&(_, &l)| t >= l).map(|(b, _)| b)
+    }
+
+    /// Whether row `b` is inside its sequence at time `t`.
+    pub fn valid(&self, t: usize, b: usize) -> bool {
+        self.lengths.is_none_or(|l| t < l[b])
+    }
+
     fn prev_slot(&self, t: usize) -> usize {
         if self.reverse { t + 1 } else { t }
     }
@@ -72,15 +86,15 @@ pub(crate) struct LayerTape {
 
 impl LayerTape {
     /// The hidden state in slot `s`, `[B, H]`.
-    pub fn state(&self, run: &Run, s: usize) -> &[f32] {
+    pub fn state(&self, run: &Run<'_>, s: usize) -> &[f32] {
         &self.states[s * run.bh()..(s + 1) * run.bh()]
     }
     /// The cell state in slot `s`, `[B, H]` (LSTM).
-    pub fn cell(&self, run: &Run, s: usize) -> &[f32] {
+    pub fn cell(&self, run: &Run<'_>, s: usize) -> &[f32] {
         &self.cells[s * run.bh()..(s + 1) * run.bh()]
     }
     /// The output at time `t`, `[B, H]`.
-    pub fn output(&self, run: &Run, t: usize) -> &[f32] {
+    pub fn output(&self, run: &Run<'_>, t: usize) -> &[f32] {
         self.state(run, run.out_slot(t))
     }
 }
@@ -113,7 +127,7 @@ fn slot(buf: &[f32], size: usize, i: usize) -> &[f32] {
 pub(crate) fn forward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
-    run: &Run,
+    run: &Run<'_>,
     has_cell_state: bool,
     x: &[f32],
     h0: Option<&[f32]>,
@@ -179,6 +193,14 @@ pub(crate) fn forward(
             scratch: &mut *scratch,
         };
         cell.forward_step(w, d, step);
+        for b in run.frozen_rows(t) {
+            let row = |slot: usize| (slot * d.batch + b) * d.hidden..(slot * d.batch + b + 1) * d.hidden;
+            let (from, to) = (row(run.prev_slot(t)), row(run.out_slot(t)));
+            tape.states.copy_within(from.clone(), to.start);
+            if has_cell_state {
+                tape.cells.copy_within(from, to.start);
+            }
+        }
     }
 }
 
@@ -191,6 +213,9 @@ pub(crate) struct LayerGradBuffers {
     dh_prev: Vec<f32>,
     dc: Vec<f32>,
     scratch: Vec<f32>,
+    /// `[B, H]` copies of frozen rows' `dh` and `dc` around a step.
+    carry_dh: Vec<f32>,
+    carry_dc: Vec<f32>,
 }
 
 /// Where one layer-direction's parameter gradients go (views into the
@@ -231,7 +256,7 @@ pub(crate) struct InputGrads<'a> {
 pub(crate) fn backward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
-    run: &Run,
+    run: &Run<'_>,
     has_cell_state: bool,
     x: &[f32],
     tape: &LayerTape,
@@ -249,6 +274,10 @@ pub(crate) fn backward(
     resize(&mut buf.dh_prev, bh);
     resize(&mut buf.dc, if has_cell_state { bh } else { 0 });
     resize(&mut buf.scratch, cell.scratch_len(d));
+    if run.lengths.is_some() {
+        resize(&mut buf.carry_dh, bh);
+        resize(&mut buf.carry_dc, if has_cell_state { bh } else { 0 });
+    }
 
     match up.dh_n {
         Some(g) => buf.dh.copy_from_slice(g),
@@ -264,8 +293,18 @@ pub(crate) fn backward(
     // 3. The reverse time loop.
     for t in run.times().rev() {
         for (b, dh) in buf.dh.chunks_exact_mut(hd).enumerate() {
-            let row = (t * d.batch + b) * up.stride + up.offset;
-            dh.iter_mut().zip(&up.dy[row..row + hd]).for_each(|(a, g)| *a += g);
+            if run.valid(t, b) {
+                let row = (t * d.batch + b) * up.stride + up.offset;
+                dh.iter_mut().zip(&up.dy[row..row + hd]).for_each(|(a, g)| *a += g);
+            }
+        }
+        // Frozen rows pass their gradients through the step unchanged.
+        for b in run.frozen_rows(t) {
+            let r = b * hd..(b + 1) * hd;
+            buf.carry_dh[r.clone()].copy_from_slice(&buf.dh[r.clone()]);
+            if has_cell_state {
+                buf.carry_dc[r.clone()].copy_from_slice(&buf.dc[r]);
+            }
         }
         let (prev, cur) = (run.prev_slot(t), run.out_slot(t));
         let dhw: &mut [f32] = if buf.dhw.is_empty() {
@@ -288,6 +327,18 @@ pub(crate) fn backward(
             scratch: &mut buf.scratch,
         };
         cell.backward_step(w, d, step);
+        for b in run.frozen_rows(t) {
+            let r = b * hd..(b + 1) * hd;
+            buf.dh_prev[r.clone()].copy_from_slice(&buf.carry_dh[r.clone()]);
+            if has_cell_state {
+                buf.dc[r.clone()].copy_from_slice(&buf.carry_dc[r]);
+            }
+            let g = (t * d.batch + b) * gh..(t * d.batch + b + 1) * gh;
+            buf.dgates[g.clone()].fill(0.0);
+            if !buf.dhw.is_empty() {
+                buf.dhw[g].fill(0.0);
+            }
+        }
         std::mem::swap(&mut buf.dh, &mut buf.dh_prev);
     }
     out.dh0.copy_from_slice(&buf.dh);

@@ -22,6 +22,12 @@ pub struct SeqInput<'a> {
     pub h0: Option<&'a [f32]>,
     /// Initial cell states `[L*D, B, H]` (LSTM only), or `None` for zeros.
     pub c0: Option<&'a [f32]>,
+    /// Per-sequence lengths `[B]`, each in `1..=T`, any order; `None` when
+    /// every sequence has `T` steps. PyTorch's
+    /// `pack_padded_sequence(enforce_sorted=False)` semantics without packing:
+    /// outputs past a sequence's end are zero, `h_n`/`c_n` are the states at
+    /// its last step, and the reverse direction starts at its last step.
+    pub lengths: Option<&'a [usize]>,
 }
 
 impl<'a> SeqInput<'a> {
@@ -33,7 +39,14 @@ impl<'a> SeqInput<'a> {
             batch,
             h0: None,
             c0: None,
+            lengths: None,
         }
+    }
+
+    /// Per-sequence lengths, `[B]`, each in `1..=T`.
+    pub fn lengths(mut self, lengths: &'a [usize]) -> Self {
+        self.lengths = Some(lengths);
+        self
     }
 
     /// Initial hidden states, `[L*D, B, H]`.
@@ -134,6 +147,7 @@ pub struct Tape {
     config: Option<NetConfig>,
     seq_len: usize,
     batch: usize,
+    lengths: Option<Vec<usize>>,
     x: Vec<f32>,
     layers: Vec<LayerRecord>,
     dy: Vec<f32>,
@@ -267,7 +281,7 @@ impl Recurrent {
         }
     }
 
-    fn run(&self, layer: usize, dir: usize, seq_len: usize, batch: usize) -> Run {
+    fn run<'a>(&self, layer: usize, dir: usize, seq_len: usize, batch: usize, lengths: Option<&'a [usize]>) -> Run<'a> {
         Run {
             dims: Dims {
                 batch,
@@ -277,6 +291,7 @@ impl Recurrent {
             seq_len,
             input_size: self.config.layer_input_size(layer),
             reverse: dir == 1,
+            lengths,
         }
     }
 
@@ -304,6 +319,17 @@ impl Recurrent {
                 return Err(Error::Unexpected(format!("c0 given, but a {} has no cell state", c.cell.name())));
             }
             _ => {}
+        }
+        if let Some(lengths) = input.lengths {
+            if lengths.len() != input.batch {
+                return Err(Error::shape("lengths", &[input.batch], &[lengths.len()]));
+            }
+            if let Some((b, &l)) = lengths.iter().enumerate().find(|&(_, &l)| l == 0 || l > input.seq_len) {
+                return Err(Error::Config(format!(
+                    "lengths[{b}] = {l} is outside 1..={} (seq_len)",
+                    input.seq_len
+                )));
+            }
         }
         Ok(())
     }
@@ -335,7 +361,7 @@ impl Recurrent {
         };
         for (l, rec) in tape.layers.iter().take(c.num_layers).enumerate() {
             for (d, lt) in rec.dirs.iter().enumerate() {
-                let run = self.run(l, d, t, b);
+                let run = self.run(l, d, t, b, None);
                 out.h_n.extend_from_slice(lt.state(&run, run.last_slot()));
                 if c.cell.has_cell_state() {
                     out.c_n.extend_from_slice(lt.cell(&run, run.last_slot()));
@@ -353,6 +379,8 @@ impl Recurrent {
         tape.config = Some(c.clone());
         tape.seq_len = t;
         tape.batch = b;
+        tape.lengths = input.lengths.map(<[usize]>::to_vec);
+        let lengths = input.lengths;
         tape.x.clear();
         tape.x.extend_from_slice(input.x);
         tape.layers.resize_with(c.num_layers, LayerRecord::default);
@@ -363,7 +391,7 @@ impl Recurrent {
             let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
             rec.dirs.resize_with(dirs, LayerTape::default);
             let run_dir = |d: usize, lt: &mut LayerTape| {
-                let run = self.run(l, d, t, b);
+                let run = self.run(l, d, t, b, lengths);
                 let w = self.weights(l, d);
                 let has_c = c.cell.has_cell_state();
                 let (h0, c0) = (state_slot(input.h0, l * dirs + d, bh), state_slot(input.c0, l * dirs + d, bh));
@@ -377,12 +405,16 @@ impl Recurrent {
             // Merge the directions' outputs into [T, B, D*H].
             layer::resize(&mut rec.output, t * b * dirs * h);
             for (d, lt) in rec.dirs.iter().enumerate() {
-                let run = self.run(l, d, t, b);
+                let run = self.run(l, d, t, b, lengths);
                 for tt in 0..t {
                     let src = lt.output(&run, tt);
                     for bb in 0..b {
-                        let dst = ((tt * b + bb) * dirs + d) * h;
-                        rec.output[dst..dst + h].copy_from_slice(&src[bb * h..(bb + 1) * h]);
+                        let dst = &mut rec.output[((tt * b + bb) * dirs + d) * h..][..h];
+                        if run.valid(tt, bb) {
+                            dst.copy_from_slice(&src[bb * h..(bb + 1) * h]);
+                        } else {
+                            dst.fill(0.0);
+                        }
                     }
                 }
             }
@@ -444,7 +476,15 @@ impl Recurrent {
         out.c0.clear();
         out.c0.resize(if has_c { n_state } else { 0 }, 0.0);
 
-        let Tape { x: x0, layers, dy, dx, .. } = tape;
+        let Tape {
+            x: x0,
+            layers,
+            dy,
+            dx,
+            lengths,
+            ..
+        } = tape;
+        let lengths = lengths.as_deref();
         dy.clear();
         dy.extend_from_slice(grads.y);
         let per_layer = self.entries_per_dir() * dirs;
@@ -479,7 +519,7 @@ impl Recurrent {
                     dh0: h0s.next().expect("one h0 slot per direction"),
                     dc0: if has_c { c0s.next().expect("one c0 slot per direction") } else { &mut [] },
                 };
-                let run = self.run(l, d, t, b);
+                let run = self.run(l, d, t, b, lengths);
                 let w = self.weights(l, d);
                 layer::backward(cell, &w, &run, has_c, x, &rec.dirs[d], up, lg, ig, &mut rec.grad_bufs[d]);
             }
