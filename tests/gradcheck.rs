@@ -1,0 +1,559 @@
+//! Finite-difference gradient checks of BPTT for every cell kind.
+//!
+//! Proves that [`Recurrent::backward`] returns the gradient of the forward
+//! pass: for each cell kind (Elman tanh, Elman relu, LSTM, both GRU
+//! variants) and several configurations (1 and 2 layers, one or two
+//! directions, with and without biases, `B` = 1 and 3, `T` = 1 and 7..8,
+//! `I != H`), with random non-zero `h0` (and `c0`), the scalar loss
+//!
+//! `L = sum(y * gy) + sum(h_n * ghn) (+ sum(c_n * gcn))`
+//!
+//! (fixed random `gy`, `ghn`, `gcn`; `L` summed in f64 from the f32 outputs)
+//! has, along random unit directions `v`, a central difference
+//! `fd = (L(p + e v) - L(p - e v)) / 2e` that matches the analytic
+//! `an = grad . v` to a relative error `|fd - an| / max(|fd|, |an|, 1e-12)`
+//! below [`TOL`] = 1e-2. Directions are drawn over (a) the whole flat
+//! parameter buffer, (e) each named parameter tensor alone (a wrong gradient
+//! in a small tensor such as one bias would hide in (a)), (b) `x`, (c) `h0`
+//! and (d) `c0`.
+//!
+//! Step: [`EPS`] = 1e-2 along a unit direction. The model is f32, so `L`
+//! carries a rounding noise of roughly `sqrt(#outputs) * 1e-7`; the central
+//! difference divides it by `2e`, and its truncation error grows as `e^2`.
+//! At `e = 1e-3` the noise alone reached a few 1e-3 of `fd` on the larger
+//! configs; at `e = 1e-2` both terms stay well below 1e-3 (the measured
+//! worst errors are printed). Because `p +- e v` is rounded to f32, `an` is
+//! taken as `grad . (p_plus - p_minus) / 2e` with the *rounded* points, so
+//! the rounding of the perturbation itself does not count as error.
+//!
+//! ReLU kinks: `relu` is not differentiable at 0, so a direction whose
+//! segment `[p - e v, p + e v]` moves a pre-activation across 0 is
+//! rejected and another is drawn. A crossing is detected exactly: every
+//! layer's full output `[T, B, D*H]` is recomputed by running that layer
+//! alone (a 1-layer network with its parameters), and `relu(a) == 0` iff
+//! `a <= 0`, so the zero patterns at `p - e v`, `p` and `p + e v` must agree.
+//! Kink-free directions are the ones where the analytic gradient is the
+//! derivative; the test fails if one cannot be found in [`MAX_TRIES`] draws.
+
+use recurrent::{
+    Activation, CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+};
+
+/// Central-difference step along a unit direction (see the module docs).
+const EPS: f64 = 1e-2;
+/// Largest accepted relative error.
+const TOL: f64 = 1e-2;
+/// Directions with `|grad . v|` under this fraction of its typical size
+/// `|grad| / sqrt(n)` are redrawn (see the module docs).
+const MIN_ALIGNMENT: f64 = 0.2;
+/// Relu problems (random parameters, `x`, `h0`) are redrawn until every
+/// pre-activation is at least this far from the kink at 0.
+const RELU_MARGIN: f64 = 1e-2;
+/// Directions drawn per check before giving up on finding a kink-free one.
+const MAX_TRIES: usize = 50;
+/// Random directions per target (parameters, x, h0, c0).
+const DIRECTIONS: usize = 3;
+
+/// SplitMix64: a small seeded generator for test data.
+struct Rng(u64);
+
+impl Rng {
+    fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+
+    /// Uniform in `[0, 1)`.
+    fn unit(&mut self) -> f64 {
+        (self.next_u64() >> 11) as f64 / (1u64 << 53) as f64
+    }
+
+    fn uniform(&mut self, lo: f64, hi: f64) -> f64 {
+        lo + (hi - lo) * self.unit()
+    }
+
+    fn vec(&mut self, n: usize, lo: f64, hi: f64) -> Vec<f32> {
+        (0..n).map(|_| self.uniform(lo, hi) as f32).collect()
+    }
+
+    /// Standard normal (Box-Muller).
+    fn normal(&mut self) -> f64 {
+        let u1 = self.unit().max(f64::MIN_POSITIVE);
+        let u2 = self.unit();
+        (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
+    }
+}
+
+/// What a direction perturbs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Target {
+    Params,
+    X,
+    H0,
+    C0,
+}
+
+/// Everything `L` depends on, as flat f32 buffers.
+#[derive(Clone, Debug)]
+struct Point {
+    params: Vec<f32>,
+    x: Vec<f32>,
+    h0: Vec<f32>,
+    /// Empty unless the cell has a cell state.
+    c0: Vec<f32>,
+}
+
+impl Point {
+    fn get(&self, t: Target) -> &[f32] {
+        match t {
+            Target::Params => &self.params,
+            Target::X => &self.x,
+            Target::H0 => &self.h0,
+            Target::C0 => &self.c0,
+        }
+    }
+
+    fn get_mut(&mut self, t: Target) -> &mut [f32] {
+        match t {
+            Target::Params => &mut self.params,
+            Target::X => &mut self.x,
+            Target::H0 => &mut self.h0,
+            Target::C0 => &mut self.c0,
+        }
+    }
+}
+
+/// One network, input and loss weights.
+struct Problem {
+    net: Recurrent,
+    seq_len: usize,
+    batch: usize,
+    point: Point,
+    gy: Vec<f32>,
+    ghn: Vec<f32>,
+    /// Empty unless the cell has a cell state.
+    gcn: Vec<f32>,
+}
+
+impl Problem {
+    fn new(config: NetConfig, seq_len: usize, batch: usize, rng: &mut Rng) -> Self {
+        let net = Recurrent::new(config.clone()).expect("valid test config");
+        let lstm = config.cell.has_cell_state();
+        let (dirs, h) = (config.directions(), config.hidden_size);
+        let state = config.num_layers * dirs * batch * h;
+        let point = Point {
+            params: net.params().as_slice().to_vec(),
+            x: rng.vec(seq_len * batch * config.input_size, -1.0, 1.0),
+            h0: rng.vec(state, -0.8, 0.8),
+            c0: if lstm { rng.vec(state, -1.0, 1.0) } else { Vec::new() },
+        };
+        Self {
+            gy: rng.vec(seq_len * batch * dirs * h, -1.0, 1.0),
+            ghn: rng.vec(state, -1.0, 1.0),
+            gcn: if lstm { rng.vec(state, -1.0, 1.0) } else { Vec::new() },
+            net,
+            seq_len,
+            batch,
+            point,
+        }
+    }
+
+    fn lstm(&self) -> bool {
+        self.net.config().cell.has_cell_state()
+    }
+
+    fn net_at(&self, p: &Point) -> Recurrent {
+        let mut net = self.net.clone();
+        net.params_mut().copy_from_slice(&p.params);
+        net
+    }
+
+    fn input<'a>(&self, p: &'a Point) -> SeqInput<'a> {
+        let input = SeqInput::new(&p.x, self.seq_len, self.batch).h0(&p.h0);
+        if self.lstm() { input.c0(&p.c0) } else { input }
+    }
+
+    /// `L` at `p`, summed in f64.
+    fn loss(&self, p: &Point) -> f64 {
+        let out = self.net_at(p).forward(self.input(p)).expect("forward");
+        let dot = |a: &[f32], b: &[f32]| -> f64 {
+            assert_eq!(a.len(), b.len());
+            a.iter().zip(b).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+        };
+        dot(&out.y, &self.gy) + dot(&out.h_n, &self.ghn) + dot(&out.c_n, &self.gcn)
+    }
+
+    /// The analytic gradients of `L` at the base point.
+    fn gradients(&self) -> Gradients {
+        let p = &self.point;
+        let mut tape = Tape::new();
+        self.net.forward_train(self.input(p), &mut tape).expect("forward_train");
+        let mut og = OutputGrads::new(&self.gy).h_n(&self.ghn);
+        if self.lstm() {
+            og = og.c_n(&self.gcn);
+        }
+        let mut grads = Gradients::for_net(&self.net);
+        self.net.backward(&mut tape, og, &mut grads).expect("backward");
+        grads
+    }
+
+    /// Every layer's full output `[T, B, D*H]`, each layer rerun alone as a
+    /// 1-layer network with its parameters (renamed to `_l0`).
+    fn layer_outputs(&self, p: &Point) -> Vec<Vec<f32>> {
+        let c = self.net.config();
+        let net = self.net_at(p);
+        let slot = c.directions() * self.batch * c.hidden_size;
+        let mut outputs: Vec<Vec<f32>> = Vec::new();
+        for k in 0..c.num_layers {
+            let sub = NetConfig {
+                input_size: c.layer_input_size(k),
+                num_layers: 1,
+                ..c.clone()
+            };
+            let renamed: Vec<(String, &[usize], &[f32])> = net
+                .params()
+                .iter()
+                .filter_map(|(name, shape, v)| {
+                    let (stem, suffix) = match name.strip_suffix("_reverse") {
+                        Some(stem) => (stem, "_reverse"),
+                        None => (name, ""),
+                    };
+                    let base = stem.strip_suffix(&format!("_l{k}"))?;
+                    Some((format!("{base}_l0{suffix}"), shape, v))
+                })
+                .collect();
+            let layer = Recurrent::from_params(sub, renamed.iter().map(|(n, s, v)| (n.as_str(), *s, *v)))
+                .expect("one layer of the network");
+            let layer_in = if k == 0 { &p.x } else { &outputs[k - 1] };
+            let input = SeqInput::new(layer_in, self.seq_len, self.batch).h0(&p.h0[k * slot..(k + 1) * slot]);
+            let y = layer.forward(input).expect("forward of one layer").y;
+            outputs.push(y);
+        }
+        outputs
+    }
+
+    fn is_relu(&self) -> bool {
+        self.net.config().cell == CellKind::Elman(Activation::Relu)
+    }
+
+    /// For a relu network: which entries of every layer's output are
+    /// positive (`relu(a) > 0` iff `a > 0`). Empty for other cells.
+    fn relu_pattern(&self, p: &Point) -> Vec<bool> {
+        if !self.is_relu() {
+            return Vec::new();
+        }
+        self.layer_outputs(p).iter().flatten().map(|&v| v > 0.0).collect()
+    }
+
+    /// For a relu network: the smallest `|a|` over every pre-activation
+    /// `a = W_ih x_t + b_ih + W_hh h_prev + b_hh` of every layer, direction,
+    /// step, batch row and unit, in f64 from the layers' f32 outputs.
+    /// Infinite for other cells.
+    fn relu_margin(&self, p: &Point) -> f64 {
+        if !self.is_relu() {
+            return f64::INFINITY;
+        }
+        let c = self.net.config();
+        let net = self.net_at(p);
+        let (t_len, b_len, h, dirs) = (self.seq_len, self.batch, c.hidden_size, c.directions());
+        let outputs = self.layer_outputs(p);
+        let mut margin = f64::INFINITY;
+        for k in 0..c.num_layers {
+            let in_size = c.layer_input_size(k);
+            let layer_in = if k == 0 { &p.x } else { &outputs[k - 1] };
+            let out = &outputs[k];
+            for d in 0..dirs {
+                let s = if d == 1 { "_reverse" } else { "" };
+                let param = |n: &str| net.params().get(&format!("{n}_l{k}{s}")).map(<[f32]>::to_vec);
+                let w_ih = param("weight_ih").expect("weight_ih");
+                let w_hh = param("weight_hh").expect("weight_hh");
+                let bias: Vec<f64> = match (param("bias_ih"), param("bias_hh")) {
+                    (Some(bi), Some(bh)) => bi.iter().zip(&bh).map(|(&a, &b)| f64::from(a) + f64::from(b)).collect(),
+                    _ => vec![0.0; h],
+                };
+                for t in 0..t_len {
+                    for b in 0..b_len {
+                        let prev_t = if d == 0 { t.checked_sub(1) } else { Some(t + 1).filter(|&u| u < t_len) };
+                        let h_prev: &[f32] = match prev_t {
+                            Some(u) => &out[(u * b_len + b) * dirs * h + d * h..][..h],
+                            None => &p.h0[((k * dirs + d) * b_len + b) * h..][..h],
+                        };
+                        let x_t = &layer_in[(t * b_len + b) * in_size..][..in_size];
+                        for j in 0..h {
+                            let dot = |w: &[f32], v: &[f32]| -> f64 {
+                                w.iter().zip(v).map(|(&a, &b)| f64::from(a) * f64::from(b)).sum()
+                            };
+                            let a = bias[j]
+                                + dot(&w_ih[j * in_size..(j + 1) * in_size], x_t)
+                                + dot(&w_hh[j * h..(j + 1) * h], h_prev);
+                            margin = margin.min(a.abs());
+                        }
+                    }
+                }
+            }
+        }
+        margin
+    }
+}
+
+/// How many directions were redrawn, by reason.
+#[derive(Debug, Default)]
+struct Redrawn {
+    orthogonal: usize,
+    kink: usize,
+}
+
+/// The outcome of one directional check.
+#[derive(Clone, Debug)]
+struct Check {
+    what: String,
+    fd: f64,
+    an: f64,
+    rel: f64,
+}
+
+/// Why a drawn direction was not used.
+#[derive(Clone, Copy, Debug)]
+enum Redraw {
+    /// `|grad . v|` is under [`MIN_ALIGNMENT`] times its typical size.
+    Orthogonal,
+    /// The segment moves a relu pre-activation across 0.
+    Kink,
+}
+
+/// Checks `grad` (the analytic gradient of the whole `target` buffer) along
+/// a random unit direction supported on `range` of `target`: `(fd, an)`,
+/// or why the direction must be redrawn (see the module docs).
+fn directional_check(
+    prob: &Problem,
+    grad: &[f32],
+    target: Target,
+    range: std::ops::Range<usize>,
+    rng: &mut Rng,
+) -> Result<(f64, f64), Redraw> {
+    let base = &prob.point;
+    assert_eq!(grad.len(), base.get(target).len(), "{target:?}: gradient length");
+    let mut v: Vec<f64> = range.clone().map(|_| rng.normal()).collect();
+    let norm = v.iter().map(|a| a * a).sum::<f64>().sqrt();
+    v.iter_mut().for_each(|a| *a /= norm);
+
+    let (mut plus, mut minus) = (base.clone(), base.clone());
+    for (i, vi) in range.clone().zip(&v) {
+        let p0 = f64::from(base.get(target)[i]);
+        plus.get_mut(target)[i] = (p0 + EPS * vi) as f32;
+        minus.get_mut(target)[i] = (p0 - EPS * vi) as f32;
+    }
+    let an = range
+        .clone()
+        .map(|i| {
+            let step = f64::from(plus.get(target)[i]) - f64::from(minus.get(target)[i]);
+            f64::from(grad[i]) * step
+        })
+        .sum::<f64>()
+        / (2.0 * EPS);
+    // For a unit direction, |grad . v| is typically |grad| / sqrt(n).
+    let typical = range.clone().map(|i| f64::from(grad[i]).powi(2)).sum::<f64>().sqrt() / (range.len() as f64).sqrt();
+    if an.abs() < MIN_ALIGNMENT * typical || typical == 0.0 {
+        return Err(Redraw::Orthogonal);
+    }
+    let pattern = prob.relu_pattern(base);
+    if prob.relu_pattern(&plus) != pattern || prob.relu_pattern(&minus) != pattern {
+        return Err(Redraw::Kink);
+    }
+    let fd = (prob.loss(&plus) - prob.loss(&minus)) / (2.0 * EPS);
+    Ok((fd, an))
+}
+
+fn relative_error(fd: f64, an: f64) -> f64 {
+    (fd - an).abs() / fd.abs().max(an.abs()).max(1e-12)
+}
+
+/// Runs `DIRECTIONS` kink-free checks of `grad` over `range` of `target`.
+fn check_target(
+    prob: &Problem,
+    grad: &[f32],
+    target: Target,
+    range: std::ops::Range<usize>,
+    what: &str,
+    rng: &mut Rng,
+    out: &mut Vec<Check>,
+    redrawn: &mut Redrawn,
+) {
+    for d in 0..DIRECTIONS {
+        let mut why = Vec::new();
+        let (fd, an) = loop {
+            assert!(
+                why.len() < MAX_TRIES,
+                "{what}: no usable direction in {MAX_TRIES} draws (a zero analytic gradient?): {why:?}"
+            );
+            match directional_check(prob, grad, target, range.clone(), rng) {
+                Ok(r) => break r,
+                Err(w) => why.push(w),
+            }
+        };
+        for w in why {
+            match w {
+                Redraw::Orthogonal => redrawn.orthogonal += 1,
+                Redraw::Kink => redrawn.kink += 1,
+            }
+        }
+        out.push(Check {
+            what: format!("{what} dir {d}"),
+            fd,
+            an,
+            rel: relative_error(fd, an),
+        });
+    }
+}
+
+/// Every directional check of one problem, with the given analytic
+/// gradients.
+fn check_problem(prob: &Problem, grads: &Gradients, rng: &mut Rng, redrawn: &mut Redrawn) -> Vec<Check> {
+    let mut out = Vec::new();
+    let p = &prob.point;
+    let n_params = p.params.len();
+    assert_eq!(grads.params.as_slice().len(), n_params);
+    assert_eq!(grads.params.infos(), prob.net.params().infos(), "gradient layout");
+    let g = grads.params.as_slice();
+    check_target(prob, g, Target::Params, 0..n_params, "all params", rng, &mut out, redrawn);
+    for info in grads.params.infos() {
+        let range = info.offset..info.offset + info.len();
+        check_target(prob, g, Target::Params, range, &info.name, rng, &mut out, redrawn);
+    }
+    check_target(prob, &grads.x, Target::X, 0..p.x.len(), "x", rng, &mut out, redrawn);
+    check_target(prob, &grads.h0, Target::H0, 0..p.h0.len(), "h0", rng, &mut out, redrawn);
+    if prob.lstm() {
+        check_target(prob, &grads.c0, Target::C0, 0..p.c0.len(), "c0", rng, &mut out, redrawn);
+    } else {
+        assert!(grads.c0.is_empty(), "c0 gradient for a cell without cell state");
+    }
+    out
+}
+
+/// `(input_size, hidden_size, num_layers, bidirectional, bias, seq_len, batch)`.
+const CONFIGS: [(usize, usize, usize, bool, bool, usize, usize); 7] = [
+    (3, 4, 1, false, true, 1, 1),
+    (5, 4, 1, true, true, 8, 3),
+    (3, 5, 2, false, false, 8, 3),
+    (4, 3, 2, true, true, 7, 3),
+    (2, 3, 2, true, false, 1, 1),
+    (6, 2, 1, false, false, 8, 1),
+    (4, 6, 2, false, true, 1, 3),
+];
+
+/// Checks every config of `cell`; prints the worst relative error; fails
+/// listing every check above [`TOL`].
+fn gradcheck_cell(cell: CellKind, seed: u64) {
+    let mut rng = Rng(seed);
+    let mut worst: Option<(String, Check)> = None;
+    let (mut failures, mut count, mut redrawn) = (Vec::new(), 0, Redrawn::default());
+    for (i, h, layers, bidirectional, bias, t, b) in CONFIGS {
+        let config = NetConfig {
+            num_layers: layers,
+            bidirectional,
+            bias,
+            seed: rng.next_u64(),
+            ..NetConfig::new(cell, i, h)
+        };
+        let label = format!("I={i} H={h} L={layers} bidir={bidirectional} bias={bias} T={t} B={b}");
+        let mut draws = 0;
+        let prob = loop {
+            draws += 1;
+            assert!(draws <= MAX_TRIES, "{label}: no relu problem with margin {RELU_MARGIN} in {MAX_TRIES} draws");
+            let prob = Problem::new(NetConfig { seed: rng.next_u64(), ..config.clone() }, t, b, &mut rng);
+            if prob.relu_margin(&prob.point) >= RELU_MARGIN {
+                break prob;
+            }
+        };
+        eprintln!("DBG {label} draws {draws}");
+        let grads = prob.gradients();
+        for c in check_problem(&prob, &grads, &mut rng, &mut redrawn) {
+            count += 1;
+            if c.rel >= TOL || c.rel.is_nan() {
+                failures.push(format!("{label} {}: fd {:.6e} an {:.6e} rel {:.2e}", c.what, c.fd, c.an, c.rel));
+            }
+            if worst.as_ref().is_none_or(|(_, w)| c.rel > w.rel) {
+                worst = Some((label.clone(), c));
+            }
+        }
+    }
+    let (label, w) = worst.expect("at least one check");
+    println!(
+        "{:17} {count} checks (redrawn: {} near-orthogonal, {} kink-crossing); worst rel error {:.2e} at {label} {} (fd {:.6e}, an {:.6e})",
+        cell.name(),
+        redrawn.orthogonal,
+        redrawn.kink,
+        w.rel,
+        w.what,
+        w.fd,
+        w.an
+    );
+    assert!(failures.is_empty(), "{} gradient checks failed:\n{}", cell.name(), failures.join("\n"));
+}
+
+#[test]
+fn gradcheck_rnn_tanh() {
+    gradcheck_cell(CellKind::Elman(Activation::Tanh), 11);
+}
+
+#[test]
+fn gradcheck_rnn_relu() {
+    gradcheck_cell(CellKind::Elman(Activation::Relu), 12);
+}
+
+#[test]
+fn gradcheck_lstm() {
+    gradcheck_cell(CellKind::Lstm, 13);
+}
+
+#[test]
+fn gradcheck_gru_linear_before_reset() {
+    gradcheck_cell(CellKind::Gru(GruVariant::LinearBeforeReset), 14);
+}
+
+#[test]
+fn gradcheck_gru_reset_before_linear() {
+    gradcheck_cell(CellKind::Gru(GruVariant::ResetBeforeLinear), 15);
+}
+
+/// The checker itself can fail: a gradient that is wrong in one small
+/// tensor only (one bias scaled by 1.05), or in one entry of `x`, is caught
+/// by the per-tensor and per-input directions.
+#[test]
+fn checker_rejects_a_wrong_gradient() {
+    let mut rng = Rng(99);
+    let config = NetConfig {
+        num_layers: 2,
+        bidirectional: true,
+        ..NetConfig::new(CellKind::Lstm, 3, 4)
+    };
+    let prob = Problem::new(config, 5, 2, &mut rng);
+    let good = prob.gradients();
+    let mut redrawn = Redrawn::default();
+    let ok = check_problem(&prob, &good, &mut rng, &mut redrawn);
+    assert!(ok.iter().all(|c| c.rel < TOL), "the true gradient must pass");
+
+    let mut bad = good.clone();
+    bad.params
+        .get_mut("bias_hh_l1_reverse")
+        .expect("tensor exists")
+        .iter_mut()
+        .for_each(|g| *g *= 1.05);
+    let checks = check_problem(&prob, &bad, &mut rng, &mut redrawn);
+    let flagged: Vec<&str> = checks.iter().filter(|c| c.rel >= TOL).map(|c| c.what.as_str()).collect();
+    assert!(
+        flagged.iter().any(|w| w.starts_with("bias_hh_l1_reverse")),
+        "a 5% error in bias_hh_l1_reverse went unnoticed: {flagged:?}"
+    );
+
+    let mut bad = good;
+    bad.x[7] += 5.0;
+    let checks = check_problem(&prob, &bad, &mut rng, &mut redrawn);
+    assert!(
+        checks.iter().any(|c| c.what.starts_with("x ") && c.rel >= TOL),
+        "a wrong x gradient went unnoticed"
+    );
+}
