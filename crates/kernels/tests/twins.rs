@@ -247,7 +247,7 @@ fn check(k: &Kernel, case: &Case) -> Result<f64, String> {
                     Scale::Inputs => (1.0 + f64::from(w).abs()) * feeding(n, e),
                 };
                 let err = (f64::from(g) - f64::from(w)).abs() / scale;
-                if err > k.tol && std::env::var_os("TWINS_MEASURE").is_none() {
+                if err > k.tol {
                     return Err(format!(
                         "{}, element {e}: simd {g:e} vs scalar {w:e}, error {err:e} > {:e}",
                         at(b),
@@ -352,7 +352,7 @@ const LSTM_BWD: Kernel = Kernel {
         lstm::scalar::backward(i[0], i[1], i[2], i[3], dc, dgates, hd)
     },
     scale: Scale::Inputs,
-    tol: 5e-6,
+    tol: 1e-5,
 };
 
 /// `gru::lbr_forward`: `gates`, `h`, `hn`.
@@ -617,13 +617,13 @@ fn report_max_errors() {
     for k in ALL {
         let strategy = case_strategy(k);
         let mut worst = 0.0f64;
-        for _ in 0..20_000 {
+        for _ in 0..2_000 {
             let case = strategy.new_tree(&mut runner).expect("strategy").current();
             match check(k, &case) {
                 Ok(e) => worst = worst.max(e),
                 Err(e) => panic!("{e}\ncase: {case:?}"),
             }
         }
-        println!("{:34} max error / {:?} scale = {worst:.2e} (bound {:.0e})", k.name, k.scale, k.tol);
+        println!("{:34} max error / {:?} scale = {worst:.2e} (bound {:.1e})", k.name, k.scale, k.tol);
     }
 }
