@@ -7,7 +7,7 @@
 use pulp::{Simd, WithSimd};
 
 use crate::math;
-use crate::simd::{dispatch, zip_map};
+use crate::simd::{Lanes, dispatch, zip_map};
 
 /// An element-wise activation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -20,6 +20,50 @@ pub enum Activation {
     Sigmoid,
 }
 
+/// `y = act(x)` on one block.
+struct Apply(Activation);
+
+impl Apply {
+    #[inline(always)]
+    fn one<S: Simd>(&self, simd: S, x: S::f32s) -> S::f32s {
+        match self.0 {
+            Activation::Tanh => math::tanh(simd, x),
+            Activation::Relu => math::relu(simd, x),
+            Activation::Sigmoid => math::sigmoid(simd, x),
+        }
+    }
+}
+
+impl Lanes<1, 1> for Apply {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [x]: [S::f32s; 1], _: [S::f32s; 1]) -> [S::f32s; 1] {
+        [self.one(simd, x)]
+    }
+}
+
+impl Lanes<0, 1> for Apply {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, _: [S::f32s; 0], [x]: [S::f32s; 1]) -> [S::f32s; 1] {
+        [self.one(simd, x)]
+    }
+}
+
+/// `dx = dy * act'(y)` on one block.
+struct Derivative(Activation);
+
+impl Lanes<2, 1> for Derivative {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [y, dy]: [S::f32s; 2], _: [S::f32s; 1]) -> [S::f32s; 1] {
+        let one = simd.splat_f32s(1.0);
+        let zero = simd.splat_f32s(0.0);
+        [match self.0 {
+            Activation::Tanh => simd.mul_f32s(dy, simd.negate_mul_add_f32s(y, y, one)),
+            Activation::Sigmoid => simd.mul_f32s(dy, simd.mul_f32s(y, simd.sub_f32s(one, y))),
+            Activation::Relu => simd.select_f32s(simd.greater_than_f32s(y, zero), dy, zero),
+        }]
+    }
+}
+
 struct Forward<'a> {
     act: Activation,
     x: &'a [f32],
@@ -30,13 +74,20 @@ impl WithSimd for Forward<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        match self.act {
-            Activation::Tanh => zip_map(simd, [self.x], [self.y], |[x], _| [math::tanh(simd, x)]),
-            Activation::Relu => zip_map(simd, [self.x], [self.y], |[x], _| [math::relu(simd, x)]),
-            Activation::Sigmoid => {
-                zip_map(simd, [self.x], [self.y], |[x], _| [math::sigmoid(simd, x)])
-            }
-        }
+        zip_map(simd, [self.x], [self.y], &Apply(self.act));
+    }
+}
+
+struct InPlace<'a> {
+    act: Activation,
+    x: &'a mut [f32],
+}
+
+impl WithSimd for InPlace<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        zip_map(simd, [], [self.x], &Apply(self.act));
     }
 }
 
@@ -51,20 +102,7 @@ impl WithSimd for Backward<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let one = simd.splat_f32s(1.0);
-        let zero = simd.splat_f32s(0.0);
-        let ins = [self.y, self.dy];
-        match self.act {
-            Activation::Tanh => zip_map(simd, ins, [self.dx], |[y, dy], _| {
-                [simd.mul_f32s(dy, simd.negate_mul_add_f32s(y, y, one))]
-            }),
-            Activation::Sigmoid => zip_map(simd, ins, [self.dx], |[y, dy], _| {
-                [simd.mul_f32s(dy, simd.mul_f32s(y, simd.sub_f32s(one, y)))]
-            }),
-            Activation::Relu => zip_map(simd, ins, [self.dx], |[y, dy], _| {
-                [simd.select_f32s(simd.greater_than_f32s(y, zero), dy, zero)]
-            }),
-        }
+        zip_map(simd, [self.y, self.dy], [self.dx], &Derivative(self.act));
     }
 }
 
@@ -78,25 +116,7 @@ pub fn forward(act: Activation, x: &[f32], y: &mut [f32]) {
 
 /// `x = act(x)` in place.
 pub fn forward_inplace(act: Activation, x: &mut [f32]) {
-    let copy_free = InPlace { act, x };
-    dispatch(copy_free);
-}
-
-struct InPlace<'a> {
-    act: Activation,
-    x: &'a mut [f32],
-}
-
-impl WithSimd for InPlace<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        match self.act {
-            Activation::Tanh => zip_map(simd, [], [self.x], |[], [x]| [math::tanh(simd, x)]),
-            Activation::Relu => zip_map(simd, [], [self.x], |[], [x]| [math::relu(simd, x)]),
-            Activation::Sigmoid => zip_map(simd, [], [self.x], |[], [x]| [math::sigmoid(simd, x)]),
-        }
-    }
+    dispatch(InPlace { act, x });
 }
 
 /// `dx = dy * act'(x)`, the derivative taken from the saved output `y = act(x)`.

@@ -210,17 +210,54 @@ pub fn gemm(alpha: f32, a: Mat<'_>, op_a: Op, b: Mat<'_>, op_b: Op, beta: f32, m
         }
         return;
     }
-    let par = parallelism(m, n, k);
-    matmul(c.faer(), accum, a, b, alpha, par);
+    split_matmul(c.faer(), accum, a, b, alpha, rayon::current_num_threads());
 }
 
-fn parallelism(m: usize, n: usize, k: usize) -> Par {
-    let threads = rayon::current_num_threads();
-    if threads <= 1 || m.saturating_mul(n).saturating_mul(k) < PARALLEL_FLOP_THRESHOLD {
-        Par::Seq
-    } else {
-        Par::rayon(threads)
+/// Runs the product on `threads` threads by splitting the output in blocks
+/// of rows or columns (whichever dimension is longer), each block a
+/// sequential faer product. Measured on 2 cores, this beats faer's own
+/// threading on the per-step shapes of recurrent layers (`[B, H] x [H, G*H]`)
+/// and matches it on large ones.
+fn split_matmul(
+    c: FaerMatMut<'_, f32>,
+    accum: Accum,
+    a: FaerMatRef<'_, f32>,
+    b: FaerMatRef<'_, f32>,
+    alpha: f32,
+    threads: usize,
+) {
+    let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
+    let work = m.saturating_mul(n).saturating_mul(k);
+    if threads <= 1 || work < PARALLEL_FLOP_THRESHOLD {
+        matmul(c, accum, a, b, alpha, Par::Seq);
+        return;
     }
+    let (t0, t1) = (threads / 2, threads - threads / 2);
+    if n >= m {
+        // Column blocks, cut on a multiple of 16 (a SIMD width and faer's
+        // micro-kernel widths) where possible.
+        let cut = round_cut(n * t0 / threads, n);
+        let (c0, c1) = c.split_at_col_mut(cut);
+        let (b0, b1) = b.split_at_col(cut);
+        rayon::join(
+            || split_matmul(c0, accum, a, b0, alpha, t0),
+            || split_matmul(c1, accum, a, b1, alpha, t1),
+        );
+    } else {
+        let cut = round_cut(m * t0 / threads, m);
+        let (c0, c1) = c.split_at_row_mut(cut);
+        let (a0, a1) = a.split_at_row(cut);
+        rayon::join(
+            || split_matmul(c0, accum, a0, b, alpha, t0),
+            || split_matmul(c1, accum, a1, b, alpha, t1),
+        );
+    }
+}
+
+/// `x` rounded to a multiple of 16 when that leaves both sides non-empty.
+fn round_cut(x: usize, len: usize) -> usize {
+    let r = x / 16 * 16;
+    if r > 0 && r < len { r } else { x.clamp(1, len - 1) }
 }
 
 #[cfg(test)]

@@ -17,7 +17,7 @@
 use pulp::{Simd, WithSimd};
 
 use crate::math;
-use crate::simd::{dispatch, zip_map};
+use crate::simd::{Lanes, dispatch, zip_map};
 
 fn rows_of(gates_len: usize, hidden: usize) -> usize {
     assert!(hidden > 0, "gru kernel: hidden size 0");
@@ -37,6 +37,108 @@ fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 3] {
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
     assert!(states.iter().all(|&l| l == b * hidden), "gru kernel: state length");
+}
+
+// ---------------------------------------------------------------- lane bodies
+
+/// `dn = dh (1 - z) (1 - n^2)` and `dz = dh (h_prev - n) z (1 - z)`.
+#[inline(always)]
+fn update_grads<S: Simd>(simd: S, z: S::f32s, n: S::f32s, hp: S::f32s, dh: S::f32s) -> (S::f32s, S::f32s) {
+    let one = simd.splat_f32s(1.0);
+    let dn = simd.mul_f32s(simd.mul_f32s(dh, simd.sub_f32s(one, z)), simd.negate_mul_add_f32s(n, n, one));
+    let dz = simd.mul_f32s(
+        simd.mul_f32s(dh, simd.sub_f32s(hp, n)),
+        simd.mul_f32s(z, simd.sub_f32s(one, z)),
+    );
+    (dn, dz)
+}
+
+/// `h = (1 - z) n + z h_prev = n + z (h_prev - n)`.
+#[inline(always)]
+fn update<S: Simd>(simd: S, z: S::f32s, n: S::f32s, hp: S::f32s) -> S::f32s {
+    simd.mul_add_f32s(z, simd.sub_f32s(hp, n), n)
+}
+
+/// `x (1 - x)`.
+#[inline(always)]
+fn sigmoid_slope<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    simd.mul_f32s(x, simd.sub_f32s(simd.splat_f32s(1.0), x))
+}
+
+/// Inputs `[hw_r, hw_z, hw_n, b_hn, h_prev]`; read-write `[r, z, n, h, hn]`
+/// (pre-activations in).
+struct LbrForwardLanes;
+
+impl Lanes<5, 5> for LbrForwardLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, x: [S::f32s; 5], y: [S::f32s; 5]) -> [S::f32s; 5] {
+        let [hr, hz, hnn, bn, hp] = x;
+        let [pr, pz, pn, _, _] = y;
+        let r = math::sigmoid(simd, simd.add_f32s(pr, hr));
+        let z = math::sigmoid(simd, simd.add_f32s(pz, hz));
+        let hn = simd.add_f32s(hnn, bn);
+        let n = math::tanh(simd, simd.mul_add_f32s(r, hn, pn));
+        [r, z, n, update(simd, z, n, hp), hn]
+    }
+}
+
+/// Inputs `[r, z, n, hn, h_prev, dh]`; written `[dr, dz, dn, dhw_r, dhw_z,
+/// dhw_n, dh_prev]`.
+struct LbrBackwardLanes;
+
+impl Lanes<6, 7> for LbrBackwardLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, x: [S::f32s; 6], _: [S::f32s; 7]) -> [S::f32s; 7] {
+        let [r, z, n, hn, hp, dh] = x;
+        let (dn, dz) = update_grads(simd, z, n, hp, dh);
+        let dr = simd.mul_f32s(simd.mul_f32s(dn, hn), sigmoid_slope(simd, r));
+        [dr, dz, dn, dr, dz, simd.mul_f32s(dn, r), simd.mul_f32s(dh, z)]
+    }
+}
+
+/// Inputs `[h_prev]`; read-write `[r, z, r * h_prev]` (pre-activations in).
+struct RblForwardRzLanes;
+
+impl Lanes<1, 3> for RblForwardRzLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [hp]: [S::f32s; 1], y: [S::f32s; 3]) -> [S::f32s; 3] {
+        let r = math::sigmoid(simd, y[0]);
+        let z = math::sigmoid(simd, y[1]);
+        [r, z, simd.mul_f32s(r, hp)]
+    }
+}
+
+/// Inputs `[z, h_prev]`; read-write `[n, h]` (pre-activation of `n` in).
+struct RblForwardNLanes;
+
+impl Lanes<2, 2> for RblForwardNLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [z, hp]: [S::f32s; 2], y: [S::f32s; 2]) -> [S::f32s; 2] {
+        let n = math::tanh(simd, y[0]);
+        [n, update(simd, z, n, hp)]
+    }
+}
+
+/// Inputs `[z, n, h_prev, dh]`; written `[dz, dn, dh_prev]`.
+struct RblBackwardNLanes;
+
+impl Lanes<4, 3> for RblBackwardNLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [z, n, hp, dh]: [S::f32s; 4], _: [S::f32s; 3]) -> [S::f32s; 3] {
+        let (dn, dz) = update_grads(simd, z, n, hp, dh);
+        [dz, dn, simd.mul_f32s(dh, z)]
+    }
+}
+
+/// Inputs `[r, h_prev, d(r h)]`; read-write `[dr, dh_prev]`.
+struct RblBackwardRLanes;
+
+impl Lanes<3, 2> for RblBackwardRLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [r, hp, drh]: [S::f32s; 3], y: [S::f32s; 2]) -> [S::f32s; 2] {
+        let dr = simd.mul_f32s(simd.mul_f32s(drh, hp), sigmoid_slope(simd, r));
+        [dr, simd.mul_add_f32s(drh, r, y[1])]
+    }
 }
 
 // ---------------------------------------------------------------- linear before reset
@@ -61,20 +163,7 @@ impl WithSimd for LbrForward<'_> {
         for (((row, hw), (h_prev, h)), hn) in rows.zip(states).zip(self.hn.chunks_exact_mut(hd)) {
             let [r, z, n] = blocks(row, hd);
             let [hr, hz, hnn] = blocks_ref(hw, hd);
-            zip_map(
-                simd,
-                [hr, hz, hnn, self.b_hn, h_prev],
-                [r, z, n, h, hn],
-                |[hr, hz, hnn, bn, hp], [pr, pz, pn, _, _]| {
-                    let r = math::sigmoid(simd, simd.add_f32s(pr, hr));
-                    let z = math::sigmoid(simd, simd.add_f32s(pz, hz));
-                    let hn = simd.add_f32s(hnn, bn);
-                    let n = math::tanh(simd, simd.mul_add_f32s(r, hn, pn));
-                    // h = (1 - z) n + z h_prev = n + z (h_prev - n)
-                    let h = simd.mul_add_f32s(z, simd.sub_f32s(hp, n), n);
-                    [r, z, n, h, hn]
-                },
-            );
+            zip_map(simd, [hr, hz, hnn, self.b_hn, h_prev], [r, z, n, h, hn], &LbrForwardLanes);
         }
     }
 }
@@ -129,35 +218,13 @@ impl WithSimd for LbrBackward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let one = simd.splat_f32s(1.0);
         for b in 0..self.dh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
             let [r, z, n] = blocks_ref(&self.gates[g.clone()], hd);
             let [dr, dz, dn] = blocks(&mut self.dgates[g.clone()], hd);
             let [dhr, dhz, dhn] = blocks(&mut self.dhw[g], hd);
-            zip_map(
-                simd,
-                [r, z, n, &self.hn[s.clone()], &self.h_prev[s.clone()], &self.dh[s.clone()]],
-                [dr, dz, dn, dhr, dhz, dhn, &mut self.dh_prev[s]],
-                |[r, z, n, hn, hp, dh], _| {
-                    // dn_pre = dh (1 - z) (1 - n^2)
-                    let dn = simd.mul_f32s(
-                        simd.mul_f32s(dh, simd.sub_f32s(one, z)),
-                        simd.negate_mul_add_f32s(n, n, one),
-                    );
-                    // dz_pre = dh (h_prev - n) z (1 - z)
-                    let dz = simd.mul_f32s(
-                        simd.mul_f32s(dh, simd.sub_f32s(hp, n)),
-                        simd.mul_f32s(z, simd.sub_f32s(one, z)),
-                    );
-                    // dr_pre = dn_pre hn r (1 - r)
-                    let dr = simd.mul_f32s(
-                        simd.mul_f32s(dn, hn),
-                        simd.mul_f32s(r, simd.sub_f32s(one, r)),
-                    );
-                    [dr, dz, dn, dr, dz, simd.mul_f32s(dn, r), simd.mul_f32s(dh, z)]
-                },
-            );
+            let ins = [r, z, n, &self.hn[s.clone()], &self.h_prev[s.clone()], &self.dh[s.clone()]];
+            zip_map(simd, ins, [dr, dz, dn, dhr, dhz, dhn, &mut self.dh_prev[s]], &LbrBackwardLanes);
         }
     }
 }
@@ -215,11 +282,7 @@ impl WithSimd for RblForwardRz<'_> {
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
             let [r, z, _] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(simd, [&self.h_prev[s.clone()]], [r, z, &mut self.rh[s]], |[hp], [pr, pz, _]| {
-                let r = math::sigmoid(simd, pr);
-                let z = math::sigmoid(simd, pz);
-                [r, z, simd.mul_f32s(r, hp)]
-            });
+            zip_map(simd, [&self.h_prev[s.clone()]], [r, z, &mut self.rh[s]], &RblForwardRzLanes);
         }
     }
 }
@@ -259,10 +322,7 @@ impl WithSimd for RblForwardN<'_> {
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
             let [_, z, n] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(simd, [&*z, &self.h_prev[s.clone()]], [n, &mut self.h[s]], |[z, hp], [pn, _]| {
-                let n = math::tanh(simd, pn);
-                [n, simd.mul_add_f32s(z, simd.sub_f32s(hp, n), n)]
-            });
+            zip_map(simd, [&*z, &self.h_prev[s.clone()]], [n, &mut self.h[s]], &RblForwardNLanes);
         }
     }
 }
@@ -300,27 +360,12 @@ impl WithSimd for RblBackwardN<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let one = simd.splat_f32s(1.0);
         for b in 0..self.dh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
             let [_, z, n] = blocks_ref(&self.gates[g.clone()], hd);
             let [_, dz, dn] = blocks(&mut self.dgates[g], hd);
-            zip_map(
-                simd,
-                [z, n, &self.h_prev[s.clone()], &self.dh[s.clone()]],
-                [dz, dn, &mut self.dh_prev[s]],
-                |[z, n, hp, dh], _| {
-                    let dn = simd.mul_f32s(
-                        simd.mul_f32s(dh, simd.sub_f32s(one, z)),
-                        simd.negate_mul_add_f32s(n, n, one),
-                    );
-                    let dz = simd.mul_f32s(
-                        simd.mul_f32s(dh, simd.sub_f32s(hp, n)),
-                        simd.mul_f32s(z, simd.sub_f32s(one, z)),
-                    );
-                    [dz, dn, simd.mul_f32s(dh, z)]
-                },
-            );
+            let ins = [z, n, &self.h_prev[s.clone()], &self.dh[s.clone()]];
+            zip_map(simd, ins, [dz, dn, &mut self.dh_prev[s]], &RblBackwardNLanes);
         }
     }
 }
@@ -369,23 +414,12 @@ impl WithSimd for RblBackwardR<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let one = simd.splat_f32s(1.0);
         for b in 0..self.drh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
             let [r, _, _] = blocks_ref(&self.gates[g.clone()], hd);
             let [dr, _, _] = blocks(&mut self.dgates[g], hd);
-            zip_map(
-                simd,
-                [r, &self.h_prev[s.clone()], &self.drh[s.clone()]],
-                [dr, &mut self.dh_prev[s]],
-                |[r, hp, drh], [_, dhp]| {
-                    let dr = simd.mul_f32s(
-                        simd.mul_f32s(drh, hp),
-                        simd.mul_f32s(r, simd.sub_f32s(one, r)),
-                    );
-                    [dr, simd.mul_add_f32s(drh, r, dhp)]
-                },
-            );
+            let ins = [r, &self.h_prev[s.clone()], &self.drh[s.clone()]];
+            zip_map(simd, ins, [dr, &mut self.dh_prev[s]], &RblBackwardRLanes);
         }
     }
 }

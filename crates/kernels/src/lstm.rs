@@ -18,7 +18,7 @@
 use pulp::{Simd, WithSimd};
 
 use crate::math;
-use crate::simd::{dispatch, zip_map};
+use crate::simd::{Lanes, dispatch, zip_map};
 
 fn rows_of(gates_len: usize, hidden: usize) -> usize {
     assert!(hidden > 0, "lstm kernel: hidden size 0");
@@ -38,6 +38,43 @@ fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 4] {
     [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..4 * h]]
 }
 
+/// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
+struct ForwardLanes;
+
+impl Lanes<1, 6> for ForwardLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [cp]: [S::f32s; 1], y: [S::f32s; 6]) -> [S::f32s; 6] {
+        let [pi, pf, pg, po, _, _] = y;
+        let i = math::sigmoid(simd, pi);
+        let f = math::sigmoid(simd, pf);
+        let g = math::tanh(simd, pg);
+        let o = math::sigmoid(simd, po);
+        let c = simd.mul_add_f32s(f, cp, simd.mul_f32s(i, g));
+        let h = simd.mul_f32s(o, math::tanh(simd, c));
+        [i, f, g, o, c, h]
+    }
+}
+
+/// Inputs `[i, f, g, o, c_prev, c, dh]`; read-write `[dc, di, df, dg, do]`.
+struct BackwardLanes;
+
+impl Lanes<7, 5> for BackwardLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, x: [S::f32s; 7], y: [S::f32s; 5]) -> [S::f32s; 5] {
+        let [i, f, g, o, cp, c, dh] = x;
+        let dc = y[0];
+        let one = simd.splat_f32s(1.0);
+        let tc = math::tanh(simd, c);
+        let dtc = simd.mul_f32s(simd.mul_f32s(dh, o), simd.negate_mul_add_f32s(tc, tc, one));
+        let dct = simd.add_f32s(dc, dtc);
+        let di = simd.mul_f32s(simd.mul_f32s(dct, g), simd.mul_f32s(i, simd.sub_f32s(one, i)));
+        let df = simd.mul_f32s(simd.mul_f32s(dct, cp), simd.mul_f32s(f, simd.sub_f32s(one, f)));
+        let dg = simd.mul_f32s(simd.mul_f32s(dct, i), simd.negate_mul_add_f32s(g, g, one));
+        let dout = simd.mul_f32s(simd.mul_f32s(dh, tc), simd.mul_f32s(o, simd.sub_f32s(one, o)));
+        [simd.mul_f32s(dct, f), di, df, dg, dout]
+    }
+}
+
 struct Forward<'a> {
     gates: &'a mut [f32],
     c_prev: &'a [f32],
@@ -55,15 +92,7 @@ impl WithSimd for Forward<'_> {
         let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact_mut(hd));
         for ((row, (c_prev, c)), h) in rows.zip(states).zip(self.h.chunks_exact_mut(hd)) {
             let [i, f, g, o] = blocks(row, hd);
-            zip_map(simd, [c_prev], [i, f, g, o, c, h], |[cp], [pi, pf, pg, po, _, _]| {
-                let i = math::sigmoid(simd, pi);
-                let f = math::sigmoid(simd, pf);
-                let g = math::tanh(simd, pg);
-                let o = math::sigmoid(simd, po);
-                let c = simd.mul_add_f32s(f, cp, simd.mul_f32s(i, g));
-                let h = simd.mul_f32s(o, math::tanh(simd, c));
-                [i, f, g, o, c, h]
-            });
+            zip_map(simd, [c_prev], [i, f, g, o, c, h], &ForwardLanes);
         }
     }
 }
@@ -100,28 +129,13 @@ impl WithSimd for Backward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let one = simd.splat_f32s(1.0);
         let rows = self.gates.chunks_exact(4 * hd).zip(self.dgates.chunks_exact_mut(4 * hd));
         let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact(hd));
         let grads = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
         for (((row, drow), (c_prev, c)), (dh, dc)) in rows.zip(states).zip(grads) {
             let [i, f, g, o] = blocks_ref(row, hd);
             let [di, df, dg, dout] = blocks(drow, hd);
-            zip_map(
-                simd,
-                [i, f, g, o, c_prev, c, dh],
-                [dc, di, df, dg, dout],
-                |[i, f, g, o, cp, c, dh], [dc, ..]| {
-                    let tc = math::tanh(simd, c);
-                    let dtc = simd.mul_f32s(simd.mul_f32s(dh, o), simd.negate_mul_add_f32s(tc, tc, one));
-                    let dct = simd.add_f32s(dc, dtc);
-                    let di = simd.mul_f32s(simd.mul_f32s(dct, g), simd.mul_f32s(i, simd.sub_f32s(one, i)));
-                    let df = simd.mul_f32s(simd.mul_f32s(dct, cp), simd.mul_f32s(f, simd.sub_f32s(one, f)));
-                    let dg = simd.mul_f32s(simd.mul_f32s(dct, i), simd.negate_mul_add_f32s(g, g, one));
-                    let dout = simd.mul_f32s(simd.mul_f32s(dh, tc), simd.mul_f32s(o, simd.sub_f32s(one, o)));
-                    [simd.mul_f32s(dct, f), di, df, dg, dout]
-                },
-            );
+            zip_map(simd, [i, f, g, o, c_prev, c, dh], [dc, di, df, dg, dout], &BackwardLanes);
         }
     }
 }

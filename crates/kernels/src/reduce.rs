@@ -2,7 +2,17 @@
 
 use pulp::{Simd, WithSimd};
 
-use crate::simd::{dispatch, zip_map};
+use crate::simd::{Lanes, dispatch, zip_map};
+
+/// `acc + x`.
+struct AddLanes;
+
+impl Lanes<1, 1> for AddLanes {
+    #[inline(always)]
+    fn apply<S: Simd>(&self, simd: S, [x]: [S::f32s; 1], [acc]: [S::f32s; 1]) -> [S::f32s; 1] {
+        [simd.add_f32s(acc, x)]
+    }
+}
 
 struct ColSumAdd<'a> {
     m: &'a [f32],
@@ -15,7 +25,7 @@ impl WithSimd for ColSumAdd<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         for row in self.m.chunks_exact(self.cols) {
-            zip_map(simd, [row], [&mut *self.out], |[x], [acc]| [simd.add_f32s(acc, x)]);
+            zip_map(simd, [row], [&mut *self.out], &AddLanes);
         }
     }
 }

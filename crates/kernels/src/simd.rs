@@ -126,10 +126,23 @@ fn store<S: Simd>(s: &mut [f32], v: S::f32s) {
     bytemuck::cast_slice_mut::<f32, u8>(&mut s[..S::F32_LANES]).copy_from_slice(bytemuck::bytes_of(&v));
 }
 
+/// The body of an element-wise kernel on one block of lanes: `NI` read-only
+/// inputs and `NO` read-write values in, the new read-write values out.
+///
+/// Implementations mark `apply` `#[inline(always)]`: it must be inlined into
+/// the target-feature function pulp's dispatch creates, or every SIMD
+/// intrinsic inside becomes a function call (closures are not reliably
+/// inlined there; measured: a closure-based LSTM kernel ran its intrinsics as
+/// calls).
+pub(crate) trait Lanes<const NI: usize, const NO: usize> {
+    /// The new values of the read-write slices at this block.
+    fn apply<S: Simd>(&self, simd: S, x: [S::f32s; NI], y: [S::f32s; NO]) -> [S::f32s; NO];
+}
+
 /// The lane-block driver: for every block of lanes `j..j+L` of `NI` read-only
 /// slices and `NO` read-write slices (all of the same length), loads the
-/// blocks, calls `f(inputs, outputs)` and stores what it returns into the
-/// read-write slices. The tail (fewer than `L` elements) uses masked loads and
+/// blocks, calls `op.apply(inputs, outputs)` and stores what it returns into
+/// the read-write slices. The tail (fewer than `L` elements) uses masked loads and
 /// stores, so no element past the end is touched.
 ///
 /// # Panics
@@ -139,7 +152,7 @@ pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
     simd: S,
     ins: [&[f32]; NI],
     mut outs: [&mut [f32]; NO],
-    f: impl Fn([S::f32s; NI], [S::f32s; NO]) -> [S::f32s; NO],
+    op: &impl Lanes<NI, NO>,
 ) {
     let len = if NO > 0 { outs[0].len() } else { ins[0].len() };
     assert!(ins.iter().all(|s| s.len() == len), "zip_map: input lengths differ");
@@ -149,7 +162,7 @@ pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
     while j + lanes <= len {
         let x: [S::f32s; NI] = core::array::from_fn(|k| load::<S>(&ins[k][j..]));
         let y: [S::f32s; NO] = core::array::from_fn(|k| load::<S>(&outs[k][j..]));
-        let r = f(x, y);
+        let r = op.apply(simd, x, y);
         for (o, v) in outs.iter_mut().zip(r) {
             store::<S>(&mut o[j..], v);
         }
@@ -158,7 +171,7 @@ pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
     if j < len {
         let x: [S::f32s; NI] = core::array::from_fn(|k| simd.partial_load_f32s(&ins[k][j..]));
         let y: [S::f32s; NO] = core::array::from_fn(|k| simd.partial_load_f32s(&outs[k][j..]));
-        let r = f(x, y);
+        let r = op.apply(simd, x, y);
         for (o, v) in outs.iter_mut().zip(r) {
             simd.partial_store_f32s(&mut o[j..], v);
         }
