@@ -43,6 +43,8 @@ pub use rnn_kernels::Activation;
 pub use rnn_kernels::threads::{num_threads, set_num_threads};
 pub use rnn_models::io::{TensorData, TensorFile};
 pub use rnn_models::{
-    CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Lstm, LstmConfig, NetConfig, Output, OutputGrads,
-    ParamInfo, Params, Recurrent, Result, Rnn, RnnConfig, SeqInput, Tape, param_layout,
+    CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Linear, Lstm, LstmConfig, NetConfig,
+    Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn, RnnConfig, SeqInput,
+    StreamState, Tape, param_layout,
 };
+pub use rnn_models::{loss, optim};

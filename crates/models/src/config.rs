@@ -124,7 +124,9 @@ impl NetConfig {
             return Err(Error::ZeroSize { what: "input_size" });
         }
         if self.hidden_size == 0 {
-            return Err(Error::ZeroSize { what: "hidden_size" });
+            return Err(Error::ZeroSize {
+                what: "hidden_size",
+            });
         }
         if self.num_layers == 0 {
             return Err(Error::ZeroSize { what: "num_layers" });
@@ -182,7 +184,11 @@ pub struct RnnConfig(NetConfig);
 impl RnnConfig {
     /// `input_size` features in, `hidden_size` units, tanh.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
-        Self(NetConfig::new(CellKind::Elman(Activation::Tanh), input_size, hidden_size))
+        Self(NetConfig::new(
+            CellKind::Elman(Activation::Tanh),
+            input_size,
+            hidden_size,
+        ))
     }
     /// The non-linearity: [`Activation::Tanh`] (default) or [`Activation::Relu`].
     pub fn activation(mut self, act: Activation) -> Self {

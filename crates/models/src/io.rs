@@ -52,8 +52,10 @@ impl TensorFile {
             path: path.to_path_buf(),
             source,
         })?;
-        let st = SafeTensors::deserialize(&bytes).map_err(|e| format_err(path, format!("not a valid safetensors file: {e}")))?;
-        let (_, meta) = SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| format_err(path, format!("not a valid safetensors file: {e}")))?;
+        let (_, meta) =
+            SafeTensors::read_metadata(&bytes).map_err(|e| format_err(path, e.to_string()))?;
         let mut out = TensorFile {
             metadata: meta.metadata().clone().unwrap_or_default(),
             tensors: HashMap::new(),
@@ -71,7 +73,12 @@ impl TensorFile {
                         .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
                         .collect(),
                 ),
-                other => return Err(format_err(path, format!("tensor {name}: dtype {other:?} not supported (F32 or I64)"))),
+                other => {
+                    return Err(format_err(
+                        path,
+                        format!("tensor {name}: dtype {other:?} not supported (F32 or I64)"),
+                    ));
+                }
             };
             out.tensors.insert(name, (view.shape().to_vec(), values));
         }
@@ -106,16 +113,25 @@ impl TensorFile {
     pub fn net_config(&self, path: &Path) -> Result<NetConfig> {
         let usize_of = |k: &str| -> Result<usize> {
             let v = self.meta(path, k)?;
-            v.trim().parse().map_err(|_| format_err(path, format!("metadata {k}={v:?} is not a non-negative integer")))
+            v.trim().parse().map_err(|_| {
+                format_err(
+                    path,
+                    format!("metadata {k}={v:?} is not a non-negative integer"),
+                )
+            })
         };
         let bool_of = |k: &str| -> Result<bool> {
             match self.meta(path, k)? {
                 "true" | "True" | "1" => Ok(true),
                 "false" | "False" | "0" => Ok(false),
-                v => Err(format_err(path, format!("metadata {k}={v:?} is not true/false"))),
+                v => Err(format_err(
+                    path,
+                    format!("metadata {k}={v:?} is not true/false"),
+                )),
             }
         };
-        let cell = CellKind::from_name(self.meta(path, "cell")?).map_err(|e| format_err(path, e.to_string()))?;
+        let cell = CellKind::from_name(self.meta(path, "cell")?)
+            .map_err(|e| format_err(path, e.to_string()))?;
         let seed = match self.metadata.get("seed") {
             Some(s) => s.trim().parse().unwrap_or(0),
             None => 0,
@@ -137,7 +153,10 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
     HashMap::from([
         ("cell".to_string(), config.cell.name().to_string()),
         ("num_layers".to_string(), config.num_layers.to_string()),
-        ("bidirectional".to_string(), config.bidirectional.to_string()),
+        (
+            "bidirectional".to_string(),
+            config.bidirectional.to_string(),
+        ),
         ("bias".to_string(), config.bias.to_string()),
         ("input_size".to_string(), config.input_size.to_string()),
         ("hidden_size".to_string(), config.hidden_size.to_string()),
@@ -179,10 +198,13 @@ impl Recurrent {
         let path = path.as_ref();
         let file = TensorFile::read(path)?;
         let config = file.net_config(path)?;
-        let tensors = file.tensors.iter().filter_map(|(name, (shape, data))| match data {
-            TensorData::F32(v) => Some((name.as_str(), shape.as_slice(), v.as_slice())),
-            TensorData::I64(_) => None,
-        });
+        let tensors = file
+            .tensors
+            .iter()
+            .filter_map(|(name, (shape, data))| match data {
+                TensorData::F32(v) => Some((name.as_str(), shape.as_slice(), v.as_slice())),
+                TensorData::I64(_) => None,
+            });
         Self::from_params(config, tensors).map_err(|e| format_err(path, e.to_string()))
     }
 
@@ -193,7 +215,13 @@ impl Recurrent {
         let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
             .params()
             .iter()
-            .map(|(n, s, v)| (n.to_string(), v.iter().flat_map(|x| x.to_le_bytes()).collect(), s.to_vec()))
+            .map(|(n, s, v)| {
+                (
+                    n.to_string(),
+                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
+                    s.to_vec(),
+                )
+            })
             .collect();
         let views = bytes
             .iter()

@@ -39,7 +39,12 @@ pub(crate) struct Run<'a> {
 impl Run<'_> {
     /// Rows frozen at time `t` (past their sequence's end).
     fn frozen_rows(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
-        self.lengths.into_iter().flatten().enumerate().filter(move |&(_, &l)| t >= l).map(|(b, _)| b)
+        self.lengths
+            .into_iter()
+            .flatten()
+            .enumerate()
+            .filter(move |&(_, &l)| t >= l)
+            .map(|(b, _)| b)
     }
 
     /// Whether row `b` is inside its sequence at time `t`.
@@ -117,7 +122,11 @@ fn slots(buf: &mut [f32], size: usize, read: usize, write: usize) -> (&[f32], &m
 }
 
 fn slot(buf: &[f32], size: usize, i: usize) -> &[f32] {
-    if buf.is_empty() { &[] } else { &buf[i * size..(i + 1) * size] }
+    if buf.is_empty() {
+        &[]
+    } else {
+        &buf[i * size..(i + 1) * size]
+    }
 }
 
 /// Forward over the whole sequence.
@@ -138,8 +147,14 @@ pub(crate) fn forward(
     let (bh, bgh, gh) = (run.bh(), run.bgh(), d.gh());
     resize(&mut tape.gates, t_len * bgh);
     resize(&mut tape.states, (t_len + 1) * bh);
-    resize(&mut tape.cells, if has_cell_state { (t_len + 1) * bh } else { 0 });
-    resize(&mut tape.saved, if cell.saves_per_step() { t_len * bh } else { 0 });
+    resize(
+        &mut tape.cells,
+        if has_cell_state { (t_len + 1) * bh } else { 0 },
+    );
+    resize(
+        &mut tape.saved,
+        if cell.saves_per_step() { t_len * bh } else { 0 },
+    );
     resize(&mut tape.scratch, cell.scratch_len(d) + gh);
 
     // 1. Input projection of every step, biases folded in.
@@ -194,7 +209,8 @@ pub(crate) fn forward(
         };
         cell.forward_step(w, d, step);
         for b in run.frozen_rows(t) {
-            let row = |slot: usize| (slot * d.batch + b) * d.hidden..(slot * d.batch + b + 1) * d.hidden;
+            let row =
+                |slot: usize| (slot * d.batch + b) * d.hidden..(slot * d.batch + b + 1) * d.hidden;
             let (from, to) = (row(run.prev_slot(t)), row(run.out_slot(t)));
             tape.states.copy_within(from.clone(), to.start);
             if has_cell_state {
@@ -269,7 +285,10 @@ pub(crate) fn backward(
     let (bh, bgh, gh, hd) = (run.bh(), run.bgh(), d.gh(), d.hidden);
     let rows = t_len * d.batch;
     resize(&mut buf.dgates, t_len * bgh);
-    resize(&mut buf.dhw, if cell.separate_dhw() { t_len * bgh } else { 0 });
+    resize(
+        &mut buf.dhw,
+        if cell.separate_dhw() { t_len * bgh } else { 0 },
+    );
     resize(&mut buf.dh, bh);
     resize(&mut buf.dh_prev, bh);
     resize(&mut buf.dc, if has_cell_state { bh } else { 0 });
@@ -295,7 +314,9 @@ pub(crate) fn backward(
         for (b, dh) in buf.dh.chunks_exact_mut(hd).enumerate() {
             if run.valid(t, b) {
                 let row = (t * d.batch + b) * up.stride + up.offset;
-                dh.iter_mut().zip(&up.dy[row..row + hd]).for_each(|(a, g)| *a += g);
+                dh.iter_mut()
+                    .zip(&up.dy[row..row + hd])
+                    .for_each(|(a, g)| *a += g);
             }
         }
         // Frozen rows pass their gradients through the step unchanged.
@@ -349,10 +370,26 @@ pub(crate) fn backward(
     // 4. Weight gradients over all T*B rows at once.
     let dgates = Mat::new(&buf.dgates, rows, gh);
     let xm = Mat::new(x, rows, run.input_size);
-    gemm(1.0, dgates, Op::T, xm, Op::N, 1.0, MatMut::new(grads.w_ih, gh, run.input_size));
+    gemm(
+        1.0,
+        dgates,
+        Op::T,
+        xm,
+        Op::N,
+        1.0,
+        MatMut::new(grads.w_ih, gh, run.input_size),
+    );
     let beta = if out.accumulate_dx { 1.0 } else { 0.0 };
     let w_ih = Mat::new(w.w_ih, gh, run.input_size);
-    gemm(1.0, dgates, Op::N, w_ih, Op::N, beta, MatMut::new(out.dx, rows, run.input_size));
+    gemm(
+        1.0,
+        dgates,
+        Op::N,
+        w_ih,
+        Op::N,
+        beta,
+        MatMut::new(out.dx, rows, run.input_size),
+    );
     if let Some(db) = grads.b_ih {
         reduce::colsum_add(&buf.dgates, db);
     }

@@ -181,7 +181,10 @@ pub fn param_layout(c: &NetConfig) -> Vec<(String, Vec<usize>)> {
     for k in 0..c.num_layers {
         for d in 0..c.directions() {
             let s = if d == 1 { "_reverse" } else { "" };
-            out.push((format!("weight_ih_l{k}{s}"), vec![gh, c.layer_input_size(k)]));
+            out.push((
+                format!("weight_ih_l{k}{s}"),
+                vec![gh, c.layer_input_size(k)],
+            ));
             out.push((format!("weight_hh_l{k}{s}"), vec![gh, c.hidden_size]));
             if c.bias {
                 out.push((format!("bias_ih_l{k}{s}"), vec![gh]));
@@ -200,7 +203,10 @@ impl Recurrent {
         let mut params = Params::zeros(param_layout(&config));
         let k = 1.0 / (config.hidden_size as f32).sqrt();
         let mut rng = SplitMix64::new(config.seed);
-        params.as_mut_slice().iter_mut().for_each(|v| *v = rng.uniform(-k, k));
+        params
+            .as_mut_slice()
+            .iter_mut()
+            .for_each(|v| *v = rng.uniform(-k, k));
         Ok(Self { config, params })
     }
 
@@ -216,7 +222,9 @@ impl Recurrent {
         let mut params = Params::zeros(param_layout(&config));
         let mut seen = vec![false; params.len()];
         for (name, shape, values) in tensors {
-            let Some(i) = params.index(name) else { continue };
+            let Some(i) = params.index(name) else {
+                continue;
+            };
             let want = &params.infos()[i].shape;
             if shape != want.as_slice() {
                 return Err(Error::shape(name, want, shape));
@@ -253,7 +261,7 @@ impl Recurrent {
         self.params.set(name, values)
     }
 
-    fn cell(&self) -> &'static dyn Cell {
+    pub(crate) fn cell_impl(&self) -> &'static dyn Cell {
         cell_for(self.config.cell)
     }
 
@@ -265,7 +273,7 @@ impl Recurrent {
         (layer * self.config.directions() + dir) * self.entries_per_dir()
     }
 
-    fn weights(&self, layer: usize, dir: usize) -> LayerWeights<'_> {
+    pub(crate) fn layer_weights(&self, layer: usize, dir: usize) -> LayerWeights<'_> {
         let i = self.first_entry(layer, dir);
         let infos = self.params.infos();
         let data = self.params.as_slice();
@@ -281,7 +289,14 @@ impl Recurrent {
         }
     }
 
-    fn run<'a>(&self, layer: usize, dir: usize, seq_len: usize, batch: usize, lengths: Option<&'a [usize]>) -> Run<'a> {
+    pub(crate) fn layer_run<'a>(
+        &self,
+        layer: usize,
+        dir: usize,
+        seq_len: usize,
+        batch: usize,
+        lengths: Option<&'a [usize]>,
+    ) -> Run<'a> {
         Run {
             dims: Dims {
                 batch,
@@ -316,7 +331,10 @@ impl Recurrent {
         match (input.c0, c.cell.has_cell_state()) {
             (Some(c0), true) => check_len("c0", c0, &state)?,
             (Some(_), false) => {
-                return Err(Error::Unexpected(format!("c0 given, but a {} has no cell state", c.cell.name())));
+                return Err(Error::Unexpected(format!(
+                    "c0 given, but a {} has no cell state",
+                    c.cell.name()
+                )));
             }
             _ => {}
         }
@@ -324,7 +342,11 @@ impl Recurrent {
             if lengths.len() != input.batch {
                 return Err(Error::shape("lengths", &[input.batch], &[lengths.len()]));
             }
-            if let Some((b, &l)) = lengths.iter().enumerate().find(|&(_, &l)| l == 0 || l > input.seq_len) {
+            if let Some((b, &l)) = lengths
+                .iter()
+                .enumerate()
+                .find(|&(_, &l)| l == 0 || l > input.seq_len)
+            {
                 return Err(Error::Config(format!(
                     "lengths[{b}] = {l} is outside 1..={} (seq_len)",
                     input.seq_len
@@ -361,7 +383,7 @@ impl Recurrent {
         };
         for (l, rec) in tape.layers.iter().take(c.num_layers).enumerate() {
             for (d, lt) in rec.dirs.iter().enumerate() {
-                let run = self.run(l, d, t, b, None);
+                let run = self.layer_run(l, d, t, b, None);
                 out.h_n.extend_from_slice(lt.state(&run, run.last_slot()));
                 if c.cell.has_cell_state() {
                     out.c_n.extend_from_slice(lt.cell(&run, run.last_slot()));
@@ -375,7 +397,7 @@ impl Recurrent {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
-        let cell = self.cell();
+        let cell = self.cell_impl();
         tape.config = Some(c.clone());
         tape.seq_len = t;
         tape.batch = b;
@@ -391,10 +413,13 @@ impl Recurrent {
             let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
             rec.dirs.resize_with(dirs, LayerTape::default);
             let run_dir = |d: usize, lt: &mut LayerTape| {
-                let run = self.run(l, d, t, b, lengths);
-                let w = self.weights(l, d);
+                let run = self.layer_run(l, d, t, b, lengths);
+                let w = self.layer_weights(l, d);
                 let has_c = c.cell.has_cell_state();
-                let (h0, c0) = (state_slot(input.h0, l * dirs + d, bh), state_slot(input.c0, l * dirs + d, bh));
+                let (h0, c0) = (
+                    state_slot(input.h0, l * dirs + d, bh),
+                    state_slot(input.c0, l * dirs + d, bh),
+                );
                 layer::forward(cell, &w, &run, has_c, x, h0, c0, lt);
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
@@ -405,7 +430,7 @@ impl Recurrent {
             // Merge the directions' outputs into [T, B, D*H].
             layer::resize(&mut rec.output, t * b * dirs * h);
             for (d, lt) in rec.dirs.iter().enumerate() {
-                let run = self.run(l, d, t, b, lengths);
+                let run = self.layer_run(l, d, t, b, lengths);
                 for tt in 0..t {
                     let src = lt.output(&run, tt);
                     for bb in 0..b {
@@ -432,7 +457,12 @@ impl Recurrent {
     ///
     /// Errors: a tape from another network or empty, a buffer whose length is
     /// not its shape's, `c_n` for a cell without cell state.
-    pub fn backward(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) -> Result<()> {
+    pub fn backward(
+        &self,
+        tape: &mut Tape,
+        grads: OutputGrads<'_>,
+        out: &mut Gradients,
+    ) -> Result<()> {
         let c = &self.config;
         if tape.config.as_ref() != Some(c) || tape.layers.len() < c.num_layers {
             return Err(Error::Unexpected(
@@ -468,7 +498,7 @@ impl Recurrent {
         let (t, b, h, dirs) = (tape.seq_len, tape.batch, c.hidden_size, c.directions());
         let bh = b * h;
         let has_c = c.cell.has_cell_state();
-        let cell = self.cell();
+        let cell = self.cell_impl();
         let n_state = c.num_layers * dirs * bh;
         out.params.fill_zero();
         out.h0.clear();
@@ -497,15 +527,28 @@ impl Recurrent {
             rec.grad_bufs.resize_with(dirs, LayerGradBuffers::default);
             let first = l * per_layer;
             let range = out.params.range_of(first, first + per_layer - 1);
-            let lens: Vec<usize> = out.params.infos()[first..first + per_layer].iter().map(|i| i.len()).collect();
-            let mut pieces = split_by_lens(&mut out.params.as_mut_slice()[range], &lens).into_iter();
+            let lens: Vec<usize> = out.params.infos()[first..first + per_layer]
+                .iter()
+                .map(|i| i.len())
+                .collect();
+            let mut pieces =
+                split_by_lens(&mut out.params.as_mut_slice()[range], &lens).into_iter();
             let mut h0s = out.h0[l * dirs * bh..(l + 1) * dirs * bh].chunks_exact_mut(bh);
             let mut c0s = out.c0.chunks_exact_mut(bh).skip(l * dirs);
             for d in 0..dirs {
                 let mut next = || pieces.next().expect("one gradient view per parameter");
                 let (w_ih, w_hh) = (next(), next());
-                let (b_ih, b_hh) = if c.bias { (Some(next()), Some(next())) } else { (None, None) };
-                let lg = LayerGrads { w_ih, w_hh, b_ih, b_hh };
+                let (b_ih, b_hh) = if c.bias {
+                    (Some(next()), Some(next()))
+                } else {
+                    (None, None)
+                };
+                let lg = LayerGrads {
+                    w_ih,
+                    w_hh,
+                    b_ih,
+                    b_hh,
+                };
                 let up = Upstream {
                     dy,
                     offset: d * h,
@@ -517,11 +560,26 @@ impl Recurrent {
                     dx,
                     accumulate_dx: d == 1,
                     dh0: h0s.next().expect("one h0 slot per direction"),
-                    dc0: if has_c { c0s.next().expect("one c0 slot per direction") } else { &mut [] },
+                    dc0: if has_c {
+                        c0s.next().expect("one c0 slot per direction")
+                    } else {
+                        &mut []
+                    },
                 };
-                let run = self.run(l, d, t, b, lengths);
-                let w = self.weights(l, d);
-                layer::backward(cell, &w, &run, has_c, x, &rec.dirs[d], up, lg, ig, &mut rec.grad_bufs[d]);
+                let run = self.layer_run(l, d, t, b, lengths);
+                let w = self.layer_weights(l, d);
+                layer::backward(
+                    cell,
+                    &w,
+                    &run,
+                    has_c,
+                    x,
+                    &rec.dirs[d],
+                    up,
+                    lg,
+                    ig,
+                    &mut rec.grad_bufs[d],
+                );
             }
             std::mem::swap(dy, dx);
         }

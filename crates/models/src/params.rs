@@ -108,7 +108,8 @@ impl Params {
 
     /// Tensor `name`, flat row-major.
     pub fn get(&self, name: &str) -> Option<&[f32]> {
-        self.info(name).map(|i| &self.data[i.offset..i.offset + i.len()])
+        self.info(name)
+            .map(|i| &self.data[i.offset..i.offset + i.len()])
     }
 
     /// Tensor `name`, flat row-major, mutable.
@@ -135,9 +136,13 @@ impl Params {
 
     /// Iterates over `(name, shape, values)`.
     pub fn iter(&self) -> impl Iterator<Item = (&str, &[usize], &[f32])> {
-        self.infos
-            .iter()
-            .map(|i| (i.name.as_str(), i.shape.as_slice(), &self.data[i.offset..i.offset + i.len()]))
+        self.infos.iter().map(|i| {
+            (
+                i.name.as_str(),
+                i.shape.as_slice(),
+                &self.data[i.offset..i.offset + i.len()],
+            )
+        })
     }
 
     /// Sets every value to zero (gradient reset).

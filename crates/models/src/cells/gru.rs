@@ -13,7 +13,8 @@
 use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce};
 
 use super::{
-    BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights, recurrent_gradient, recurrent_product,
+    BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights, recurrent_gradient,
+    recurrent_product,
 };
 
 pub(crate) struct GruLinearBeforeReset;
@@ -27,7 +28,10 @@ impl Cell for GruLinearBeforeReset {
         }
         if let Some(b) = w.b_hh {
             // b_hr and b_hz fold in; b_hn stays inside the reset product.
-            out[..2 * h].iter_mut().zip(&b[..2 * h]).for_each(|(o, v)| *o += v);
+            out[..2 * h]
+                .iter_mut()
+                .zip(&b[..2 * h])
+                .for_each(|(o, v)| *o += v);
         }
     }
 
@@ -57,7 +61,9 @@ impl Cell for GruLinearBeforeReset {
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
         let gh = d.gh();
-        gru::lbr_backward(s.gates, s.saved, s.h_prev, s.dh, s.dgates, s.dhw, s.dh_prev, d.hidden);
+        gru::lbr_backward(
+            s.gates, s.saved, s.h_prev, s.dh, s.dgates, s.dhw, s.dh_prev, d.hidden,
+        );
         recurrent_gradient(s.dhw, gh, w.w_hh, 0, gh, d, s.dh_prev, true);
     }
 }
@@ -78,7 +84,16 @@ impl Cell for GruResetBeforeLinear {
         let (h, gh) = (d.hidden, d.gh());
         recurrent_product(s.h_prev, w.w_hh, 0, 2 * h, d, s.gates, gh, true);
         gru::rbl_forward_rz(s.gates, s.h_prev, s.saved, h);
-        recurrent_product(s.saved, w.w_hh, 2 * h, h, d, &mut s.gates[2 * h..], gh, true);
+        recurrent_product(
+            s.saved,
+            w.w_hh,
+            2 * h,
+            h,
+            d,
+            &mut s.gates[2 * h..],
+            gh,
+            true,
+        );
         gru::rbl_forward_n(s.gates, s.h_prev, s.h, h);
     }
 
@@ -92,7 +107,13 @@ impl Cell for GruResetBeforeLinear {
     }
 
     /// `dW_h{r,z} += dP_{r,z}^T H_prev`, `dW_hn += dP_n^T (r * H_prev)`.
-    fn hidden_weight_grads(&self, d: Dims, g: HiddenGradInputs<'_>, dw_hh: &mut [f32], db_hh: Option<&mut [f32]>) {
+    fn hidden_weight_grads(
+        &self,
+        d: Dims,
+        g: HiddenGradInputs<'_>,
+        dw_hh: &mut [f32],
+        db_hh: Option<&mut [f32]>,
+    ) {
         let (h, gh) = (d.hidden, d.gh());
         let (dw_rz, dw_n) = dw_hh.split_at_mut(2 * h * h);
         gemm(

@@ -140,7 +140,13 @@ pub(crate) trait Cell: Sync {
     /// `dw_hh += D^T H_prev` and `db_hh += colsum(D)`, `D` the gradient
     /// w.r.t. the recurrent projection. Default: `D = dhw` if the cell has a
     /// separate one, else `dgates`.
-    fn hidden_weight_grads(&self, d: Dims, g: HiddenGradInputs<'_>, dw_hh: &mut [f32], db_hh: Option<&mut [f32]>) {
+    fn hidden_weight_grads(
+        &self,
+        d: Dims,
+        g: HiddenGradInputs<'_>,
+        dw_hh: &mut [f32],
+        db_hh: Option<&mut [f32]>,
+    ) {
         let dp = if self.separate_dhw() { g.dhw } else { g.dgates };
         let gh = d.gh();
         gemm(

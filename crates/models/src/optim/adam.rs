@@ -1,0 +1,118 @@
+//! Adam and AdamW (`torch.optim.Adam`, `torch.optim.AdamW`).
+
+use super::{Optimizer, check_hyper, prepare};
+use crate::error::Result;
+
+/// Adam / AdamW hyper-parameters (PyTorch's defaults via [`AdamConfig::new`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct AdamConfig {
+    /// Learning rate (default 1e-3).
+    pub lr: f32,
+    /// First-moment decay (default 0.9).
+    pub beta1: f32,
+    /// Second-moment decay (default 0.999).
+    pub beta2: f32,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f32,
+    /// Weight decay: an L2 term in the gradient for Adam, a decoupled
+    /// `p *= 1 - lr wd` for AdamW (default 0 for Adam, 1e-2 for AdamW).
+    pub weight_decay: f32,
+    /// Decoupled weight decay (AdamW).
+    pub decoupled: bool,
+}
+
+impl AdamConfig {
+    /// Adam with PyTorch's defaults at `lr`.
+    pub fn new(lr: f32) -> Self {
+        Self {
+            lr,
+            beta1: 0.9,
+            beta2: 0.999,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            decoupled: false,
+        }
+    }
+
+    /// AdamW with PyTorch's defaults at `lr` (weight decay 1e-2).
+    pub fn adamw(lr: f32) -> Self {
+        Self {
+            weight_decay: 1e-2,
+            decoupled: true,
+            ..Self::new(lr)
+        }
+    }
+}
+
+/// Adam (Kingma and Ba 2015) with PyTorch's bias correction:
+/// `m = b1 m + (1 - b1) g; v = b2 v + (1 - b2) g^2;
+/// p -= lr / (1 - b1^t) * m / (sqrt(v) / sqrt(1 - b2^t) + eps)`;
+/// AdamW first applies `p *= 1 - lr wd`.
+#[derive(Clone, Debug)]
+pub struct Adam {
+    config: AdamConfig,
+    m: Vec<f32>,
+    v: Vec<f32>,
+    t: u32,
+}
+
+impl Adam {
+    /// Errors: a hyper-parameter out of range (betas in `[0, 1)`).
+    pub fn new(config: AdamConfig) -> Result<Self> {
+        check_hyper("lr", config.lr, 0.0, f32::MAX)?;
+        check_hyper("beta1", config.beta1, 0.0, 0.999_999_9)?;
+        check_hyper("beta2", config.beta2, 0.0, 0.999_999_9)?;
+        check_hyper("eps", config.eps, 0.0, f32::MAX)?;
+        check_hyper("weight_decay", config.weight_decay, 0.0, f32::MAX)?;
+        Ok(Self {
+            config,
+            m: Vec::new(),
+            v: Vec::new(),
+            t: 0,
+        })
+    }
+}
+
+impl Optimizer for Adam {
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        prepare(params, grads, &mut [&mut self.m, &mut self.v])?;
+        let c = self.config;
+        self.t += 1;
+        let t = self.t as i32;
+        let bc1 = 1.0 - (c.beta1 as f64).powi(t);
+        let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt();
+        let step_size = (c.lr as f64 / bc1) as f32;
+        let bc2_sqrt = bc2_sqrt as f32;
+        let decay = 1.0 - c.lr * c.weight_decay;
+        for k in 0..params.len() {
+            let p = &mut params[k];
+            let mut g = grads[k];
+            if c.decoupled {
+                *p *= decay;
+            } else {
+                g += c.weight_decay * *p;
+            }
+            let m = &mut self.m[k];
+            let v = &mut self.v[k];
+            *m = c.beta1 * *m + (1.0 - c.beta1) * g;
+            *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
+            let denom = v.sqrt() / bc2_sqrt + c.eps;
+            *p -= step_size * *m / denom;
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn reset(&mut self) {
+        self.m.clear();
+        self.v.clear();
+        self.t = 0;
+    }
+}

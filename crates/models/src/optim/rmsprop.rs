@@ -1,0 +1,114 @@
+//! RMSProp (`torch.optim.RMSprop`), with momentum and the centered variant.
+
+use super::{Optimizer, check_hyper, prepare};
+use crate::error::Result;
+
+/// RMSProp hyper-parameters (PyTorch's defaults via [`RmsPropConfig::new`]).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct RmsPropConfig {
+    /// Learning rate (default 1e-2).
+    pub lr: f32,
+    /// Decay of the squared-gradient average (default 0.99).
+    pub alpha: f32,
+    /// Added to the denominator (default 1e-8).
+    pub eps: f32,
+    /// L2 penalty added to the gradient (default 0).
+    pub weight_decay: f32,
+    /// Momentum factor (default 0).
+    pub momentum: f32,
+    /// Normalise by the variance estimate instead of the second moment.
+    pub centered: bool,
+}
+
+impl RmsPropConfig {
+    /// RMSProp with PyTorch's defaults at `lr`.
+    pub fn new(lr: f32) -> Self {
+        Self {
+            lr,
+            alpha: 0.99,
+            eps: 1e-8,
+            weight_decay: 0.0,
+            momentum: 0.0,
+            centered: false,
+        }
+    }
+}
+
+/// `g += wd p; s = a s + (1 - a) g^2; (centered: m = a m + (1 - a) g,
+/// s' = s - m^2); d = sqrt(s') + eps; momentum: b = mu b + g / d, p -= lr b;
+/// else p -= lr g / d`.
+#[derive(Clone, Debug)]
+pub struct RmsProp {
+    config: RmsPropConfig,
+    square_avg: Vec<f32>,
+    grad_avg: Vec<f32>,
+    momentum_buf: Vec<f32>,
+}
+
+impl RmsProp {
+    /// Errors: a hyper-parameter out of range (`alpha` in `[0, 1]`).
+    pub fn new(config: RmsPropConfig) -> Result<Self> {
+        check_hyper("lr", config.lr, 0.0, f32::MAX)?;
+        check_hyper("alpha", config.alpha, 0.0, 1.0)?;
+        check_hyper("eps", config.eps, 0.0, f32::MAX)?;
+        check_hyper("weight_decay", config.weight_decay, 0.0, f32::MAX)?;
+        check_hyper("momentum", config.momentum, 0.0, f32::MAX)?;
+        Ok(Self {
+            config,
+            square_avg: Vec::new(),
+            grad_avg: Vec::new(),
+            momentum_buf: Vec::new(),
+        })
+    }
+}
+
+impl Optimizer for RmsProp {
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        let c = self.config;
+        prepare(
+            params,
+            grads,
+            &mut [
+                &mut self.square_avg,
+                &mut self.grad_avg,
+                &mut self.momentum_buf,
+            ],
+        )?;
+        for k in 0..params.len() {
+            let p = &mut params[k];
+            let g = grads[k] + c.weight_decay * *p;
+            let s = &mut self.square_avg[k];
+            *s = c.alpha * *s + (1.0 - c.alpha) * g * g;
+            let var = if c.centered {
+                let m = &mut self.grad_avg[k];
+                *m = c.alpha * *m + (1.0 - c.alpha) * g;
+                *s - *m * *m
+            } else {
+                *s
+            };
+            let denom = var.sqrt() + c.eps;
+            if c.momentum > 0.0 {
+                let b = &mut self.momentum_buf[k];
+                *b = c.momentum * *b + g / denom;
+                *p -= c.lr * *b;
+            } else {
+                *p -= c.lr * g / denom;
+            }
+        }
+        Ok(())
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn reset(&mut self) {
+        self.square_avg.clear();
+        self.grad_avg.clear();
+        self.momentum_buf.clear();
+    }
+}

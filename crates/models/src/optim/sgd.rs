@@ -1,0 +1,104 @@
+//! Stochastic gradient descent with momentum, Nesterov momentum, dampening
+//! and weight decay (`torch.optim.SGD`).
+
+use super::{Optimizer, check_hyper, prepare};
+use crate::error::{Error, Result};
+
+/// SGD hyper-parameters (PyTorch's defaults except `lr`).
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SgdConfig {
+    /// Learning rate.
+    pub lr: f32,
+    /// Momentum factor (0 = plain SGD).
+    pub momentum: f32,
+    /// Dampening of the momentum.
+    pub dampening: f32,
+    /// L2 penalty added to the gradient.
+    pub weight_decay: f32,
+    /// Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
+    pub nesterov: bool,
+}
+
+impl SgdConfig {
+    /// Plain SGD at `lr`.
+    pub fn new(lr: f32) -> Self {
+        Self {
+            lr,
+            momentum: 0.0,
+            dampening: 0.0,
+            weight_decay: 0.0,
+            nesterov: false,
+        }
+    }
+}
+
+/// `torch.optim.SGD`:
+/// `g += wd p; b = mu b + (1 - damp) g (b = g at the first step);
+/// g = nesterov ? g + mu b : b; p -= lr g`.
+#[derive(Clone, Debug)]
+pub struct Sgd {
+    config: SgdConfig,
+    momentum_buf: Vec<f32>,
+    started: bool,
+}
+
+impl Sgd {
+    /// Errors: a negative or non-finite hyper-parameter, Nesterov without
+    /// momentum or with dampening.
+    pub fn new(config: SgdConfig) -> Result<Self> {
+        check_hyper("lr", config.lr, 0.0, f32::MAX)?;
+        check_hyper("momentum", config.momentum, 0.0, f32::MAX)?;
+        check_hyper("dampening", config.dampening, 0.0, f32::MAX)?;
+        check_hyper("weight_decay", config.weight_decay, 0.0, f32::MAX)?;
+        if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
+            return Err(Error::Config(
+                "Nesterov momentum requires a momentum and zero dampening".into(),
+            ));
+        }
+        Ok(Self {
+            config,
+            momentum_buf: Vec::new(),
+            started: false,
+        })
+    }
+}
+
+impl Optimizer for Sgd {
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        let c = self.config;
+        let with_momentum = c.momentum != 0.0;
+        if with_momentum {
+            prepare(params, grads, &mut [&mut self.momentum_buf])?;
+        } else {
+            prepare(params, grads, &mut [])?;
+        }
+        for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
+            let mut g = g + c.weight_decay * *p;
+            if with_momentum {
+                let b = &mut self.momentum_buf[k];
+                *b = if self.started {
+                    c.momentum * *b + (1.0 - c.dampening) * g
+                } else {
+                    g
+                };
+                g = if c.nesterov { g + c.momentum * *b } else { *b };
+            }
+            *p -= c.lr * g;
+        }
+        self.started = true;
+        Ok(())
+    }
+
+    fn lr(&self) -> f32 {
+        self.config.lr
+    }
+
+    fn set_lr(&mut self, lr: f32) {
+        self.config.lr = lr;
+    }
+
+    fn reset(&mut self) {
+        self.momentum_buf.clear();
+        self.started = false;
+    }
+}

@@ -1,0 +1,148 @@
+//! Streaming: one time step at a time, the state carried by the caller.
+//!
+//! [`Recurrent::step`] shares the weights and the code of the batched path
+//! (each layer runs the same driver with `T = 1`), and after the first call
+//! on a [`StreamState`] allocates nothing. This is how audio and online
+//! users run recurrent networks.
+
+use crate::error::{Error, Result, check_len};
+use crate::layer::{self, LayerTape};
+use crate::net::Recurrent;
+
+/// The state of a stream of `B` sequences: hidden (and cell) states
+/// `[L, B, H]` plus per-layer work buffers.
+#[derive(Clone, Debug)]
+pub struct StreamState {
+    batch: usize,
+    h: Vec<f32>,
+    c: Vec<f32>,
+    tapes: Vec<LayerTape>,
+}
+
+impl StreamState {
+    /// Hidden states `[L, B, H]`.
+    pub fn h(&self) -> &[f32] {
+        &self.h
+    }
+
+    /// Cell states `[L, B, H]` (LSTM), else empty.
+    pub fn c(&self) -> &[f32] {
+        &self.c
+    }
+
+    /// Sets the hidden states, `[L, B, H]`. Errors: wrong length.
+    pub fn set_h(&mut self, h: &[f32]) -> Result<()> {
+        check_len("h", h, &[self.h.len()])?;
+        self.h.copy_from_slice(h);
+        Ok(())
+    }
+
+    /// Sets the cell states (LSTM), `[L, B, H]`. Errors: wrong length, or no cell state.
+    pub fn set_c(&mut self, c: &[f32]) -> Result<()> {
+        if self.c.is_empty() {
+            return Err(Error::Unexpected("this network has no cell state".into()));
+        }
+        check_len("c", c, &[self.c.len()])?;
+        self.c.copy_from_slice(c);
+        Ok(())
+    }
+
+    /// Resets every state to zero.
+    pub fn reset(&mut self) {
+        self.h.fill(0.0);
+        self.c.fill(0.0);
+    }
+
+    /// Number of sequences `B`.
+    pub fn batch(&self) -> usize {
+        self.batch
+    }
+}
+
+impl Recurrent {
+    /// A zero state for streaming `batch` sequences.
+    ///
+    /// Errors: `batch == 0`; a bidirectional network (its reverse direction
+    /// needs the whole sequence).
+    pub fn stream_state(&self, batch: usize) -> Result<StreamState> {
+        let c = self.config();
+        if batch == 0 {
+            return Err(Error::ZeroSize { what: "batch" });
+        }
+        if c.bidirectional {
+            return Err(Error::Unexpected(
+                "a bidirectional network cannot stream: its reverse direction needs the whole sequence".into(),
+            ));
+        }
+        let n = c.num_layers * batch * c.hidden_size;
+        Ok(StreamState {
+            batch,
+            h: vec![0.0; n],
+            c: if c.cell.has_cell_state() {
+                vec![0.0; n]
+            } else {
+                Vec::new()
+            },
+            tapes: vec![LayerTape::default(); c.num_layers],
+        })
+    }
+
+    /// One time step: `x_t` `[B, I]` in, `y_t` `[B, H]` (the last layer's new
+    /// hidden state) out; `state` advanced. Equal to the batched forward run
+    /// one step at a time.
+    ///
+    /// Errors: wrong lengths, a state made for another network or batch size.
+    pub fn step(&self, x_t: &[f32], state: &mut StreamState, y_t: &mut [f32]) -> Result<()> {
+        let c = self.config();
+        let b = state.batch;
+        let n = c.num_layers * b * c.hidden_size;
+        if state.h.len() != n || state.tapes.len() != c.num_layers || c.bidirectional {
+            return Err(Error::Unexpected(
+                "stream state made for another network".into(),
+            ));
+        }
+        check_len("x_t", x_t, &[b, c.input_size])?;
+        check_len("y_t", y_t, &[b, c.hidden_size])?;
+        let has_c = c.cell.has_cell_state();
+        let bh = b * c.hidden_size;
+        rnn_kernels::threads::install(|| {
+            let StreamState {
+                h, c: cs, tapes, ..
+            } = state;
+            for l in 0..c.num_layers {
+                let (below, rest) = tapes.split_at_mut(l);
+                let run = self.layer_run(l, 0, 1, b, None);
+                let x: &[f32] = if l == 0 {
+                    x_t
+                } else {
+                    below[l - 1].output(&run, 0)
+                };
+                let (h0, c0) = (
+                    &mut h[l * bh..(l + 1) * bh],
+                    if has_c {
+                        &mut cs[l * bh..(l + 1) * bh]
+                    } else {
+                        &mut [][..]
+                    },
+                );
+                layer::forward(
+                    self.cell_impl(),
+                    &self.layer_weights(l, 0),
+                    &run,
+                    has_c,
+                    x,
+                    Some(h0),
+                    has_c.then_some(&*c0),
+                    &mut rest[0],
+                );
+                h0.copy_from_slice(rest[0].state(&run, run.last_slot()));
+                if has_c {
+                    c0.copy_from_slice(rest[0].cell(&run, run.last_slot()));
+                }
+            }
+        });
+        let run = self.layer_run(c.num_layers - 1, 0, 1, b, None);
+        y_t.copy_from_slice(state.tapes[c.num_layers - 1].output(&run, 0));
+        Ok(())
+    }
+}
