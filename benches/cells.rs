@@ -8,7 +8,9 @@
 //! `cargo bench --bench cells -- lstm/medium`.
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
-use recurrent::{Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape};
+use recurrent::{
+    Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+};
 
 struct Shape {
     name: &'static str,
@@ -19,10 +21,34 @@ struct Shape {
 }
 
 const GRID: [Shape; 4] = [
-    Shape { name: "tiny", t: 50, b: 1, i: 32, h: 64 },
-    Shape { name: "finance", t: 20, b: 64, i: 6, h: 64 },
-    Shape { name: "medium", t: 100, b: 32, i: 128, h: 256 },
-    Shape { name: "large", t: 50, b: 64, i: 512, h: 1024 },
+    Shape {
+        name: "tiny",
+        t: 50,
+        b: 1,
+        i: 32,
+        h: 64,
+    },
+    Shape {
+        name: "finance",
+        t: 20,
+        b: 64,
+        i: 6,
+        h: 64,
+    },
+    Shape {
+        name: "medium",
+        t: 100,
+        b: 32,
+        i: 128,
+        h: 256,
+    },
+    Shape {
+        name: "large",
+        t: 50,
+        b: 64,
+        i: 512,
+        h: 1024,
+    },
 ];
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -61,8 +87,10 @@ fn cells(c: &mut Criterion) {
             group.throughput(Throughput::Elements(3 * flops as u64));
             group.bench_function(BenchmarkId::new("train", s.name), |bench| {
                 bench.iter(|| {
-                    net.forward_train(SeqInput::new(&x, s.t, s.b), &mut tape).expect("forward");
-                    net.backward(&mut tape, OutputGrads::new(&gy), &mut grads).expect("backward");
+                    net.forward_train(SeqInput::new(&x, s.t, s.b), &mut tape)
+                        .expect("forward");
+                    net.backward(&mut tape, OutputGrads::new(&gy), &mut grads)
+                        .expect("backward");
                 })
             });
         }

@@ -29,9 +29,19 @@ enum Verdict {
     Fail(Worst, Vec<String>),
 }
 
-fn compare(name: &str, ours: &[f32], reference: &[f32], worst: &mut Worst, failures: &mut Vec<String>) {
+fn compare(
+    name: &str,
+    ours: &[f32],
+    reference: &[f32],
+    worst: &mut Worst,
+    failures: &mut Vec<String>,
+) {
     if ours.len() != reference.len() {
-        failures.push(format!("{name}: length {} vs reference {}", ours.len(), reference.len()));
+        failures.push(format!(
+            "{name}: length {} vs reference {}",
+            ours.len(),
+            reference.len()
+        ));
         return;
     }
     let max_ref = reference.iter().fold(0.0f32, |m, v| m.max(v.abs()));
@@ -39,10 +49,18 @@ fn compare(name: &str, ours: &[f32], reference: &[f32], worst: &mut Worst, failu
     let err = ours
         .iter()
         .zip(reference)
-        .map(|(a, b)| if a.is_nan() || b.is_nan() { f32::INFINITY } else { (a - b).abs() })
+        .map(|(a, b)| {
+            if a.is_nan() || b.is_nan() {
+                f32::INFINITY
+            } else {
+                (a - b).abs()
+            }
+        })
         .fold(0.0f32, f32::max);
     if err > bound {
-        failures.push(format!("{name}: max abs error {err:.3e} > bound {bound:.3e}"));
+        failures.push(format!(
+            "{name}: max abs error {err:.3e} > bound {bound:.3e}"
+        ));
     }
     if err / bound > worst.err / worst.bound.max(f32::MIN_POSITIVE) || worst.tensor.is_empty() {
         *worst = Worst {
@@ -63,7 +81,11 @@ fn run_file(path: &Path) -> Result<Verdict, String> {
             .map_err(|_| format!("metadata {k} not an integer"))
     };
     let (t, b) = (meta("seq_len")?, meta("batch")?);
-    let tensor = |n: &str| file.f32(n).map(|(_, v)| v).ok_or_else(|| format!("tensor {n} missing"));
+    let tensor = |n: &str| {
+        file.f32(n)
+            .map(|(_, v)| v)
+            .ok_or_else(|| format!("tensor {n} missing"))
+    };
     let params = file
         .tensors
         .iter()
@@ -75,7 +97,11 @@ fn run_file(path: &Path) -> Result<Verdict, String> {
         None => None,
         Some(_) => {
             let (_, l) = file.i64("lengths").ok_or("tensor lengths is not i64")?;
-            Some(l.iter().map(|&v| usize::try_from(v).map_err(|_| format!("negative length {v}"))).collect::<Result<_, _>>()?)
+            Some(
+                l.iter()
+                    .map(|&v| usize::try_from(v).map_err(|_| format!("negative length {v}")))
+                    .collect::<Result<_, _>>()?,
+            )
         }
     };
     let mut input = SeqInput::new(tensor("x")?, t, b).h0(tensor("h0")?);
@@ -86,13 +112,16 @@ fn run_file(path: &Path) -> Result<Verdict, String> {
         input = input.c0(tensor("c0")?);
     }
     let mut tape = Tape::new();
-    let out = net.forward_train(input, &mut tape).map_err(|e| e.to_string())?;
+    let out = net
+        .forward_train(input, &mut tape)
+        .map_err(|e| e.to_string())?;
     let mut grads_in = OutputGrads::new(tensor("grad_y")?).h_n(tensor("grad_h_n")?);
     if lstm {
         grads_in = grads_in.c_n(tensor("grad_c_n")?);
     }
     let mut grads = Gradients::for_net(&net);
-    net.backward(&mut tape, grads_in, &mut grads).map_err(|e| e.to_string())?;
+    net.backward(&mut tape, grads_in, &mut grads)
+        .map_err(|e| e.to_string())?;
 
     let mut worst = Worst {
         tensor: String::new(),
@@ -132,7 +161,11 @@ fn pytorch_parity() {
         .filter(|p| p.extension().is_some_and(|x| x == "safetensors"))
         .collect();
     files.sort();
-    assert!(!files.is_empty(), "no .safetensors fixture files in {}", dir.display());
+    assert!(
+        !files.is_empty(),
+        "no .safetensors fixture files in {}",
+        dir.display()
+    );
 
     let (mut passed, mut failed) = (0, Vec::new());
     for path in &files {
@@ -140,10 +173,16 @@ fn pytorch_parity() {
         match run_file(path) {
             Ok(Verdict::Pass(w)) => {
                 passed += 1;
-                println!("PASS {name:55} worst {:14} {:.2e} (bound {:.2e})", w.tensor, w.err, w.bound);
+                println!(
+                    "PASS {name:55} worst {:14} {:.2e} (bound {:.2e})",
+                    w.tensor, w.err, w.bound
+                );
             }
             Ok(Verdict::Fail(w, why)) => {
-                println!("FAIL {name:55} worst {:14} {:.2e} (bound {:.2e})", w.tensor, w.err, w.bound);
+                println!(
+                    "FAIL {name:55} worst {:14} {:.2e} (bound {:.2e})",
+                    w.tensor, w.err, w.bound
+                );
                 for f in &why {
                     println!("       {f}");
                 }

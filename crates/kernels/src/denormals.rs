@@ -107,7 +107,10 @@ mod tests {
             assert!(FlushDenormals::active());
             // 1e-30 * 1e-10 = 1e-40 is subnormal: flushed to zero.
             let tiny = std::hint::black_box(1e-30f32);
-            assert_eq!(std::hint::black_box(tiny * std::hint::black_box(1e-10f32)), 0.0);
+            assert_eq!(
+                std::hint::black_box(tiny * std::hint::black_box(1e-10f32)),
+                0.0
+            );
         }
         assert_eq!(FlushDenormals::active(), before);
     }

@@ -257,7 +257,11 @@ fn split_matmul(
 /// `x` rounded to a multiple of 16 when that leaves both sides non-empty.
 fn round_cut(x: usize, len: usize) -> usize {
     let r = x / 16 * 16;
-    if r > 0 && r < len { r } else { x.clamp(1, len - 1) }
+    if r > 0 && r < len {
+        r
+    } else {
+        x.clamp(1, len - 1)
+    }
 }
 
 #[cfg(test)]
@@ -286,19 +290,33 @@ mod tests {
 
     fn data(n: usize, seed: u32) -> Vec<f32> {
         (0..n)
-            .map(|i| ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0)
+            .map(|i| {
+                ((i as u32).wrapping_mul(2654435761).wrapping_add(seed) % 1000) as f32 / 500.0 - 1.0
+            })
             .collect()
     }
 
     #[test]
     fn all_transpositions_match_naive() {
-        for &(m, k, n) in &[(1, 1, 1), (3, 5, 7), (17, 33, 9), (0, 4, 3), (4, 0, 3), (64, 128, 96)] {
+        for &(m, k, n) in &[
+            (1, 1, 1),
+            (3, 5, 7),
+            (17, 33, 9),
+            (0, 4, 3),
+            (4, 0, 3),
+            (64, 128, 96),
+        ] {
             let a = data(m * k, 1);
             let b = data(k * n, 2);
             let want = naive(&a, m, k, &b, n);
             let at = transpose(&a, m, k);
             let bt = transpose(&b, k, n);
-            for (op_a, op_b) in [(Op::N, Op::N), (Op::T, Op::N), (Op::N, Op::T), (Op::T, Op::T)] {
+            for (op_a, op_b) in [
+                (Op::N, Op::N),
+                (Op::T, Op::N),
+                (Op::N, Op::T),
+                (Op::T, Op::T),
+            ] {
                 let (av, bv) = match (op_a, op_b) {
                     (Op::N, Op::N) => (Mat::new(&a, m, k), Mat::new(&b, k, n)),
                     (Op::T, Op::N) => (Mat::new(&at, k, m), Mat::new(&b, k, n)),
@@ -334,7 +352,11 @@ mod tests {
         for i in 0..m {
             for j in 0..7 {
                 let got = buf[i * 7 + j];
-                let expect = if (2..5).contains(&j) { 2.0 * want[i * n + j - 2] + 0.5 } else { 1.0 };
+                let expect = if (2..5).contains(&j) {
+                    2.0 * want[i * n + j - 2] + 0.5
+                } else {
+                    1.0
+                };
                 assert!((got - expect).abs() < 1e-4, "({i},{j}) {got} vs {expect}");
             }
         }

@@ -36,16 +36,28 @@ fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 3] {
 }
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
-    assert!(states.iter().all(|&l| l == b * hidden), "gru kernel: state length");
+    assert!(
+        states.iter().all(|&l| l == b * hidden),
+        "gru kernel: state length"
+    );
 }
 
 // ---------------------------------------------------------------- lane bodies
 
 /// `dn = dh (1 - z) (1 - n^2)` and `dz = dh (h_prev - n) z (1 - z)`.
 #[inline(always)]
-fn update_grads<S: Simd>(simd: S, z: S::f32s, n: S::f32s, hp: S::f32s, dh: S::f32s) -> (S::f32s, S::f32s) {
+fn update_grads<S: Simd>(
+    simd: S,
+    z: S::f32s,
+    n: S::f32s,
+    hp: S::f32s,
+    dh: S::f32s,
+) -> (S::f32s, S::f32s) {
     let one = simd.splat_f32s(1.0);
-    let dn = simd.mul_f32s(simd.mul_f32s(dh, simd.sub_f32s(one, z)), simd.negate_mul_add_f32s(n, n, one));
+    let dn = simd.mul_f32s(
+        simd.mul_f32s(dh, simd.sub_f32s(one, z)),
+        simd.negate_mul_add_f32s(n, n, one),
+    );
     let dz = simd.mul_f32s(
         simd.mul_f32s(dh, simd.sub_f32s(hp, n)),
         simd.mul_f32s(z, simd.sub_f32s(one, z)),
@@ -92,7 +104,15 @@ impl Lanes<6, 7> for LbrBackwardLanes {
         let [r, z, n, hn, hp, dh] = x;
         let (dn, dz) = update_grads(simd, z, n, hp, dh);
         let dr = simd.mul_f32s(simd.mul_f32s(dn, hn), sigmoid_slope(simd, r));
-        [dr, dz, dn, dr, dz, simd.mul_f32s(dn, r), simd.mul_f32s(dh, z)]
+        [
+            dr,
+            dz,
+            dn,
+            dr,
+            dz,
+            simd.mul_f32s(dn, r),
+            simd.mul_f32s(dh, z),
+        ]
     }
 }
 
@@ -124,7 +144,12 @@ struct RblBackwardNLanes;
 
 impl Lanes<4, 3> for RblBackwardNLanes {
     #[inline(always)]
-    fn apply<S: Simd>(&self, simd: S, [z, n, hp, dh]: [S::f32s; 4], _: [S::f32s; 3]) -> [S::f32s; 3] {
+    fn apply<S: Simd>(
+        &self,
+        simd: S,
+        [z, n, hp, dh]: [S::f32s; 4],
+        _: [S::f32s; 3],
+    ) -> [S::f32s; 3] {
         let (dn, dz) = update_grads(simd, z, n, hp, dh);
         [dz, dn, simd.mul_f32s(dh, z)]
     }
@@ -158,12 +183,23 @@ impl WithSimd for LbrForward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let rows = self.gates.chunks_exact_mut(3 * hd).zip(self.hw.chunks_exact(3 * hd));
-        let states = self.h_prev.chunks_exact(hd).zip(self.h.chunks_exact_mut(hd));
+        let rows = self
+            .gates
+            .chunks_exact_mut(3 * hd)
+            .zip(self.hw.chunks_exact(3 * hd));
+        let states = self
+            .h_prev
+            .chunks_exact(hd)
+            .zip(self.h.chunks_exact_mut(hd));
         for (((row, hw), (h_prev, h)), hn) in rows.zip(states).zip(self.hn.chunks_exact_mut(hd)) {
             let [r, z, n] = blocks(row, hd);
             let [hr, hz, hnn] = blocks_ref(hw, hd);
-            zip_map(simd, [hr, hz, hnn, self.b_hn, h_prev], [r, z, n, h, hn], &LbrForwardLanes);
+            zip_map(
+                simd,
+                [hr, hz, hnn, self.b_hn, h_prev],
+                [r, z, n, h, hn],
+                &LbrForwardLanes,
+            );
         }
     }
 }
@@ -223,8 +259,20 @@ impl WithSimd for LbrBackward<'_> {
             let [r, z, n] = blocks_ref(&self.gates[g.clone()], hd);
             let [dr, dz, dn] = blocks(&mut self.dgates[g.clone()], hd);
             let [dhr, dhz, dhn] = blocks(&mut self.dhw[g], hd);
-            let ins = [r, z, n, &self.hn[s.clone()], &self.h_prev[s.clone()], &self.dh[s.clone()]];
-            zip_map(simd, ins, [dr, dz, dn, dhr, dhz, dhn, &mut self.dh_prev[s]], &LbrBackwardLanes);
+            let ins = [
+                r,
+                z,
+                n,
+                &self.hn[s.clone()],
+                &self.h_prev[s.clone()],
+                &self.dh[s.clone()],
+            ];
+            zip_map(
+                simd,
+                ins,
+                [dr, dz, dn, dhr, dhz, dhn, &mut self.dh_prev[s]],
+                &LbrBackwardLanes,
+            );
         }
     }
 }
@@ -252,7 +300,11 @@ pub fn lbr_backward(
 ) {
     let b = rows_of(gates.len(), hidden);
     assert!(dgates.len() == gates.len() && dhw.len() == gates.len());
-    check_states(b, hidden, &[hn.len(), h_prev.len(), dh.len(), dh_prev.len()]);
+    check_states(
+        b,
+        hidden,
+        &[hn.len(), h_prev.len(), dh.len(), dh_prev.len()],
+    );
     dispatch(LbrBackward {
         gates,
         hn,
@@ -282,7 +334,12 @@ impl WithSimd for RblForwardRz<'_> {
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
             let [r, z, _] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(simd, [&self.h_prev[s.clone()]], [r, z, &mut self.rh[s]], &RblForwardRzLanes);
+            zip_map(
+                simd,
+                [&self.h_prev[s.clone()]],
+                [r, z, &mut self.rh[s]],
+                &RblForwardRzLanes,
+            );
         }
     }
 }
@@ -322,7 +379,12 @@ impl WithSimd for RblForwardN<'_> {
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
             let [_, z, n] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(simd, [&*z, &self.h_prev[s.clone()]], [n, &mut self.h[s]], &RblForwardNLanes);
+            zip_map(
+                simd,
+                [&*z, &self.h_prev[s.clone()]],
+                [n, &mut self.h[s]],
+                &RblForwardNLanes,
+            );
         }
     }
 }
@@ -365,7 +427,12 @@ impl WithSimd for RblBackwardN<'_> {
             let [_, z, n] = blocks_ref(&self.gates[g.clone()], hd);
             let [_, dz, dn] = blocks(&mut self.dgates[g], hd);
             let ins = [z, n, &self.h_prev[s.clone()], &self.dh[s.clone()]];
-            zip_map(simd, ins, [dz, dn, &mut self.dh_prev[s]], &RblBackwardNLanes);
+            zip_map(
+                simd,
+                ins,
+                [dz, dn, &mut self.dh_prev[s]],
+                &RblBackwardNLanes,
+            );
         }
     }
 }

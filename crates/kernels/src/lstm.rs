@@ -35,7 +35,12 @@ fn blocks(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
 }
 
 fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 4] {
-    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h], &row[3 * h..4 * h]]
+    [
+        &row[..h],
+        &row[h..2 * h],
+        &row[2 * h..3 * h],
+        &row[3 * h..4 * h],
+    ]
 }
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -67,10 +72,19 @@ impl Lanes<7, 5> for BackwardLanes {
         let tc = math::tanh(simd, c);
         let dtc = simd.mul_f32s(simd.mul_f32s(dh, o), simd.negate_mul_add_f32s(tc, tc, one));
         let dct = simd.add_f32s(dc, dtc);
-        let di = simd.mul_f32s(simd.mul_f32s(dct, g), simd.mul_f32s(i, simd.sub_f32s(one, i)));
-        let df = simd.mul_f32s(simd.mul_f32s(dct, cp), simd.mul_f32s(f, simd.sub_f32s(one, f)));
+        let di = simd.mul_f32s(
+            simd.mul_f32s(dct, g),
+            simd.mul_f32s(i, simd.sub_f32s(one, i)),
+        );
+        let df = simd.mul_f32s(
+            simd.mul_f32s(dct, cp),
+            simd.mul_f32s(f, simd.sub_f32s(one, f)),
+        );
         let dg = simd.mul_f32s(simd.mul_f32s(dct, i), simd.negate_mul_add_f32s(g, g, one));
-        let dout = simd.mul_f32s(simd.mul_f32s(dh, tc), simd.mul_f32s(o, simd.sub_f32s(one, o)));
+        let dout = simd.mul_f32s(
+            simd.mul_f32s(dh, tc),
+            simd.mul_f32s(o, simd.sub_f32s(one, o)),
+        );
         [simd.mul_f32s(dct, f), di, df, dg, dout]
     }
 }
@@ -89,7 +103,10 @@ impl WithSimd for Forward<'_> {
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
         let rows = self.gates.chunks_exact_mut(4 * hd);
-        let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact_mut(hd));
+        let states = self
+            .c_prev
+            .chunks_exact(hd)
+            .zip(self.c.chunks_exact_mut(hd));
         for ((row, (c_prev, c)), h) in rows.zip(states).zip(self.h.chunks_exact_mut(hd)) {
             let [i, f, g, o] = blocks(row, hd);
             zip_map(simd, [c_prev], [i, f, g, o, c, h], &ForwardLanes);
@@ -129,13 +146,21 @@ impl WithSimd for Backward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let hd = self.hidden;
-        let rows = self.gates.chunks_exact(4 * hd).zip(self.dgates.chunks_exact_mut(4 * hd));
+        let rows = self
+            .gates
+            .chunks_exact(4 * hd)
+            .zip(self.dgates.chunks_exact_mut(4 * hd));
         let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact(hd));
         let grads = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
         for (((row, drow), (c_prev, c)), (dh, dc)) in rows.zip(states).zip(grads) {
             let [i, f, g, o] = blocks_ref(row, hd);
             let [di, df, dg, dout] = blocks(drow, hd);
-            zip_map(simd, [i, f, g, o, c_prev, c, dh], [dc, di, df, dg, dout], &BackwardLanes);
+            zip_map(
+                simd,
+                [i, f, g, o, c_prev, c, dh],
+                [dc, di, df, dg, dout],
+                &BackwardLanes,
+            );
         }
     }
 }

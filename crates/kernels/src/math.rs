@@ -47,7 +47,10 @@ fn exp_in_range<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
 /// restore NaN with [`keep_nan`]).
 #[inline(always)]
 fn exp_clamped<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
-    let x = simd.min_f32s(simd.max_f32s(x, simd.splat_f32s(EXP_LO)), simd.splat_f32s(EXP_HI));
+    let x = simd.min_f32s(
+        simd.max_f32s(x, simd.splat_f32s(EXP_LO)),
+        simd.splat_f32s(EXP_HI),
+    );
     exp_in_range(simd, x)
 }
 

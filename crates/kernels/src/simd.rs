@@ -123,7 +123,8 @@ fn load<S: Simd>(s: &[f32]) -> S::f32s {
 /// Stores one full vector at the start of `s`.
 #[inline(always)]
 fn store<S: Simd>(s: &mut [f32], v: S::f32s) {
-    bytemuck::cast_slice_mut::<f32, u8>(&mut s[..S::F32_LANES]).copy_from_slice(bytemuck::bytes_of(&v));
+    bytemuck::cast_slice_mut::<f32, u8>(&mut s[..S::F32_LANES])
+        .copy_from_slice(bytemuck::bytes_of(&v));
 }
 
 /// The body of an element-wise kernel on one block of lanes: `NI` read-only
@@ -155,8 +156,14 @@ pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
     op: &impl Lanes<NI, NO>,
 ) {
     let len = if NO > 0 { outs[0].len() } else { ins[0].len() };
-    assert!(ins.iter().all(|s| s.len() == len), "zip_map: input lengths differ");
-    assert!(outs.iter().all(|s| s.len() == len), "zip_map: output lengths differ");
+    assert!(
+        ins.iter().all(|s| s.len() == len),
+        "zip_map: input lengths differ"
+    );
+    assert!(
+        outs.iter().all(|s| s.len() == len),
+        "zip_map: output lengths differ"
+    );
     let lanes = S::F32_LANES;
     let mut j = 0;
     while j + lanes <= len {
