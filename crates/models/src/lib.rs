@@ -11,6 +11,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod arch;
 mod cells;
 pub mod config;
 pub mod error;

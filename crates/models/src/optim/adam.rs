@@ -1,6 +1,6 @@
 //! Adam and AdamW (`torch.optim.Adam`, `torch.optim.AdamW`).
 
-use super::{Optimizer, check_hyper, prepare};
+use super::{Optimizer, check_hyper, size_state};
 use crate::error::Result;
 
 /// Adam / AdamW hyper-parameters (PyTorch's defaults via [`AdamConfig::new`]).
@@ -74,32 +74,33 @@ impl Adam {
 }
 
 impl Optimizer for Adam {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        prepare(params, grads, &mut [&mut self.m, &mut self.v])?;
-        let c = self.config;
+    fn begin(&mut self, len: usize) -> Result<()> {
+        size_state(len, &mut [&mut self.m, &mut self.v])?;
         self.t += 1;
+        Ok(())
+    }
+
+    fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
+        let c = self.config;
         let t = self.t as i32;
         let bc1 = 1.0 - (c.beta1 as f64).powi(t);
-        let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt();
         let step_size = (c.lr as f64 / bc1) as f32;
-        let bc2_sqrt = bc2_sqrt as f32;
+        let bc2_sqrt = (1.0 - (c.beta2 as f64).powi(t)).sqrt() as f32;
         let decay = 1.0 - c.lr * c.weight_decay;
-        for k in 0..params.len() {
-            let p = &mut params[k];
-            let mut g = grads[k];
+        let (m, v) = (&mut self.m[offset..], &mut self.v[offset..]);
+        for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
+            let mut g = g;
             if c.decoupled {
                 *p *= decay;
             } else {
                 g += c.weight_decay * *p;
             }
-            let m = &mut self.m[k];
-            let v = &mut self.v[k];
+            let (m, v) = (&mut m[k], &mut v[k]);
             *m = c.beta1 * *m + (1.0 - c.beta1) * g;
             *v = c.beta2 * *v + (1.0 - c.beta2) * g * g;
             let denom = v.sqrt() / bc2_sqrt + c.eps;
             *p -= step_size * *m / denom;
         }
-        Ok(())
     }
 
     fn lr(&self) -> f32 {

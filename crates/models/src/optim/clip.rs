@@ -19,6 +19,24 @@ pub fn clip_grad_norm(grads: &mut [f32], max_norm: f32) -> f32 {
     norm
 }
 
+/// [`clip_grad_norm`] over several gradient buffers taken together (one
+/// global norm). Returns the norm before clipping.
+pub fn clip_grad_norm_parts(parts: &mut [&mut [f32]], max_norm: f32) -> f32 {
+    let sq: f64 = parts
+        .iter()
+        .flat_map(|p| p.iter())
+        .map(|&g| (g as f64) * (g as f64))
+        .sum();
+    let norm = sq.sqrt() as f32;
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        parts
+            .iter_mut()
+            .for_each(|p| p.iter_mut().for_each(|g| *g *= coef));
+    }
+    norm
+}
+
 /// Clamps every gradient to `[-limit, limit]`
 /// (`torch.nn.utils.clip_grad_value_`).
 pub fn clip_grad_value(grads: &mut [f32], limit: f32) {

@@ -12,20 +12,60 @@ mod rmsprop;
 mod sgd;
 
 pub use adam::{Adam, AdamConfig};
-pub use clip::{check_finite, clip_grad_norm, clip_grad_value};
+pub use clip::{check_finite, clip_grad_norm, clip_grad_norm_parts, clip_grad_value};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
 
 use crate::error::{Error, Result};
 
 /// An update rule: `params -= f(grads, state)`.
+///
+/// One update is [`Optimizer::begin`] (sizes the state on first use, counts
+/// the step) then [`Optimizer::update`] over the parameters, possibly in
+/// several parts (a model made of several components); [`Optimizer::step`]
+/// and [`Optimizer::step_parts`] do both.
 pub trait Optimizer: Send {
+    /// Starts an update of `len` parameters. Errors: `len` differs from the
+    /// length the state was sized for.
+    fn begin(&mut self, len: usize) -> Result<()>;
+
+    /// Updates `params` (whose state starts at `offset`) from `grads` (same
+    /// length). Call after [`Optimizer::begin`] covering `offset + len`.
+    fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]);
+
     /// One update of `params` from `grads` (same length, one flat buffer).
     ///
-    /// Errors: `params` and `grads` differ in length, or differ from the
-    /// length of the first call (the state is sized then). Nothing is changed
-    /// on error.
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()>;
+    /// Errors: lengths differ, or differ from the first call's. Nothing is
+    /// changed on error.
+    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+        if params.len() != grads.len() {
+            return Err(Error::shape("grads", &[params.len()], &[grads.len()]));
+        }
+        self.begin(params.len())?;
+        self.update(0, params, grads);
+        Ok(())
+    }
+
+    /// One update of several `(params, grads)` parts, taken together as one
+    /// concatenated buffer. Errors as [`Optimizer::step`].
+    fn step_parts(&mut self, parts: &mut [(&mut [f32], &[f32])]) -> Result<()> {
+        for (k, (p, g)) in parts.iter().enumerate() {
+            if p.len() != g.len() {
+                return Err(Error::shape(
+                    format!("grads (part {k})"),
+                    &[p.len()],
+                    &[g.len()],
+                ));
+            }
+        }
+        self.begin(parts.iter().map(|(p, _)| p.len()).sum())?;
+        let mut offset = 0;
+        for (p, g) in parts.iter_mut() {
+            self.update(offset, p, g);
+            offset += p.len();
+        }
+        Ok(())
+    }
 
     /// The learning rate.
     fn lr(&self) -> f32;
@@ -37,17 +77,13 @@ pub trait Optimizer: Send {
     fn reset(&mut self);
 }
 
-/// Checks lengths and sizes the state buffers on first use.
-pub(crate) fn prepare(params: &[f32], grads: &[f32], state: &mut [&mut Vec<f32>]) -> Result<()> {
-    if params.len() != grads.len() {
-        return Err(Error::shape("grads", &[params.len()], &[grads.len()]));
+/// Sizes empty state buffers to `len`, or checks they have that length.
+pub(crate) fn size_state(len: usize, state: &mut [&mut Vec<f32>]) -> Result<()> {
+    if let Some(s) = state.iter().find(|s| !s.is_empty() && s.len() != len) {
+        return Err(Error::shape("params", &[s.len()], &[len]));
     }
     for s in state.iter_mut() {
-        if s.is_empty() {
-            s.resize(params.len(), 0.0);
-        } else if s.len() != params.len() {
-            return Err(Error::shape("params", &[s.len()], &[params.len()]));
-        }
+        s.resize(len, 0.0);
     }
     Ok(())
 }

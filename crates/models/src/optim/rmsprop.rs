@@ -1,6 +1,6 @@
 //! RMSProp (`torch.optim.RMSprop`), with momentum and the centered variant.
 
-use super::{Optimizer, check_hyper, prepare};
+use super::{Optimizer, check_hyper, size_state};
 use crate::error::Result;
 
 /// RMSProp hyper-parameters (PyTorch's defaults via [`RmsPropConfig::new`]).
@@ -63,20 +63,22 @@ impl RmsProp {
 }
 
 impl Optimizer for RmsProp {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
+    fn begin(&mut self, len: usize) -> Result<()> {
+        size_state(len, &mut [&mut self.square_avg])?;
+        if self.config.centered {
+            size_state(len, &mut [&mut self.grad_avg])?;
+        }
+        if self.config.momentum > 0.0 {
+            size_state(len, &mut [&mut self.momentum_buf])?;
+        }
+        Ok(())
+    }
+
+    fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
         let c = self.config;
-        prepare(
-            params,
-            grads,
-            &mut [
-                &mut self.square_avg,
-                &mut self.grad_avg,
-                &mut self.momentum_buf,
-            ],
-        )?;
-        for k in 0..params.len() {
-            let p = &mut params[k];
-            let g = grads[k] + c.weight_decay * *p;
+        for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
+            let k = offset + k;
+            let g = g + c.weight_decay * *p;
             let s = &mut self.square_avg[k];
             *s = c.alpha * *s + (1.0 - c.alpha) * g * g;
             let var = if c.centered {
@@ -95,7 +97,6 @@ impl Optimizer for RmsProp {
                 *p -= c.lr * g / denom;
             }
         }
-        Ok(())
     }
 
     fn lr(&self) -> f32 {

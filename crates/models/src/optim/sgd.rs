@@ -1,7 +1,7 @@
 //! Stochastic gradient descent with momentum, Nesterov momentum, dampening
 //! and weight decay (`torch.optim.SGD`).
 
-use super::{Optimizer, check_hyper, prepare};
+use super::{Optimizer, check_hyper, size_state};
 use crate::error::{Error, Result};
 
 /// SGD hyper-parameters (PyTorch's defaults except `lr`).
@@ -39,7 +39,8 @@ impl SgdConfig {
 pub struct Sgd {
     config: SgdConfig,
     momentum_buf: Vec<f32>,
-    started: bool,
+    /// Steps begun so far.
+    steps: u64,
 }
 
 impl Sgd {
@@ -58,35 +59,36 @@ impl Sgd {
         Ok(Self {
             config,
             momentum_buf: Vec::new(),
-            started: false,
+            steps: 0,
         })
     }
 }
 
 impl Optimizer for Sgd {
-    fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
-        let c = self.config;
-        let with_momentum = c.momentum != 0.0;
-        if with_momentum {
-            prepare(params, grads, &mut [&mut self.momentum_buf])?;
-        } else {
-            prepare(params, grads, &mut [])?;
+    fn begin(&mut self, len: usize) -> Result<()> {
+        if self.config.momentum != 0.0 {
+            size_state(len, &mut [&mut self.momentum_buf])?;
         }
+        self.steps += 1;
+        Ok(())
+    }
+
+    fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
+        let c = self.config;
+        let first = self.steps == 1;
         for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
             let mut g = g + c.weight_decay * *p;
-            if with_momentum {
-                let b = &mut self.momentum_buf[k];
-                *b = if self.started {
-                    c.momentum * *b + (1.0 - c.dampening) * g
-                } else {
+            if c.momentum != 0.0 {
+                let b = &mut self.momentum_buf[offset + k];
+                *b = if first {
                     g
+                } else {
+                    c.momentum * *b + (1.0 - c.dampening) * g
                 };
                 g = if c.nesterov { g + c.momentum * *b } else { *b };
             }
             *p -= c.lr * g;
         }
-        self.started = true;
-        Ok(())
     }
 
     fn lr(&self) -> f32 {
@@ -99,6 +101,6 @@ impl Optimizer for Sgd {
 
     fn reset(&mut self) {
         self.momentum_buf.clear();
-        self.started = false;
+        self.steps = 0;
     }
 }

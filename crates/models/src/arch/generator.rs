@@ -1,0 +1,93 @@
+//! One-to-many: a sequence of values generated from one input vector.
+
+use super::Body;
+use crate::config::NetConfig;
+use crate::error::{Error, Result, check_len};
+use crate::linear::Linear;
+use crate::loss::mse;
+use crate::net::{OutputGrads, Recurrent, SeqInput};
+use crate::optim::Optimizer;
+
+/// One-to-many generator: the input vector `v` `[B, I]` is the input at the
+/// first step and zeros follow; the outputs `[T, B, O] = Linear(y)` are
+/// trained with mean squared error.
+#[derive(Clone, Debug)]
+pub struct SequenceGenerator {
+    body: Body,
+    outputs: usize,
+    x: Vec<f32>,
+    y: Vec<f32>,
+    pred: Vec<f32>,
+    dpred: Vec<f32>,
+    dy: Vec<f32>,
+}
+
+impl SequenceGenerator {
+    /// A network from `config` (unidirectional) and a head to `outputs` values
+    /// per step.
+    pub fn new(config: NetConfig, outputs: usize) -> Result<Self> {
+        if config.bidirectional {
+            return Err(Error::Config(
+                "a generator runs forward in time: bidirectional = false".into(),
+            ));
+        }
+        let head = Linear::new(
+            config.hidden_size,
+            outputs,
+            true,
+            config.seed.wrapping_add(1),
+        )?;
+        Ok(Self {
+            body: Body::new(Recurrent::new(config)?, head),
+            outputs,
+            x: Vec::new(),
+            y: Vec::new(),
+            pred: Vec::new(),
+            dpred: Vec::new(),
+            dy: Vec::new(),
+        })
+    }
+
+    /// The generated sequences `[T, B, O]` from `v` `[B, I]`.
+    pub fn generate(&mut self, v: &[f32], seq_len: usize, batch: usize) -> Result<&[f32]> {
+        let i = self.body.net.config().input_size;
+        check_len("v", v, &[batch, i])?;
+        if seq_len == 0 {
+            return Err(Error::ZeroSize { what: "seq_len" });
+        }
+        self.x.clear();
+        self.x.resize(seq_len * batch * i, 0.0);
+        self.x[..batch * i].copy_from_slice(v);
+        let out = self
+            .body
+            .net
+            .forward_train(SeqInput::new(&self.x, seq_len, batch), &mut self.body.tape)?;
+        self.y = out.y;
+        self.body.head.forward(&self.y, &mut self.pred)?;
+        Ok(&self.pred)
+    }
+
+    /// One training step towards `target` `[T, B, O]`; returns the MSE before
+    /// the update.
+    pub fn train_step(
+        &mut self,
+        v: &[f32],
+        target: &[f32],
+        seq_len: usize,
+        batch: usize,
+        opt: &mut dyn Optimizer,
+        clip: Option<f32>,
+    ) -> Result<f64> {
+        check_len("target", target, &[seq_len, batch, self.outputs])?;
+        self.generate(v, seq_len, batch)?;
+        self.dpred.resize(self.pred.len(), 0.0);
+        let loss = mse(&self.pred, target, &mut self.dpred)?;
+        let b = &mut self.body;
+        b.head
+            .backward(&self.y, &self.dpred, &mut self.dy, &mut b.head_grads)?;
+        b.net
+            .backward(&mut b.tape, OutputGrads::new(&self.dy), &mut b.net_grads)?;
+        b.update(opt, clip)?;
+        Ok(loss)
+    }
+}

@@ -1,0 +1,213 @@
+//! Encoder-decoder: a sequence of symbols from another, through the
+//! encoder's final state (the seed's translation architecture).
+
+use super::{argmax_rows, one_hot, update};
+use crate::config::NetConfig;
+use crate::error::{Error, Result};
+use crate::linear::Linear;
+use crate::loss::softmax_cross_entropy;
+use crate::net::{Gradients, OutputGrads, Recurrent, SeqInput, Tape};
+use crate::optim::Optimizer;
+use crate::params::Params;
+
+/// Encoder-decoder of symbol sequences.
+///
+/// The encoder reads the one-hot source `[S, B, V_src]`; its final states
+/// `h_n` (and `c_n`) start the decoder, which reads `[start, y_0, ...,
+/// y_{T-2}]` (one-hot over `V_tgt + 1`, the last symbol being `start`;
+/// teacher forcing in training, its own greedy outputs in [`Seq2Seq::translate`])
+/// and predicts `y_t` through a linear head, trained with softmax
+/// cross-entropy. Gradients flow from the decoder into the encoder through
+/// the initial states.
+#[derive(Clone, Debug)]
+pub struct Seq2Seq {
+    encoder: Recurrent,
+    decoder: Recurrent,
+    head: Linear,
+    src_vocab: usize,
+    tgt_vocab: usize,
+    enc_tape: Tape,
+    dec_tape: Tape,
+    enc_grads: Gradients,
+    dec_grads: Gradients,
+    head_grads: Params,
+    steps: u64,
+    buf: Vec<f32>,
+    dec_x: Vec<f32>,
+    logits: Vec<f32>,
+    dlogits: Vec<f32>,
+    dy: Vec<f32>,
+    zeros: Vec<f32>,
+}
+
+impl Seq2Seq {
+    /// `config` describes the encoder (its `input_size` is ignored and set to
+    /// `src_vocab`); the decoder has the same cell, sizes and layers. Errors:
+    /// a bidirectional config, zero sizes.
+    pub fn new(config: NetConfig, src_vocab: usize, tgt_vocab: usize) -> Result<Self> {
+        if config.bidirectional {
+            return Err(Error::Config(
+                "Seq2Seq uses unidirectional encoder and decoder".into(),
+            ));
+        }
+        if tgt_vocab == 0 {
+            return Err(Error::ZeroSize { what: "tgt_vocab" });
+        }
+        let enc_cfg = NetConfig {
+            input_size: src_vocab,
+            ..config.clone()
+        };
+        let dec_cfg = NetConfig {
+            input_size: tgt_vocab + 1,
+            seed: config.seed.wrapping_add(1),
+            ..config.clone()
+        };
+        let encoder = Recurrent::new(enc_cfg)?;
+        let decoder = Recurrent::new(dec_cfg)?;
+        let head = Linear::new(
+            config.hidden_size,
+            tgt_vocab,
+            true,
+            config.seed.wrapping_add(2),
+        )?;
+        Ok(Self {
+            enc_grads: Gradients::for_net(&encoder),
+            dec_grads: Gradients::for_net(&decoder),
+            head_grads: head.params().zeros_like(),
+            encoder,
+            decoder,
+            head,
+            src_vocab,
+            tgt_vocab,
+            enc_tape: Tape::new(),
+            dec_tape: Tape::new(),
+            steps: 0,
+            buf: Vec::new(),
+            dec_x: Vec::new(),
+            logits: Vec::new(),
+            dlogits: Vec::new(),
+            dy: Vec::new(),
+            zeros: Vec::new(),
+        })
+    }
+
+    fn check_tokens(name: &str, tokens: &[usize], vocab: usize) -> Result<()> {
+        match tokens.iter().position(|&t| t >= vocab) {
+            Some(i) => Err(Error::Config(format!(
+                "{name}[{i}] = {} >= vocabulary {vocab}",
+                tokens[i]
+            ))),
+            None => Ok(()),
+        }
+    }
+
+    /// Encodes `src` `[S, B]`; returns `(h_n, c_n)`.
+    fn encode(
+        &mut self,
+        src: &[usize],
+        src_len: usize,
+        batch: usize,
+    ) -> Result<(Vec<f32>, Vec<f32>)> {
+        if src_len == 0 || batch == 0 || src.len() != src_len * batch {
+            return Err(Error::shape("src", &[src_len, batch], &[src.len()]));
+        }
+        Self::check_tokens("src", src, self.src_vocab)?;
+        one_hot(src, self.src_vocab, &mut self.buf);
+        let out = self
+            .encoder
+            .forward_train(SeqInput::new(&self.buf, src_len, batch), &mut self.enc_tape)?;
+        Ok((out.h_n, out.c_n))
+    }
+
+    /// One teacher-forced training step on `src` `[S, B]` and `tgt` `[T, B]`;
+    /// returns the mean cross-entropy per target symbol before the update.
+    #[allow(clippy::too_many_arguments)]
+    pub fn train_step(
+        &mut self,
+        src: &[usize],
+        src_len: usize,
+        tgt: &[usize],
+        tgt_len: usize,
+        batch: usize,
+        opt: &mut dyn Optimizer,
+        clip: Option<f32>,
+    ) -> Result<f64> {
+        if tgt_len == 0 || tgt.len() != tgt_len * batch {
+            return Err(Error::shape("tgt", &[tgt_len, batch], &[tgt.len()]));
+        }
+        Self::check_tokens("tgt", tgt, self.tgt_vocab)?;
+        let (h_n, c_n) = self.encode(src, src_len, batch)?;
+        let start = self.tgt_vocab;
+        let dec_in: Vec<usize> = (0..tgt_len * batch)
+            .map(|k| if k < batch { start } else { tgt[k - batch] })
+            .collect();
+        one_hot(&dec_in, self.tgt_vocab + 1, &mut self.dec_x);
+        let lstm = self.decoder.config().cell.has_cell_state();
+        let mut input = SeqInput::new(&self.dec_x, tgt_len, batch).h0(&h_n);
+        if lstm {
+            input = input.c0(&c_n);
+        }
+        let out = self.decoder.forward_train(input, &mut self.dec_tape)?;
+        self.head.forward(&out.y, &mut self.logits)?;
+        self.dlogits.resize(self.logits.len(), 0.0);
+        let loss = softmax_cross_entropy(&self.logits, self.tgt_vocab, tgt, &mut self.dlogits)?;
+        self.head
+            .backward(&out.y, &self.dlogits, &mut self.dy, &mut self.head_grads)?;
+        self.decoder.backward(
+            &mut self.dec_tape,
+            OutputGrads::new(&self.dy),
+            &mut self.dec_grads,
+        )?;
+        let h = self.encoder.config().hidden_size;
+        self.zeros.clear();
+        self.zeros.resize(src_len * batch * h, 0.0);
+        let mut enc_up = OutputGrads::new(&self.zeros).h_n(&self.dec_grads.h0);
+        if lstm {
+            enc_up = enc_up.c_n(&self.dec_grads.c0);
+        }
+        self.encoder
+            .backward(&mut self.enc_tape, enc_up, &mut self.enc_grads)?;
+        self.steps += 1;
+        update(
+            self.steps,
+            vec![
+                (self.encoder.params_mut(), &mut self.enc_grads.params),
+                (self.decoder.params_mut(), &mut self.dec_grads.params),
+                (self.head.params_mut(), &mut self.head_grads),
+            ],
+            opt,
+            clip,
+        )?;
+        Ok(loss)
+    }
+
+    /// Greedy decoding of `out_len` symbols per sequence: `[T, B]`.
+    pub fn translate(
+        &mut self,
+        src: &[usize],
+        src_len: usize,
+        batch: usize,
+        out_len: usize,
+    ) -> Result<Vec<usize>> {
+        let (h_n, c_n) = self.encode(src, src_len, batch)?;
+        let mut state = self.decoder.stream_state(batch)?;
+        state.set_h(&h_n)?;
+        if self.decoder.config().cell.has_cell_state() {
+            state.set_c(&c_n)?;
+        }
+        let h = self.decoder.config().hidden_size;
+        let mut y = vec![0.0; batch * h];
+        let mut prev = vec![self.tgt_vocab; batch];
+        let mut result = Vec::with_capacity(out_len * batch);
+        let mut x = Vec::new();
+        let mut logits = Vec::new();
+        for _ in 0..out_len {
+            one_hot(&prev, self.tgt_vocab + 1, &mut x);
+            self.decoder.step(&x, &mut state, &mut y)?;
+            self.head.forward(&y, &mut logits)?;
+            prev = argmax_rows(&logits, self.tgt_vocab);
+            result.extend_from_slice(&prev);
+        }
+        Ok(result)
+    }
+}
