@@ -29,7 +29,7 @@ fn batch(rng: &mut Rng, t: usize, b: usize) -> (Vec<f32>, Vec<f32>) {
     let (mut x, mut y) = (vec![0.0; t * b], vec![0.0; t * b]);
     for j in 0..b {
         let w = 0.2 + 0.4 * rng.next();
-        let p = 6.283 * rng.next();
+        let p = std::f32::consts::TAU * rng.next();
         for i in 0..t {
             let noise = 0.05 * (rng.next() - 0.5);
             x[i * b + j] = 0.8 * (w * i as f32 + p).sin() + noise;

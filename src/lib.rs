@@ -45,6 +45,6 @@ pub use rnn_models::io::{TensorData, TensorFile};
 pub use rnn_models::{
     CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Linear, Lstm, LstmConfig, NetConfig,
     Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn, RnnConfig, SeqInput,
-    StreamState, Tape, param_layout,
+    StreamState, Tape, TruncatedBptt, param_layout,
 };
 pub use rnn_models::{arch, loss, optim};

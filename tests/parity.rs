@@ -88,8 +88,8 @@ fn run_file(path: &Path) -> Result<Verdict, String> {
     };
     let params = file
         .tensors
-        .iter()
-        .filter_map(|(n, _)| file.f32(n).map(|(s, v)| (n.as_str(), s, v)));
+        .keys()
+        .filter_map(|n| file.f32(n).map(|(s, v)| (n.as_str(), s, v)));
     let net = Recurrent::from_params(config.clone(), params).map_err(|e| e.to_string())?;
     let lstm = config.cell.has_cell_state();
 

@@ -228,7 +228,7 @@ fn split_matmul(
 ) {
     let (m, n, k) = (c.nrows(), c.ncols(), a.ncols());
     let work = m.saturating_mul(n).saturating_mul(k);
-    if threads <= 1 || work < PARALLEL_FLOP_THRESHOLD {
+    if threads <= 1 || work < PARALLEL_FLOP_THRESHOLD || m.max(n) < 2 {
         matmul(c, accum, a, b, alpha, Par::Seq);
         return;
     }

@@ -33,7 +33,7 @@ fn exp_in_range<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     p = simd.mul_add_f32s(p, r, simd.splat_f32s(8.333_452e-3));
     p = simd.mul_add_f32s(p, r, simd.splat_f32s(4.166_579_6e-2));
     p = simd.mul_add_f32s(p, r, simd.splat_f32s(1.666_666_5e-1));
-    p = simd.mul_add_f32s(p, r, simd.splat_f32s(5.000_000_1e-1));
+    p = simd.mul_add_f32s(p, r, simd.splat_f32s(0.5));
     let r2 = simd.mul_f32s(r, r);
     let y = simd.mul_add_f32s(p, r2, simd.add_f32s(r, simd.splat_f32s(1.0)));
     // bits(t) = bits(magic) + n; the exponent field of 2^n is n + 127.
@@ -60,12 +60,15 @@ fn keep_nan<S: Simd>(simd: S, x: S::f32s, y: S::f32s) -> S::f32s {
     simd.select_f32s(simd.equal_f32s(x, x), y, x)
 }
 
-/// `1 / (1 + exp(-x))`.
+/// `1 / (1 + exp(-x))`; exactly 0 below `-EXP_HI` (the true value is under
+/// 6e-39 there, and `sigmoid(-inf)` must be 0).
 #[inline(always)]
 pub(crate) fn sigmoid<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     let one = simd.splat_f32s(1.0);
     let e = exp_clamped(simd, simd.neg_f32s(x));
-    keep_nan(simd, x, simd.div_f32s(one, simd.add_f32s(one, e)))
+    let y = simd.div_f32s(one, simd.add_f32s(one, e));
+    let tiny = simd.less_than_f32s(x, simd.splat_f32s(-EXP_HI));
+    keep_nan(simd, x, simd.select_f32s(tiny, simd.splat_f32s(0.0), y))
 }
 
 /// `tanh(x)`: odd polynomial below |x| = 0.625, `(1 - e) / (1 + e)` with
@@ -80,10 +83,10 @@ pub(crate) fn tanh<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     // Small branch (Cephes tanhf), on |x| to share the sign handling.
     let z = simd.mul_f32s(ax, ax);
     let mut p = simd.splat_f32s(-5.704_988_7e-3);
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(2.063_908_9e-2));
+    p = simd.mul_add_f32s(p, z, simd.splat_f32s(2.063_909e-2));
     p = simd.mul_add_f32s(p, z, simd.splat_f32s(-5.373_971_6e-2));
     p = simd.mul_add_f32s(p, z, simd.splat_f32s(1.333_144_2e-1));
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(-3.333_328_2e-1));
+    p = simd.mul_add_f32s(p, z, simd.splat_f32s(-3.333_328e-1));
     let small = simd.mul_add_f32s(simd.mul_f32s(p, z), ax, ax);
     let is_small = simd.less_than_f32s(ax, simd.splat_f32s(TANH_POLY_BOUND));
     let abs = simd.select_f32s(is_small, small, large);

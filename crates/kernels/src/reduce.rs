@@ -40,12 +40,7 @@ pub fn colsum_add(m: &[f32], out: &mut [f32]) {
         return;
     }
     assert_eq!(m.len() % cols, 0, "colsum_add: length");
-    let mut out = out;
-    dispatch(ColSumAdd {
-        m,
-        cols,
-        out: &mut out,
-    });
+    dispatch(ColSumAdd { m, cols, out });
 }
 
 /// Writes `row` into every row of `m` (`[rows, row.len()]`, row-major).

@@ -71,6 +71,12 @@ impl CellKind {
     }
 }
 
+/// The most layers a network may stack.
+pub const MAX_LAYERS: usize = 1024;
+
+/// The most parameters a network may have (2^32, 16 GiB of `f32`).
+pub const MAX_PARAMETERS: usize = 1 << 32;
+
 /// The full description of a recurrent network (any cell kind).
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 pub struct NetConfig {
@@ -118,6 +124,21 @@ impl NetConfig {
         }
     }
 
+    /// Number of parameters, or `None` if it overflows `usize`:
+    /// `sum_k D * G*H * (I_k + H + 2 [bias])`.
+    pub fn num_parameters(&self) -> Option<usize> {
+        let gh = self.cell.gates().checked_mul(self.hidden_size)?;
+        let dh = self.directions().checked_mul(self.hidden_size)?;
+        let per_row_extra = self
+            .hidden_size
+            .checked_add(if self.bias { 2 } else { 0 })?;
+        let first = self.input_size.checked_add(per_row_extra)?;
+        let rest = dh.checked_add(per_row_extra)?;
+        let rows = gh.checked_mul(self.directions())?;
+        let upper = rest.checked_mul(self.num_layers.checked_sub(1)?)?;
+        rows.checked_mul(first.checked_add(upper)?)
+    }
+
     /// Checks every size; returns the first problem.
     pub fn validate(&self) -> Result<()> {
         if self.input_size == 0 {
@@ -131,18 +152,23 @@ impl NetConfig {
         if self.num_layers == 0 {
             return Err(Error::ZeroSize { what: "num_layers" });
         }
-        let g = self.cell.gates();
-        let widest = self.input_size.max(self.directions() * self.hidden_size);
-        let too_big = g
-            .checked_mul(self.hidden_size)
-            .and_then(|gh| gh.checked_mul(widest + self.hidden_size + 2))
-            .and_then(|per_layer| per_layer.checked_mul(self.num_layers * self.directions()))
-            .is_none_or(|n| n > isize::MAX as usize / 4);
-        if too_big {
+        if self.num_layers > MAX_LAYERS {
             return Err(Error::Config(format!(
-                "sizes overflow: hidden_size {} x num_layers {} x input_size {}",
-                self.hidden_size, self.num_layers, self.input_size
+                "num_layers = {} exceeds the limit of {MAX_LAYERS}",
+                self.num_layers
             )));
+        }
+        match self.num_parameters() {
+            Some(n) if n <= MAX_PARAMETERS => {}
+            n => {
+                return Err(Error::Config(format!(
+                    "model too large: {} parameters (limit {MAX_PARAMETERS}) for input_size {}, hidden_size {}, num_layers {}",
+                    n.map_or("more than usize::MAX".to_string(), |n| n.to_string()),
+                    self.input_size,
+                    self.hidden_size,
+                    self.num_layers
+                )));
+            }
         }
         Ok(())
     }

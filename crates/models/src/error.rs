@@ -54,6 +54,14 @@ pub enum Error {
         /// What is wrong with it.
         msg: String,
     },
+    /// A buffer could not be allocated (or its size overflows).
+    #[error("cannot allocate {what} ({bytes} bytes)")]
+    OutOfMemory {
+        /// What the buffer was for.
+        what: String,
+        /// Its size in bytes (`usize::MAX` when the size overflows).
+        bytes: usize,
+    },
     /// A NaN or infinity appeared where finite numbers are required.
     #[error("non-finite value: {0}")]
     NonFinite(String),

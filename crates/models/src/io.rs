@@ -133,7 +133,12 @@ impl TensorFile {
         let cell = CellKind::from_name(self.meta(path, "cell")?)
             .map_err(|e| format_err(path, e.to_string()))?;
         let seed = match self.metadata.get("seed") {
-            Some(s) => s.trim().parse().unwrap_or(0),
+            Some(s) => s.trim().parse().map_err(|_| {
+                format_err(
+                    path,
+                    format!("metadata seed={s:?} is not a non-negative integer"),
+                )
+            })?,
             None => 0,
         };
         Ok(NetConfig {

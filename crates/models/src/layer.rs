@@ -22,6 +22,7 @@
 use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
 
 use crate::cells::{BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights};
+use crate::error::{Error, Result};
 
 /// Sizes and direction of one layer run.
 #[derive(Clone, Copy, Debug)]
@@ -30,6 +31,8 @@ pub(crate) struct Run<'a> {
     pub seq_len: usize,
     pub input_size: usize,
     pub reverse: bool,
+    /// Whether the cell carries a cell state (LSTM).
+    pub has_cell_state: bool,
     /// Per-row sequence lengths (`[B]`, each in `1..=T`), or `None` when all
     /// rows run `T` steps. Row `b` is frozen at steps `t >= lengths[b]`: its
     /// state passes through unchanged, and so does its gradient.
@@ -90,6 +93,37 @@ pub(crate) struct LayerTape {
 }
 
 impl LayerTape {
+    /// Sizes the buffers for `run` (allocating only to grow). Errors: sizes
+    /// that overflow or cannot be allocated.
+    pub fn prepare(&mut self, cell: &dyn Cell, run: &Run<'_>) -> Result<()> {
+        let (d, t, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+        let step_gates = product(&[d.batch, d.gates, d.hidden], "gates")?;
+        let bh = product(&[d.batch, d.hidden], "states")?;
+        resize(
+            &mut self.gates,
+            product(&[t, step_gates], "gates")?,
+            "gates",
+        )?;
+        resize(
+            &mut self.states,
+            product(&[t + 1, bh], "hidden states")?,
+            "hidden states",
+        )?;
+        let cells = if has_cell_state {
+            product(&[t + 1, bh], "cell states")?
+        } else {
+            0
+        };
+        resize(&mut self.cells, cells, "cell states")?;
+        let saved = if cell.saves_per_step() {
+            product(&[t, bh], "saved values")?
+        } else {
+            0
+        };
+        resize(&mut self.saved, saved, "saved values")?;
+        resize(&mut self.scratch, cell.scratch_len(d) + d.gh(), "scratch")
+    }
+
     /// The hidden state in slot `s`, `[B, H]`.
     pub fn state(&self, run: &Run<'_>, s: usize) -> &[f32] {
         &self.states[s * run.bh()..(s + 1) * run.bh()]
@@ -104,9 +138,28 @@ impl LayerTape {
     }
 }
 
-/// Resizes `v` to `n` values (contents unspecified); allocates only to grow.
-pub(crate) fn resize(v: &mut Vec<f32>, n: usize) {
+/// Resizes `v` to `n` values (new ones zero); allocates only to grow, and
+/// reports a failed allocation as an error instead of aborting.
+pub(crate) fn resize(v: &mut Vec<f32>, n: usize, what: &str) -> Result<()> {
+    if n > v.len() {
+        v.try_reserve_exact(n - v.len())
+            .map_err(|_| Error::OutOfMemory {
+                what: what.to_string(),
+                bytes: n.saturating_mul(4),
+            })?;
+    }
     v.resize(n, 0.0);
+    Ok(())
+}
+
+/// `a * b * c` or an error naming what was being sized.
+pub(crate) fn product(dims: &[usize], what: &str) -> Result<usize> {
+    dims.iter()
+        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
+        .ok_or_else(|| Error::OutOfMemory {
+            what: what.to_string(),
+            bytes: usize::MAX,
+        })
 }
 
 /// `(buf[read slot], buf[write slot])`, two distinct slots of `size` values.
@@ -137,25 +190,18 @@ pub(crate) fn forward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
     run: &Run<'_>,
-    has_cell_state: bool,
     x: &[f32],
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
     tape: &mut LayerTape,
 ) {
-    let (d, t_len) = (run.dims, run.seq_len);
+    let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
     let (bh, bgh, gh) = (run.bh(), run.bgh(), d.gh());
-    resize(&mut tape.gates, t_len * bgh);
-    resize(&mut tape.states, (t_len + 1) * bh);
-    resize(
-        &mut tape.cells,
-        if has_cell_state { (t_len + 1) * bh } else { 0 },
+    debug_assert_eq!(
+        tape.gates.len(),
+        t_len * bgh,
+        "LayerTape::prepare not called"
     );
-    resize(
-        &mut tape.saved,
-        if cell.saves_per_step() { t_len * bh } else { 0 },
-    );
-    resize(&mut tape.scratch, cell.scratch_len(d) + gh);
 
     // 1. Input projection of every step, biases folded in.
     let (scratch, bias_row) = tape.scratch.split_at_mut(cell.scratch_len(d));
@@ -234,6 +280,37 @@ pub(crate) struct LayerGradBuffers {
     carry_dc: Vec<f32>,
 }
 
+impl LayerGradBuffers {
+    /// Sizes the buffers for `run` (allocating only to grow). Errors: sizes
+    /// that overflow or cannot be allocated.
+    pub fn prepare(&mut self, cell: &dyn Cell, run: &Run<'_>) -> Result<()> {
+        let (d, t, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+        let all_gates = product(&[t, d.batch, d.gates, d.hidden], "gate gradients")?;
+        let bh = product(&[d.batch, d.hidden], "state gradients")?;
+        resize(&mut self.dgates, all_gates, "gate gradients")?;
+        resize(
+            &mut self.dhw,
+            if cell.separate_dhw() { all_gates } else { 0 },
+            "gate gradients",
+        )?;
+        resize(&mut self.dh, bh, "state gradients")?;
+        resize(&mut self.dh_prev, bh, "state gradients")?;
+        resize(
+            &mut self.dc,
+            if has_cell_state { bh } else { 0 },
+            "state gradients",
+        )?;
+        resize(&mut self.scratch, cell.scratch_len(d), "scratch")?;
+        let carry = if run.lengths.is_some() { bh } else { 0 };
+        resize(&mut self.carry_dh, carry, "state gradients")?;
+        resize(
+            &mut self.carry_dc,
+            if has_cell_state { carry } else { 0 },
+            "state gradients",
+        )
+    }
+}
+
 /// Where one layer-direction's parameter gradients go (views into the
 /// gradient buffer); gradients are added.
 pub(crate) struct LayerGrads<'a> {
@@ -273,7 +350,6 @@ pub(crate) fn backward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
     run: &Run<'_>,
-    has_cell_state: bool,
     x: &[f32],
     tape: &LayerTape,
     up: Upstream<'_>,
@@ -281,22 +357,14 @@ pub(crate) fn backward(
     out: InputGrads<'_>,
     buf: &mut LayerGradBuffers,
 ) {
-    let (d, t_len) = (run.dims, run.seq_len);
+    let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
     let (bh, bgh, gh, hd) = (run.bh(), run.bgh(), d.gh(), d.hidden);
     let rows = t_len * d.batch;
-    resize(&mut buf.dgates, t_len * bgh);
-    resize(
-        &mut buf.dhw,
-        if cell.separate_dhw() { t_len * bgh } else { 0 },
+    debug_assert_eq!(
+        buf.dgates.len(),
+        t_len * bgh,
+        "LayerGradBuffers::prepare not called"
     );
-    resize(&mut buf.dh, bh);
-    resize(&mut buf.dh_prev, bh);
-    resize(&mut buf.dc, if has_cell_state { bh } else { 0 });
-    resize(&mut buf.scratch, cell.scratch_len(d));
-    if run.lengths.is_some() {
-        resize(&mut buf.carry_dh, bh);
-        resize(&mut buf.carry_dc, if has_cell_state { bh } else { 0 });
-    }
 
     match up.dh_n {
         Some(g) => buf.dh.copy_from_slice(g),

@@ -25,6 +25,7 @@ pub mod optim;
 pub mod params;
 pub mod rng;
 pub mod stream;
+pub mod tbptt;
 
 pub use config::{Activation, CellKind, GruConfig, GruVariant, LstmConfig, NetConfig, RnnConfig};
 pub use error::{Error, Result};
@@ -33,3 +34,4 @@ pub use models::{Gru, Lstm, Rnn};
 pub use net::{Gradients, Output, OutputGrads, Recurrent, SeqInput, Tape, param_layout};
 pub use params::{ParamInfo, Params};
 pub use stream::StreamState;
+pub use tbptt::TruncatedBptt;

@@ -35,7 +35,7 @@ impl Linear {
         if bias {
             layout.push(("bias".to_string(), vec![out_features]));
         }
-        let mut params = Params::zeros(layout);
+        let mut params = Params::try_zeros(layout)?;
         let k = 1.0 / (in_features as f32).sqrt();
         let mut rng = SplitMix64::new(seed);
         params

@@ -200,7 +200,7 @@ impl Recurrent {
     /// uniform(-1/sqrt(H), 1/sqrt(H)), from `config.seed`.
     pub fn new(config: NetConfig) -> Result<Self> {
         config.validate()?;
-        let mut params = Params::zeros(param_layout(&config));
+        let mut params = Params::try_zeros(param_layout(&config))?;
         let k = 1.0 / (config.hidden_size as f32).sqrt();
         let mut rng = SplitMix64::new(config.seed);
         params
@@ -219,7 +219,7 @@ impl Recurrent {
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let mut params = Params::zeros(param_layout(&config));
+        let mut params = Params::try_zeros(param_layout(&config))?;
         let mut seen = vec![false; params.len()];
         for (name, shape, values) in tensors {
             let Some(i) = params.index(name) else {
@@ -306,6 +306,7 @@ impl Recurrent {
             seq_len,
             input_size: self.config.layer_input_size(layer),
             reverse: dir == 1,
+            has_cell_state: self.config.cell.has_cell_state(),
             lengths,
         }
     }
@@ -372,7 +373,9 @@ impl Recurrent {
     /// what [`Recurrent::backward`] needs. The tape's buffers are reused.
     pub fn forward_train(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<Output> {
         self.check_input(&input)?;
+        self.prepare_forward(&input, tape)?;
         rnn_kernels::threads::install(|| self.forward_impl(input, tape));
+        tape.config = Some(self.config.clone());
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
@@ -393,34 +396,50 @@ impl Recurrent {
         Ok(out)
     }
 
+    /// Sizes every forward buffer of `tape` (allocating only to grow) and
+    /// records the call's shapes, before any compute: a size that cannot be
+    /// allocated is an error, not an abort.
+    fn prepare_forward(&self, input: &SeqInput<'_>, tape: &mut Tape) -> Result<()> {
+        let c = &self.config;
+        let (t, b, dirs) = (input.seq_len, input.batch, c.directions());
+        tape.config = None; // invalid until the forward pass completes
+        tape.seq_len = t;
+        tape.batch = b;
+        tape.lengths = input.lengths.map(<[usize]>::to_vec);
+        layer::resize(&mut tape.x, input.x.len(), "input copy")?;
+        tape.x.copy_from_slice(input.x);
+        tape.layers.resize_with(c.num_layers, LayerRecord::default);
+        let cell = self.cell_impl();
+        for (l, rec) in tape.layers.iter_mut().enumerate() {
+            rec.dirs.resize_with(dirs, LayerTape::default);
+            for (d, lt) in rec.dirs.iter_mut().enumerate() {
+                lt.prepare(cell, &self.layer_run(l, d, t, b, input.lengths))?;
+            }
+            let n = layer::product(&[t, b, dirs, c.hidden_size], "layer output")?;
+            layer::resize(&mut rec.output, n, "layer output")?;
+        }
+        Ok(())
+    }
+
     fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
         let cell = self.cell_impl();
-        tape.config = Some(c.clone());
-        tape.seq_len = t;
-        tape.batch = b;
-        tape.lengths = input.lengths.map(<[usize]>::to_vec);
         let lengths = input.lengths;
-        tape.x.clear();
-        tape.x.extend_from_slice(input.x);
-        tape.layers.resize_with(c.num_layers, LayerRecord::default);
         let (x0, layers) = (&tape.x, &mut tape.layers);
         for l in 0..c.num_layers {
             let (below, rest) = layers.split_at_mut(l);
             let rec = &mut rest[0];
             let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
-            rec.dirs.resize_with(dirs, LayerTape::default);
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
-                let has_c = c.cell.has_cell_state();
                 let (h0, c0) = (
                     state_slot(input.h0, l * dirs + d, bh),
                     state_slot(input.c0, l * dirs + d, bh),
                 );
-                layer::forward(cell, &w, &run, has_c, x, h0, c0, lt);
+                layer::forward(cell, &w, &run, x, h0, c0, lt);
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
                 rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
@@ -428,7 +447,6 @@ impl Recurrent {
                 run_dir(0, &mut rec.dirs[0]);
             }
             // Merge the directions' outputs into [T, B, D*H].
-            layer::resize(&mut rec.output, t * b * dirs * h);
             for (d, lt) in rec.dirs.iter().enumerate() {
                 let run = self.layer_run(l, d, t, b, lengths);
                 for tt in 0..t {
@@ -489,7 +507,41 @@ impl Recurrent {
         if out.params.infos() != self.params.infos() {
             out.params = self.params.zeros_like();
         }
+        self.prepare_backward(tape, out)?;
         rnn_kernels::threads::install(|| self.backward_impl(tape, grads, out));
+        Ok(())
+    }
+
+    /// Sizes every backward buffer (allocating only to grow) before any
+    /// compute: a size that cannot be allocated is an error, not an abort.
+    fn prepare_backward(&self, tape: &mut Tape, out: &mut Gradients) -> Result<()> {
+        let c = &self.config;
+        let (t, b, dirs) = (tape.seq_len, tape.batch, c.directions());
+        let widest = c.input_size.max(dirs * c.hidden_size);
+        let n = layer::product(&[t, b, widest], "input gradients")?;
+        layer::resize(&mut tape.dy, n, "output gradients")?;
+        layer::resize(&mut tape.dx, n, "input gradients")?;
+        let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "state gradients")?;
+        layer::resize(&mut out.h0, n_state, "state gradients")?;
+        layer::resize(
+            &mut out.c0,
+            if c.cell.has_cell_state() { n_state } else { 0 },
+            "state gradients",
+        )?;
+        layer::resize(
+            &mut out.x,
+            layer::product(&[t, b, c.input_size], "input gradients")?,
+            "input gradients",
+        )?;
+        let cell = self.cell_impl();
+        let lengths = tape.lengths.clone();
+        for (l, rec) in tape.layers.iter_mut().enumerate().take(c.num_layers) {
+            rec.grad_bufs.resize_with(dirs, LayerGradBuffers::default);
+            for (d, bufs) in rec.grad_bufs.iter_mut().enumerate() {
+                let run = self.layer_run(l, d, t, b, lengths.as_deref());
+                bufs.prepare(cell, &run)?;
+            }
+        }
         Ok(())
     }
 
@@ -523,8 +575,7 @@ impl Recurrent {
             let rec = &mut rest[0];
             let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
             let in_size = c.layer_input_size(l);
-            layer::resize(dx, t * b * in_size);
-            rec.grad_bufs.resize_with(dirs, LayerGradBuffers::default);
+            dx.resize(t * b * in_size, 0.0); // within the capacity reserved by prepare_backward
             let first = l * per_layer;
             let range = out.params.range_of(first, first + per_layer - 1);
             let lens: Vec<usize> = out.params.infos()[first..first + per_layer]
@@ -572,7 +623,6 @@ impl Recurrent {
                     cell,
                     &w,
                     &run,
-                    has_c,
                     x,
                     &rec.dirs[d],
                     up,

@@ -59,6 +59,36 @@ impl Params {
         }
     }
 
+    /// As [`Params::zeros`], reporting a failed allocation as an error.
+    pub fn try_zeros(layout: impl IntoIterator<Item = (String, Vec<usize>)>) -> Result<Self> {
+        let mut offset = 0usize;
+        let mut infos = Vec::new();
+        for (name, shape) in layout {
+            let len = shape.iter().try_fold(1usize, |a, &d| a.checked_mul(d));
+            let end = len.and_then(|n| offset.checked_add(n));
+            let Some(end) = end else {
+                return Err(Error::OutOfMemory {
+                    what: format!("parameter {name}"),
+                    bytes: usize::MAX,
+                });
+            };
+            infos.push(ParamInfo {
+                name,
+                shape,
+                offset,
+            });
+            offset = end;
+        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(offset)
+            .map_err(|_| Error::OutOfMemory {
+                what: "parameters".to_string(),
+                bytes: offset.saturating_mul(4),
+            })?;
+        data.resize(offset, 0.0);
+        Ok(Self { data, infos })
+    }
+
     /// A zero-filled set with the same layout as `self` (a gradient buffer).
     pub fn zeros_like(&self) -> Self {
         Self {

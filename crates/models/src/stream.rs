@@ -105,6 +105,9 @@ impl Recurrent {
         check_len("y_t", y_t, &[b, c.hidden_size])?;
         let has_c = c.cell.has_cell_state();
         let bh = b * c.hidden_size;
+        for (l, tape) in state.tapes.iter_mut().enumerate() {
+            tape.prepare(self.cell_impl(), &self.layer_run(l, 0, 1, b, None))?;
+        }
         rnn_kernels::threads::install(|| {
             let StreamState {
                 h, c: cs, tapes, ..
@@ -129,7 +132,6 @@ impl Recurrent {
                     self.cell_impl(),
                     &self.layer_weights(l, 0),
                     &run,
-                    has_c,
                     x,
                     Some(h0),
                     has_c.then_some(&*c0),

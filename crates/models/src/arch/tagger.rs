@@ -5,7 +5,7 @@ use crate::config::NetConfig;
 use crate::error::{Error, Result};
 use crate::linear::Linear;
 use crate::loss::softmax_cross_entropy;
-use crate::net::{OutputGrads, Recurrent, SeqInput};
+use crate::net::{Output, OutputGrads, Recurrent, SeqInput};
 use crate::optim::Optimizer;
 
 /// Many-to-many tagger: `logits [T, B, C] = Linear(y)` at every step,
@@ -15,6 +15,7 @@ pub struct SequenceTagger {
     body: Body,
     classes: usize,
     y: Vec<f32>,
+    last: Output,
     logits: Vec<f32>,
     dlogits: Vec<f32>,
     dy: Vec<f32>,
@@ -32,6 +33,7 @@ impl SequenceTagger {
             body: Body::new(Recurrent::new(config)?, head),
             classes,
             y: Vec::new(),
+            last: Output::default(),
             logits: Vec::new(),
             dlogits: Vec::new(),
             dy: Vec::new(),
@@ -51,10 +53,17 @@ impl SequenceTagger {
         &mut self.body.net
     }
 
+    /// The final states `h_n` (and `c_n`) of the last forward pass (`y` left
+    /// empty): what truncated BPTT carries to the next chunk.
+    pub fn last_states(&self) -> &Output {
+        &self.last
+    }
+
     /// Logits `[T, B, C]`.
     pub fn logits(&mut self, input: SeqInput<'_>) -> Result<&[f32]> {
-        let out = self.body.net.forward_train(input, &mut self.body.tape)?;
-        self.y = out.y;
+        let mut out = self.body.net.forward_train(input, &mut self.body.tape)?;
+        self.y = std::mem::take(&mut out.y);
+        self.last = out;
         self.body.head.forward(&self.y, &mut self.logits)?;
         Ok(&self.logits)
     }

@@ -2,7 +2,9 @@
 
 use rnn_kernels::{Activation, activation};
 
-use super::{BwdStep, Cell, Dims, FwdStep, LayerWeights, recurrent_gradient, recurrent_product};
+use super::{
+    BwdStep, Cell, Dims, FwdStep, LayerWeights, recurrent_gradient, recurrent_product, rows,
+};
 
 pub(crate) struct ElmanCell(Activation);
 
@@ -20,12 +22,26 @@ pub(crate) fn for_activation(act: Activation) -> &'static ElmanCell {
 
 impl Cell for ElmanCell {
     fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
-        recurrent_product(s.h_prev, w.w_hh, 0, d.hidden, d, s.gates, d.hidden, true);
+        recurrent_product(
+            s.h_prev,
+            rows(w.w_hh, 0, d.hidden, d),
+            d,
+            s.gates,
+            d.hidden,
+            true,
+        );
         activation::forward(self.0, s.gates, s.h);
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
         activation::backward(self.0, s.h, s.dh, s.dgates);
-        recurrent_gradient(s.dgates, d.hidden, w.w_hh, 0, d.hidden, d, s.dh_prev, false);
+        recurrent_gradient(
+            s.dgates,
+            d.hidden,
+            rows(w.w_hh, 0, d.hidden, d),
+            d,
+            s.dh_prev,
+            false,
+        );
     }
 }

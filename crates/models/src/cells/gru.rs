@@ -14,7 +14,7 @@ use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce};
 
 use super::{
     BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights, recurrent_gradient,
-    recurrent_product,
+    recurrent_product, rows,
 };
 
 pub(crate) struct GruLinearBeforeReset;
@@ -55,7 +55,7 @@ impl Cell for GruLinearBeforeReset {
             Some(b) => b_hn.copy_from_slice(&b[2 * d.hidden..]),
             None => b_hn.fill(0.0),
         }
-        recurrent_product(s.h_prev, w.w_hh, 0, gh, d, hw, gh, false);
+        recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, hw, gh, false);
         gru::lbr_forward(s.gates, hw, b_hn, s.h_prev, s.h, s.saved, d.hidden);
     }
 
@@ -64,7 +64,7 @@ impl Cell for GruLinearBeforeReset {
         gru::lbr_backward(
             s.gates, s.saved, s.h_prev, s.dh, s.dgates, s.dhw, s.dh_prev, d.hidden,
         );
-        recurrent_gradient(s.dhw, gh, w.w_hh, 0, gh, d, s.dh_prev, true);
+        recurrent_gradient(s.dhw, gh, rows(w.w_hh, 0, gh, d), d, s.dh_prev, true);
     }
 }
 
@@ -82,13 +82,11 @@ impl Cell for GruResetBeforeLinear {
 
     fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
         let (h, gh) = (d.hidden, d.gh());
-        recurrent_product(s.h_prev, w.w_hh, 0, 2 * h, d, s.gates, gh, true);
+        recurrent_product(s.h_prev, rows(w.w_hh, 0, 2 * h, d), d, s.gates, gh, true);
         gru::rbl_forward_rz(s.gates, s.h_prev, s.saved, h);
         recurrent_product(
             s.saved,
-            w.w_hh,
-            2 * h,
-            h,
+            rows(w.w_hh, 2 * h, h, d),
             d,
             &mut s.gates[2 * h..],
             gh,
@@ -101,9 +99,16 @@ impl Cell for GruResetBeforeLinear {
         let (h, gh) = (d.hidden, d.gh());
         gru::rbl_backward_n(s.gates, s.h_prev, s.dh, s.dgates, s.dh_prev, h);
         let drh = s.scratch;
-        recurrent_gradient(&s.dgates[2 * h..], gh, w.w_hh, 2 * h, h, d, drh, false);
+        recurrent_gradient(
+            &s.dgates[2 * h..],
+            gh,
+            rows(w.w_hh, 2 * h, h, d),
+            d,
+            drh,
+            false,
+        );
         gru::rbl_backward_r(s.gates, s.h_prev, drh, s.dgates, s.dh_prev, h);
-        recurrent_gradient(s.dgates, gh, w.w_hh, 0, 2 * h, d, s.dh_prev, true);
+        recurrent_gradient(s.dgates, gh, rows(w.w_hh, 0, 2 * h, d), d, s.dh_prev, true);
     }
 
     /// `dW_h{r,z} += dP_{r,z}^T H_prev`, `dW_hn += dP_n^T (r * H_prev)`.

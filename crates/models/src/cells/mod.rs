@@ -174,48 +174,56 @@ pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
     }
 }
 
-/// `out (+)= h [B, H] * W^T`, `W` the `[rows, H]` block of `W_hh` starting at
-/// row `first_row`; `out` is `[B, rows]` with row stride `out_stride`.
+/// Rows `first..first + rows` of `W_hh` (`[G*H, H]`): the weights of some
+/// gate blocks.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Rows<'a> {
+    w: &'a [f32],
+    rows: usize,
+}
+
+/// Rows `first..first + rows` of `w_hh` (`[G*H, H]` with `H = d.hidden`).
+pub(crate) fn rows<'a>(w_hh: &'a [f32], first: usize, rows: usize, d: Dims) -> Rows<'a> {
+    Rows {
+        w: &w_hh[first * d.hidden..(first + rows) * d.hidden],
+        rows,
+    }
+}
+
+/// `out (+)= h [B, H] * W^T`; `out` is `[B, rows]` with row stride `out_stride`.
 pub(crate) fn recurrent_product(
     h: &[f32],
-    w_hh: &[f32],
-    first_row: usize,
-    rows: usize,
+    w: Rows<'_>,
     d: Dims,
     out: &mut [f32],
     out_stride: usize,
     accumulate: bool,
 ) {
-    let w = &w_hh[first_row * d.hidden..(first_row + rows) * d.hidden];
     gemm(
         1.0,
         Mat::new(h, d.batch, d.hidden),
         Op::N,
-        Mat::new(w, rows, d.hidden),
+        Mat::new(w.w, w.rows, d.hidden),
         Op::T,
         if accumulate { 1.0 } else { 0.0 },
-        MatMut::strided(out, d.batch, rows, out_stride),
+        MatMut::strided(out, d.batch, w.rows, out_stride),
     );
 }
 
-/// `dh (+)= dp [B, rows] * W`, `W` the `[rows, H]` block of `W_hh` starting at
-/// row `first_row`; `dp` has row stride `dp_stride`.
+/// `dh (+)= dp [B, rows] * W`; `dp` has row stride `dp_stride`.
 pub(crate) fn recurrent_gradient(
     dp: &[f32],
     dp_stride: usize,
-    w_hh: &[f32],
-    first_row: usize,
-    rows: usize,
+    w: Rows<'_>,
     d: Dims,
     dh: &mut [f32],
     accumulate: bool,
 ) {
-    let w = &w_hh[first_row * d.hidden..(first_row + rows) * d.hidden];
     gemm(
         1.0,
-        Mat::strided(dp, d.batch, rows, dp_stride),
+        Mat::strided(dp, d.batch, w.rows, dp_stride),
         Op::N,
-        Mat::new(w, rows, d.hidden),
+        Mat::new(w.w, w.rows, d.hidden),
         Op::N,
         if accumulate { 1.0 } else { 0.0 },
         MatMut::new(dh, d.batch, d.hidden),

@@ -35,8 +35,8 @@ pub trait Optimizer: Send {
 
     /// One update of `params` from `grads` (same length, one flat buffer).
     ///
-    /// Errors: lengths differ, or differ from the first call's. Nothing is
-    /// changed on error.
+    /// Errors: lengths differ, or (optimizers with state) differ from the
+    /// length the state was sized for. Nothing is changed on error.
     fn step(&mut self, params: &mut [f32], grads: &[f32]) -> Result<()> {
         if params.len() != grads.len() {
             return Err(Error::shape("grads", &[params.len()], &[grads.len()]));
@@ -68,10 +68,10 @@ pub trait Optimizer: Send {
     }
 
     /// The learning rate.
-    fn lr(&self) -> f32;
+    fn lr(&self) -> f64;
 
     /// Sets the learning rate (schedules).
-    fn set_lr(&mut self, lr: f32);
+    fn set_lr(&mut self, lr: f64);
 
     /// Forgets the state (moments, step count).
     fn reset(&mut self);
@@ -89,7 +89,7 @@ pub(crate) fn size_state(len: usize, state: &mut [&mut Vec<f32>]) -> Result<()> 
 }
 
 /// Checks a hyper-parameter is finite and within `lo..=hi`.
-pub(crate) fn check_hyper(name: &str, v: f32, lo: f32, hi: f32) -> Result<()> {
+pub(crate) fn check_hyper(name: &str, v: f64, lo: f64, hi: f64) -> Result<()> {
     if v.is_finite() && v >= lo && v <= hi {
         Ok(())
     } else {

@@ -7,22 +7,22 @@ use crate::error::Result;
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
-    pub lr: f32,
+    pub lr: f64,
     /// Decay of the squared-gradient average (default 0.99).
-    pub alpha: f32,
+    pub alpha: f64,
     /// Added to the denominator (default 1e-8).
-    pub eps: f32,
+    pub eps: f64,
     /// L2 penalty added to the gradient (default 0).
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Momentum factor (default 0).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Normalise by the variance estimate instead of the second moment.
     pub centered: bool,
 }
 
 impl RmsPropConfig {
     /// RMSProp with PyTorch's defaults at `lr`.
-    pub fn new(lr: f32) -> Self {
+    pub fn new(lr: f64) -> Self {
         Self {
             lr,
             alpha: 0.99,
@@ -48,11 +48,11 @@ pub struct RmsProp {
 impl RmsProp {
     /// Errors: a hyper-parameter out of range (`alpha` in `[0, 1]`).
     pub fn new(config: RmsPropConfig) -> Result<Self> {
-        check_hyper("lr", config.lr, 0.0, f32::MAX)?;
+        check_hyper("lr", config.lr, 0.0, f64::MAX)?;
         check_hyper("alpha", config.alpha, 0.0, 1.0)?;
-        check_hyper("eps", config.eps, 0.0, f32::MAX)?;
-        check_hyper("weight_decay", config.weight_decay, 0.0, f32::MAX)?;
-        check_hyper("momentum", config.momentum, 0.0, f32::MAX)?;
+        check_hyper("eps", config.eps, 0.0, f64::MAX)?;
+        check_hyper("weight_decay", config.weight_decay, 0.0, f64::MAX)?;
+        check_hyper("momentum", config.momentum, 0.0, f64::MAX)?;
         Ok(Self {
             config,
             square_avg: Vec::new(),
@@ -76,34 +76,44 @@ impl Optimizer for RmsProp {
 
     fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
         let c = self.config;
+        // Scalars computed in f64 and rounded to f32, as PyTorch does with
+        // its Python floats.
+        let one_minus_alpha = (1.0 - c.alpha) as f32;
+        let (lr, alpha, eps, wd, momentum) = (
+            c.lr as f32,
+            c.alpha as f32,
+            c.eps as f32,
+            c.weight_decay as f32,
+            c.momentum as f32,
+        );
         for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
             let k = offset + k;
-            let g = g + c.weight_decay * *p;
+            let g = g + wd * *p;
             let s = &mut self.square_avg[k];
-            *s = c.alpha * *s + (1.0 - c.alpha) * g * g;
+            *s = alpha * *s + one_minus_alpha * g * g;
             let var = if c.centered {
                 let m = &mut self.grad_avg[k];
-                *m = c.alpha * *m + (1.0 - c.alpha) * g;
+                *m = alpha * *m + one_minus_alpha * g;
                 *s - *m * *m
             } else {
                 *s
             };
-            let denom = var.sqrt() + c.eps;
+            let denom = var.sqrt() + eps;
             if c.momentum > 0.0 {
                 let b = &mut self.momentum_buf[k];
-                *b = c.momentum * *b + g / denom;
-                *p -= c.lr * *b;
+                *b = momentum * *b + g / denom;
+                *p -= lr * *b;
             } else {
-                *p -= c.lr * g / denom;
+                *p -= lr * g / denom;
             }
         }
     }
 
-    fn lr(&self) -> f32 {
+    fn lr(&self) -> f64 {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }
 

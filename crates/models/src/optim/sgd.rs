@@ -8,20 +8,20 @@ use crate::error::{Error, Result};
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct SgdConfig {
     /// Learning rate.
-    pub lr: f32,
+    pub lr: f64,
     /// Momentum factor (0 = plain SGD).
-    pub momentum: f32,
+    pub momentum: f64,
     /// Dampening of the momentum.
-    pub dampening: f32,
+    pub dampening: f64,
     /// L2 penalty added to the gradient.
-    pub weight_decay: f32,
+    pub weight_decay: f64,
     /// Nesterov momentum (needs `momentum > 0` and `dampening == 0`).
     pub nesterov: bool,
 }
 
 impl SgdConfig {
     /// Plain SGD at `lr`.
-    pub fn new(lr: f32) -> Self {
+    pub fn new(lr: f64) -> Self {
         Self {
             lr,
             momentum: 0.0,
@@ -47,10 +47,10 @@ impl Sgd {
     /// Errors: a negative or non-finite hyper-parameter, Nesterov without
     /// momentum or with dampening.
     pub fn new(config: SgdConfig) -> Result<Self> {
-        check_hyper("lr", config.lr, 0.0, f32::MAX)?;
-        check_hyper("momentum", config.momentum, 0.0, f32::MAX)?;
-        check_hyper("dampening", config.dampening, 0.0, f32::MAX)?;
-        check_hyper("weight_decay", config.weight_decay, 0.0, f32::MAX)?;
+        check_hyper("lr", config.lr, 0.0, f64::MAX)?;
+        check_hyper("momentum", config.momentum, 0.0, f64::MAX)?;
+        check_hyper("dampening", config.dampening, 0.0, f64::MAX)?;
+        check_hyper("weight_decay", config.weight_decay, 0.0, f64::MAX)?;
         if config.nesterov && (config.momentum <= 0.0 || config.dampening != 0.0) {
             return Err(Error::Config(
                 "Nesterov momentum requires a momentum and zero dampening".into(),
@@ -76,26 +76,29 @@ impl Optimizer for Sgd {
     fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
         let c = self.config;
         let first = self.steps == 1;
+        // Scalars as PyTorch uses them: Python floats rounded to f32.
+        let (lr, momentum, wd) = (c.lr as f32, c.momentum as f32, c.weight_decay as f32);
+        let one_minus_damp = (1.0 - c.dampening) as f32;
         for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
-            let mut g = g + c.weight_decay * *p;
+            let mut g = g + wd * *p;
             if c.momentum != 0.0 {
                 let b = &mut self.momentum_buf[offset + k];
                 *b = if first {
                     g
                 } else {
-                    c.momentum * *b + (1.0 - c.dampening) * g
+                    momentum * *b + one_minus_damp * g
                 };
-                g = if c.nesterov { g + c.momentum * *b } else { *b };
+                g = if c.nesterov { g + momentum * *b } else { *b };
             }
-            *p -= c.lr * g;
+            *p -= lr * g;
         }
     }
 
-    fn lr(&self) -> f32 {
+    fn lr(&self) -> f64 {
         self.config.lr
     }
 
-    fn set_lr(&mut self, lr: f32) {
+    fn set_lr(&mut self, lr: f64) {
         self.config.lr = lr;
     }
 
