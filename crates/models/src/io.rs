@@ -216,28 +216,33 @@ impl Recurrent {
     /// Saves the model (configuration as metadata, parameters under PyTorch
     /// names) atomically.
     pub fn save(&self, path: impl AsRef<Path>) -> Result<()> {
-        let path = path.as_ref();
-        let bytes: Vec<(String, Vec<u8>, Vec<usize>)> = self
-            .params()
-            .iter()
-            .map(|(n, s, v)| {
-                (
-                    n.to_string(),
-                    v.iter().flat_map(|x| x.to_le_bytes()).collect(),
-                    s.to_vec(),
-                )
-            })
-            .collect();
-        let views = bytes
-            .iter()
-            .map(|(n, b, s)| {
-                TensorView::new(Dtype::F32, s.clone(), b)
-                    .map(|v| (n.clone(), v))
-                    .map_err(|e| format_err(path, e.to_string()))
-            })
-            .collect::<Result<Vec<_>>>()?;
-        let data = safetensors::tensor::serialize(views, Some(config_metadata(self.config())))
-            .map_err(|e| format_err(path, e.to_string()))?;
-        write_atomic(path, &data)
+        let tensors: Vec<(&str, &[usize], &[f32])> = self.params().iter().collect();
+        write_tensors(path.as_ref(), &tensors, config_metadata(self.config()))
     }
+}
+
+/// Writes `f32` tensors `(name, shape, values)` and `metadata` as a
+/// safetensors file, atomically. Errors: a length that disagrees with its
+/// shape, I/O.
+pub fn write_tensors(
+    path: &Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: HashMap<String, String>,
+) -> Result<()> {
+    let bytes: Vec<Vec<u8>> = tensors
+        .iter()
+        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
+        .collect();
+    let views = tensors
+        .iter()
+        .zip(&bytes)
+        .map(|((n, s, _), b)| {
+            TensorView::new(Dtype::F32, s.to_vec(), b)
+                .map(|v| (n.to_string(), v))
+                .map_err(|e| format_err(path, format!("tensor {n}: {e}")))
+        })
+        .collect::<Result<Vec<_>>>()?;
+    let data = safetensors::tensor::serialize(views, Some(metadata))
+        .map_err(|e| format_err(path, e.to_string()))?;
+    write_atomic(path, &data)
 }
