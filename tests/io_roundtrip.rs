@@ -655,3 +655,52 @@ proptest! {
         prop_assert_eq!(dir.listing(), ["m.safetensors"]);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    /// Random mutations of a valid file (overwritten bytes, a cut, inserted
+    /// bytes) load as an error or as a working model, never a panic.
+    #[test]
+    fn mutated_files_load_or_fail_cleanly(
+        cell in cell(),
+        edits in prop::collection::vec((any::<prop::sample::Index>(), any::<u8>()), 1..6),
+        cut in prop::option::of(any::<prop::sample::Index>()),
+        insert in prop::option::of((any::<prop::sample::Index>(), prop::collection::vec(any::<u8>(), 1..16))),
+    ) {
+        let config = NetConfig { num_layers: 2, ..NetConfig::new(cell, 3, 4) };
+        let net = Recurrent::new(config).expect("valid config");
+        let dir = TestDir::new("mutate");
+        let path = dir.path("m.safetensors");
+        net.save(&path).expect("save");
+        let mut bytes = std::fs::read(&path).expect("read back");
+        for (at, value) in &edits {
+            let i = at.index(bytes.len());
+            bytes[i] = *value;
+        }
+        if let Some((at, extra)) = &insert {
+            let i = at.index(bytes.len());
+            bytes.splice(i..i, extra.iter().copied());
+        }
+        if let Some(at) = cut {
+            bytes.truncate(at.index(bytes.len()));
+        }
+        std::fs::write(&path, &bytes).expect("write mutated");
+        let outcome = catch_unwind(AssertUnwindSafe(|| match Recurrent::load(&path) {
+            Ok(loaded) => {
+                // A mutation that kept the file valid must give a usable model.
+                let c = loaded.config().clone();
+                let x = vec![0.5f32; 2 * c.input_size];
+                loaded.forward(SeqInput::new(&x, 2, 1)).map(|_| ()).map_err(|e| e.to_string())
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                assert!(msg.contains("m.safetensors"), "error does not name the file: {msg}");
+                Ok(())
+            }
+        }));
+        prop_assert!(outcome.is_ok(), "load panicked on a mutated file");
+        let forward = outcome.unwrap_or(Ok(()));
+        prop_assert!(forward.is_ok(), "a loaded mutated model failed forward: {:?}", forward);
+    }
+}
