@@ -172,6 +172,55 @@ impl Tape {
 pub struct Recurrent {
     config: NetConfig,
     params: Params,
+    /// Work buffers of [`Recurrent::forward`], reused across calls.
+    spare: TapePool,
+}
+
+/// Tapes kept for reuse by inference calls, so that repeated forward calls
+/// do not allocate (and fault in) fresh buffers. Shared safely by threads
+/// running forward on the same network at once; a clone starts empty, and
+/// the pool takes no part in equality.
+#[derive(Default)]
+struct TapePool(std::sync::Mutex<Vec<Tape>>);
+
+impl TapePool {
+    /// The most tapes kept (one per concurrent caller, up to this many).
+    const KEEP: usize = 4;
+
+    fn take(&self) -> Tape {
+        self.0
+            .lock()
+            .map(|mut v| v.pop())
+            .ok()
+            .flatten()
+            .unwrap_or_default()
+    }
+
+    fn give_back(&self, tape: Tape) {
+        if let Ok(mut v) = self.0.lock() {
+            if v.len() < Self::KEEP {
+                v.push(tape);
+            }
+        }
+    }
+}
+
+impl Clone for TapePool {
+    fn clone(&self) -> Self {
+        Self::default()
+    }
+}
+
+impl PartialEq for TapePool {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl std::fmt::Debug for TapePool {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("TapePool")
+    }
 }
 
 /// PyTorch's names and shapes of every parameter of `c`, in buffer order.
@@ -207,7 +256,11 @@ impl Recurrent {
             .as_mut_slice()
             .iter_mut()
             .for_each(|v| *v = rng.uniform(-k, k));
-        Ok(Self { config, params })
+        Ok(Self {
+            config,
+            params,
+            spare: TapePool::default(),
+        })
     }
 
     /// A network with the given parameters (names and shapes as
@@ -238,7 +291,11 @@ impl Recurrent {
                 name: params.infos()[i].name.clone(),
             });
         }
-        Ok(Self { config, params })
+        Ok(Self {
+            config,
+            params,
+            spare: TapePool::default(),
+        })
     }
 
     /// The configuration.
@@ -364,9 +421,14 @@ impl Recurrent {
     ///
     /// Errors: a zero `T` or `B`, a buffer whose length is not its shape's,
     /// `c0` for a cell without cell state.
+    ///
+    /// Several threads may run `forward` on one network at once. Work buffers
+    /// are kept and reused across calls (a few, one per concurrent caller).
     pub fn forward(&self, input: SeqInput<'_>) -> Result<Output> {
-        let mut tape = Tape::new();
-        self.forward_train(input, &mut tape)
+        let mut tape = self.spare.take();
+        let out = self.forward_train(input, &mut tape);
+        self.spare.give_back(tape);
+        out
     }
 
     /// Training forward: as [`Recurrent::forward`], and records in `tape`
