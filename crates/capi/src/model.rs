@@ -1,0 +1,472 @@
+//! Models: create, load, save, clone, free, describe, and run forward.
+
+use std::ffi::CString;
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use rnn_models::{Output, Recurrent, SeqInput};
+
+use crate::args::{self, OutBuf};
+use crate::config::rnn_config;
+use crate::error::{Error, Result, guard, guard_value, rnn_status};
+
+/// A recurrent network (opaque): its configuration and parameters.
+///
+/// Made by `rnn_model_new`, `rnn_model_load` or `rnn_model_clone`; freed by
+/// `rnn_model_free`. Calls taking a `const rnn_model *` (forward, save,
+/// parameter reads) may run on one model from several threads at once;
+/// calls taking an `rnn_model *` (parameter writes, optimizer steps, train
+/// steps) need exclusive access.
+#[allow(non_camel_case_types)]
+pub struct rnn_model {
+    pub(crate) net: Recurrent,
+    /// Parameter names as C strings, in buffer order (for `rnn_model_param_name`).
+    pub(crate) names: Vec<CString>,
+    /// Unique per handle: binds trainers to their model.
+    pub(crate) id: u64,
+    /// Bumped by every parameter change: a trainer's tape is only valid for
+    /// the parameters it was recorded with.
+    pub(crate) generation: u64,
+}
+
+static NEXT_ID: AtomicU64 = AtomicU64::new(1);
+
+impl rnn_model {
+    pub(crate) fn new(net: Recurrent) -> Result<Self> {
+        let names = net
+            .params()
+            .infos()
+            .iter()
+            .map(|i| CString::new(i.name.as_str()))
+            .collect::<std::result::Result<_, _>>()
+            .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))?;
+        Ok(Self {
+            net,
+            names,
+            id: NEXT_ID.fetch_add(1, Ordering::Relaxed),
+            generation: 0,
+        })
+    }
+
+    /// Records a change of the parameters.
+    pub(crate) fn touch(&mut self) {
+        self.generation = self.generation.wrapping_add(1);
+    }
+
+    /// `(L*D, D*H)`.
+    pub(crate) fn dims(&self) -> (usize, usize) {
+        let c = self.net.config();
+        (
+            c.num_layers * c.directions(),
+            c.directions() * c.hidden_size,
+        )
+    }
+}
+
+// A const model may be shared between threads for forward; mutation needs
+// `&mut`. Checked at compile time.
+const _: () = {
+    const fn send_sync<T: Send + Sync>() {}
+    send_sync::<rnn_model>();
+};
+
+/// Boxes `model` and stores it through `out`.
+///
+/// # Safety
+/// `out` was checked by [`args::out_ptr`].
+pub(crate) unsafe fn give<T>(out: *mut *mut T, value: T) {
+    // SAFETY: `out` is non-NULL, aligned and writable (checked by the caller).
+    unsafe { out.write(Box::into_raw(Box::new(value))) };
+}
+
+/// Creates a model from `*config` with PyTorch's default initialisation
+/// (uniform(-1/sqrt(H), 1/sqrt(H)) from `config->seed`). On success `*out`
+/// is a new model owned by the caller (free it with `rnn_model_free`); on
+/// failure `*out` is NULL.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (config, out), `RNN_STATUS_INVALID_ARGUMENT`
+/// (an enum field out of range, a flag not 0/1, a zero size, a model too
+/// large). Thread-safe.
+///
+/// # Safety
+/// `config` is NULL or points to an `rnn_config`; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_new(
+    config: *const rnn_config,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    guard("rnn_model_new", || {
+        // SAFETY: NULL or writable, by this function's contract.
+        let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or a live rnn_config, by this function's contract.
+        let config = unsafe { args::handle(config, "config") }?;
+        let net = Recurrent::new(config.to_net_config()?)?;
+        // SAFETY: `out` checked above.
+        unsafe { give(out, rnn_model::new(net)?) };
+        Ok(())
+    })
+}
+
+/// Loads a model from a safetensors file: metadata keys `cell` (`rnn_tanh`,
+/// `rnn_relu`, `lstm`, `gru`, `gru_reset_before`), `num_layers`,
+/// `bidirectional`, `bias`, `input_size`, `hidden_size` (and optional
+/// `seed`); tensors under PyTorch's `state_dict` names and shapes, float32;
+/// extra tensors are ignored. On success `*out` is a new model owned by the
+/// caller; on failure `*out` is NULL.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing or
+/// unreadable file, not safetensors, truncated, bad or missing metadata, a
+/// missing or misshapen tensor; the message names the file and the problem).
+/// Thread-safe.
+///
+/// # Safety
+/// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_load(
+    path: *const std::ffi::c_char,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    guard("rnn_model_load", || {
+        // SAFETY: NULL or writable, by this function's contract.
+        let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or NUL-terminated, by this function's contract.
+        let path = unsafe { args::path(path, "path") }?;
+        let net = Recurrent::load(&path)?;
+        // SAFETY: `out` checked above.
+        unsafe { give(out, rnn_model::new(net)?) };
+        Ok(())
+    })
+}
+
+/// Saves the model to a safetensors file (configuration as metadata,
+/// parameters under PyTorch's names), written to a temporary file in the
+/// same folder and renamed, so a crash never leaves half a file.
+/// `rnn_model_load` reads it back identically.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
+/// Thread-safe on a const model.
+///
+/// # Safety
+/// `m` is NULL or a live model; `path` is NULL or a NUL-terminated string.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_save(
+    m: *const rnn_model,
+    path: *const std::ffi::c_char,
+) -> rnn_status {
+    guard("rnn_model_save", || {
+        // SAFETY: NULL or a live model, by this function's contract.
+        let m = unsafe { args::handle(m, "m") }?;
+        // SAFETY: NULL or NUL-terminated, by this function's contract.
+        let path = unsafe { args::path(path, "path") }?;
+        m.net.save(&path)?;
+        Ok(())
+    })
+}
+
+/// Makes an independent copy of a model (same configuration and
+/// parameters). On success `*out` is a new model owned by the caller; on
+/// failure `*out` is NULL.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, out). Thread-safe on a const model.
+///
+/// # Safety
+/// `m` is NULL or a live model; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_clone(
+    m: *const rnn_model,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    guard("rnn_model_clone", || {
+        // SAFETY: NULL or writable, by this function's contract.
+        let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or a live model, by this function's contract.
+        let m = unsafe { args::handle(m, "m") }?;
+        // SAFETY: `out` checked above.
+        unsafe { give(out, rnn_model::new(m.net.clone())?) };
+        Ok(())
+    })
+}
+
+/// Frees a model. NULL is accepted (nothing happens). The model must not be
+/// in use by another thread, and must not be used afterwards.
+///
+/// # Safety
+/// `m` is NULL or a model from this library, not yet freed.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_free(m: *mut rnn_model) {
+    guard_value((), || {
+        if !m.is_null() {
+            // SAFETY: made by Box::into_raw in this library and not yet
+            // freed, by this function's contract.
+            drop(unsafe { Box::from_raw(m) });
+        }
+    })
+}
+
+/// Writes the model's configuration to `*config`.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, config). Thread-safe on a const model.
+///
+/// # Safety
+/// `m` is NULL or a live model; `config` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_config(
+    m: *const rnn_model,
+    config: *mut rnn_config,
+) -> rnn_status {
+    guard("rnn_model_config", || {
+        // SAFETY: NULL or a live model, by this function's contract.
+        let m = unsafe { args::handle(m, "m") }?;
+        let c = rnn_config::from_net_config(m.net.config());
+        // SAFETY: NULL or writable, by this function's contract.
+        unsafe { args::write_out(config, c, "config") }
+    })
+}
+
+/// The caller's output buffers of a forward pass, checked before any work.
+pub(crate) struct ForwardOut {
+    y: Option<OutBuf<f32>>,
+    h_n: Option<OutBuf<f32>>,
+    c_n: Option<OutBuf<f32>>,
+}
+
+impl ForwardOut {
+    /// Checks `y` (required unless `y_optional`), `h_n`, `c_n` (optional)
+    /// against the sizes a forward of `seq_len x batch` produces.
+    ///
+    /// # Safety
+    /// Each pointer is NULL or points to its length of writable floats, not
+    /// overlapping any other argument.
+    #[allow(clippy::too_many_arguments)]
+    pub unsafe fn check(
+        m: &rnn_model,
+        seq_len: usize,
+        batch: usize,
+        y: *mut f32,
+        y_len: usize,
+        h_n: *mut f32,
+        h_n_len: usize,
+        c_n: *mut f32,
+        c_n_len: usize,
+    ) -> Result<Self> {
+        check_sizes(seq_len, batch)?;
+        let (ld, dh) = m.dims();
+        let h = m.net.config().hidden_size;
+        let y_need = args::product(&[seq_len, batch, dh], "y")?;
+        let state = args::product(&[ld, batch, h], "h_n")?;
+        if !c_n.is_null() && !m.net.config().cell.has_cell_state() {
+            return Err(Error::invalid(format!(
+                "c_n given, but a {} has no cell state (pass NULL)",
+                m.net.config().cell.name()
+            )));
+        }
+        // SAFETY: each pointer NULL or `len` writable floats, by this
+        // function's contract.
+        unsafe {
+            Ok(Self {
+                y: Some(OutBuf::new(y, y_len, y_need, "y")?),
+                h_n: OutBuf::optional(h_n, h_n_len, state, "h_n")?,
+                c_n: OutBuf::optional(c_n, c_n_len, state, "c_n")?,
+            })
+        }
+    }
+
+    pub fn write(self, out: &Output) {
+        if let Some(b) = self.y {
+            b.write(&out.y);
+        }
+        if let Some(b) = self.h_n {
+            b.write(&out.h_n);
+        }
+        if let Some(b) = self.c_n {
+            b.write(&out.c_n);
+        }
+    }
+}
+
+/// `seq_len` and `batch` must be positive.
+fn check_sizes(seq_len: usize, batch: usize) -> Result<()> {
+    if seq_len == 0 {
+        return Err(Error::invalid("seq_len must be at least 1"));
+    }
+    if batch == 0 {
+        return Err(Error::invalid("batch must be at least 1"));
+    }
+    Ok(())
+}
+
+/// The inputs of a forward pass as a [`SeqInput`], after checking pointers
+/// and sizes. Lengths are read at their implied sizes.
+///
+/// # Safety
+/// `x` is NULL or `seq_len * batch * I` readable floats; `lengths` NULL or
+/// `batch` sizes; `h0`, `c0` NULL or `L*D * batch * H` floats; all unmodified
+/// during `'a`.
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn seq_input<'a>(
+    m: &rnn_model,
+    x: *const f32,
+    seq_len: usize,
+    batch: usize,
+    lengths: *const usize,
+    h0: *const f32,
+    c0: *const f32,
+) -> Result<SeqInput<'a>> {
+    let c = m.net.config();
+    check_sizes(seq_len, batch)?;
+    let x_len = args::product(&[seq_len, batch, c.input_size], "x")?;
+    let state = args::product(&[m.dims().0, batch, c.hidden_size], "h0")?;
+    if !c0.is_null() && !c.cell.has_cell_state() {
+        return Err(Error::invalid(format!(
+            "c0 given, but a {} has no cell state (pass NULL)",
+            c.cell.name()
+        )));
+    }
+    // SAFETY: each pointer NULL or its implied length of readable values,
+    // by this function's contract.
+    unsafe {
+        Ok(SeqInput {
+            x: args::input(x, x_len, "x")?,
+            seq_len,
+            batch,
+            h0: args::optional_input(h0, state, "h0")?,
+            c0: args::optional_input(c0, state, "c0")?,
+            lengths: args::optional_input(lengths, batch, "lengths")?,
+        })
+    }
+}
+
+/// Inference forward pass.
+///
+/// - `x`: `[seq_len, batch, I]`, time-major, row-major (`x[(t*batch + b)*I + i]`);
+///   read at that size.
+/// - `h0`, `c0`: initial states `[L*D, batch, H]` (index `layer*D + direction`,
+///   forward direction first), or NULL for zeros; `c0` only for an LSTM
+///   (non-NULL for another cell: `RNN_STATUS_INVALID_ARGUMENT`).
+/// - `y`: receives `[seq_len, batch, D*H]`, the last layer's hidden state at
+///   every step, directions concatenated (forward first); `y_len` is its
+///   capacity in floats. Required.
+/// - `h_n`, `c_n`: receive the final states `[L*D, batch, H]`, or NULL when not
+///   wanted; `c_n` only for an LSTM.
+///
+/// A capacity below the needed size gives `RNN_STATUS_BUFFER_TOO_SMALL`, and
+/// every check is made before any output is written: a failed call writes
+/// nothing. Output buffers must not overlap each other or the inputs.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
+/// (seq_len or batch 0, sizes that overflow, c0/c_n for a cell without cell
+/// state, misaligned buffers), `RNN_STATUS_BUFFER_TOO_SMALL`.
+/// Thread-safe: several threads may run forward on one const model at once.
+///
+/// # Safety
+/// `m` is NULL or a live model; each array is NULL or holds the number of
+/// floats stated above (outputs: their `_len`).
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_forward(
+    m: *const rnn_model,
+    x: *const f32,
+    seq_len: usize,
+    batch: usize,
+    h0: *const f32,
+    c0: *const f32,
+    y: *mut f32,
+    y_len: usize,
+    h_n: *mut f32,
+    h_n_len: usize,
+    c_n: *mut f32,
+    c_n_len: usize,
+) -> rnn_status {
+    guard("rnn_model_forward", || {
+        // SAFETY: this function's contract is forward_impl's.
+        unsafe {
+            forward_impl(
+                m,
+                x,
+                seq_len,
+                batch,
+                std::ptr::null(),
+                h0,
+                c0,
+                y,
+                y_len,
+                h_n,
+                h_n_len,
+                c_n,
+                c_n_len,
+            )
+        }
+    })
+}
+
+/// As `rnn_model_forward`, for a batch of sequences of different lengths.
+///
+/// `lengths`: `[batch]`, each in `1..=seq_len`, any order, or NULL (every
+/// sequence has `seq_len` steps). PyTorch's `pack_padded_sequence(
+/// enforce_sorted=False)` semantics without packing: `y` is zero past a
+/// sequence's end, `h_n`/`c_n` are the states at its last step, and the
+/// reverse direction starts at its last step. `x` past a sequence's end is
+/// ignored.
+///
+/// Errors: as `rnn_model_forward`, and `RNN_STATUS_INVALID_ARGUMENT` for a
+/// length outside `1..=seq_len`. Thread-safe on a const model.
+///
+/// # Safety
+/// As `rnn_model_forward`; `lengths` is NULL or `batch` readable sizes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_forward_lengths(
+    m: *const rnn_model,
+    x: *const f32,
+    seq_len: usize,
+    batch: usize,
+    lengths: *const usize,
+    h0: *const f32,
+    c0: *const f32,
+    y: *mut f32,
+    y_len: usize,
+    h_n: *mut f32,
+    h_n_len: usize,
+    c_n: *mut f32,
+    c_n_len: usize,
+) -> rnn_status {
+    guard("rnn_model_forward_lengths", || {
+        // SAFETY: this function's contract is forward_impl's.
+        unsafe {
+            forward_impl(
+                m, x, seq_len, batch, lengths, h0, c0, y, y_len, h_n, h_n_len, c_n, c_n_len,
+            )
+        }
+    })
+}
+
+/// # Safety
+/// As `rnn_model_forward_lengths`.
+#[allow(clippy::too_many_arguments)]
+unsafe fn forward_impl(
+    m: *const rnn_model,
+    x: *const f32,
+    seq_len: usize,
+    batch: usize,
+    lengths: *const usize,
+    h0: *const f32,
+    c0: *const f32,
+    y: *mut f32,
+    y_len: usize,
+    h_n: *mut f32,
+    h_n_len: usize,
+    c_n: *mut f32,
+    c_n_len: usize,
+) -> Result<()> {
+    // SAFETY: NULL or a live model, by the caller's contract.
+    let m = unsafe { args::handle(m, "m") }?;
+    if x.is_null() {
+        return Err(Error::null("x"));
+    }
+    // SAFETY: outputs NULL or their capacity of writable floats, by the
+    // caller's contract.
+    let outs =
+        unsafe { ForwardOut::check(m, seq_len, batch, y, y_len, h_n, h_n_len, c_n, c_n_len) }?;
+    // SAFETY: inputs NULL or their implied sizes, by the caller's contract.
+    let input = unsafe { seq_input(m, x, seq_len, batch, lengths, h0, c0) }?;
+    let out = m.net.forward(input)?;
+    outs.write(&out);
+    Ok(())
+}
