@@ -1,7 +1,7 @@
 //! Activation functions over slices: forward, and backward from the saved
 //! output (`sigmoid' = y (1 - y)`, `tanh' = 1 - y^2`, `relu' = [y > 0]`).
 //!
-//! Each function has a scalar twin in [`scalar`]; `tests/kernels_twins.rs`
+//! Each function has a scalar twin in [`scalar`]; `tests/twins.rs`
 //! holds them equal.
 
 use pulp::{Simd, WithSimd};
@@ -20,46 +20,52 @@ pub enum Activation {
     Sigmoid,
 }
 
-/// `y = act(x)` on one block.
-struct Apply(Activation);
+/// `y = f(x)` on one block, for one activation `f` chosen at compile time
+/// (a `match` inside the lane loop costs a branch per vector and blocks
+/// unrolling: measured 1.7x slower for relu).
+struct Apply<const ACT: u8>;
 
-impl Apply {
+const TANH: u8 = 0;
+const RELU: u8 = 1;
+const SIGMOID: u8 = 2;
+
+impl<const ACT: u8> Apply<ACT> {
     #[inline(always)]
-    fn one<S: Simd>(&self, simd: S, x: S::f32s) -> S::f32s {
-        match self.0 {
-            Activation::Tanh => math::tanh(simd, x),
-            Activation::Relu => math::relu(simd, x),
-            Activation::Sigmoid => math::sigmoid(simd, x),
+    fn one<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+        match ACT {
+            TANH => math::tanh(simd, x),
+            RELU => math::relu(simd, x),
+            _ => math::sigmoid(simd, x),
         }
     }
 }
 
-impl Lanes<1, 1> for Apply {
+impl<const ACT: u8> Lanes<1, 1> for Apply<ACT> {
     #[inline(always)]
     fn apply<S: Simd>(&self, simd: S, [x]: [S::f32s; 1], _: [S::f32s; 1]) -> [S::f32s; 1] {
-        [self.one(simd, x)]
+        [Self::one(simd, x)]
     }
 }
 
-impl Lanes<0, 1> for Apply {
+impl<const ACT: u8> Lanes<0, 1> for Apply<ACT> {
     #[inline(always)]
     fn apply<S: Simd>(&self, simd: S, _: [S::f32s; 0], [x]: [S::f32s; 1]) -> [S::f32s; 1] {
-        [self.one(simd, x)]
+        [Self::one(simd, x)]
     }
 }
 
-/// `dx = dy * act'(y)` on one block.
-struct Derivative(Activation);
+/// `dx = dy * f'(y)` on one block, `f` chosen at compile time.
+struct Derivative<const ACT: u8>;
 
-impl Lanes<2, 1> for Derivative {
+impl<const ACT: u8> Lanes<2, 1> for Derivative<ACT> {
     #[inline(always)]
     fn apply<S: Simd>(&self, simd: S, [y, dy]: [S::f32s; 2], _: [S::f32s; 1]) -> [S::f32s; 1] {
         let one = simd.splat_f32s(1.0);
         let zero = simd.splat_f32s(0.0);
-        [match self.0 {
-            Activation::Tanh => simd.mul_f32s(dy, simd.negate_mul_add_f32s(y, y, one)),
-            Activation::Sigmoid => simd.mul_f32s(dy, simd.mul_f32s(y, simd.sub_f32s(one, y))),
-            Activation::Relu => simd.select_f32s(simd.greater_than_f32s(y, zero), dy, zero),
+        [match ACT {
+            TANH => simd.mul_f32s(dy, simd.negate_mul_add_f32s(y, y, one)),
+            RELU => simd.select_f32s(simd.greater_than_f32s(y, zero), dy, zero),
+            _ => simd.mul_f32s(dy, simd.mul_f32s(y, simd.sub_f32s(one, y))),
         }]
     }
 }
@@ -74,7 +80,12 @@ impl WithSimd for Forward<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        zip_map(simd, [self.x], [self.y], &Apply(self.act));
+        let (x, y) = (self.x, self.y);
+        match self.act {
+            Activation::Tanh => zip_map(simd, [x], [y], &Apply::<TANH>),
+            Activation::Relu => zip_map(simd, [x], [y], &Apply::<RELU>),
+            Activation::Sigmoid => zip_map(simd, [x], [y], &Apply::<SIGMOID>),
+        }
     }
 }
 
@@ -87,7 +98,12 @@ impl WithSimd for InPlace<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        zip_map(simd, [], [self.x], &Apply(self.act));
+        let x = self.x;
+        match self.act {
+            Activation::Tanh => zip_map(simd, [], [x], &Apply::<TANH>),
+            Activation::Relu => zip_map(simd, [], [x], &Apply::<RELU>),
+            Activation::Sigmoid => zip_map(simd, [], [x], &Apply::<SIGMOID>),
+        }
     }
 }
 
@@ -102,7 +118,12 @@ impl WithSimd for Backward<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        zip_map(simd, [self.y, self.dy], [self.dx], &Derivative(self.act));
+        let (ins, dx) = ([self.y, self.dy], self.dx);
+        match self.act {
+            Activation::Tanh => zip_map(simd, ins, [dx], &Derivative::<TANH>),
+            Activation::Relu => zip_map(simd, ins, [dx], &Derivative::<RELU>),
+            Activation::Sigmoid => zip_map(simd, ins, [dx], &Derivative::<SIGMOID>),
+        }
     }
 }
 

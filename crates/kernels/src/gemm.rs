@@ -183,6 +183,10 @@ impl<'a> MatMut<'a> {
 /// `beta == 0` overwrites `c` (its old values, even NaN, are ignored);
 /// `beta == 1` accumulates.
 ///
+/// Threads: the product uses the thread count of the rayon pool it is called
+/// from (the library calls it inside [`crate::threads::install`]; called from
+/// elsewhere, rayon's global pool decides).
+///
 /// # Panics
 /// If the shapes do not agree: every call site in the library sizes its
 /// operands itself, so a mismatch is a broken internal invariant.

@@ -251,8 +251,8 @@ fn forward_sweep(ftz: bool) {
     }
 }
 
-/// Measured (AVX2 CPU, `--nocapture`): sigmoid 1.2e-7 SIMD at both levels,
-/// 6.0e-8 scalar twin; tanh 1.1e-7 SIMD, 6.0e-8 twin; relu exact.
+/// Measured (AVX2 CPU, `--nocapture`): sigmoid 8.9e-8 (SIMD at both levels
+/// and the twin), tanh 8.9e-8 (SIMD) and 9.9e-8 (twin); relu exact.
 #[test]
 fn forward_vs_f64_without_ftz() {
     assert!(
@@ -328,7 +328,7 @@ fn special_values_exact() {
 /// every 1009th bit pattern plus the specials. Bound: 1e-6 abs (the error
 /// of `y` passes through `d/dy y(1-y) = 1 - 2y` and `d/dy (1-y^2) = -2y`,
 /// so at most twice the forward error plus rounding).
-/// Measured: sigmoid 1.8e-7, tanh 2.3e-7 (SIMD and twins); relu exact.
+/// Measured: sigmoid 8.9e-8, tanh 1.8e-7 (SIMD) and 1.7e-7 (twin); relu exact.
 #[test]
 fn derivative_from_output_vs_f64() {
     let xs: Vec<f32> = (0..=u32::MAX)
@@ -373,9 +373,9 @@ fn derivative_from_output_vs_f64() {
 
 /// `dx = dy * act'(y)` against the same formula in f64 on the same `y`, for
 /// gradients `dy` from 1e-3 to 1e3 in magnitude. Bound: `|dx - exact| <=
-/// 2^-23 * |dy|` (three roundings, the last two relative to the result; the
-/// scalar twin's unfused `1 - y*y` adds an absolute 2^-24 |dy|).
-/// Measured: at most 0.60 * 2^-23 * |dy|.
+/// 2 * 2^-23 * |dy|` (at most three roundings of values no larger than
+/// `|dy|`: the SIMD form rounds the fused `1 - y^2` and the product, the
+/// scalar twin also `y * y`). Measured: 0.51 * 2^-23 * |dy| (SIMD), 0.54 (twin).
 #[test]
 fn backward_vs_f64_formula() {
     let acts = [Activation::Sigmoid, Activation::Tanh, Activation::Relu];
@@ -401,7 +401,7 @@ fn backward_vs_f64_formula() {
                 let err = (f64::from(dx) - want).abs() / (dy64.abs() * f64::from(f32::EPSILON));
                 worst = worst.max(err);
                 assert!(
-                    err <= 1.0,
+                    err <= 2.0,
                     "{act:?} backward ({}) y = {y:e}, dy = {dy:e}: {dx:e} vs {want:e}",
                     imp.name
                 );
