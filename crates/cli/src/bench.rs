@@ -1,0 +1,528 @@
+//! `rnn bench`: librnn against PyTorch on the same machine, in the same run.
+//!
+//! For every (config, cell, mode) of the grid, librnn's time per call is
+//! measured; with `--pytorch`, `benches/pytorch/bench.py --server` runs beside
+//! it and the two sides are timed in turn (A B A B ...) so that machine drift
+//! cancels. Each side's figure is the median of `--repeats` measurements,
+//! each the mean of enough calls to last about 0.1 s. Modes: `forward` (no
+//! gradient) and `train` (forward + backward of `sum(y * g)` w.r.t. the input
+//! and every parameter, no optimizer). The max abs difference between the two
+//! sides' outputs (and, in train mode, every gradient) is reported.
+//!
+//! FLOP counts are the GEMMs' (`2 T B G H (I + H) D` forward, 3x that for a
+//! train step); peak is measured in the run: a 1024^3 sequential GEMM on one
+//! core, times the thread count.
+
+use std::io::{BufRead, BufReader, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, ChildStdin, ChildStdout, Command, Stdio};
+use std::time::Instant;
+
+use anyhow::{Context, Result, anyhow, bail};
+use recurrent::kernels::{Mat, MatMut, Op, gemm};
+use recurrent::{
+    Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape, TensorFile,
+};
+
+/// Options of `rnn bench`.
+#[derive(clap::Args, Debug, Clone)]
+pub struct BenchArgs {
+    /// Also time PyTorch (needs `python3` with torch and safetensors).
+    #[arg(long)]
+    pub pytorch: bool,
+    /// Write the table as JSON to this file.
+    #[arg(long)]
+    pub json: Option<PathBuf>,
+    /// Threads for both sides (default: all cores).
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Measurements per side; the median is reported.
+    #[arg(long, default_value_t = 5)]
+    pub repeats: usize,
+    /// A short run: 3 repeats, the large config left out.
+    #[arg(long)]
+    pub quick: bool,
+    /// Only rows whose `config/cell` contains this text (e.g. `medium/lstm`).
+    #[arg(long)]
+    pub only: Option<String>,
+    /// The Python interpreter for `--pytorch`.
+    #[arg(long, default_value = "python3")]
+    pub python: String,
+}
+
+/// One configuration of the grid.
+#[derive(Clone, Debug)]
+struct Shape {
+    name: &'static str,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    bidirectional: bool,
+}
+
+impl Shape {
+    fn directions(&self) -> usize {
+        if self.bidirectional { 2 } else { 1 }
+    }
+}
+
+const fn shape(
+    name: &'static str,
+    t: usize,
+    b: usize,
+    i: usize,
+    h: usize,
+    bidirectional: bool,
+) -> Shape {
+    Shape {
+        name,
+        t,
+        b,
+        i,
+        h,
+        bidirectional,
+    }
+}
+
+/// The default grid: (config, cells).
+fn grid(quick: bool) -> Vec<(Shape, Vec<CellKind>)> {
+    let cells = vec![
+        CellKind::Elman(Activation::Tanh),
+        CellKind::Lstm,
+        CellKind::Gru(Default::default()),
+    ];
+    let mut g = vec![
+        (shape("tiny", 50, 1, 32, 64, false), cells.clone()),
+        (shape("finance", 20, 64, 6, 64, false), cells.clone()),
+        (shape("medium", 100, 32, 128, 256, false), cells.clone()),
+        (
+            shape("medium-bi", 100, 32, 128, 256, true),
+            vec![CellKind::Lstm],
+        ),
+    ];
+    if !quick {
+        g.push((shape("large", 50, 64, 512, 1024, false), cells));
+    }
+    g
+}
+
+/// One row of the result table.
+#[derive(Clone, Debug)]
+struct Row {
+    shape: Shape,
+    cell: &'static str,
+    mode: &'static str,
+    librnn_ms: f64,
+    pytorch_ms: Option<f64>,
+    gflops: f64,
+    peak_gflops: f64,
+    max_abs_diff: Option<f64>,
+}
+
+impl Row {
+    fn speedup(&self) -> Option<f64> {
+        self.pytorch_ms.map(|p| p / self.librnn_ms)
+    }
+
+    fn json(&self) -> String {
+        let opt = |v: Option<f64>| v.map_or("null".to_string(), |v| format!("{v:.6}"));
+        let s = &self.shape;
+        format!(
+            "{{\"name\": \"{}\", \"cell\": \"{}\", \"T\": {}, \"B\": {}, \"I\": {}, \"H\": {}, \"bidirectional\": {}, \
+             \"mode\": \"{}\", \"librnn_ms\": {:.6}, \"pytorch_ms\": {}, \"speedup\": {}, \"gflops\": {:.3}, \
+             \"peak_gflops\": {:.3}, \"max_abs_diff\": {}}}",
+            s.name,
+            self.cell,
+            s.t,
+            s.b,
+            s.i,
+            s.h,
+            s.bidirectional,
+            self.mode,
+            self.librnn_ms,
+            opt(self.pytorch_ms),
+            opt(self.speedup()),
+            self.gflops,
+            self.peak_gflops,
+            opt(self.max_abs_diff),
+        )
+    }
+
+    fn print(&self) {
+        let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
+        println!(
+            "{:10} {:9} {:8} {:>11.3} {:>11} {:>8} {:>8.1} {:>5.0}% {:>10}",
+            self.shape.name,
+            self.cell,
+            self.mode,
+            self.librnn_ms,
+            opt(self.pytorch_ms, 3),
+            opt(self.speedup(), 2),
+            self.gflops,
+            100.0 * self.gflops / self.peak_gflops,
+            self.max_abs_diff
+                .map_or("-".to_string(), |d| format!("{d:.2e}")),
+        );
+    }
+}
+
+/// The PyTorch server process.
+struct Torch {
+    child: Child,
+    stdin: ChildStdin,
+    stdout: BufReader<ChildStdout>,
+}
+
+impl Torch {
+    fn start(python: &str, threads: usize) -> Result<Self> {
+        let script = bench_script()?;
+        let mut child = Command::new(python)
+            .arg(&script)
+            .args(["--server", "--threads", &threads.to_string()])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("cannot start {python} {}", script.display()))?;
+        let stdin = child.stdin.take().ok_or_else(|| anyhow!("no stdin"))?;
+        let stdout = BufReader::new(child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?);
+        let mut t = Self {
+            child,
+            stdin,
+            stdout,
+        };
+        let v = t.ask("version")?;
+        println!("PyTorch side: {v}");
+        Ok(t)
+    }
+
+    fn ask(&mut self, line: &str) -> Result<String> {
+        writeln!(self.stdin, "{line}")?;
+        self.stdin.flush()?;
+        let mut answer = String::new();
+        if self.stdout.read_line(&mut answer)? == 0 {
+            bail!("the PyTorch process exited");
+        }
+        let answer = answer.trim().to_string();
+        if let Some(e) = answer.strip_prefix("error") {
+            bail!("PyTorch side:{e}");
+        }
+        Ok(answer)
+    }
+}
+
+impl Drop for Torch {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+fn bench_script() -> Result<PathBuf> {
+    let candidates = [
+        PathBuf::from("benches/pytorch/bench.py"),
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("../../benches/pytorch/bench.py"),
+    ];
+    candidates
+        .into_iter()
+        .find(|p| p.is_file())
+        .ok_or_else(|| anyhow!("benches/pytorch/bench.py not found (run from the repository root)"))
+}
+
+fn torch_available(python: &str) -> bool {
+    Command::new(python)
+        .args(["-c", "import torch, safetensors"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .status()
+        .is_ok_and(|s| s.success())
+}
+
+/// Deterministic inputs in [-1, 1).
+fn data(n: usize, seed: u64) -> Vec<f32> {
+    let mut s = seed;
+    (0..n)
+        .map(|_| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
+        })
+        .collect()
+}
+
+fn median(v: &mut [f64]) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v[v.len() / 2]
+}
+
+/// Peak GFLOP/s of the run: best of a few 1024^3 single-threaded GEMMs, times
+/// the thread count.
+fn measure_peak(threads: usize) -> Result<f64> {
+    let n = 1024;
+    let a = data(n * n, 1);
+    let b = data(n * n, 2);
+    let mut c = vec![0.0f32; n * n];
+    let pool = rayon::ThreadPoolBuilder::new().num_threads(1).build()?;
+    let best = pool.install(|| {
+        (0..4)
+            .map(|_| {
+                let start = Instant::now();
+                gemm(
+                    1.0,
+                    Mat::new(&a, n, n),
+                    Op::N,
+                    Mat::new(&b, n, n),
+                    Op::N,
+                    0.0,
+                    MatMut::new(&mut c, n, n),
+                );
+                start.elapsed().as_secs_f64()
+            })
+            .fold(f64::INFINITY, f64::min)
+    });
+    Ok(2.0 * (n * n * n) as f64 / best / 1e9 * threads as f64)
+}
+
+/// The librnn side of one row: a network, its inputs and reusable buffers.
+struct Case {
+    net: Recurrent,
+    x: Vec<f32>,
+    g: Vec<f32>,
+    tape: Tape,
+    grads: Gradients,
+    s: Shape,
+}
+
+impl Case {
+    fn new(s: &Shape, cell: CellKind) -> Result<Self> {
+        let mut cfg = NetConfig::new(cell, s.i, s.h);
+        cfg.bidirectional = s.bidirectional;
+        cfg.seed = 1;
+        let net = Recurrent::new(cfg)?;
+        let grads = Gradients::for_net(&net);
+        Ok(Self {
+            x: data(s.t * s.b * s.i, 2),
+            g: data(s.t * s.b * s.directions() * s.h, 3),
+            net,
+            tape: Tape::new(),
+            grads,
+            s: s.clone(),
+        })
+    }
+
+    fn run(&mut self, mode: &str) -> Result<()> {
+        let input = SeqInput::new(&self.x, self.s.t, self.s.b);
+        if mode == "forward" {
+            std::hint::black_box(self.net.forward(input)?);
+        } else {
+            self.net.forward_train(input, &mut self.tape)?;
+            self.net
+                .backward(&mut self.tape, OutputGrads::new(&self.g), &mut self.grads)?;
+        }
+        Ok(())
+    }
+
+    /// Mean ms per call over `iters` calls.
+    fn time(&mut self, mode: &str, iters: usize) -> Result<f64> {
+        let start = Instant::now();
+        for _ in 0..iters {
+            self.run(mode)?;
+        }
+        Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
+    }
+
+    /// Max abs difference against PyTorch's outputs (and gradients in train mode).
+    fn compare(&mut self, mode: &str, theirs: &TensorFile) -> Result<f64> {
+        let input = SeqInput::new(&self.x, self.s.t, self.s.b);
+        let out = self.net.forward_train(input, &mut self.tape)?;
+        let mut pairs: Vec<(String, Vec<f32>)> = vec![("y".into(), out.y)];
+        if mode == "train" {
+            self.net
+                .backward(&mut self.tape, OutputGrads::new(&self.g), &mut self.grads)?;
+            pairs.push(("grad.x".into(), self.grads.x.clone()));
+            for (name, _, v) in self.grads.params.iter() {
+                pairs.push((format!("grad.{name}"), v.to_vec()));
+            }
+        }
+        let mut worst = 0.0f64;
+        for (name, ours) in pairs {
+            let (_, reference) = theirs
+                .f32(&name)
+                .ok_or_else(|| anyhow!("PyTorch output lacks {name}"))?;
+            if reference.len() != ours.len() {
+                bail!(
+                    "{name}: {} values from PyTorch, {} here",
+                    reference.len(),
+                    ours.len()
+                );
+            }
+            for (a, b) in ours.iter().zip(reference) {
+                worst = worst.max((*a as f64 - *b as f64).abs());
+            }
+        }
+        Ok(worst)
+    }
+}
+
+/// The files shared with the PyTorch side, in a private temporary folder.
+struct Exchange {
+    dir: PathBuf,
+}
+
+impl Exchange {
+    fn new() -> Result<Self> {
+        let dir = std::env::temp_dir().join(format!("rnn-bench-{}", std::process::id()));
+        std::fs::create_dir_all(&dir)
+            .with_context(|| format!("cannot create {}", dir.display()))?;
+        Ok(Self { dir })
+    }
+
+    fn path(&self, name: &str) -> String {
+        self.dir.join(name).display().to_string()
+    }
+}
+
+impl Drop for Exchange {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// Measures one (config, cell, mode) row.
+fn measure(
+    case: &mut Case,
+    cell: CellKind,
+    mode: &'static str,
+    repeats: usize,
+    peak: f64,
+    torch: Option<(&mut Torch, &Exchange)>,
+) -> Result<Row> {
+    let s = case.s.clone();
+    let flops = 2.0
+        * (s.t * s.b * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64
+        * if mode == "train" { 3.0 } else { 1.0 };
+    // Warm up and calibrate: about 0.1 s per measurement.
+    let once = case.time(mode, 1)?;
+    let iters = ((100.0 / once).ceil() as usize).clamp(1, 1000);
+    let mut diff = None;
+    let mut torch = torch;
+    if let Some((t, x)) = torch.as_mut() {
+        let (model, inputs, out) = (
+            x.path("model.safetensors"),
+            x.path("inputs.safetensors"),
+            x.path("out.safetensors"),
+        );
+        t.ask(&format!("check {mode} {model} {inputs} {out}"))?;
+        diff = Some(case.compare(mode, &TensorFile::read(Path::new(&out))?)?);
+        t.ask(&format!("time {mode} {model} {inputs} 1"))?;
+    }
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for _ in 0..repeats {
+        ours.push(case.time(mode, iters)?);
+        if let Some((t, x)) = torch.as_mut() {
+            let ms = t.ask(&format!(
+                "time {mode} {} {} {iters}",
+                x.path("model.safetensors"),
+                x.path("inputs.safetensors")
+            ))?;
+            theirs.push(
+                ms.parse::<f64>()
+                    .with_context(|| format!("PyTorch answered {ms:?}"))?,
+            );
+        }
+    }
+    let librnn_ms = median(&mut ours);
+    Ok(Row {
+        shape: s,
+        cell: cell.name(),
+        mode,
+        librnn_ms,
+        pytorch_ms: (!theirs.is_empty()).then(|| median(&mut theirs)),
+        gflops: flops / librnn_ms / 1e6,
+        peak_gflops: peak,
+        max_abs_diff: diff,
+    })
+}
+
+/// Runs the benchmark.
+pub fn run(args: &BenchArgs) -> Result<()> {
+    if let Some(n) = args.threads {
+        recurrent::set_num_threads(n).map_err(|e| anyhow!("--threads: {e}"))?;
+    }
+    let threads = recurrent::num_threads();
+    let repeats = if args.quick { 3 } else { args.repeats.max(1) };
+    let mut torch = match (args.pytorch, torch_available(&args.python)) {
+        (false, _) => None,
+        (true, true) => Some(Torch::start(&args.python, threads)?),
+        (true, false) => bail!(
+            "--pytorch: {} cannot import torch; install it with: pip install torch safetensors",
+            args.python
+        ),
+    };
+    let peak = measure_peak(threads)?;
+    println!(
+        "librnn {} ({} SIMD), {threads} threads, peak {peak:.1} GFLOP/s (measured), {repeats} repeats",
+        env!("CARGO_PKG_VERSION"),
+        recurrent::kernels::simd::detected_level()
+    );
+    if torch.is_none() {
+        println!(
+            "(librnn only; for the PyTorch columns: pip install torch safetensors, then rnn bench --pytorch)"
+        );
+    }
+    let exchange = Exchange::new()?;
+    println!(
+        "{:10} {:9} {:8} {:>11} {:>11} {:>8} {:>8} {:>6} {:>10}",
+        "config",
+        "cell",
+        "mode",
+        "librnn ms",
+        "PyTorch ms",
+        "speedup",
+        "GFLOP/s",
+        "%peak",
+        "max|diff|"
+    );
+    let mut rows = Vec::new();
+    for (s, cells) in grid(args.quick) {
+        for cell in cells {
+            let label = format!("{}/{}", s.name, cell.name());
+            if args
+                .only
+                .as_ref()
+                .is_some_and(|o| !label.contains(o.as_str()))
+            {
+                continue;
+            }
+            let mut case = Case::new(&s, cell)?;
+            if torch.is_some() {
+                case.net.save(exchange.path("model.safetensors"))?;
+                let g_shape = [s.t, s.b, s.directions() * s.h];
+                recurrent::io::write_tensors(
+                    Path::new(&exchange.path("inputs.safetensors")),
+                    &[("x", &[s.t, s.b, s.i], &case.x), ("g", &g_shape, &case.g)],
+                    Default::default(),
+                )?;
+            }
+            for mode in ["forward", "train"] {
+                let side = torch.as_mut().map(|t| (t, &exchange));
+                let row = measure(&mut case, cell, mode, repeats, peak, side)?;
+                row.print();
+                rows.push(row);
+            }
+        }
+    }
+    if let Some(path) = &args.json {
+        let body = format!(
+            "[\n{}\n]\n",
+            rows.iter()
+                .map(|r| format!("  {}", r.json()))
+                .collect::<Vec<_>>()
+                .join(",\n")
+        );
+        recurrent::io::write_atomic(path, body.as_bytes())?;
+        println!("wrote {}", path.display());
+    }
+    Ok(())
+}

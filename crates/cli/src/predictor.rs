@@ -1,0 +1,326 @@
+//! A forecaster: a recurrent network read by a dense head from the top
+//! layer's final hidden state (directions concatenated), with the scalers and
+//! the column names it was trained on; saved as two safetensors files.
+//!
+//! - `model.safetensors`: the network alone, written by
+//!   [`recurrent::Recurrent::save`] (PyTorch names; loads in PyTorch).
+//! - `head.safetensors`: `head.weight` `[1, D*H]`, `head.bias` `[1]` (f32),
+//!   `scaler.x_min`, `scaler.x_max` `[F]`, `scaler.y_min`, `scaler.y_max`
+//!   `[1]` (f64), and metadata: `format`, `features` (a JSON list), `target`,
+//!   `window`, `mode`, `date_column`.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, anyhow, bail};
+use recurrent::{Linear, Recurrent, SeqInput};
+use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+
+use crate::scaler::MinMax;
+
+pub const MODEL_FILE: &str = "model.safetensors";
+pub const HEAD_FILE: &str = "head.safetensors";
+const HEAD_FORMAT: &str = "librnn-forecaster-1";
+
+/// What the network is trained to output for the next value of the target.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// The scaled value itself.
+    Level,
+    /// The scaled change from the last input step (prediction = today +
+    /// change).
+    Delta,
+}
+
+impl Mode {
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Level => "level",
+            Self::Delta => "delta",
+        }
+    }
+}
+
+/// Network, head, scalers and the names of the columns they were fitted on.
+#[derive(Clone, Debug)]
+pub struct Predictor {
+    pub net: Recurrent,
+    pub head: Linear,
+    pub features: Vec<String>,
+    pub target: String,
+    pub window: usize,
+    pub mode: Mode,
+    pub date_column: Option<String>,
+    pub x_scaler: MinMax,
+    pub y_scaler: MinMax,
+}
+
+/// The top layer's final hidden state per direction, `[B, D*H]`, from
+/// `h_n` `[L*D, B, H]`.
+pub fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>) {
+    let c = net.config();
+    let (d, h) = (c.directions(), c.hidden_size);
+    let top = (c.num_layers - 1) * d;
+    out.resize(batch * d * h, 0.0);
+    for dir in 0..d {
+        for b in 0..batch {
+            let src = ((top + dir) * batch + b) * h;
+            out[(b * d + dir) * h..(b * d + dir + 1) * h].copy_from_slice(&h_n[src..src + h]);
+        }
+    }
+}
+
+/// The gradient of [`top_state`]: `g` `[B, D*H]` into `grad_h_n`
+/// `[L*D, B, H]` (zero elsewhere).
+pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mut Vec<f32>) {
+    let c = net.config();
+    let (d, h) = (c.directions(), c.hidden_size);
+    let top = (c.num_layers - 1) * d;
+    grad_h_n.clear();
+    grad_h_n.resize(c.num_layers * d * batch * h, 0.0);
+    for dir in 0..d {
+        for b in 0..batch {
+            let dst = ((top + dir) * batch + b) * h;
+            grad_h_n[dst..dst + h].copy_from_slice(&g[(b * d + dir) * h..(b * d + dir + 1) * h]);
+        }
+    }
+}
+
+/// Builds the time-major batch `[W, B, F]` of the windows starting at rows
+/// `starts`, from scaled rows `x` `[N, F]`.
+pub fn gather_windows(x: &[f32], f: usize, window: usize, starts: &[usize], out: &mut Vec<f32>) {
+    let b = starts.len();
+    out.resize(window * b * f, 0.0);
+    for t in 0..window {
+        for (j, &s) in starts.iter().enumerate() {
+            let row = s + t;
+            out[(t * b + j) * f..(t * b + j + 1) * f].copy_from_slice(&x[row * f..(row + 1) * f]);
+        }
+    }
+}
+
+impl Predictor {
+    /// Scales the feature columns (`columns[c]` is feature `c`) into rows
+    /// `[N, F]` of `f32`.
+    pub fn scale_rows(&self, columns: &[Vec<f64>]) -> Vec<f32> {
+        scale_rows(&self.x_scaler, columns)
+    }
+
+    /// The network's outputs (scaled) for the windows starting at `starts`,
+    /// batched by `chunk` windows.
+    pub fn forward(&self, x: &[f32], starts: &[usize], chunk: usize) -> Result<Vec<f32>> {
+        let f = self.features.len();
+        let mut out = Vec::with_capacity(starts.len());
+        let (mut xb, mut feat, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        for part in starts.chunks(chunk.max(1)) {
+            gather_windows(x, f, self.window, part, &mut xb);
+            let o = self
+                .net
+                .forward(SeqInput::new(&xb, self.window, part.len()))?;
+            top_state(&self.net, &o.h_n, part.len(), &mut feat);
+            self.head.forward(&feat, &mut y)?;
+            out.extend_from_slice(&y);
+        }
+        Ok(out)
+    }
+
+    /// The training target of window `start` (scaled), from the raw target
+    /// column: the value at row `start + W` (level) or its change from row
+    /// `start + W - 1` (delta).
+    pub fn scaled_target(&self, y: &[f64], start: usize) -> f64 {
+        let next = start + self.window;
+        match self.mode {
+            Mode::Level => self.y_scaler.scale(0, y[next]),
+            Mode::Delta => self.y_scaler.scale_delta(0, y[next] - y[next - 1]),
+        }
+    }
+
+    /// A forecast in the target's units from the network's output `s` for
+    /// window `start`; `last` is the target's value at the window's last row
+    /// (needed in delta mode).
+    pub fn unscale(&self, s: f64, last: Option<f64>) -> Result<f64> {
+        Ok(match self.mode {
+            Mode::Level => self.y_scaler.unscale(0, s),
+            Mode::Delta => {
+                let last = last.ok_or_else(|| {
+                    anyhow!(
+                        "this model forecasts changes of {:?}: the data needs that column",
+                        self.target
+                    )
+                })?;
+                last + self.y_scaler.unscale_delta(0, s)
+            }
+        })
+    }
+
+    /// Serialises the head, the scalers and the metadata
+    /// (`head.safetensors`).
+    pub fn head_bytes(&self) -> Result<Vec<u8>> {
+        let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let f64_bytes = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
+        let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
+        for info in self.head.params().infos() {
+            let v = self.head.params().get(&info.name).expect("head parameter");
+            tensors.push((
+                format!("head.{}", info.name),
+                Dtype::F32,
+                info.shape.clone(),
+                f32_bytes(v),
+            ));
+        }
+        let f = self.features.len();
+        for (name, v, n) in [
+            ("scaler.x_min", &self.x_scaler.min, f),
+            ("scaler.x_max", &self.x_scaler.max, f),
+            ("scaler.y_min", &self.y_scaler.min, 1),
+            ("scaler.y_max", &self.y_scaler.max, 1),
+        ] {
+            tensors.push((name.to_string(), Dtype::F64, vec![n], f64_bytes(v)));
+        }
+        let views = tensors
+            .iter()
+            .map(|(n, d, s, b)| {
+                TensorView::new(*d, s.clone(), b)
+                    .map(|v| (n.clone(), v))
+                    .map_err(|e| anyhow!("head tensor {n}: {e}"))
+            })
+            .collect::<Result<Vec<_>>>()?;
+        let mut meta = HashMap::new();
+        meta.insert("format".to_string(), HEAD_FORMAT.to_string());
+        meta.insert(
+            "features".to_string(),
+            serde_json::to_string(&self.features)?,
+        );
+        meta.insert("target".to_string(), self.target.clone());
+        meta.insert("window".to_string(), self.window.to_string());
+        meta.insert("mode".to_string(), self.mode.name().to_string());
+        if let Some(d) = &self.date_column {
+            meta.insert("date_column".to_string(), d.clone());
+        }
+        Ok(safetensors::tensor::serialize(views, Some(meta))?)
+    }
+
+    /// Loads a forecaster from a run folder (or the path of its
+    /// `model.safetensors`, with `head.safetensors` beside it).
+    pub fn load(path: &Path) -> Result<Self> {
+        let (model_path, head_path): (PathBuf, PathBuf) = if path.is_dir() {
+            (path.join(MODEL_FILE), path.join(HEAD_FILE))
+        } else {
+            let dir = path.parent().unwrap_or(Path::new("."));
+            (path.to_path_buf(), dir.join(HEAD_FILE))
+        };
+        if !model_path.exists() {
+            bail!("{}: no such file", model_path.display());
+        }
+        if !head_path.exists() {
+            bail!(
+                "{}: no such file (a model saved by `rnn train` has its head and scalers there)",
+                head_path.display()
+            );
+        }
+        let net = Recurrent::load(&model_path)?;
+        let shown = head_path.display();
+        let bytes = std::fs::read(&head_path).with_context(|| format!("{shown}: cannot read"))?;
+        let st = SafeTensors::deserialize(&bytes)
+            .map_err(|e| anyhow!("{shown}: not a valid safetensors file: {e}"))?;
+        let (_, meta) = SafeTensors::read_metadata(&bytes)
+            .map_err(|e| anyhow!("{shown}: not a valid safetensors file: {e}"))?;
+        let meta = meta.metadata().clone().unwrap_or_default();
+        let key = |k: &str| -> Result<String> {
+            meta.get(k)
+                .cloned()
+                .ok_or_else(|| anyhow!("{shown}: metadata key {k:?} missing"))
+        };
+        if key("format")? != HEAD_FORMAT {
+            bail!("{shown}: not a librnn forecaster head (format {HEAD_FORMAT} expected)");
+        }
+        let features: Vec<String> = serde_json::from_str(&key("features")?)
+            .map_err(|e| anyhow!("{shown}: metadata features: {e}"))?;
+        let target = key("target")?;
+        let window: usize = key("window")?
+            .parse()
+            .map_err(|_| anyhow!("{shown}: metadata window is not a positive integer"))?;
+        let mode = match key("mode")?.as_str() {
+            "level" => Mode::Level,
+            "delta" => Mode::Delta,
+            m => bail!("{shown}: metadata mode {m:?} (expected level or delta)"),
+        };
+        let date_column = meta.get("date_column").cloned();
+        let c = net.config();
+        if features.is_empty() || window == 0 || c.input_size != features.len() {
+            bail!(
+                "{shown}: {} features and window {window} do not fit {} (input size {})",
+                features.len(),
+                model_path.display(),
+                c.input_size
+            );
+        }
+        let read = |name: &str, dtype: Dtype, shape: &[usize]| -> Result<Vec<u8>> {
+            let t = st
+                .tensor(name)
+                .map_err(|_| anyhow!("{shown}: tensor {name} missing"))?;
+            if t.dtype() != dtype || t.shape() != shape {
+                bail!(
+                    "{shown}: tensor {name}: expected {dtype:?} {shape:?}, got {:?} {:?}",
+                    t.dtype(),
+                    t.shape()
+                );
+            }
+            Ok(t.data().to_vec())
+        };
+        let as_f32 = |b: Vec<u8>| -> Vec<f32> {
+            b.chunks_exact(4)
+                .map(|c| f32::from_le_bytes([c[0], c[1], c[2], c[3]]))
+                .collect()
+        };
+        let as_f64 = |b: Vec<u8>| -> Vec<f64> {
+            b.chunks_exact(8)
+                .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
+                .collect()
+        };
+        let feat = c.directions() * c.hidden_size;
+        let mut head = Linear::new(feat, 1, true, 0)?;
+        let infos = head.params().infos().to_vec();
+        for info in infos {
+            let v = as_f32(read(
+                &format!("head.{}", info.name),
+                Dtype::F32,
+                &info.shape,
+            )?);
+            head.params_mut()[info.offset..info.offset + info.len()].copy_from_slice(&v);
+        }
+        let f = features.len();
+        let x_scaler = MinMax {
+            min: as_f64(read("scaler.x_min", Dtype::F64, &[f])?),
+            max: as_f64(read("scaler.x_max", Dtype::F64, &[f])?),
+        };
+        let y_scaler = MinMax {
+            min: as_f64(read("scaler.y_min", Dtype::F64, &[1])?),
+            max: as_f64(read("scaler.y_max", Dtype::F64, &[1])?),
+        };
+        Ok(Self {
+            net,
+            head,
+            features,
+            target,
+            window,
+            mode,
+            date_column,
+            x_scaler,
+            y_scaler,
+        })
+    }
+}
+
+/// Scales feature columns into rows `[N, F]` of `f32`.
+pub fn scale_rows(scaler: &MinMax, columns: &[Vec<f64>]) -> Vec<f32> {
+    let n = columns.first().map_or(0, Vec::len);
+    let f = columns.len();
+    let mut x = vec![0.0f32; n * f];
+    for (c, col) in columns.iter().enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            x[r * f + c] = scaler.scale(c, v) as f32;
+        }
+    }
+    x
+}

@@ -1,0 +1,799 @@
+//! `rnn train`: forecast one column of a CSV time series one step ahead from
+//! sliding windows of the feature columns, with a chronological
+//! train/validation/test split, min-max scaling fitted on the training rows
+//! only, early stopping on the validation loss, and the test error next to
+//! the persistence baseline (tomorrow = today).
+
+use std::path::{Path, PathBuf};
+use std::time::Instant;
+
+use anyhow::{Context, Result, bail};
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use recurrent::optim::{
+    Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig, check_finite,
+    clip_grad_norm_parts,
+};
+use recurrent::{
+    Activation, CellKind, Gradients, GruVariant, Linear, NetConfig, OutputGrads, Recurrent,
+    SeqInput, Tape, loss,
+};
+use serde_json::json;
+
+use crate::csv_data::Table;
+use crate::dates::utc_timestamp;
+use crate::output::{OutFile, check_out_dir, fresh_dir, write_all};
+use crate::plot::{self, Chart, Line, PALETTE, TimeAxis};
+use crate::predictor::{
+    HEAD_FILE, MODEL_FILE, Mode, Predictor, gather_windows, scale_rows, scatter_top_state,
+    top_state,
+};
+use crate::rng::Rng;
+use crate::scaler::MinMax;
+use plotters::chart::SeriesLabelPosition;
+
+/// The default data file, relative to the working folder.
+pub const DEFAULT_DATA: &str = "data/finance.csv";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum CellArg {
+    /// Long short-term memory.
+    Lstm,
+    /// Gated recurrent unit (PyTorch's formulation).
+    Gru,
+    /// Elman network (see --activation).
+    Rnn,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ActArg {
+    Tanh,
+    Relu,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum OptArg {
+    Adam,
+    Adamw,
+    Sgd,
+    Rmsprop,
+}
+
+/// Arguments of `rnn train`.
+#[derive(clap::Args, Debug)]
+pub struct TrainArgs {
+    /// CSV file: a date column and numeric columns, one row per time step,
+    /// oldest first.
+    #[arg(long, default_value = DEFAULT_DATA)]
+    pub data: PathBuf,
+    /// Input columns, comma-separated [default: every numeric column].
+    #[arg(long, value_delimiter = ',')]
+    pub features: Option<Vec<String>>,
+    /// The column to forecast, one step ahead.
+    #[arg(long, default_value = "close")]
+    pub target: String,
+    /// The date column [default: a column named date, else the first column
+    /// when it holds text].
+    #[arg(long)]
+    pub date_column: Option<String>,
+    /// Time steps in each input window.
+    #[arg(long, default_value_t = 20)]
+    pub window: usize,
+    /// Share of the windows kept for validation (those just before the test
+    /// windows).
+    #[arg(long, default_value_t = 0.15)]
+    pub val_frac: f64,
+    /// Share of the windows (the latest) kept for the test.
+    #[arg(long, default_value_t = 0.15)]
+    pub test_frac: f64,
+    /// What the network outputs: the next value (level) or its change from
+    /// the last input step (delta); both forecast the next value.
+    #[arg(long, value_enum, default_value_t = Mode::Level)]
+    pub mode: Mode,
+    /// Recurrent cell.
+    #[arg(long, value_enum, default_value_t = CellArg::Lstm)]
+    pub cell: CellArg,
+    /// Activation of an Elman network (--cell rnn only) [default: tanh].
+    #[arg(long, value_enum)]
+    pub activation: Option<ActArg>,
+    /// Hidden units per layer and direction.
+    #[arg(long, default_value_t = 32)]
+    pub hidden: usize,
+    /// Stacked recurrent layers.
+    #[arg(long, default_value_t = 1)]
+    pub layers: usize,
+    /// Add a reverse direction to every layer.
+    #[arg(long)]
+    pub bidirectional: bool,
+    /// Optimizer.
+    #[arg(long, value_enum, default_value_t = OptArg::Adam)]
+    pub optimizer: OptArg,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-3)]
+    pub lr: f64,
+    /// Momentum (sgd and rmsprop only) [default: 0.9 for sgd, 0 for rmsprop].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Most epochs.
+    #[arg(long, default_value_t = 200)]
+    pub epochs: usize,
+    /// Stop after this many epochs without a better validation loss (0: never).
+    #[arg(long, default_value_t = 25)]
+    pub patience: usize,
+    /// Windows per training batch.
+    #[arg(long, default_value_t = 32)]
+    pub batch_size: usize,
+    /// Clip the gradients to this global norm (0: no clipping).
+    #[arg(long, default_value_t = 1.0)]
+    pub clip: f32,
+    /// Seed of the initialisation and of the batch order.
+    #[arg(long, default_value_t = 42)]
+    pub seed: u64,
+    /// Threads of the library [default: all cores, or RNN_NUM_THREADS].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output folder [default: runs/<UTC timestamp>/].
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+fn check_args(a: &TrainArgs) -> Result<()> {
+    if a.activation.is_some() && a.cell != CellArg::Rnn {
+        bail!(
+            "--activation applies to --cell rnn only (got --cell {})",
+            format!("{:?}", a.cell).to_lowercase()
+        );
+    }
+    if a.momentum.is_some() && !matches!(a.optimizer, OptArg::Sgd | OptArg::Rmsprop) {
+        bail!("--momentum applies to --optimizer sgd or rmsprop only");
+    }
+    for (name, v) in [("--val-frac", a.val_frac), ("--test-frac", a.test_frac)] {
+        if !(v > 0.0 && v < 1.0) {
+            bail!("{name} must be between 0 and 1 (exclusive), got {v}");
+        }
+    }
+    if a.val_frac + a.test_frac >= 1.0 {
+        bail!(
+            "--val-frac {} and --test-frac {} leave nothing to train on (their sum must be below 1)",
+            a.val_frac,
+            a.test_frac
+        );
+    }
+    for (name, v) in [
+        ("--window", a.window),
+        ("--hidden", a.hidden),
+        ("--layers", a.layers),
+        ("--epochs", a.epochs),
+        ("--batch-size", a.batch_size),
+    ] {
+        if v == 0 {
+            bail!("{name} must be at least 1");
+        }
+    }
+    if a.threads == Some(0) {
+        bail!("--threads must be at least 1");
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", a.lr);
+    }
+    if !(a.clip.is_finite() && a.clip >= 0.0) {
+        bail!("--clip must be 0 (off) or positive, got {}", a.clip);
+    }
+    if let Some(f) = &a.features {
+        if f.is_empty() || f.iter().any(|s| s.trim().is_empty()) {
+            bail!("--features: an empty column name");
+        }
+        if let Some(d) = f.iter().enumerate().find(|(i, s)| f[..*i].contains(s)) {
+            bail!("--features: column {:?} is listed twice", d.1);
+        }
+    }
+    if let Some(out) = &a.out {
+        check_out_dir(out)?;
+    }
+    Ok(())
+}
+
+fn make_optimizer(a: &TrainArgs) -> Result<Box<dyn Optimizer>> {
+    Ok(match a.optimizer {
+        OptArg::Adam => Box::new(Adam::new(AdamConfig::new(a.lr))?),
+        OptArg::Adamw => Box::new(Adam::new(AdamConfig::adamw(a.lr))?),
+        OptArg::Sgd => Box::new(Sgd::new(SgdConfig {
+            momentum: a.momentum.unwrap_or(0.9),
+            ..SgdConfig::new(a.lr)
+        })?),
+        OptArg::Rmsprop => Box::new(RmsProp::new(RmsPropConfig {
+            momentum: a.momentum.unwrap_or(0.0),
+            ..RmsPropConfig::new(a.lr)
+        })?),
+    })
+}
+
+fn cell_kind(a: &TrainArgs) -> CellKind {
+    match a.cell {
+        CellArg::Lstm => CellKind::Lstm,
+        CellArg::Gru => CellKind::Gru(GruVariant::LinearBeforeReset),
+        CellArg::Rnn => CellKind::Elman(match a.activation {
+            Some(ActArg::Relu) => Activation::Relu,
+            _ => Activation::Tanh,
+        }),
+    }
+}
+
+fn cell_label(c: CellKind) -> &'static str {
+    match c {
+        CellKind::Lstm => "LSTM",
+        CellKind::Gru(_) => "GRU",
+        CellKind::Elman(Activation::Relu) => "Elman RNN (relu)",
+        CellKind::Elman(_) => "Elman RNN (tanh)",
+    }
+}
+
+/// The data path: as given, or for the default, the repository's copy when
+/// the working folder has none (e.g. `cargo run` from a subfolder).
+pub fn resolve_data(p: &Path) -> PathBuf {
+    if p == Path::new(DEFAULT_DATA) && !p.exists() {
+        let repo = Path::new(env!("CARGO_MANIFEST_DIR"))
+            .join("../..")
+            .join(DEFAULT_DATA);
+        if let Ok(repo) = repo.canonicalize() {
+            return repo;
+        }
+    }
+    p.to_path_buf()
+}
+
+/// Root-mean-square and mean absolute error.
+fn errors(pred: &[f64], actual: &[f64]) -> (f64, f64) {
+    let n = pred.len().max(1) as f64;
+    let (mut se, mut ae) = (0.0, 0.0);
+    for (p, a) in pred.iter().zip(actual) {
+        se += (p - a) * (p - a);
+        ae += (p - a).abs();
+    }
+    ((se / n).sqrt(), ae / n)
+}
+
+/// Sizes of the chronological split of `n` windows: (train, validation, test).
+fn split_sizes(n: usize, val_frac: f64, test_frac: f64) -> (usize, usize, usize) {
+    let test = ((n as f64 * test_frac).round() as usize).max(1);
+    let val = ((n as f64 * val_frac).round() as usize).max(1);
+    (n.saturating_sub(test + val), val, test)
+}
+
+pub fn run(a: &TrainArgs) -> Result<()> {
+    check_args(a)?;
+    let started = Instant::now();
+    if let Some(n) = a.threads {
+        recurrent::set_num_threads(n).map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
+    }
+    let data = resolve_data(&a.data);
+    let table = Table::read(&data, a.date_column.as_deref())?;
+    let shown = data.display().to_string();
+
+    // Columns.
+    let features = match &a.features {
+        Some(f) => f.iter().map(|s| s.trim().to_string()).collect(),
+        None => {
+            let f = table.numeric_names();
+            if f.is_empty() {
+                bail!(
+                    "{shown}: no numeric columns (columns: {})",
+                    table.all_names().join(", ")
+                );
+            }
+            f
+        }
+    };
+    let columns: Vec<Vec<f64>> = features
+        .iter()
+        .map(|n| table.series(n))
+        .collect::<Result<_>>()?;
+    let y = table.series(&a.target)?;
+
+    // Windows and the chronological split. Window k reads rows k..k+W and
+    // forecasts row k+W.
+    let (rows, w) = (table.rows, a.window);
+    let min_rows = w + 3;
+    if rows < min_rows {
+        bail!(
+            "{shown}: {rows} rows is too few for --window {w} (need at least {min_rows}: a window, then one row each to train, validate and test)"
+        );
+    }
+    let n = rows - w;
+    let (n_train, n_val, n_test) = split_sizes(n, a.val_frac, a.test_frac);
+    if n_train == 0 {
+        bail!(
+            "{shown}: {rows} rows leave no training window with --window {w}, --val-frac {} and --test-frac {}",
+            a.val_frac,
+            a.test_frac
+        );
+    }
+    let train_idx: Vec<usize> = (0..n_train).collect();
+    let val_idx: Vec<usize> = (n_train..n_train + n_val).collect();
+    let test_idx: Vec<usize> = (n_train + n_val..n).collect();
+
+    // Scalers fitted on the rows the training windows see (inputs and
+    // targets): rows 0..n_train + W. Nothing later leaks in.
+    let fit_rows = 0..n_train + w;
+    let col_refs: Vec<&[f64]> = columns.iter().map(Vec::as_slice).collect();
+    let x_scaler = MinMax::fit(&col_refs, fit_rows.clone());
+    let y_scaler = match a.mode {
+        Mode::Level => MinMax::fit(&[&y], fit_rows.clone()),
+        Mode::Delta => {
+            // Changes divided by their range over the training rows
+            // (`scale_delta(d) = d / (max - min)` with min = 0, max = range).
+            let d: Vec<f64> = y[fit_rows.clone()]
+                .windows(2)
+                .map(|p| p[1] - p[0])
+                .collect();
+            let s = MinMax::fit(&[&d], 0..d.len());
+            MinMax {
+                min: vec![0.0],
+                max: vec![s.max[0] - s.min[0]],
+            }
+        }
+    };
+    let x = scale_rows(&x_scaler, &columns);
+
+    // Model.
+    let cell = cell_kind(a);
+    let config = NetConfig {
+        cell,
+        input_size: features.len(),
+        hidden_size: a.hidden,
+        num_layers: a.layers,
+        bias: true,
+        bidirectional: a.bidirectional,
+        seed: a.seed,
+    };
+    let net = Recurrent::new(config.clone())?;
+    let feat_dim = config.directions() * a.hidden;
+    let head = Linear::new(feat_dim, 1, true, a.seed.wrapping_add(1))?;
+    let mut model = Predictor {
+        net,
+        head,
+        features: features.clone(),
+        target: a.target.clone(),
+        window: w,
+        mode: a.mode,
+        date_column: table.date.as_ref().map(|d| d.name.clone()),
+        x_scaler,
+        y_scaler,
+    };
+    let n_params = model.net.params().num_elements() + model.head.params().num_elements();
+    let targets: Vec<f32> = (0..n).map(|k| model.scaled_target(&y, k) as f32).collect();
+
+    // What the run is.
+    let date_of = |row: usize| -> String {
+        match &table.date {
+            Some(d) => d.labels[row].clone(),
+            None => format!("row {}", row + 1),
+        }
+    };
+    let span = |idx: &[usize]| -> String {
+        match (idx.first(), idx.last()) {
+            (Some(&f), Some(&l)) => format!("{} .. {}", date_of(f + w), date_of(l + w)),
+            _ => String::new(),
+        }
+    };
+    println!(
+        "data: {shown}: {rows} rows, {} .. {}",
+        date_of(0),
+        date_of(rows - 1)
+    );
+    println!(
+        "forecast: next {} ({}) from windows of {w} steps of {}",
+        a.target,
+        a.mode.name(),
+        features.join(", ")
+    );
+    println!("split (chronological; min-max scaling fitted on the training rows only):");
+    for (name, idx) in [
+        ("train", &train_idx),
+        ("validation", &val_idx),
+        ("test", &test_idx),
+    ] {
+        println!(
+            "  {name:<10} {:>6} windows, forecasting {}",
+            idx.len(),
+            span(idx)
+        );
+    }
+    println!(
+        "model: {}, hidden {}, {} layer{}{}, {n_params} parameters; {:?} lr {}, batch {}, clip {}, seed {}, {} threads, simd {}",
+        cell_label(cell),
+        a.hidden,
+        a.layers,
+        if a.layers > 1 { "s" } else { "" },
+        if a.bidirectional {
+            ", bidirectional"
+        } else {
+            ""
+        },
+        a.optimizer,
+        a.lr,
+        a.batch_size,
+        a.clip,
+        a.seed,
+        recurrent::num_threads(),
+        recurrent::kernels::simd::detected_level()
+    );
+
+    // Training.
+    let mut opt = make_optimizer(a)?;
+    let mut rng = Rng::new(a.seed);
+    let mut order = train_idx.clone();
+    let mut tape = Tape::new();
+    let mut grads = Gradients::for_net(&model.net);
+    let mut head_grads = model.head.params().zeros_like();
+    let (mut xb, mut tb, mut feat, mut pred, mut dpred, mut dfeat, mut grad_h_n, mut grad_y) = (
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+        Vec::new(),
+    );
+    let val_targets: Vec<f32> = val_idx.iter().map(|&k| targets[k]).collect();
+    let mut scratch = vec![0.0f32; val_targets.len()];
+    let (mut train_hist, mut val_hist) = (Vec::new(), Vec::new());
+    let mut best: Option<(f64, usize, Recurrent, Linear)> = None;
+    let mut since_best = 0usize;
+    let mut step = 0u64;
+
+    let bar = if a.quiet {
+        ProgressBar::hidden()
+    } else {
+        let b = ProgressBar::with_draw_target(Some(a.epochs as u64), ProgressDrawTarget::stderr());
+        b.set_style(
+            ProgressStyle::with_template("epoch {pos:>4}/{len} [{bar:24}] {msg} eta {eta}")
+                .expect("valid template")
+                .progress_chars("=> "),
+        );
+        b
+    };
+    let train_started = Instant::now();
+    let mut windows_seen = 0usize;
+    for epoch in 1..=a.epochs {
+        rng.shuffle(&mut order);
+        let mut sum = 0.0f64;
+        for chunk in order.chunks(a.batch_size) {
+            let b = chunk.len();
+            step += 1;
+            gather_windows(&x, features.len(), w, chunk, &mut xb);
+            tb.clear();
+            tb.extend(chunk.iter().map(|&k| targets[k]));
+            let Predictor { net, head, .. } = &mut model;
+            let out = net.forward_train(SeqInput::new(&xb, w, b), &mut tape)?;
+            top_state(net, &out.h_n, b, &mut feat);
+            head.forward(&feat, &mut pred)?;
+            dpred.resize(b, 0.0);
+            let l = loss::mse(&pred, &tb, &mut dpred)?;
+            if !l.is_finite() {
+                bail!(
+                    "training diverged at epoch {epoch}, step {step}: the loss is {l} (try a lower --lr or a --clip)"
+                );
+            }
+            head.backward(&feat, &dpred, &mut dfeat, &mut head_grads)?;
+            scatter_top_state(net, &dfeat, b, &mut grad_h_n);
+            grad_y.clear();
+            grad_y.resize(w * b * feat_dim, 0.0);
+            net.backward(
+                &mut tape,
+                OutputGrads::new(&grad_y).h_n(&grad_h_n),
+                &mut grads,
+            )?;
+            let ctx = format!("training diverged: gradients at epoch {epoch}, step {step}");
+            check_finite(&grads.params, &ctx)?;
+            check_finite(&head_grads, &ctx)?;
+            if a.clip > 0.0 {
+                clip_grad_norm_parts(
+                    &mut [grads.params.as_mut_slice(), head_grads.as_mut_slice()],
+                    a.clip,
+                );
+            }
+            opt.step_parts(&mut [
+                (net.params_mut(), grads.params.as_slice()),
+                (head.params_mut(), head_grads.as_slice()),
+            ])?;
+            sum += l * b as f64;
+            windows_seen += b;
+        }
+        let train_loss = sum / n_train as f64;
+        let val_out = model.forward(&x, &val_idx, 512)?;
+        let val_loss = loss::mse(&val_out, &val_targets, &mut scratch)?;
+        train_hist.push(train_loss);
+        val_hist.push(val_loss);
+        if !val_loss.is_finite() {
+            bail!(
+                "training diverged at epoch {epoch}: the validation loss is {val_loss} (try a lower --lr or a --clip)"
+            );
+        }
+        if best.as_ref().is_none_or(|b| val_loss < b.0) {
+            best = Some((val_loss, epoch, model.net.clone(), model.head.clone()));
+            since_best = 0;
+        } else {
+            since_best += 1;
+        }
+        let secs = train_started.elapsed().as_secs_f64().max(1e-9);
+        let best_ref = best.as_ref().expect("set above");
+        bar.inc(1);
+        bar.set_message(format!(
+            "loss {train_loss:.2e} val {val_loss:.2e} (best {:.2e} @{}) {:.1} epochs/s {:.0} windows/s",
+            best_ref.0,
+            best_ref.1,
+            epoch as f64 / secs,
+            windows_seen as f64 / secs
+        ));
+        if a.patience > 0 && since_best >= a.patience {
+            break;
+        }
+    }
+    bar.finish_and_clear();
+    let train_secs = train_started.elapsed().as_secs_f64();
+    let epochs_run = train_hist.len();
+    let (best_val, best_epoch, best_net, best_head) = best.expect("at least one epoch");
+    model.net = best_net;
+    model.head = best_head;
+    let early = epochs_run < a.epochs;
+    println!(
+        "trained {epochs_run} epochs in {train_secs:.1} s{}; kept the weights of epoch {best_epoch} (validation MSE {best_val:.3e}, scaled)",
+        if early {
+            format!(" (early stop: {} epochs without improvement)", a.patience)
+        } else {
+            String::new()
+        }
+    );
+
+    // Test, in the target's units, against persistence.
+    let test_out = model.forward(&x, &test_idx, 512)?;
+    let mut pred_test = Vec::with_capacity(n_test);
+    for (&k, &s) in test_idx.iter().zip(&test_out) {
+        pred_test.push(model.unscale(s as f64, Some(y[k + w - 1]))?);
+    }
+    let actual: Vec<f64> = test_idx.iter().map(|&k| y[k + w]).collect();
+    let persist: Vec<f64> = test_idx.iter().map(|&k| y[k + w - 1]).collect();
+    let (rmse, mae) = errors(&pred_test, &actual);
+    let (b_rmse, b_mae) = errors(&persist, &actual);
+    let winner = if rmse < b_rmse {
+        "model"
+    } else {
+        "persistence"
+    };
+    let label = cell_label(cell);
+    println!(
+        "test: {n_test} forecasts ({}) of the next {}, in its units:",
+        span(&test_idx),
+        a.target
+    );
+    println!("  {:<28} {:>10} {:>10}", "", "RMSE", "MAE");
+    println!("  {:<28} {rmse:>10.4} {mae:>10.4}", label);
+    println!(
+        "  {:<28} {b_rmse:>10.4} {b_mae:>10.4}",
+        "persistence (tomorrow=today)"
+    );
+    if winner == "model" {
+        println!(
+            "  the model beats persistence: RMSE {:.1}% lower",
+            100.0 * (b_rmse - rmse) / b_rmse
+        );
+    } else {
+        println!(
+            "  persistence wins: the model's RMSE is {:.1}% higher",
+            100.0 * (rmse - b_rmse) / b_rmse.max(f64::MIN_POSITIVE)
+        );
+    }
+
+    // Figures.
+    let axis_of = |rows: &[usize]| -> TimeAxis {
+        match table.date.as_ref().and_then(|d| d.days.as_ref()) {
+            Some(days) => TimeAxis {
+                x: rows.iter().map(|&r| days[r]).collect(),
+                dates: true,
+                title: "date".into(),
+            },
+            None => TimeAxis {
+                x: rows.iter().map(|&r| (r + 1) as f64).collect(),
+                dates: false,
+                title: "row".into(),
+            },
+        }
+    };
+    let all_rows: Vec<usize> = (0..rows).collect();
+    let mut shown_names = features.clone();
+    let mut shown_cols = columns.clone();
+    if !features.contains(&a.target) {
+        shown_names.push(a.target.clone());
+        shown_cols.push(y.clone());
+    }
+    let file_name = data
+        .file_name()
+        .map_or(shown.clone(), |f| f.to_string_lossy().to_string());
+    let data_png = plot::overview(
+        &axis_of(&all_rows),
+        &shown_names,
+        &shown_cols,
+        &format!(
+            "{file_name}: {rows} rows, {} .. {}",
+            date_of(0),
+            date_of(rows - 1)
+        ),
+    )?;
+    let test_rows: Vec<usize> = test_idx.iter().map(|&k| k + w).collect();
+    let taxis = axis_of(&test_rows);
+    let pred_title = format!(
+        "Test period: forecasts of the next {}, {label} RMSE {rmse:.3} vs persistence {b_rmse:.3}",
+        a.target
+    );
+    let pred_png = plot::lines(
+        &Chart {
+            title: &pred_title,
+            x_desc: &taxis.title,
+            y_desc: &a.target,
+            axis: Some(&taxis),
+            log_y: false,
+            vline: None,
+            legend: SeriesLabelPosition::UpperLeft,
+            size: (1200, 600),
+        },
+        &[
+            Line {
+                label: "actual".into(),
+                x: &taxis.x,
+                y: &actual,
+                color: plotters::style::RGBColor(0, 0, 0),
+                width: 2,
+                dashed: false,
+            },
+            Line {
+                label: format!("{label} forecast"),
+                x: &taxis.x,
+                y: &pred_test,
+                color: PALETTE[0],
+                width: 2,
+                dashed: false,
+            },
+            Line {
+                label: "persistence (tomorrow = today)".into(),
+                x: &taxis.x,
+                y: &persist,
+                color: PALETTE[1],
+                width: 1,
+                dashed: true,
+            },
+        ],
+    )?;
+    let ex: Vec<f64> = (1..=epochs_run).map(|e| e as f64).collect();
+    let best_label = format!("best epoch ({best_epoch})");
+    let loss_png = plot::lines(
+        &Chart {
+            title: "Loss (MSE on scaled values)",
+            x_desc: "epoch",
+            y_desc: "loss (log scale)",
+            axis: None,
+            log_y: true,
+            vline: Some((best_epoch as f64, best_label.as_str())),
+            legend: SeriesLabelPosition::UpperRight,
+            size: (1000, 600),
+        },
+        &[
+            Line {
+                label: "train".into(),
+                x: &ex,
+                y: &train_hist,
+                color: PALETTE[0],
+                width: 2,
+                dashed: false,
+            },
+            Line {
+                label: "validation".into(),
+                x: &ex,
+                y: &val_hist,
+                color: PALETTE[1],
+                width: 2,
+                dashed: false,
+            },
+        ],
+    )?;
+
+    // Predictions over the test period, as CSV.
+    let mut csv = format!("date,actual_{0},predicted_{0},persistence_{0}\n", a.target);
+    for (i, &r) in test_rows.iter().enumerate() {
+        csv.push_str(&format!(
+            "{},{},{},{}\n",
+            crate::predict::csv_field(&date_of(r)),
+            actual[i],
+            pred_test[i],
+            persist[i]
+        ));
+    }
+
+    let out_dir = match &a.out {
+        Some(p) => p.clone(),
+        None => fresh_dir(PathBuf::from("runs").join(utc_timestamp())),
+    };
+    let seconds = started.elapsed().as_secs_f64();
+    let metrics = json!({
+        "version": env!("CARGO_PKG_VERSION"),
+        "data": shown,
+        "rows": rows,
+        "first_date": date_of(0),
+        "last_date": date_of(rows - 1),
+        "features": features,
+        "target": a.target,
+        "mode": a.mode.name(),
+        "window": w,
+        "split": {
+            "train": n_train, "validation": n_val, "test": n_test,
+            "test_first_date": date_of(test_rows[0]),
+            "test_last_date": date_of(*test_rows.last().expect("test is not empty")),
+            "scaler_fitted_on_rows": fit_rows.end,
+        },
+        "model": {
+            "cell": cell.name(), "hidden": a.hidden, "layers": a.layers,
+            "bidirectional": a.bidirectional, "parameters": n_params,
+        },
+        "training": {
+            "optimizer": format!("{:?}", a.optimizer).to_lowercase(),
+            "lr": a.lr, "batch_size": a.batch_size, "clip": a.clip, "seed": a.seed,
+            "threads": recurrent::num_threads(),
+            "simd": recurrent::kernels::simd::detected_level().to_string(),
+            "max_epochs": a.epochs, "patience": a.patience,
+            "epochs_run": epochs_run, "early_stopped": early,
+            "best_epoch": best_epoch, "best_val_loss": best_val,
+            "train_loss": train_hist, "val_loss": val_hist,
+            "seconds": train_secs,
+        },
+        "test": {
+            "n": n_test, "rmse": rmse, "mae": mae,
+            "baseline": "persistence",
+            "baseline_rmse": b_rmse, "baseline_mae": b_mae,
+            "winner": winner,
+        },
+        "wall_seconds": seconds,
+    });
+    let metrics = serde_json::to_string_pretty(&metrics)? + "\n";
+    let head_bytes = model.head_bytes()?;
+    let save_net = |p: &Path| -> Result<()> { Ok(model.net.save(p)?) };
+    write_all(
+        &out_dir,
+        &[
+            OutFile::With(MODEL_FILE, &save_net),
+            OutFile::Bytes(HEAD_FILE, &head_bytes),
+            OutFile::Bytes("metrics.json", metrics.as_bytes()),
+            OutFile::Bytes("test_predictions.csv", csv.as_bytes()),
+            OutFile::Bytes("data.png", &data_png),
+            OutFile::Bytes("prediction.png", &pred_png),
+            OutFile::Bytes("loss.png", &loss_png),
+        ],
+    )
+    .with_context(|| format!("writing the run folder {}", out_dir.display()))?;
+    println!(
+        "wrote {}/: {MODEL_FILE} {HEAD_FILE} metrics.json test_predictions.csv data.png prediction.png loss.png ({:.1} s in all)",
+        out_dir.display(),
+        started.elapsed().as_secs_f64()
+    );
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn split_is_chronological_and_complete() {
+        assert_eq!(split_sizes(1240, 0.15, 0.15), (868, 186, 186));
+        assert_eq!(split_sizes(3, 0.15, 0.15), (1, 1, 1));
+        assert_eq!(split_sizes(2, 0.15, 0.15), (0, 1, 1));
+    }
+
+    #[test]
+    fn errors_are_rmse_and_mae() {
+        let (r, m) = errors(&[1.0, 3.0], &[2.0, 2.0]);
+        assert_eq!((r, m), (1.0, 1.0));
+    }
+}

@@ -1,0 +1,696 @@
+//! End-to-end tests of the `rnn` binary on small CSV files: exit codes,
+//! outputs, PNG headers, metrics.json keys, and one test per kind of bad
+//! input (a one-line error that names the problem, a non-zero exit, no
+//! output folder left behind).
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+const PNG_MAGIC: &[u8] = b"\x89PNG\r\n\x1a\n";
+
+/// A fresh, empty folder for one test.
+fn scratch(name: &str) -> PathBuf {
+    static N: AtomicUsize = AtomicUsize::new(0);
+    let dir = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!(
+        "rnn-cli-{name}-{}-{}",
+        std::process::id(),
+        N.fetch_add(1, Ordering::Relaxed)
+    ));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+fn rnn(args: &[&str], cwd: &Path) -> Output {
+    Command::new(env!("CARGO_BIN_EXE_rnn"))
+        .args(args)
+        .current_dir(cwd)
+        .env("RNN_NUM_THREADS", "1")
+        .output()
+        .expect("run rnn")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// A small price-like series in the layout of data/finance.csv.
+fn small_csv(rows: usize) -> String {
+    let mut s = String::from("date,open,high,low,close,adj_close,volume\n");
+    for i in 0..rows {
+        let day = 18_262 + i as i64; // 2020-01-01
+        let (y, m, d) = civil(day);
+        let c = 100.0 + 0.3 * i as f64 + 5.0 * (i as f64 * 0.3).sin();
+        s.push_str(&format!(
+            "{y:04}-{m:02}-{d:02},{:.4},{:.4},{:.4},{c:.4},{:.4},{}\n",
+            c - 0.5,
+            c + 1.0,
+            c - 1.0,
+            c * 0.98,
+            1_000_000 + (i * 7919) % 50_000
+        ));
+    }
+    s
+}
+
+fn civil(z: i64) -> (i64, u32, u32) {
+    let z = z + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = (doy - (153 * mp + 2) / 5 + 1) as u32;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 } as u32;
+    (yoe + era * 400 + i64::from(m <= 2), m, d)
+}
+
+fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
+    let p = dir.join(name);
+    std::fs::write(&p, content).unwrap();
+    p
+}
+
+const FAST: &[&str] = &[
+    "--window",
+    "5",
+    "--hidden",
+    "4",
+    "--epochs",
+    "3",
+    "--batch-size",
+    "16",
+    "--quiet",
+];
+
+fn assert_png(p: &Path) {
+    let b = std::fs::read(p).unwrap_or_else(|e| panic!("{}: {e}", p.display()));
+    assert!(b.len() > 1000, "{}: {} bytes", p.display(), b.len());
+    assert_eq!(&b[..8], PNG_MAGIC, "{}", p.display());
+}
+
+#[test]
+fn train_then_predict_end_to_end() {
+    let dir = scratch("e2e");
+    write(&dir, "small.csv", &small_csv(80));
+    let mut args = vec!["train", "--data", "small.csv", "--out", "run"];
+    args.extend_from_slice(FAST);
+    let o = rnn(&args, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("persistence"), "{out}");
+    assert!(out.contains("RMSE") && out.contains("MAE"), "{out}");
+    let run = dir.join("run");
+    for f in [
+        "model.safetensors",
+        "head.safetensors",
+        "metrics.json",
+        "test_predictions.csv",
+    ] {
+        assert!(run.join(f).is_file(), "{f} missing");
+    }
+    for f in ["data.png", "prediction.png", "loss.png"] {
+        assert_png(&run.join(f));
+    }
+    // No temporary files left.
+    for e in std::fs::read_dir(&run).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "leftover {name}");
+    }
+
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    for k in [
+        "data", "rows", "features", "target", "window", "split", "model", "training", "test",
+    ] {
+        assert!(m.get(k).is_some(), "metrics.json lacks {k}: {m}");
+    }
+    for k in [
+        "rmse",
+        "mae",
+        "baseline_rmse",
+        "baseline_mae",
+        "winner",
+        "n",
+    ] {
+        assert!(m["test"].get(k).is_some(), "metrics.json test lacks {k}");
+    }
+    assert!(m["test"]["rmse"].as_f64().unwrap().is_finite());
+    assert_eq!(m["rows"], 80);
+    assert_eq!(m["target"], "close");
+    assert_eq!(m["features"].as_array().unwrap().len(), 6);
+    let split = &m["split"];
+    let total = ["train", "validation", "test"]
+        .iter()
+        .map(|k| split[k].as_u64().unwrap())
+        .sum::<u64>();
+    assert_eq!(total, 80 - 5);
+    assert_eq!(m["training"]["train_loss"].as_array().unwrap().len(), 3);
+    // The persistence baseline, checked by hand on the test rows.
+    let csv = std::fs::read_to_string(run.join("test_predictions.csv")).unwrap();
+    assert!(csv.starts_with("date,actual_close,predicted_close,persistence_close\n"));
+    assert_eq!(
+        csv.lines().count() as u64,
+        1 + split["test"].as_u64().unwrap()
+    );
+
+    // The saved model predicts (to an explicit file, and by default into
+    // the run folder).
+    let o = rnn(
+        &[
+            "predict",
+            "--model",
+            "run",
+            "--data",
+            "small.csv",
+            "--output",
+            "pred.csv",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    let pred = std::fs::read_to_string(dir.join("pred.csv")).unwrap();
+    let lines: Vec<&str> = pred.lines().collect();
+    assert_eq!(
+        lines[0],
+        "input_end_date,forecast_date,predicted_close,actual_close"
+    );
+    assert_eq!(lines.len(), 1 + 80 - 5 + 1);
+    assert!(
+        lines[1].starts_with("2020-01-05,2020-01-06,"),
+        "{}",
+        lines[1]
+    );
+    assert!(
+        lines.last().unwrap().ends_with(','),
+        "last forecast has no actual"
+    );
+    // Its test-period forecasts equal the ones `train` wrote.
+    let last_test = csv.lines().last().unwrap();
+    let train_pred: f64 = last_test.split(',').nth(2).unwrap().parse().unwrap();
+    let row = lines
+        .iter()
+        .find(|l| l.split(',').nth(1) == last_test.split(',').next())
+        .unwrap();
+    let pred_pred: f64 = row.split(',').nth(2).unwrap().parse().unwrap();
+    assert!((train_pred - pred_pred).abs() <= 1e-4 * train_pred.abs().max(1.0));
+
+    let o = rnn(
+        &[
+            "predict",
+            "--model",
+            "run/model.safetensors",
+            "--data",
+            "small.csv",
+        ],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert!(run.join("predictions.csv").is_file());
+}
+
+#[test]
+fn train_variants_run() {
+    let dir = scratch("variants");
+    write(&dir, "small.csv", &small_csv(60));
+    let variants: &[&[&str]] = &[
+        &[
+            "--cell",
+            "gru",
+            "--layers",
+            "2",
+            "--bidirectional",
+            "--optimizer",
+            "rmsprop",
+        ],
+        &[
+            "--cell",
+            "rnn",
+            "--activation",
+            "relu",
+            "--optimizer",
+            "sgd",
+            "--lr",
+            "0.01",
+        ],
+        &[
+            "--mode",
+            "delta",
+            "--features",
+            "close,volume",
+            "--clip",
+            "0",
+        ],
+    ];
+    for (k, v) in variants.iter().enumerate() {
+        let out = format!("run{k}");
+        let mut args = vec!["train", "--data", "small.csv", "--out", &out];
+        args.extend_from_slice(FAST);
+        args.extend_from_slice(v);
+        let o = rnn(&args, &dir);
+        assert!(o.status.success(), "{v:?}: {}", text(&o.stderr));
+        assert!(dir.join(&out).join("metrics.json").is_file());
+        let o = rnn(
+            &[
+                "predict",
+                "--model",
+                &out,
+                "--data",
+                "small.csv",
+                "--output",
+                "p.csv",
+            ],
+            &dir,
+        );
+        assert!(o.status.success(), "{v:?}: {}", text(&o.stderr));
+    }
+}
+
+#[test]
+fn train_target_outside_features_and_no_date_column() {
+    let dir = scratch("nodate");
+    let mut s = String::from("a,b\n");
+    for i in 0..40 {
+        s.push_str(&format!(
+            "{},{}\n",
+            (i as f64 * 0.2).sin(),
+            (i as f64 * 0.2).cos()
+        ));
+    }
+    write(&dir, "plain.csv", &s);
+    let mut args = vec![
+        "train",
+        "--data",
+        "plain.csv",
+        "--features",
+        "a",
+        "--target",
+        "b",
+        "--out",
+        "r",
+    ];
+    args.extend_from_slice(FAST);
+    let o = rnn(&args, &dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_png(&dir.join("r/data.png"));
+}
+
+#[test]
+fn gradients_writes_png_and_prints_numbers() {
+    let dir = scratch("grad");
+    let o = rnn(
+        &["gradients", "--steps", "12", "--hidden", "4", "--out", "g"],
+        &dir,
+    );
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Zero inputs keep the tanh networks in their linear regime: the norm
+    // goes as s^lag exactly.
+    let o = rnn(
+        &[
+            "gradients",
+            "--steps",
+            "12",
+            "--hidden",
+            "4",
+            "--scales",
+            "0.5,2",
+            "--input-std",
+            "0",
+            "--out",
+            "g",
+        ],
+        &dir,
+    );
+    let out = text(&o.stdout);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    for name in ["Elman tanh", "Elman relu", "LSTM"] {
+        assert!(out.contains(name), "{out}");
+    }
+    assert_png(&dir.join("g/gradients.png"));
+    let csv = std::fs::read_to_string(dir.join("g/gradients.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 1 + 12);
+    let row = |l: usize| -> Vec<f64> {
+        csv.lines()
+            .nth(1 + l)
+            .unwrap()
+            .split(',')
+            .skip(1)
+            .map(|v| v.parse().unwrap())
+            .collect()
+    };
+    let (first, last) = (row(1), row(11));
+    let ratio = |c: usize| last[c] / first[c];
+    let (vanish, grow) = (0.5f64.powi(10), 2f64.powi(10));
+    assert!(
+        (ratio(0) - vanish).abs() < 1e-3 * vanish,
+        "{first:?} {last:?}"
+    );
+    assert!((ratio(1) - grow).abs() < 1e-3 * grow, "{first:?} {last:?}");
+}
+
+#[test]
+fn info_prints_version_simd_threads() {
+    let dir = scratch("info");
+    let o = rnn(&["info"], &dir);
+    let out = text(&o.stdout);
+    assert!(o.status.success());
+    assert!(
+        out.contains("librnn") && out.contains("simd:") && out.contains("threads: 1"),
+        "{out}"
+    );
+}
+
+// ---- bad input -------------------------------------------------------------
+
+/// Runs `rnn train` (fast settings, output folder `out`) and checks it fails
+/// with one line on stderr containing every `needles`, and no `out` folder.
+fn train_fails(dir: &Path, extra: &[&str], needles: &[&str]) {
+    let mut args = vec!["train", "--out", "out"];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    let o = rnn(&args, dir);
+    let err = text(&o.stderr);
+    assert!(
+        !o.status.success(),
+        "{extra:?} succeeded: {}",
+        text(&o.stdout)
+    );
+    assert_eq!(o.status.code(), Some(1), "{extra:?}: {err}");
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{extra:?}: not one line: {err}"
+    );
+    assert!(err.starts_with("rnn: error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{extra:?}: {err:?} lacks {n:?}");
+    }
+    assert!(
+        !dir.join("out").exists(),
+        "{extra:?}: output folder left behind"
+    );
+}
+
+#[test]
+fn bad_missing_file() {
+    let dir = scratch("missing");
+    train_fails(&dir, &["--data", "nope.csv"], &["nope.csv", "no such file"]);
+}
+
+#[test]
+fn bad_empty_file() {
+    let dir = scratch("empty");
+    write(&dir, "empty.csv", "");
+    train_fails(&dir, &["--data", "empty.csv"], &["empty.csv", "empty file"]);
+    write(&dir, "header.csv", "date,close\n");
+    train_fails(
+        &dir,
+        &["--data", "header.csv"],
+        &["header.csv", "no data rows"],
+    );
+}
+
+#[test]
+fn bad_no_numeric_columns() {
+    let dir = scratch("nonum");
+    write(
+        &dir,
+        "t.csv",
+        "date,name,city\n2020-01-01,a,x\n2020-01-02,b,y\n2020-01-03,c,z\n",
+    );
+    train_fails(&dir, &["--data", "t.csv"], &["t.csv", "no numeric columns"]);
+}
+
+#[test]
+fn bad_unknown_column() {
+    let dir = scratch("unknown");
+    write(&dir, "s.csv", &small_csv(40));
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--target", "price"],
+        &["s.csv", "no column \"price\"", "close"],
+    );
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--features", "open,Close"],
+        &["no column \"Close\""],
+    );
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--date-column", "day"],
+        &["no column \"day\""],
+    );
+}
+
+#[test]
+fn bad_nan_in_numeric_column() {
+    let dir = scratch("nan");
+    let mut s = small_csv(40);
+    s = s.replacen(",1000000\n", ",NaN\n", 1); // volume of row 1
+    write(&dir, "n.csv", &s);
+    train_fails(
+        &dir,
+        &["--data", "n.csv"],
+        &["n.csv", "\"volume\"", "row 1 (line 2)"],
+    );
+}
+
+#[test]
+fn bad_text_in_numeric_column() {
+    let dir = scratch("text");
+    let mut lines: Vec<String> = small_csv(150).lines().map(String::from).collect();
+    // Row 120: past any sampled schema inference.
+    let mut cells: Vec<String> = lines[120].split(',').map(String::from).collect();
+    cells[4] = "n/a".into();
+    lines[120] = cells.join(",");
+    write(&dir, "t.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "t.csv"],
+        &[
+            "t.csv",
+            "column \"close\"",
+            "row 120 (line 121)",
+            "not a number",
+            "n/a",
+        ],
+    );
+}
+
+#[test]
+fn bad_missing_value() {
+    let dir = scratch("hole");
+    let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[7].split(',').map(String::from).collect();
+    cells[1] = String::new();
+    lines[7] = cells.join(",");
+    write(&dir, "h.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "h.csv"],
+        &["column \"open\"", "row 7", "missing value"],
+    );
+}
+
+#[test]
+fn bad_fewer_rows_than_window() {
+    let dir = scratch("short");
+    // FAST trains on windows of 5 rows.
+    write(&dir, "s.csv", &small_csv(3));
+    train_fails(
+        &dir,
+        &["--data", "s.csv"],
+        &["s.csv", "3 rows", "--window 5"],
+    );
+    // Enough for a window, not for a window and the three splits.
+    write(&dir, "s.csv", &small_csv(6));
+    train_fails(
+        &dir,
+        &["--data", "s.csv"],
+        &["s.csv", "6 rows", "--window 5"],
+    );
+}
+
+#[test]
+fn bad_dates_out_of_order() {
+    let dir = scratch("order");
+    let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
+    lines.swap(10, 11);
+    write(&dir, "o.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "o.csv"],
+        &["o.csv", "row 11 (line 12)", "dates must increase"],
+    );
+}
+
+#[test]
+fn bad_conflicting_flags() {
+    let dir = scratch("flags");
+    write(&dir, "s.csv", &small_csv(40));
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--cell", "lstm", "--activation", "relu"],
+        &["--activation", "--cell rnn"],
+    );
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--val-frac", "0.6", "--test-frac", "0.5"],
+        &["--val-frac", "--test-frac"],
+    );
+    train_fails(
+        &dir,
+        &[
+            "--data",
+            "s.csv",
+            "--optimizer",
+            "adam",
+            "--momentum",
+            "0.9",
+        ],
+        &["--momentum"],
+    );
+    // An unknown flag is clap's error: one line too, exit code 2.
+    let o = rnn(&["train", "--data", "s.csv", "--colour", "red"], &dir);
+    assert_eq!(o.status.code(), Some(2));
+    assert_eq!(
+        text(&o.stderr).trim_end().lines().count(),
+        1,
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.join("out").exists());
+}
+
+#[test]
+fn bad_out_is_a_file() {
+    let dir = scratch("outfile");
+    write(&dir, "s.csv", &small_csv(40));
+    write(&dir, "out", "not a folder");
+    let o = rnn(
+        &["train", "--data", "s.csv", "--out", "out", "--quiet"],
+        &dir,
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("not a folder"), "{err}");
+    assert_eq!(
+        std::fs::read_to_string(dir.join("out")).unwrap(),
+        "not a folder"
+    );
+}
+
+#[test]
+fn bad_predict_inputs() {
+    let dir = scratch("predict-bad");
+    write(&dir, "s.csv", &small_csv(40));
+    let o = rnn(
+        &[
+            "predict", "--model", "nowhere", "--data", "s.csv", "--output", "p.csv",
+        ],
+        &dir,
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(text(&o.stderr).contains("nowhere"), "{}", text(&o.stderr));
+    assert!(!dir.join("p.csv").exists());
+
+    let mut args = vec!["train", "--data", "s.csv", "--out", "run"];
+    args.extend_from_slice(FAST);
+    assert!(rnn(&args, &dir).status.success());
+    // Data without a feature column of the model.
+    let narrow: String = small_csv(40)
+        .lines()
+        .map(|l| l.rsplit_once(',').unwrap().0.to_string() + "\n")
+        .collect();
+    write(&dir, "narrow.csv", &narrow);
+    let o = rnn(
+        &[
+            "predict",
+            "--model",
+            "run",
+            "--data",
+            "narrow.csv",
+            "--output",
+            "p.csv",
+        ],
+        &dir,
+    );
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no column \"volume\""), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1);
+    assert!(!dir.join("p.csv").exists());
+    // Fewer rows than the window.
+    write(&dir, "tiny.csv", &small_csv(3));
+    let o = rnn(
+        &[
+            "predict", "--model", "run", "--data", "tiny.csv", "--output", "p.csv",
+        ],
+        &dir,
+    );
+    assert!(
+        text(&o.stderr).contains("fewer than the model's window"),
+        "{}",
+        text(&o.stderr)
+    );
+    assert!(!dir.join("p.csv").exists());
+}
+
+#[test]
+fn train_default_out_and_timestamps() {
+    let dir = scratch("stamps");
+    let mut s = String::from("time,value\n");
+    for i in 0..48 {
+        s.push_str(&format!(
+            "2020-03-01 {:02}:{:02},{}\n",
+            i / 2,
+            (i % 2) * 30,
+            (i as f64 * 0.4).sin()
+        ));
+    }
+    write(&dir, "hourly.csv", &s);
+    let mut args = vec!["train", "--data", "hourly.csv", "--target", "value"];
+    args.extend_from_slice(FAST);
+    let o = rnn(&args, &dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    // Default output folder: runs/<UTC timestamp>/.
+    let runs: Vec<_> = std::fs::read_dir(dir.join("runs"))
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(runs.len(), 1, "{runs:?}");
+    assert!(runs[0].join("metrics.json").is_file());
+    assert_png(&runs[0].join("prediction.png"));
+}
+
+#[test]
+fn failed_write_removes_what_it_wrote() {
+    let dir = scratch("rollback");
+    write(&dir, "s.csv", &small_csv(40));
+    // An existing folder where metrics.json cannot be written (a folder is
+    // in the way): the files written before it are removed again, the
+    // folder (not created by rnn) is kept.
+    std::fs::create_dir_all(dir.join("pre/metrics.json")).unwrap();
+    let mut args = vec!["train", "--data", "s.csv", "--out", "pre"];
+    args.extend_from_slice(FAST);
+    let o = rnn(&args, &dir);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("metrics.json"), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    let left: Vec<String> = std::fs::read_dir(dir.join("pre"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    assert_eq!(left, ["metrics.json"]);
+    // A folder rnn creates is removed whole: here the parent path is a file.
+    let mut args = vec!["train", "--data", "s.csv", "--out", "s.csv/run"];
+    args.extend_from_slice(FAST);
+    let o = rnn(&args, &dir);
+    assert_eq!(o.status.code(), Some(1));
+    assert_eq!(
+        std::fs::read_to_string(dir.join("s.csv")).unwrap(),
+        small_csv(40)
+    );
+}
