@@ -389,6 +389,14 @@ impl Drop for Exchange {
     }
 }
 
+/// The PyTorch side of one case: the server and the case's files.
+struct TorchCase<'a> {
+    torch: &'a mut Torch,
+    model: String,
+    inputs: String,
+    out: String,
+}
+
 /// Measures one (config, cell, mode) row.
 fn measure(
     case: &mut Case,
@@ -396,7 +404,7 @@ fn measure(
     mode: &'static str,
     repeats: usize,
     peak: f64,
-    torch: Option<(&mut Torch, &Exchange)>,
+    mut torch: Option<TorchCase<'_>>,
 ) -> Result<Row> {
     let s = case.s.clone();
     let flops = 2.0
@@ -406,26 +414,20 @@ fn measure(
     let once = case.time(mode, 1)?;
     let iters = ((100.0 / once).ceil() as usize).clamp(1, 1000);
     let mut diff = None;
-    let mut torch = torch;
-    if let Some((t, x)) = torch.as_mut() {
-        let (model, inputs, out) = (
-            x.path("model.safetensors"),
-            x.path("inputs.safetensors"),
-            x.path("out.safetensors"),
-        );
-        t.ask(&format!("check {mode} {model} {inputs} {out}"))?;
-        diff = Some(case.compare(mode, &TensorFile::read(Path::new(&out))?)?);
-        t.ask(&format!("time {mode} {model} {inputs} 1"))?;
+    if let Some(t) = torch.as_mut() {
+        let (model, inputs, out) = (&t.model, &t.inputs, &t.out);
+        t.torch
+            .ask(&format!("check {mode} {model} {inputs} {out}"))?;
+        diff = Some(case.compare(mode, &TensorFile::read(Path::new(out))?)?);
+        t.torch.ask(&format!("time {mode} {model} {inputs} 1"))?;
     }
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
         ours.push(case.time(mode, iters)?);
-        if let Some((t, x)) = torch.as_mut() {
-            let ms = t.ask(&format!(
-                "time {mode} {} {} {iters}",
-                x.path("model.safetensors"),
-                x.path("inputs.safetensors")
-            ))?;
+        if let Some(t) = torch.as_mut() {
+            let ms = t
+                .torch
+                .ask(&format!("time {mode} {} {} {iters}", t.model, t.inputs))?;
             theirs.push(
                 ms.parse::<f64>()
                     .with_context(|| format!("PyTorch answered {ms:?}"))?,
@@ -496,17 +498,28 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 continue;
             }
             let mut case = Case::new(&s, cell)?;
+            // One pair of files per case: the PyTorch side caches by path.
+            let tag = label.replace('/', "-");
+            let (model, inputs) = (
+                exchange.path(&format!("{tag}.model.safetensors")),
+                exchange.path(&format!("{tag}.inputs.safetensors")),
+            );
             if torch.is_some() {
-                case.net.save(exchange.path("model.safetensors"))?;
+                case.net.save(&model)?;
                 let g_shape = [s.t, s.b, s.directions() * s.h];
                 recurrent::io::write_tensors(
-                    Path::new(&exchange.path("inputs.safetensors")),
+                    Path::new(&inputs),
                     &[("x", &[s.t, s.b, s.i], &case.x), ("g", &g_shape, &case.g)],
                     Default::default(),
                 )?;
             }
             for mode in ["forward", "train"] {
-                let side = torch.as_mut().map(|t| (t, &exchange));
+                let side = torch.as_mut().map(|torch| TorchCase {
+                    torch,
+                    model: model.clone(),
+                    inputs: inputs.clone(),
+                    out: exchange.path(&format!("{tag}.{mode}.out.safetensors")),
+                });
                 let row = measure(&mut case, cell, mode, repeats, peak, side)?;
                 row.print();
                 rows.push(row);
