@@ -18,7 +18,11 @@ fn state_dicts_saved_by_pytorch_load_and_match() {
         let (_, y_ref) = io.f32("y").unwrap();
         let out = net.forward(SeqInput::new(x, xs[0], xs[1])).unwrap();
         let max_ref = y_ref.iter().fold(0.0f32, |m, v| m.max(v.abs()));
-        let err = out.y.iter().zip(y_ref).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
+        let err = out
+            .y
+            .iter()
+            .zip(y_ref)
+            .fold(0.0f32, |m, (a, b)| m.max((a - b).abs()));
         assert!(err <= 1e-5 + 1e-4 * max_ref, "{cell}: max abs error {err}");
         checked += 1;
     }
