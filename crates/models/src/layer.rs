@@ -333,14 +333,42 @@ pub(crate) struct Upstream<'a> {
 
 /// Where backward writes the input and initial-state gradients.
 pub(crate) struct InputGrads<'a> {
-    /// `[T*B, I]`.
+    /// `[T*B, I]`, overwritten.
     pub dx: &'a mut [f32],
-    /// Add into `dx` (second direction) rather than overwrite.
-    pub accumulate_dx: bool,
     /// `[B, H]`.
     pub dh0: &'a mut [f32],
     /// `[B, H]` (LSTM), else empty.
     pub dc0: &'a mut [f32],
+}
+
+/// Everything one layer-direction's backward needs, so that the two
+/// directions of a bidirectional layer can run at once.
+pub(crate) struct BackwardJob<'a> {
+    pub weights: LayerWeights<'a>,
+    pub run: Run<'a>,
+    pub x: &'a [f32],
+    pub tape: &'a LayerTape,
+    pub up: Upstream<'a>,
+    pub grads: LayerGrads<'a>,
+    pub out: InputGrads<'a>,
+    pub bufs: &'a mut LayerGradBuffers,
+}
+
+impl BackwardJob<'_> {
+    /// Runs [`backward`].
+    pub fn run(self, cell: &dyn Cell) {
+        backward(
+            cell,
+            &self.weights,
+            &self.run,
+            self.x,
+            self.tape,
+            self.up,
+            self.grads,
+            self.out,
+            self.bufs,
+        );
+    }
 }
 
 /// Backward over the whole sequence, from a tape filled by [`forward`] with
@@ -447,7 +475,6 @@ pub(crate) fn backward(
         1.0,
         MatMut::new(grads.w_ih, gh, run.input_size),
     );
-    let beta = if out.accumulate_dx { 1.0 } else { 0.0 };
     let w_ih = Mat::new(w.w_ih, gh, run.input_size);
     gemm(
         1.0,
@@ -455,7 +482,7 @@ pub(crate) fn backward(
         Op::N,
         w_ih,
         Op::N,
-        beta,
+        0.0,
         MatMut::new(out.dx, rows, run.input_size),
     );
     if let Some(db) = grads.b_ih {

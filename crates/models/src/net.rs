@@ -152,6 +152,8 @@ pub struct Tape {
     layers: Vec<LayerRecord>,
     dy: Vec<f32>,
     dx: Vec<f32>,
+    /// The reverse direction's input gradient (bidirectional layers).
+    dx_rev: Vec<f32>,
 }
 
 impl Tape {
@@ -583,6 +585,8 @@ impl Recurrent {
         let n = layer::product(&[t, b, widest], "input gradients")?;
         layer::resize(&mut tape.dy, n, "output gradients")?;
         layer::resize(&mut tape.dx, n, "input gradients")?;
+        let n_rev = if dirs == 2 { n } else { 0 };
+        layer::resize(&mut tape.dx_rev, n_rev, "input gradients")?;
         let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "state gradients")?;
         layer::resize(&mut out.h0, n_state, "state gradients")?;
         layer::resize(
@@ -625,6 +629,7 @@ impl Recurrent {
             layers,
             dy,
             dx,
+            dx_rev,
             lengths,
             ..
         } = tape;
@@ -648,50 +653,62 @@ impl Recurrent {
                 split_by_lens(&mut out.params.as_mut_slice()[range], &lens).into_iter();
             let mut h0s = out.h0[l * dirs * bh..(l + 1) * dirs * bh].chunks_exact_mut(bh);
             let mut c0s = out.c0.chunks_exact_mut(bh).skip(l * dirs);
-            for d in 0..dirs {
-                let mut next = || pieces.next().expect("one gradient view per parameter");
-                let (w_ih, w_hh) = (next(), next());
-                let (b_ih, b_hh) = if c.bias {
-                    (Some(next()), Some(next()))
-                } else {
-                    (None, None)
-                };
-                let lg = LayerGrads {
-                    w_ih,
-                    w_hh,
-                    b_ih,
-                    b_hh,
-                };
-                let up = Upstream {
-                    dy,
-                    offset: d * h,
-                    stride: dirs * h,
-                    dh_n: state_slot(grads.h_n, l * dirs + d, bh),
-                    dc_n: state_slot(grads.c_n, l * dirs + d, bh),
-                };
-                let ig = InputGrads {
-                    dx,
-                    accumulate_dx: d == 1,
-                    dh0: h0s.next().expect("one h0 slot per direction"),
-                    dc0: if has_c {
-                        c0s.next().expect("one c0 slot per direction")
+            // The reverse direction writes its input gradient apart, so that
+            // the two directions run at once; the two are summed after.
+            dx_rev.resize(if dirs == 2 { t * b * in_size } else { 0 }, 0.0);
+            {
+                let mut dx_slots = [&mut dx[..], &mut dx_rev[..]].into_iter();
+                let mut bufs = rec.grad_bufs.iter_mut();
+                let mut jobs = Vec::with_capacity(dirs);
+                for d in 0..dirs {
+                    let mut next = || pieces.next().expect("one gradient view per parameter");
+                    let (w_ih, w_hh) = (next(), next());
+                    let (b_ih, b_hh) = if c.bias {
+                        (Some(next()), Some(next()))
                     } else {
-                        &mut []
-                    },
-                };
-                let run = self.layer_run(l, d, t, b, lengths);
-                let w = self.layer_weights(l, d);
-                layer::backward(
-                    cell,
-                    &w,
-                    &run,
-                    x,
-                    &rec.dirs[d],
-                    up,
-                    lg,
-                    ig,
-                    &mut rec.grad_bufs[d],
-                );
+                        (None, None)
+                    };
+                    jobs.push(layer::BackwardJob {
+                        weights: self.layer_weights(l, d),
+                        run: self.layer_run(l, d, t, b, lengths),
+                        x,
+                        tape: &rec.dirs[d],
+                        up: Upstream {
+                            dy,
+                            offset: d * h,
+                            stride: dirs * h,
+                            dh_n: state_slot(grads.h_n, l * dirs + d, bh),
+                            dc_n: state_slot(grads.c_n, l * dirs + d, bh),
+                        },
+                        grads: LayerGrads {
+                            w_ih,
+                            w_hh,
+                            b_ih,
+                            b_hh,
+                        },
+                        out: InputGrads {
+                            dx: dx_slots.next().expect("one dx buffer per direction"),
+                            dh0: h0s.next().expect("one h0 slot per direction"),
+                            dc0: if has_c {
+                                c0s.next().expect("one c0 slot per direction")
+                            } else {
+                                &mut []
+                            },
+                        },
+                        bufs: bufs.next().expect("one buffer set per direction"),
+                    });
+                }
+                let mut jobs = jobs.into_iter();
+                match (jobs.next(), jobs.next()) {
+                    (Some(fwd), Some(rev)) => {
+                        rayon::join(|| fwd.run(cell), || rev.run(cell));
+                    }
+                    (Some(only), None) => only.run(cell),
+                    _ => unreachable!("a layer has one or two directions"),
+                }
+            }
+            if dirs == 2 {
+                dx.iter_mut().zip(dx_rev.iter()).for_each(|(a, r)| *a += r);
             }
             std::mem::swap(dy, dx);
         }
