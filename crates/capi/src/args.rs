@@ -237,3 +237,15 @@ pub(crate) fn flag(v: u32, name: &str) -> Result<bool> {
         _ => Err(Error::invalid(format!("{name} = {v}: must be 0 or 1"))),
     }
 }
+
+/// Drops a handle made by `Box::into_raw` in this library; NULL is a no-op.
+///
+/// # Safety
+/// `p` is NULL or a handle made by `Box::into_raw` in this library, not yet
+/// freed and not in use by another thread.
+pub(crate) unsafe fn free_handle<T>(p: *mut T) {
+    if !p.is_null() {
+        // SAFETY: by this function's contract.
+        drop(unsafe { Box::from_raw(p) });
+    }
+}

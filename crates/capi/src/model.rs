@@ -193,13 +193,9 @@ pub unsafe extern "C" fn rnn_model_clone(
 /// `m` is NULL or a model from this library, not yet freed.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_model_free(m: *mut rnn_model) {
-    guard_value((), || {
-        if !m.is_null() {
-            // SAFETY: made by Box::into_raw in this library and not yet
-            // freed, by this function's contract.
-            drop(unsafe { Box::from_raw(m) });
-        }
-    })
+    // SAFETY: NULL or a handle of this library, not yet freed nor in use,
+    // by this function's contract.
+    guard_value((), || unsafe { args::free_handle(m) })
 }
 
 /// Writes the model's configuration to `*config`.

@@ -377,13 +377,9 @@ pub unsafe extern "C" fn rnn_optimizer_reset(opt: *mut rnn_optimizer) -> rnn_sta
 /// `opt` is NULL or an optimizer from this library, not yet freed nor in use.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_optimizer_free(opt: *mut rnn_optimizer) {
-    guard_value((), || {
-        if !opt.is_null() {
-            // SAFETY: made by Box::into_raw in this library and not yet
-            // freed, by this function's contract.
-            drop(unsafe { Box::from_raw(opt) });
-        }
-    })
+    // SAFETY: NULL or a handle of this library, not yet freed nor in use,
+    // by this function's contract.
+    guard_value((), || unsafe { args::free_handle(opt) })
 }
 
 /// Checks every gradient is finite; the error names the first tensor and

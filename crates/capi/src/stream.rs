@@ -229,11 +229,7 @@ pub unsafe extern "C" fn rnn_stream_set_state(
 /// `s` is NULL or a stream from this library, not yet freed nor in use.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_stream_free(s: *mut rnn_stream) {
-    guard_value((), || {
-        if !s.is_null() {
-            // SAFETY: made by Box::into_raw in this library and not yet
-            // freed, by this function's contract.
-            drop(unsafe { Box::from_raw(s) });
-        }
-    })
+    // SAFETY: NULL or a handle of this library, not yet freed nor in use,
+    // by this function's contract.
+    guard_value((), || unsafe { args::free_handle(s) })
 }

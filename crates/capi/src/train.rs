@@ -104,13 +104,9 @@ pub unsafe extern "C" fn rnn_trainer_new(
 /// `t` is NULL or a trainer from this library, not yet freed nor in use.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_trainer_free(t: *mut rnn_trainer) {
-    guard_value((), || {
-        if !t.is_null() {
-            // SAFETY: made by Box::into_raw in this library and not yet
-            // freed, by this function's contract.
-            drop(unsafe { Box::from_raw(t) });
-        }
-    })
+    // SAFETY: NULL or a handle of this library, not yet freed nor in use,
+    // by this function's contract.
+    guard_value((), || unsafe { args::free_handle(t) })
 }
 
 /// Training forward pass: as `rnn_model_forward_lengths` (same arguments,
