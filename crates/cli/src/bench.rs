@@ -118,6 +118,8 @@ struct Row {
     gflops: f64,
     peak_gflops: f64,
     max_abs_diff: Option<f64>,
+    /// Every tensor within the parity tolerance (when compared).
+    within_tolerance: Option<bool>,
 }
 
 impl Row {
@@ -152,7 +154,7 @@ impl Row {
     fn print(&self) {
         let opt = |v: Option<f64>, p: usize| v.map_or("-".to_string(), |v| format!("{v:.p$}"));
         println!(
-            "{:10} {:9} {:8} {:>11.3} {:>11} {:>8} {:>8.1} {:>5.0}% {:>10}",
+            "{:10} {:9} {:8} {:>11.3} {:>11} {:>8} {:>8.1} {:>5.0}% {:>10} {}",
             self.shape.name,
             self.cell,
             self.mode,
@@ -163,6 +165,11 @@ impl Row {
             100.0 * self.gflops / self.peak_gflops,
             self.max_abs_diff
                 .map_or("-".to_string(), |d| format!("{d:.2e}")),
+            match self.within_tolerance {
+                Some(true) => "ok",
+                Some(false) => "OVER TOLERANCE",
+                None => "",
+            },
         );
     }
 }
@@ -332,8 +339,11 @@ impl Case {
         Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
     }
 
-    /// Max abs difference against PyTorch's outputs (and gradients in train mode).
-    fn compare(&mut self, mode: &str, theirs: &TensorFile) -> Result<f64> {
+    /// Against PyTorch's outputs (and every gradient in train mode): the max
+    /// abs difference, and whether every tensor is within the parity
+    /// tolerance `1e-5 + 1e-4 * max|ref|` (the PyTorch side runs in float32,
+    /// so this checks agreement of two float32 implementations).
+    fn compare(&mut self, mode: &str, theirs: &TensorFile) -> Result<(f64, bool)> {
         let input = SeqInput::new(&self.x, self.s.t, self.s.b);
         let out = self.net.forward_train(input, &mut self.tape)?;
         let mut pairs: Vec<(String, Vec<f32>)> = vec![("y".into(), out.y)];
@@ -345,7 +355,7 @@ impl Case {
                 pairs.push((format!("grad.{name}"), v.to_vec()));
             }
         }
-        let mut worst = 0.0f64;
+        let (mut worst, mut within) = (0.0f64, true);
         for (name, ours) in pairs {
             let (_, reference) = theirs
                 .f32(&name)
@@ -357,11 +367,15 @@ impl Case {
                     ours.len()
                 );
             }
-            for (a, b) in ours.iter().zip(reference) {
-                worst = worst.max((*a as f64 - *b as f64).abs());
-            }
+            let max_ref = reference.iter().fold(0.0f64, |m, v| m.max(v.abs() as f64));
+            let err = ours
+                .iter()
+                .zip(reference)
+                .fold(0.0f64, |m, (a, b)| m.max((*a as f64 - *b as f64).abs()));
+            within &= err <= 1e-5 + 1e-4 * max_ref;
+            worst = worst.max(err);
         }
-        Ok(worst)
+        Ok((worst, within))
     }
 }
 
@@ -443,7 +457,8 @@ fn measure(
         pytorch_ms: (!theirs.is_empty()).then(|| median(&mut theirs)),
         gflops: flops / librnn_ms / 1e6,
         peak_gflops: peak,
-        max_abs_diff: diff,
+        max_abs_diff: diff.map(|d| d.0),
+        within_tolerance: diff.map(|d| d.1),
     })
 }
 
@@ -475,7 +490,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
     }
     let exchange = Exchange::new()?;
     println!(
-        "{:10} {:9} {:8} {:>11} {:>11} {:>8} {:>8} {:>6} {:>10}",
+        "{:10} {:9} {:8} {:>11} {:>11} {:>8} {:>8} {:>6} {:>10} parity",
         "config",
         "cell",
         "mode",
