@@ -147,7 +147,8 @@ impl Row {
             opt(self.speedup()),
             self.gflops,
             self.peak_gflops,
-            opt(self.max_abs_diff),
+            self.max_abs_diff
+                .map_or("null".to_string(), |d| format!("{d:e}")),
         )
     }
 
