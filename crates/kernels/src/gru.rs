@@ -16,24 +16,9 @@
 
 use pulp::{Simd, WithSimd};
 
+use crate::gates;
 use crate::math;
 use crate::simd::{Lanes, dispatch, zip_map};
-
-fn rows_of(gates_len: usize, hidden: usize) -> usize {
-    assert!(hidden > 0, "gru kernel: hidden size 0");
-    assert_eq!(gates_len % (3 * hidden), 0, "gru kernel: gates length");
-    gates_len / (3 * hidden)
-}
-
-fn blocks(row: &mut [f32], h: usize) -> [&mut [f32]; 3] {
-    let (r, rest) = row.split_at_mut(h);
-    let (z, n) = rest.split_at_mut(h);
-    [r, z, n]
-}
-
-fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 3] {
-    [&row[..h], &row[h..2 * h], &row[2 * h..3 * h]]
-}
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
     assert!(
@@ -192,8 +177,8 @@ impl WithSimd for LbrForward<'_> {
             .chunks_exact(hd)
             .zip(self.h.chunks_exact_mut(hd));
         for (((row, hw), (h_prev, h)), hn) in rows.zip(states).zip(self.hn.chunks_exact_mut(hd)) {
-            let [r, z, n] = blocks(row, hd);
-            let [hr, hz, hnn] = blocks_ref(hw, hd);
+            let [r, z, n] = gates::blocks_mut::<3>(row, hd);
+            let [hr, hz, hnn] = gates::blocks::<3>(hw, hd);
             zip_map(
                 simd,
                 [hr, hz, hnn, self.b_hn, h_prev],
@@ -223,7 +208,7 @@ pub fn lbr_forward(
     hn: &mut [f32],
     hidden: usize,
 ) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     assert_eq!(hw.len(), gates.len());
     assert_eq!(b_hn.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), h.len(), hn.len()]);
@@ -256,9 +241,9 @@ impl WithSimd for LbrBackward<'_> {
         let hd = self.hidden;
         for b in 0..self.dh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [r, z, n] = blocks_ref(&self.gates[g.clone()], hd);
-            let [dr, dz, dn] = blocks(&mut self.dgates[g.clone()], hd);
-            let [dhr, dhz, dhn] = blocks(&mut self.dhw[g], hd);
+            let [r, z, n] = gates::blocks::<3>(&self.gates[g.clone()], hd);
+            let [dr, dz, dn] = gates::blocks_mut::<3>(&mut self.dgates[g.clone()], hd);
+            let [dhr, dhz, dhn] = gates::blocks_mut::<3>(&mut self.dhw[g], hd);
             let ins = [
                 r,
                 z,
@@ -298,7 +283,7 @@ pub fn lbr_backward(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     assert!(dgates.len() == gates.len() && dhw.len() == gates.len());
     check_states(
         b,
@@ -333,7 +318,8 @@ impl WithSimd for RblForwardRz<'_> {
         let hd = self.hidden;
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
-            let [r, z, _] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
+            let [r, z, _] =
+                gates::blocks_mut::<3>(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
             zip_map(
                 simd,
                 [&self.h_prev[s.clone()]],
@@ -354,7 +340,7 @@ impl WithSimd for RblForwardRz<'_> {
 /// # Panics
 /// If the lengths disagree with `hidden` (a broken internal invariant).
 pub fn rbl_forward_rz(gates: &mut [f32], h_prev: &[f32], rh: &mut [f32], hidden: usize) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), rh.len()]);
     dispatch(RblForwardRz {
         gates,
@@ -378,7 +364,8 @@ impl WithSimd for RblForwardN<'_> {
         let hd = self.hidden;
         for b in 0..self.h_prev.len() / hd {
             let s = b * hd..(b + 1) * hd;
-            let [_, z, n] = blocks(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
+            let [_, z, n] =
+                gates::blocks_mut::<3>(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
             zip_map(
                 simd,
                 [&*z, &self.h_prev[s.clone()]],
@@ -398,7 +385,7 @@ impl WithSimd for RblForwardN<'_> {
 /// # Panics
 /// If the lengths disagree with `hidden` (a broken internal invariant).
 pub fn rbl_forward_n(gates: &mut [f32], h_prev: &[f32], h: &mut [f32], hidden: usize) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), h.len()]);
     dispatch(RblForwardN {
         gates,
@@ -424,8 +411,8 @@ impl WithSimd for RblBackwardN<'_> {
         let hd = self.hidden;
         for b in 0..self.dh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [_, z, n] = blocks_ref(&self.gates[g.clone()], hd);
-            let [_, dz, dn] = blocks(&mut self.dgates[g], hd);
+            let [_, z, n] = gates::blocks::<3>(&self.gates[g.clone()], hd);
+            let [_, dz, dn] = gates::blocks_mut::<3>(&mut self.dgates[g], hd);
             let ins = [z, n, &self.h_prev[s.clone()], &self.dh[s.clone()]];
             zip_map(
                 simd,
@@ -454,7 +441,7 @@ pub fn rbl_backward_n(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     assert_eq!(dgates.len(), gates.len());
     check_states(b, hidden, &[h_prev.len(), dh.len(), dh_prev.len()]);
     dispatch(RblBackwardN {
@@ -483,8 +470,8 @@ impl WithSimd for RblBackwardR<'_> {
         let hd = self.hidden;
         for b in 0..self.drh.len() / hd {
             let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [r, _, _] = blocks_ref(&self.gates[g.clone()], hd);
-            let [dr, _, _] = blocks(&mut self.dgates[g], hd);
+            let [r, _, _] = gates::blocks::<3>(&self.gates[g.clone()], hd);
+            let [dr, _, _] = gates::blocks_mut::<3>(&mut self.dgates[g], hd);
             let ins = [r, &self.h_prev[s.clone()], &self.drh[s.clone()]];
             zip_map(simd, ins, [dr, &mut self.dh_prev[s]], &RblBackwardRLanes);
         }
@@ -507,7 +494,7 @@ pub fn rbl_backward_r(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<3>(gates.len(), hidden);
     assert_eq!(dgates.len(), gates.len());
     check_states(b, hidden, &[h_prev.len(), drh.len(), dh_prev.len()]);
     dispatch(RblBackwardR {

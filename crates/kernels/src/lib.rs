@@ -18,6 +18,7 @@
 
 pub mod activation;
 pub mod denormals;
+mod gates;
 pub mod gemm;
 pub mod gru;
 pub mod lstm;

@@ -17,31 +17,9 @@
 
 use pulp::{Simd, WithSimd};
 
+use crate::gates;
 use crate::math;
 use crate::simd::{Lanes, dispatch, zip_map};
-
-fn rows_of(gates_len: usize, hidden: usize) -> usize {
-    assert!(hidden > 0, "lstm kernel: hidden size 0");
-    assert_eq!(gates_len % (4 * hidden), 0, "lstm kernel: gates length");
-    gates_len / (4 * hidden)
-}
-
-/// Splits one `[4H]` row into its four gate blocks.
-fn blocks(row: &mut [f32], h: usize) -> [&mut [f32]; 4] {
-    let (i, rest) = row.split_at_mut(h);
-    let (f, rest) = rest.split_at_mut(h);
-    let (g, o) = rest.split_at_mut(h);
-    [i, f, g, o]
-}
-
-fn blocks_ref(row: &[f32], h: usize) -> [&[f32]; 4] {
-    [
-        &row[..h],
-        &row[h..2 * h],
-        &row[2 * h..3 * h],
-        &row[3 * h..4 * h],
-    ]
-}
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
 struct ForwardLanes;
@@ -108,7 +86,7 @@ impl WithSimd for Forward<'_> {
             .chunks_exact(hd)
             .zip(self.c.chunks_exact_mut(hd));
         for ((row, (c_prev, c)), h) in rows.zip(states).zip(self.h.chunks_exact_mut(hd)) {
-            let [i, f, g, o] = blocks(row, hd);
+            let [i, f, g, o] = gates::blocks_mut::<4>(row, hd);
             zip_map(simd, [c_prev], [i, f, g, o, c, h], &ForwardLanes);
         }
     }
@@ -120,7 +98,7 @@ impl WithSimd for Forward<'_> {
 /// # Panics
 /// If the lengths disagree with `hidden` (a broken internal invariant).
 pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], hidden: usize) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<4>(gates.len(), hidden);
     assert!(c_prev.len() == b * hidden && c.len() == b * hidden && h.len() == b * hidden);
     dispatch(Forward {
         gates,
@@ -153,8 +131,8 @@ impl WithSimd for Backward<'_> {
         let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact(hd));
         let grads = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
         for (((row, drow), (c_prev, c)), (dh, dc)) in rows.zip(states).zip(grads) {
-            let [i, f, g, o] = blocks_ref(row, hd);
-            let [di, df, dg, dout] = blocks(drow, hd);
+            let [i, f, g, o] = gates::blocks::<4>(row, hd);
+            let [di, df, dg, dout] = gates::blocks_mut::<4>(drow, hd);
             zip_map(
                 simd,
                 [i, f, g, o, c_prev, c, dh],
@@ -182,7 +160,7 @@ pub fn backward(
     dgates: &mut [f32],
     hidden: usize,
 ) {
-    let b = rows_of(gates.len(), hidden);
+    let b = gates::rows::<4>(gates.len(), hidden);
     let n = b * hidden;
     assert!(c_prev.len() == n && c.len() == n && dh.len() == n && dc.len() == n);
     assert_eq!(dgates.len(), gates.len());
