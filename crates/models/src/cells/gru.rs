@@ -43,18 +43,21 @@ impl Cell for GruLinearBeforeReset {
         true
     }
 
-    /// `hw` `[B, 3H]`, then `b_hn` `[H]`.
+    /// `hw` `[B, 3H]`, then `[H]` zeros standing for `b_hn` without bias.
     fn scratch_len(&self, d: Dims) -> usize {
         d.batch * d.gh() + d.hidden
     }
 
     fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
         let gh = d.gh();
-        let (hw, b_hn) = s.scratch.split_at_mut(d.batch * gh);
-        match w.b_hh {
-            Some(b) => b_hn.copy_from_slice(&b[2 * d.hidden..]),
-            None => b_hn.fill(0.0),
-        }
+        let (hw, zeros) = s.scratch.split_at_mut(d.batch * gh);
+        let b_hn: &[f32] = match w.b_hh {
+            Some(b) => &b[2 * d.hidden..],
+            None => {
+                zeros.fill(0.0);
+                zeros
+            }
+        };
         recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, hw, gh, false);
         gru::lbr_forward(s.gates, hw, b_hn, s.h_prev, s.h, s.saved, d.hidden);
     }
