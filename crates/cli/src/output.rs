@@ -2,30 +2,14 @@
 //! through a temporary file and a rename, and on any failure the files
 //! written so far (and a folder this call created) are removed.
 
-use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, bail};
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and
-/// a rename: readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` atomically (temporary file and rename), with
+/// the library's writer; the error names the file.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
-    let name = path
-        .file_name()
-        .with_context(|| format!("{}: not a file path", path.display()))?
-        .to_string_lossy();
-    let tmp = path.with_file_name(format!(".{name}.tmp{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
-        std::fs::rename(&tmp, path)
-    })();
-    if let Err(e) = result {
-        let _ = std::fs::remove_file(&tmp);
-        bail!("{}: cannot write: {e}", path.display());
-    }
-    Ok(())
+    recurrent::io::write_atomic(path, bytes).map_err(|e| anyhow::anyhow!("cannot write {e}"))
 }
 
 /// A folder name that does not exist yet: `base`, else `base-2`, `base-3`...
