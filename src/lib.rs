@@ -47,4 +47,4 @@ pub use rnn_models::{
     Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn, RnnConfig, SeqInput,
     StreamState, Tape, TruncatedBptt, param_layout,
 };
-pub use rnn_models::{arch, io, loss, optim};
+pub use rnn_models::{arch, io, loss, ntm, optim, rng};

@@ -21,6 +21,7 @@ pub mod linear;
 pub mod loss;
 mod models;
 pub mod net;
+pub mod ntm;
 pub mod optim;
 pub mod params;
 pub mod rng;

@@ -1,0 +1,429 @@
+//! The batched NTM: controller and output layer as GEMMs over the batch (the
+//! controller's input projection of `x` and every weight gradient as single
+//! GEMMs over all `T*B` rows), the heads' addressing, reads and writes per
+//! batch row, the rows in parallel.
+
+use rayon::prelude::*;
+use rnn_kernels::{Activation, Mat, MatMut, Op, activation, gemm, lstm, reduce, threads};
+
+use super::config::{Controller, MemoryInit, NtmConfig};
+use super::row::{self, After, Before, Sizes};
+use crate::error::{Error, Result, check_len};
+use crate::layer::{product, resize};
+use crate::params::Params;
+use crate::rng::SplitMix64;
+
+/// A Neural Turing Machine (docs/ntm.md): configuration and parameters.
+#[derive(Clone, Debug)]
+pub struct Ntm {
+    pub(super) config: NtmConfig,
+    pub(super) params: Params,
+}
+
+/// Everything [`Ntm::forward_train`] keeps for [`Ntm::backward`]; reuse one
+/// across calls (buffers only grow).
+#[derive(Debug, Default)]
+pub struct NtmTape {
+    pub(super) config: Option<NtmConfig>,
+    pub(super) t: usize,
+    pub(super) b: usize,
+    /// `[T, B, I]`.
+    pub(super) x: Vec<f32>,
+    /// `[T+1, B, Z]`: slot 0 the initial `(h, r)`, slot `t+1` step `t`'s.
+    pub(super) z: Vec<f32>,
+    /// `[T+1, B, C]`: LSTM cell states.
+    pub(super) c: Vec<f32>,
+    /// `[T, B, G]`: activated LSTM gates (pre-activations while filling).
+    pub(super) gates: Vec<f32>,
+    /// `[T, B, P]`: raw head parameters.
+    pub(super) p: Vec<f32>,
+    /// `[T+1, B, N, M]`.
+    pub(super) mem: Vec<f32>,
+    /// `[T+1, B, R+W, N]`.
+    pub(super) w: Vec<f32>,
+    /// `[T, B, R+W, save]`.
+    pub(super) saves: Vec<f32>,
+    /// `[T, B, 2, W, M]`.
+    pub(super) ea: Vec<f32>,
+    /// `[T, B, O]`: the output logits.
+    pub(super) y: Vec<f32>,
+    /// `[B, C]` scratch.
+    pub(super) h: Vec<f32>,
+}
+
+impl NtmTape {
+    /// An empty tape.
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    /// The logits of the last [`Ntm::forward_train`]: `[T, B, O]`.
+    pub fn y(&self) -> &[f32] {
+        &self.y
+    }
+
+    /// The read and write weightings of the last forward: `[T+1, B, R+W, N]`
+    /// (slot 0 the initial ones; reads first), for inspection and plots.
+    pub fn weightings(&self) -> &[f32] {
+        &self.w
+    }
+}
+
+/// Scratch of [`Ntm::backward`]; reuse one across calls.
+#[derive(Debug, Default)]
+pub struct NtmGradScratch {
+    pub(super) dz: Vec<f32>,
+    pub(super) dg: Vec<f32>,
+    pub(super) dp: Vec<f32>,
+    pub(super) dmem: [Vec<f32>; 2],
+    pub(super) dw: [Vec<f32>; 2],
+    pub(super) dc: Vec<f32>,
+    pub(super) dh: Vec<f32>,
+    pub(super) rows: Vec<f32>,
+}
+
+/// `(v[k], v[k+1])`: a slot to read and the next to write.
+fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
+    let (a, b) = v[k * size..(k + 2) * size].split_at_mut(size);
+    (a, b)
+}
+
+impl Ntm {
+    /// A machine with the initialisation of docs/ntm.md from `config.seed`:
+    /// PyTorch's uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the layers
+    /// (`fan_in = C` for the LSTM as `torch.nn.LSTMCell`), initial read
+    /// vectors `N(0, 0.01^2)`, controller state `N(0, 0.05^2)`, initial
+    /// weightings focused on memory row 0, learned memory `N(0, 0.01^2)`.
+    ///
+    /// Errors: an invalid configuration, or no memory for the parameters.
+    pub fn new(config: NtmConfig) -> Result<Self> {
+        config.validate()?;
+        let mut params = Params::try_zeros(config.layout())?;
+        let mut rng = SplitMix64::new(config.seed);
+        let s = Sizes::new(&config);
+        let infos = params.infos().to_vec();
+        for info in &infos {
+            let values = params.get_mut(&info.name).expect("layout name");
+            let fan_in = match info.name.as_str() {
+                "controller.weight_ih"
+                | "controller.weight_hh"
+                | "controller.bias_ih"
+                | "controller.bias_hh" => s.c,
+                "controller.weight" | "controller.bias" => s.u,
+                "heads.weight" | "heads.bias" => s.c,
+                "output.weight" | "output.bias" => s.z,
+                _ => 0,
+            };
+            if fan_in > 0 {
+                let k = 1.0 / (fan_in as f32).sqrt();
+                values.iter_mut().for_each(|v| *v = rng.uniform(-k, k));
+                continue;
+            }
+            match info.name.as_str() {
+                "init.read" | "init.memory" => {
+                    values.iter_mut().for_each(|v| *v = 0.01 * rng.normal());
+                }
+                "init.h" | "init.c" => values.iter_mut().for_each(|v| *v = 0.05 * rng.normal()),
+                "init.weight_logits" => {
+                    for row in values.chunks_exact_mut(s.n) {
+                        row.fill(0.0);
+                        row[0] = 10.0;
+                    }
+                }
+                _ => unreachable!("every NTM parameter has an initialisation"),
+            }
+        }
+        Ok(Self { config, params })
+    }
+
+    /// A machine with the given parameters (names and shapes as
+    /// [`NtmConfig::layout`]; extra tensors are ignored).
+    ///
+    /// Errors: an invalid configuration, a missing tensor or a wrong shape.
+    pub fn from_params<'a>(
+        config: NtmConfig,
+        tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    ) -> Result<Self> {
+        config.validate()?;
+        let mut params = Params::try_zeros(config.layout())?;
+        let mut seen = vec![false; params.len()];
+        for (name, shape, values) in tensors {
+            let Some(i) = params.index(name) else {
+                continue;
+            };
+            let want = &params.infos()[i].shape;
+            if shape != want.as_slice() {
+                return Err(Error::shape(name, want, shape));
+            }
+            check_len(name, values, shape)?;
+            params.set(name, values)?;
+            seen[i] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(Error::MissingParameter {
+                name: params.infos()[i].name.clone(),
+            });
+        }
+        Ok(Self { config, params })
+    }
+
+    /// The configuration.
+    pub fn config(&self) -> &NtmConfig {
+        &self.config
+    }
+
+    /// The parameters.
+    pub fn params(&self) -> &Params {
+        &self.params
+    }
+
+    /// The parameters, mutable (values only).
+    pub fn params_mut(&mut self) -> &mut [f32] {
+        self.params.as_mut_slice()
+    }
+
+    /// Zero gradients with the parameters' layout.
+    pub fn zero_grads(&self) -> Params {
+        self.params.zeros_like()
+    }
+
+    fn p(&self, name: &str) -> &[f32] {
+        self.params.get(name).expect("parameter of the layout")
+    }
+
+    /// Output logits `[T, B, O]` for `x` `[T, B, I]` (time-major).
+    ///
+    /// Errors: `x`'s length is not `T*B*I`, a zero `T` or `B`, no memory.
+    pub fn forward(&self, x: &[f32], seq_len: usize, batch: usize) -> Result<Vec<f32>> {
+        let mut tape = NtmTape::new();
+        self.forward_train(x, seq_len, batch, &mut tape)?;
+        Ok(std::mem::take(&mut tape.y))
+    }
+
+    /// [`Ntm::forward`] keeping what [`Ntm::backward`] needs in `tape`;
+    /// the logits `[T, B, O]` are [`NtmTape::y`].
+    pub fn forward_train(
+        &self,
+        x: &[f32],
+        seq_len: usize,
+        batch: usize,
+        tape: &mut NtmTape,
+    ) -> Result<()> {
+        if seq_len == 0 {
+            return Err(Error::ZeroSize { what: "seq_len" });
+        }
+        if batch == 0 {
+            return Err(Error::ZeroSize { what: "batch" });
+        }
+        let s = Sizes::new(&self.config);
+        check_len("x", x, &[seq_len, batch, s.i])?;
+        self.prepare(tape, seq_len, batch, &s)?;
+        tape.x.copy_from_slice(x);
+        threads::install(|| self.run_forward(tape, &s));
+        Ok(())
+    }
+
+    fn prepare(&self, tape: &mut NtmTape, t: usize, b: usize, s: &Sizes) -> Result<()> {
+        tape.config = None;
+        let lstm = self.config.controller == Controller::Lstm;
+        let sizes: [(&mut Vec<f32>, &[usize], &str); 11] = [
+            (&mut tape.x, &[t, b, s.i], "NTM tape x"),
+            (&mut tape.z, &[t + 1, b, s.z], "NTM tape states"),
+            (
+                &mut tape.c,
+                &[if lstm { t + 1 } else { 0 }, b, s.c],
+                "NTM tape cells",
+            ),
+            (&mut tape.gates, &[t, b, s.g], "NTM tape gates"),
+            (&mut tape.p, &[t, b, s.p], "NTM tape head parameters"),
+            (&mut tape.mem, &[t + 1, b, s.mem()], "NTM tape memory"),
+            (
+                &mut tape.w,
+                &[t + 1, b, s.heads(), s.n],
+                "NTM tape weightings",
+            ),
+            (
+                &mut tape.saves,
+                &[t, b, s.heads(), s.save()],
+                "NTM tape addressing",
+            ),
+            (&mut tape.ea, &[t, b, s.ea()], "NTM tape erase/add"),
+            (&mut tape.y, &[t, b, s.o], "NTM output"),
+            (&mut tape.h, &[b, s.c], "NTM scratch"),
+        ];
+        for (v, dims, what) in sizes {
+            let n = product(dims, what)?;
+            resize(v, n, what)?;
+        }
+        tape.t = t;
+        tape.b = b;
+        tape.config = Some(self.config.clone());
+        Ok(())
+    }
+
+    /// Slot 0 of the tape: initial state, memory and weightings.
+    fn initial_state(&self, tape: &mut NtmTape, s: &Sizes) {
+        let b = tape.b;
+        let read0 = self.p("init.read");
+        for row in tape.z[..b * s.z].chunks_exact_mut(s.z) {
+            row[s.c..].copy_from_slice(read0);
+            if self.config.controller == Controller::Lstm {
+                row[..s.c].copy_from_slice(self.p("init.h"));
+            } else {
+                row[..s.c].fill(0.0);
+            }
+        }
+        if self.config.controller == Controller::Lstm {
+            let c0 = self.p("init.c");
+            tape.c[..b * s.c]
+                .chunks_exact_mut(s.c)
+                .for_each(|r| r.copy_from_slice(c0));
+        }
+        let mem0 = &mut tape.mem[..b * s.mem()];
+        match self.config.memory {
+            MemoryInit::Constant(v) => mem0.fill(v),
+            MemoryInit::Learned => {
+                let m = self.p("init.memory");
+                mem0.chunks_exact_mut(s.mem())
+                    .for_each(|r| r.copy_from_slice(m));
+            }
+        }
+        let hn = s.heads() * s.n;
+        let w0 = &mut tape.w[..hn];
+        w0.copy_from_slice(self.p("init.weight_logits"));
+        w0.chunks_exact_mut(s.n)
+            .for_each(super::addressing::softmax_in_place);
+        let (first, rest) = tape.w[..b * hn].split_at_mut(hn);
+        rest.chunks_exact_mut(hn)
+            .for_each(|r| r.copy_from_slice(first));
+    }
+
+    fn run_forward(&self, tape: &mut NtmTape, s: &Sizes) {
+        let (t_len, b) = (tape.t, tape.b);
+        self.initial_state(tape, s);
+        let lstm = self.config.controller == Controller::Lstm;
+        let (w_in, bias) = if lstm {
+            ("controller.weight_ih", "controller.bias_ih")
+        } else {
+            ("controller.weight", "controller.bias")
+        };
+        let w_in = self.p(w_in);
+        // Input projection of every step at once: gates = x W_x^T + biases.
+        let rows = t_len * b;
+        let gates = &mut tape.gates[..rows * s.g];
+        reduce::broadcast_rows(self.p(bias), gates);
+        if lstm {
+            let bhh = self.p("controller.bias_hh");
+            gates
+                .chunks_exact_mut(s.g)
+                .for_each(|r| r.iter_mut().zip(bhh).for_each(|(v, &q)| *v += q));
+        }
+        gemm(
+            1.0,
+            Mat::new(&tape.x, rows, s.i),
+            Op::N,
+            Mat::strided(w_in, s.g, s.i, s.u),
+            Op::T,
+            1.0,
+            MatMut::new(gates, rows, s.g),
+        );
+        let w_read = Mat::strided(&w_in[s.i..], s.g, s.u - s.i, s.u);
+        let heads_w = Mat::new(self.p("heads.weight"), s.p, s.c);
+        let heads_b = self.p("heads.bias");
+        for t in 0..t_len {
+            let (z_prev, z) = slot_pair(&mut tape.z, b * s.z, t);
+            let gates = &mut tape.gates[t * b * s.g..(t + 1) * b * s.g];
+            // Controller: gates += r_{t-1} W_r^T (+ h_{t-1} W_hh^T).
+            gemm(
+                1.0,
+                Mat::strided(&z_prev[s.c..], b, s.z - s.c, s.z),
+                Op::N,
+                w_read,
+                Op::T,
+                1.0,
+                MatMut::new(gates, b, s.g),
+            );
+            if lstm {
+                gemm(
+                    1.0,
+                    Mat::strided(z_prev, b, s.c, s.z),
+                    Op::N,
+                    Mat::new(self.p("controller.weight_hh"), s.g, s.c),
+                    Op::T,
+                    1.0,
+                    MatMut::new(gates, b, s.g),
+                );
+                let (c_prev, c) = slot_pair(&mut tape.c, b * s.c, t);
+                lstm::forward(gates, c_prev, c, &mut tape.h, s.c);
+            } else {
+                activation::forward_inplace(Activation::Tanh, gates);
+                tape.h.copy_from_slice(gates);
+            }
+            for (zr, hr) in z.chunks_exact_mut(s.z).zip(tape.h.chunks_exact(s.c)) {
+                zr[..s.c].copy_from_slice(hr);
+            }
+            // Head parameters p = h W_heads^T + b.
+            let p = &mut tape.p[t * b * s.p..(t + 1) * b * s.p];
+            reduce::broadcast_rows(heads_b, p);
+            gemm(
+                1.0,
+                Mat::strided(z, b, s.c, s.z),
+                Op::N,
+                heads_w,
+                Op::T,
+                1.0,
+                MatMut::new(p, b, s.p),
+            );
+            // Addressing, reads and write, one batch row per task.
+            let p = &tape.p[t * b * s.p..(t + 1) * b * s.p];
+            let (mem_prev, mem) = slot_pair(&mut tape.mem, b * s.mem(), t);
+            let hn = s.heads() * s.n;
+            let (w_prev, w) = slot_pair(&mut tape.w, b * hn, t);
+            let save_len = s.heads() * s.save();
+            let saves = &mut tape.saves[t * b * save_len..(t + 1) * b * save_len];
+            let ea = &mut tape.ea[t * b * s.ea()..(t + 1) * b * s.ea()];
+            p.par_chunks(s.p)
+                .zip(mem_prev.par_chunks(s.mem()))
+                .zip(w_prev.par_chunks(hn))
+                .zip(z.par_chunks_mut(s.z))
+                .zip(mem.par_chunks_mut(s.mem()))
+                .zip(w.par_chunks_mut(hn))
+                .zip(
+                    saves
+                        .par_chunks_mut(save_len)
+                        .zip(ea.par_chunks_mut(s.ea())),
+                )
+                .for_each(|((((((p, mem_prev), w_prev), z), mem), w), (saves, ea))| {
+                    let before = Before {
+                        mem: mem_prev,
+                        w: w_prev,
+                    };
+                    let reads = &mut z[s.c..];
+                    row::forward(
+                        s,
+                        p,
+                        before,
+                        After {
+                            mem,
+                            w,
+                            saves,
+                            ea,
+                            reads,
+                        },
+                    );
+                });
+        }
+        // Output logits of every step at once: y = [h, r] W_out^T + b.
+        let y = &mut tape.y[..rows * s.o];
+        reduce::broadcast_rows(self.p("output.bias"), y);
+        gemm(
+            1.0,
+            Mat::new(&tape.z[b * s.z..], rows, s.z),
+            Op::N,
+            Mat::new(self.p("output.weight"), s.o, s.z),
+            Op::T,
+            1.0,
+            MatMut::new(y, rows, s.o),
+        );
+    }
+}

@@ -1,0 +1,305 @@
+//! One batch row of one NTM step: every head's addressing, the reads and the
+//! write, forward and backward, on the head-parameter vector `p` laid out as
+//! docs/ntm.md says (read heads' chunks, then write heads').
+
+use super::addressing::{
+    content, content_backward, interpolate, interpolate_backward, sharpen, sharpen_backward, shift,
+    shift_backward, sigmoid, softmax_backward, softmax_in_place, softplus,
+};
+use super::config::NtmConfig;
+use super::memory::{read, read_backward, write, write_backward};
+
+/// The sizes one step needs, taken from an [`NtmConfig`].
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Sizes {
+    pub i: usize,
+    pub o: usize,
+    pub c: usize,
+    pub n: usize,
+    pub m: usize,
+    pub r: usize,
+    pub w: usize,
+    pub k: usize,
+    /// Controller input `I + R*M`.
+    pub u: usize,
+    /// Head parameters per step.
+    pub p: usize,
+    /// State row `[h, r^0 .. r^{R-1}]`: `C + R*M`.
+    pub z: usize,
+    /// Gate width: `4C` (LSTM) or `C` (feed-forward).
+    pub g: usize,
+    read_chunk: usize,
+    write_chunk: usize,
+}
+
+impl Sizes {
+    pub fn new(c: &NtmConfig) -> Self {
+        let lstm = c.controller == super::Controller::Lstm;
+        Self {
+            i: c.input_size,
+            o: c.output_size,
+            c: c.controller_size,
+            n: c.memory_rows,
+            m: c.memory_width,
+            r: c.read_heads,
+            w: c.write_heads,
+            k: c.shifts(),
+            u: c.controller_input(),
+            p: c.head_params(),
+            z: c.output_input(),
+            g: if lstm { 4 } else { 1 } * c.controller_size,
+            read_chunk: c.read_chunk(),
+            write_chunk: c.write_chunk(),
+        }
+    }
+
+    pub fn heads(&self) -> usize {
+        self.r + self.w
+    }
+
+    /// Memory values per batch row, `N*M`.
+    pub fn mem(&self) -> usize {
+        self.n * self.m
+    }
+
+    /// Saved values per head: `sim, wc, wg, ws` (`[N]` each) and `s` `[K]`.
+    pub fn save(&self) -> usize {
+        4 * self.n + self.k
+    }
+
+    /// Per-row length of the erase/add save: `2*W*M`, at least 1.
+    pub fn ea(&self) -> usize {
+        (2 * self.w * self.m).max(1)
+    }
+
+    /// Per-row scratch of [`backward`].
+    pub fn scratch(&self) -> usize {
+        4 * self.n + self.k + 2 * self.w * self.m
+    }
+
+    fn chunk(&self, h: usize) -> (usize, usize) {
+        if h < self.r {
+            (h * self.read_chunk, self.read_chunk)
+        } else {
+            (
+                self.r * self.read_chunk + (h - self.r) * self.write_chunk,
+                self.write_chunk,
+            )
+        }
+    }
+}
+
+/// A head's scalars from its raw chunk: `(beta, g, gamma)`.
+fn scalars(raw: &[f32], s: &Sizes) -> (f32, f32, f32) {
+    let m = s.m;
+    (
+        softplus(raw[m]),
+        sigmoid(raw[m + 1]),
+        1.0 + softplus(raw[m + 2 + s.k]),
+    )
+}
+
+/// The memory and weightings of one batch row before a step.
+pub(crate) struct Before<'a> {
+    /// `[N, M]`.
+    pub mem: &'a [f32],
+    /// `[R+W, N]`.
+    pub w: &'a [f32],
+}
+
+/// What a step writes for one batch row.
+pub(crate) struct After<'a> {
+    /// `[N, M]`, the memory after the write.
+    pub mem: &'a mut [f32],
+    /// `[R+W, N]`, the new weightings.
+    pub w: &'a mut [f32],
+    /// `[R+W, save]`, kept for backward.
+    pub saves: &'a mut [f32],
+    /// `[ea]`: erase vectors `[W, M]` (after the sigmoid), then add vectors.
+    pub ea: &'a mut [f32],
+    /// `[R*M]`, the read vectors.
+    pub reads: &'a mut [f32],
+}
+
+/// One step of one batch row: addresses every head on `before`, reads, then
+/// writes. `p`: `[P]`, the head parameters.
+pub(crate) fn forward(s: &Sizes, p: &[f32], before: Before<'_>, after: After<'_>) {
+    let (n, m, k) = (s.n, s.m, s.k);
+    for h in 0..s.heads() {
+        let (off, len) = s.chunk(h);
+        let raw = &p[off..off + len];
+        let (beta, g, gamma) = scalars(raw, s);
+        let save = &mut after.saves[h * s.save()..(h + 1) * s.save()];
+        let (sim, rest) = save.split_at_mut(n);
+        let (wc, rest) = rest.split_at_mut(n);
+        let (wg, rest) = rest.split_at_mut(n);
+        let (ws, sh) = rest.split_at_mut(n);
+        sh.copy_from_slice(&raw[m + 2..m + 2 + k]);
+        softmax_in_place(sh);
+        content(&raw[..m], beta, before.mem, sim, wc);
+        interpolate(g, wc, &before.w[h * n..(h + 1) * n], wg);
+        shift(sh, wg, ws);
+        sharpen(gamma, ws, &mut after.w[h * n..(h + 1) * n]);
+    }
+    for h in 0..s.r {
+        read(
+            &after.w[h * n..(h + 1) * n],
+            before.mem,
+            &mut after.reads[h * m..(h + 1) * m],
+        );
+    }
+    if s.w == 0 {
+        after.mem.copy_from_slice(before.mem);
+        return;
+    }
+    let (erase, add) = after.ea[..2 * s.w * m].split_at_mut(s.w * m);
+    for j in 0..s.w {
+        let (off, _) = s.chunk(s.r + j);
+        let raw = &p[off..];
+        let e0 = m + 3 + k;
+        for (e, &x) in erase[j * m..(j + 1) * m].iter_mut().zip(&raw[e0..e0 + m]) {
+            *e = sigmoid(x);
+        }
+        add[j * m..(j + 1) * m].copy_from_slice(&raw[e0 + m..e0 + 2 * m]);
+    }
+    write(m, &after.w[s.r * n..], erase, add, before.mem, after.mem);
+}
+
+/// What [`forward`] kept for one batch row and step.
+pub(crate) struct Saved<'a> {
+    /// `[P]`, the head parameters.
+    pub p: &'a [f32],
+    /// `[N, M]`, the memory the step read.
+    pub mem: &'a [f32],
+    /// `[R+W, N]`, the weightings before the step.
+    pub w_prev: &'a [f32],
+    /// `[R+W, N]`, the weightings of the step.
+    pub w: &'a [f32],
+    /// `[R+W, save]`.
+    pub saves: &'a [f32],
+    /// `[2, W, M]`.
+    pub ea: &'a [f32],
+}
+
+/// Gradients of one batch row and step.
+pub(crate) struct Grads<'a> {
+    /// `[R*M]` in: gradient w.r.t. the read vectors.
+    pub reads: &'a [f32],
+    /// `[N, M]` in: gradient w.r.t. the memory after the step.
+    pub mem: &'a [f32],
+    /// `[R+W, N]` in: gradient w.r.t. the step's weightings reaching them
+    /// from later steps; used as scratch (clobbered).
+    pub w: &'a mut [f32],
+    /// `[R+W, N]` written: gradient w.r.t. the weightings before the step.
+    pub w_prev: &'a mut [f32],
+    /// `[N, M]` written: gradient w.r.t. the memory before the step.
+    pub mem_prev: &'a mut [f32],
+    /// `[P]` written: gradient w.r.t. the head parameters.
+    pub p: &'a mut [f32],
+    /// `[scratch]`.
+    pub scratch: &'a mut [f32],
+}
+
+/// Backward of [`forward`] for one batch row.
+pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
+    let (n, m, k) = (s.n, s.m, s.k);
+    g.mem_prev.fill(0.0);
+    g.p.fill(0.0);
+    g.w_prev.fill(0.0);
+    let (dws, rest) = g.scratch.split_at_mut(n);
+    let (dwg, rest) = rest.split_at_mut(n);
+    let (dwc, rest) = rest.split_at_mut(n);
+    let (tmp, rest) = rest.split_at_mut(n);
+    let (ds, dea) = rest.split_at_mut(k);
+    if s.w == 0 {
+        g.mem_prev.copy_from_slice(g.mem);
+    } else {
+        dea.fill(0.0);
+        let (erase, add) = fw.ea[..2 * s.w * m].split_at(s.w * m);
+        let (derase, dadd) = dea.split_at_mut(s.w * m);
+        write_backward(
+            m,
+            &fw.w[s.r * n..],
+            erase,
+            add,
+            fw.mem,
+            g.mem,
+            g.mem_prev,
+            &mut g.w[s.r * n..],
+            derase,
+            dadd,
+        );
+        for j in 0..s.w {
+            let (off, _) = s.chunk(s.r + j);
+            let e0 = off + m + 3 + k;
+            for q in 0..m {
+                let e = erase[j * m + q];
+                g.p[e0 + q] = derase[j * m + q] * e * (1.0 - e);
+                g.p[e0 + m + q] = dadd[j * m + q];
+            }
+        }
+    }
+    for h in 0..s.r {
+        read_backward(
+            &fw.w[h * n..(h + 1) * n],
+            fw.mem,
+            &g.reads[h * m..(h + 1) * m],
+            &mut g.w[h * n..(h + 1) * n],
+            g.mem_prev,
+        );
+    }
+    for h in 0..s.heads() {
+        let (off, len) = s.chunk(h);
+        let raw = &fw.p[off..off + len];
+        let dp = &mut g.p[off..off + len];
+        let (beta, gate, gamma) = scalars(raw, s);
+        let save = &fw.saves[h * s.save()..(h + 1) * s.save()];
+        let (sim, rest) = save.split_at(n);
+        let (wc, rest) = rest.split_at(n);
+        let (wg, rest) = rest.split_at(n);
+        let (ws, sh) = rest.split_at(n);
+        let row = h * n..(h + 1) * n;
+
+        dws.fill(0.0);
+        let mut dgamma = 0.0;
+        sharpen_backward(
+            gamma,
+            ws,
+            &fw.w[row.clone()],
+            &g.w[row.clone()],
+            &mut dgamma,
+            dws,
+        );
+        ds.fill(0.0);
+        dwg.fill(0.0);
+        shift_backward(sh, wg, dws, ds, dwg);
+        softmax_backward(sh, ds, &mut dp[m + 2..m + 2 + k]);
+        dwc.fill(0.0);
+        let mut dgate = 0.0;
+        interpolate_backward(
+            gate,
+            wc,
+            &fw.w_prev[row.clone()],
+            dwg,
+            &mut dgate,
+            dwc,
+            &mut g.w_prev[row],
+        );
+        let mut dbeta = 0.0;
+        content_backward(
+            &raw[..m],
+            beta,
+            fw.mem,
+            sim,
+            wc,
+            dwc,
+            tmp,
+            &mut dp[..m],
+            &mut dbeta,
+            g.mem_prev,
+        );
+        dp[m] = dbeta * sigmoid(raw[m]);
+        dp[m + 1] = dgate * gate * (1.0 - gate);
+        dp[m + 2 + k] = dgamma * sigmoid(raw[m + 2 + k]);
+    }
+}
