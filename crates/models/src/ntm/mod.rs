@@ -5,14 +5,25 @@
 //!
 //! - [`addressing`] and [`memory`]: the addressing steps and the memory
 //!   access of one head and batch row, each with its backward.
-//! - [`Ntm`]: the batched model, forward and BPTT.
+//! - [`Ntm`]: the batched machine, forward and BPTT; [`Ntm::save`] and
+//!   [`Ntm::load`] for weight files.
+//! - [`Task`]: copy, repeat copy and associative recall; [`NtmTrainer`]
+//!   trains on them.
 
 pub mod addressing;
 mod backward;
 mod config;
+mod io;
 pub mod memory;
 mod model;
 mod row;
+mod tasks;
+mod train;
 
-pub use config::{Controller, MemoryInit, NtmConfig};
+pub use config::{Controller, MAX_HEADS, MemoryInit, NtmConfig};
 pub use model::{Ntm, NtmGradScratch, NtmTape};
+pub use tasks::{Task, TaskBatch, score};
+pub use train::{
+    Evaluation, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, StepStats, TrainPlan,
+    TrainReport, evaluate,
+};

@@ -1,0 +1,344 @@
+//! The algorithmic tasks of Graves et al. 2014, generated from a seed: copy,
+//! repeat copy and associative recall. Each gives time-major batches with a
+//! mask of the steps whose outputs are scored.
+
+use crate::error::{Error, Result};
+use crate::rng::SplitMix64;
+
+/// A task and its sizes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Task {
+    /// Copy: `L` random `bits`-bit vectors, a delimiter step (an extra input
+    /// channel), then `L` blank steps during which the machine outputs the
+    /// vectors. `T = 2L + 1`; input `bits + 1`, output `bits`.
+    Copy {
+        /// Bits per vector.
+        bits: usize,
+        /// Shortest training sequence.
+        min_len: usize,
+        /// Longest training sequence.
+        max_len: usize,
+    },
+    /// Repeat copy: the sequence, a delimiter step, a step carrying the
+    /// repeat count `n / max_repeats` on its own channel; then the sequence
+    /// `n` times and an end marker on an extra output channel.
+    /// `T = L + 2 + nL + 1`; input `bits + 2`, output `bits + 1`.
+    RepeatCopy {
+        /// Bits per vector.
+        bits: usize,
+        /// Shortest training sequence.
+        min_len: usize,
+        /// Longest training sequence.
+        max_len: usize,
+        /// Fewest repeats.
+        min_repeats: usize,
+        /// Most repeats (also the count's normaliser).
+        max_repeats: usize,
+    },
+    /// Associative recall: items of `item_len` vectors, each after an item
+    /// delimiter step; then a query delimiter, one of the items but the
+    /// last, a query delimiter; then the machine outputs the item that
+    /// followed the query. Input `bits + 2`, output `bits`.
+    AssociativeRecall {
+        /// Bits per vector.
+        bits: usize,
+        /// Vectors per item.
+        item_len: usize,
+        /// Fewest items.
+        min_items: usize,
+        /// Most items.
+        max_items: usize,
+    },
+}
+
+/// One batch of a task: `x` `[T, B, I]`, `target` `[T, B, O]`, `mask`
+/// `[T]` (1 where the outputs are scored; the same for every row, since a
+/// batch shares its length).
+#[derive(Clone, Debug, Default)]
+pub struct TaskBatch {
+    /// Inputs `[T, B, I]`.
+    pub x: Vec<f32>,
+    /// Targets in {0, 1}, `[T, B, O]`.
+    pub target: Vec<f32>,
+    /// `[T]`: 1 on the scored steps, 0 elsewhere.
+    pub mask: Vec<f32>,
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+}
+
+impl Task {
+    /// Graves et al.'s copy task: 8 bits, lengths 1-20.
+    pub fn copy() -> Self {
+        Self::Copy {
+            bits: 8,
+            min_len: 1,
+            max_len: 20,
+        }
+    }
+
+    /// Repeat copy: 8 bits, lengths 1-10, 1-10 repeats.
+    pub fn repeat_copy() -> Self {
+        Self::RepeatCopy {
+            bits: 8,
+            min_len: 1,
+            max_len: 10,
+            min_repeats: 1,
+            max_repeats: 10,
+        }
+    }
+
+    /// Associative recall: 6 bits, items of 3 vectors, 2-6 items.
+    pub fn associative_recall() -> Self {
+        Self::AssociativeRecall {
+            bits: 6,
+            item_len: 3,
+            min_items: 2,
+            max_items: 6,
+        }
+    }
+
+    /// `copy`, `repeat-copy` or `recall`.
+    pub fn name(&self) -> &'static str {
+        match self {
+            Self::Copy { .. } => "copy",
+            Self::RepeatCopy { .. } => "repeat-copy",
+            Self::AssociativeRecall { .. } => "recall",
+        }
+    }
+
+    /// Input features per step.
+    pub fn input_size(&self) -> usize {
+        match *self {
+            Self::Copy { bits, .. } => bits + 1,
+            Self::RepeatCopy { bits, .. } | Self::AssociativeRecall { bits, .. } => bits + 2,
+        }
+    }
+
+    /// Output logits per step.
+    pub fn output_size(&self) -> usize {
+        match *self {
+            Self::Copy { bits, .. } | Self::AssociativeRecall { bits, .. } => bits,
+            Self::RepeatCopy { bits, .. } => bits + 1,
+        }
+    }
+
+    /// Checks the sizes. Errors: zero bits, an empty or reversed range.
+    pub fn validate(&self) -> Result<()> {
+        let (bits, ranges) = match *self {
+            Self::Copy {
+                bits,
+                min_len,
+                max_len,
+            } => (bits, vec![("length", min_len, max_len)]),
+            Self::RepeatCopy {
+                bits,
+                min_len,
+                max_len,
+                min_repeats,
+                max_repeats,
+            } => (
+                bits,
+                vec![
+                    ("length", min_len, max_len),
+                    ("repeats", min_repeats, max_repeats),
+                ],
+            ),
+            Self::AssociativeRecall {
+                bits,
+                item_len,
+                min_items,
+                max_items,
+            } => (
+                bits,
+                vec![
+                    ("item length", item_len, item_len),
+                    ("items", min_items, max_items),
+                ],
+            ),
+        };
+        if bits == 0 {
+            return Err(Error::ZeroSize { what: "bits" });
+        }
+        for (what, lo, hi) in ranges {
+            if lo == 0 || lo > hi || hi > 100_000 {
+                return Err(Error::Config(format!(
+                    "{what} range {lo}..={hi} must be non-empty, start at 1 or more and end at 100000 or less"
+                )));
+            }
+        }
+        if let Self::AssociativeRecall { min_items, .. } = *self
+            && min_items < 2
+        {
+            return Err(Error::Config(format!(
+                "associative recall needs at least 2 items, got {min_items}"
+            )));
+        }
+        Ok(())
+    }
+
+    /// The training size drawn for a batch: a length (copy, repeat copy) or
+    /// an item count (recall), uniform in the task's range.
+    pub fn draw_size(&self, rng: &mut SplitMix64) -> usize {
+        let (lo, hi) = match *self {
+            Self::Copy {
+                min_len, max_len, ..
+            }
+            | Self::RepeatCopy {
+                min_len, max_len, ..
+            } => (min_len, max_len),
+            Self::AssociativeRecall {
+                min_items,
+                max_items,
+                ..
+            } => (min_items, max_items),
+        };
+        lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
+    }
+
+    /// A batch of `batch` rows with the given size (length, or item count
+    /// for recall; repeat copy draws its repeat count per batch), into `out`
+    /// (buffers reused). Errors: a zero size or batch.
+    pub fn generate(
+        &self,
+        rng: &mut SplitMix64,
+        batch: usize,
+        size: usize,
+        out: &mut TaskBatch,
+    ) -> Result<()> {
+        if batch == 0 {
+            return Err(Error::ZeroSize { what: "batch" });
+        }
+        if size == 0 {
+            return Err(Error::ZeroSize {
+                what: "sequence length",
+            });
+        }
+        let (i, o) = (self.input_size(), self.output_size());
+        let bit = |rng: &mut SplitMix64| (rng.next_u64() >> 63) as f32;
+        let repeats = match *self {
+            Self::RepeatCopy {
+                min_repeats,
+                max_repeats,
+                ..
+            } => min_repeats + (rng.next_u64() % (max_repeats - min_repeats + 1) as u64) as usize,
+            _ => 0,
+        };
+        let t = match *self {
+            Self::Copy { .. } => 2 * size + 1,
+            Self::RepeatCopy { .. } => size + 2 + repeats * size + 1,
+            Self::AssociativeRecall { item_len, .. } => (size + 2) * (item_len + 1),
+        };
+        out.seq_len = t;
+        out.batch = batch;
+        out.x.clear();
+        out.x.resize(t * batch * i, 0.0);
+        out.target.clear();
+        out.target.resize(t * batch * o, 0.0);
+        out.mask.clear();
+        out.mask.resize(t, 0.0);
+        let xi = |step: usize, row: usize, ch: usize| (step * batch + row) * i + ch;
+        let ti = |step: usize, row: usize, ch: usize| (step * batch + row) * o + ch;
+        match *self {
+            Self::Copy { bits, .. } => {
+                for row in 0..batch {
+                    for step in 0..size {
+                        for ch in 0..bits {
+                            let v = bit(rng);
+                            out.x[xi(step, row, ch)] = v;
+                            out.target[ti(size + 1 + step, row, ch)] = v;
+                        }
+                    }
+                    out.x[xi(size, row, bits)] = 1.0;
+                }
+                out.mask[size + 1..].fill(1.0);
+            }
+            Self::RepeatCopy {
+                bits, max_repeats, ..
+            } => {
+                for row in 0..batch {
+                    for step in 0..size {
+                        for ch in 0..bits {
+                            let v = bit(rng);
+                            out.x[xi(step, row, ch)] = v;
+                            for k in 0..repeats {
+                                out.target[ti(size + 2 + k * size + step, row, ch)] = v;
+                            }
+                        }
+                    }
+                    out.x[xi(size, row, bits)] = 1.0;
+                    out.x[xi(size + 1, row, bits + 1)] = repeats as f32 / max_repeats as f32;
+                    out.target[ti(t - 1, row, bits)] = 1.0;
+                }
+                out.mask[size + 2..].fill(1.0);
+            }
+            Self::AssociativeRecall { bits, item_len, .. } => {
+                let items = size;
+                let mut values = vec![0.0f32; items * item_len * bits];
+                for row in 0..batch {
+                    values.iter_mut().for_each(|v| *v = bit(rng));
+                    for k in 0..items {
+                        let start = k * (item_len + 1);
+                        out.x[xi(start, row, bits)] = 1.0;
+                        for s in 0..item_len {
+                            for ch in 0..bits {
+                                out.x[xi(start + 1 + s, row, ch)] =
+                                    values[(k * item_len + s) * bits + ch];
+                            }
+                        }
+                    }
+                    let query = (rng.next_u64() % (items - 1) as u64) as usize;
+                    let q0 = items * (item_len + 1);
+                    out.x[xi(q0, row, bits + 1)] = 1.0;
+                    for s in 0..item_len {
+                        for ch in 0..bits {
+                            out.x[xi(q0 + 1 + s, row, ch)] =
+                                values[(query * item_len + s) * bits + ch];
+                            out.target[ti(q0 + 2 + item_len + s, row, ch)] =
+                                values[((query + 1) * item_len + s) * bits + ch];
+                        }
+                    }
+                    out.x[xi(q0 + 1 + item_len, row, bits + 1)] = 1.0;
+                }
+                out.mask[t - item_len..].fill(1.0);
+            }
+        }
+        Ok(())
+    }
+}
+
+/// Loss and score of logits `y` `[T, B, O]` against a batch: the mean binary
+/// cross-entropy over the scored steps (from logits, in f64), its gradient
+/// into `dy` `[T, B, O]` (zero on unscored steps), and the thresholded bit
+/// errors summed over the batch.
+///
+/// Errors: lengths that disagree with the batch.
+pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<(f64, usize)> {
+    let rows = batch.seq_len * batch.batch;
+    if y.len() != batch.target.len() || dy.len() != y.len() || rows == 0 || y.len() % rows != 0 {
+        return Err(Error::shape("y", &[batch.target.len()], &[y.len()]));
+    }
+    let o = y.len() / rows;
+    let scored = batch.mask.iter().filter(|&&m| m > 0.0).count() * batch.batch * o;
+    let inv = 1.0 / scored.max(1) as f64;
+    let (mut loss, mut errors) = (0.0f64, 0usize);
+    for (step, &m) in batch.mask.iter().enumerate() {
+        let range = step * batch.batch * o..(step + 1) * batch.batch * o;
+        if m == 0.0 {
+            dy[range].fill(0.0);
+            continue;
+        }
+        for ((&x, &t), d) in y[range.clone()]
+            .iter()
+            .zip(&batch.target[range.clone()])
+            .zip(&mut dy[range])
+        {
+            let (x, t) = (x as f64, t as f64);
+            loss += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
+            *d = ((1.0 / (1.0 + (-x).exp()) - t) * inv) as f32;
+            errors += usize::from((x > 0.0) != (t > 0.5));
+        }
+    }
+    Ok((loss * inv, errors))
+}

@@ -1,0 +1,364 @@
+//! Training an NTM on a [`Task`]: batches drawn from a seed, BPTT, gradient
+//! clipping, RMSProp or Adam, a NaN/Inf guard, periodic held-out evaluation
+//! and atomic checkpoints.
+
+use std::path::PathBuf;
+use std::time::Instant;
+
+use super::model::{Ntm, NtmGradScratch, NtmTape};
+use super::tasks::{Task, TaskBatch, score};
+use crate::error::{Error, Result};
+use crate::optim::{
+    Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, check_finite, clip_grad_norm,
+    clip_grad_value,
+};
+use crate::params::Params;
+use crate::rng::SplitMix64;
+
+/// The update rule of a training run.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum NtmOptimizer {
+    /// `torch.optim.RMSprop` with momentum (Graves et al. 2014 used RMSProp
+    /// with momentum 0.9).
+    RmsProp {
+        /// Learning rate.
+        lr: f64,
+        /// Momentum.
+        momentum: f64,
+        /// Smoothing constant of the squared-gradient average.
+        alpha: f64,
+        /// Added to the denominator.
+        eps: f64,
+    },
+    /// `torch.optim.Adam` (betas 0.9, 0.999; eps 1e-8).
+    Adam {
+        /// Learning rate.
+        lr: f64,
+    },
+}
+
+/// How a run updates the machine.
+#[derive(Clone, Debug, PartialEq)]
+pub struct NtmTrainConfig {
+    /// Sequences per update.
+    pub batch: usize,
+    /// The update rule.
+    pub optimizer: NtmOptimizer,
+    /// Clamp every gradient to `[-v, v]` before the update.
+    pub clip_value: Option<f32>,
+    /// Rescale the gradient to this global norm at most.
+    pub clip_norm: Option<f32>,
+    /// Seed of the training data.
+    pub seed: u64,
+}
+
+impl Default for NtmTrainConfig {
+    /// Batch 1, RMSProp (lr 1e-4, momentum 0.9, alpha 0.95, eps 1e-10),
+    /// gradients clamped to `[-10, 10]`: the setup of the pytorch-ntm
+    /// reference implementation.
+    fn default() -> Self {
+        Self {
+            batch: 1,
+            optimizer: NtmOptimizer::RmsProp {
+                lr: 1e-4,
+                momentum: 0.9,
+                alpha: 0.95,
+                eps: 1e-10,
+            },
+            clip_value: Some(10.0),
+            clip_norm: None,
+            seed: 0,
+        }
+    }
+}
+
+/// The result of one update.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct StepStats {
+    /// Mean binary cross-entropy per scored bit.
+    pub loss: f64,
+    /// Thresholded bit errors per sequence.
+    pub bit_errors: f64,
+    /// The drawn size (length, or items for recall).
+    pub size: usize,
+    /// Gradient norm before clipping.
+    pub grad_norm: f32,
+}
+
+/// A held-out evaluation.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Evaluation {
+    /// Training sequences seen when it was taken.
+    pub sequences: usize,
+    /// Mean binary cross-entropy per scored bit.
+    pub loss: f64,
+    /// Thresholded bit errors per sequence.
+    pub bit_errors: f64,
+}
+
+/// What a run does besides updating: evaluation, checkpoints, when to stop.
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainPlan {
+    /// Stop after this many training sequences.
+    pub max_sequences: usize,
+    /// Evaluate (and checkpoint) every this many sequences.
+    pub eval_every: usize,
+    /// Held-out sequences per evaluation.
+    pub eval_sequences: usize,
+    /// Held-out size (length, or items for recall).
+    pub eval_size: usize,
+    /// Seed of the held-out set (fixed across evaluations).
+    pub eval_seed: u64,
+    /// Stop at the first evaluation with fewer bit errors per sequence.
+    pub stop_below: Option<f64>,
+    /// Save the machine here at every evaluation (atomically).
+    pub checkpoint: Option<PathBuf>,
+}
+
+/// The outcome of [`NtmTrainer::run`].
+#[derive(Clone, Debug, PartialEq)]
+pub struct TrainReport {
+    /// Every evaluation, in order.
+    pub evaluations: Vec<Evaluation>,
+    /// Sequences at the first evaluation under `stop_below`, if any.
+    pub converged_at: Option<usize>,
+    /// Training sequences seen.
+    pub sequences: usize,
+    /// Wall-clock seconds of the run.
+    pub seconds: f64,
+}
+
+/// Progress of a run, for a progress bar.
+#[derive(Clone, Copy, Debug)]
+pub enum Progress {
+    /// After an update.
+    Step {
+        /// Sequences seen.
+        sequences: usize,
+        /// The update's statistics.
+        stats: StepStats,
+    },
+    /// After an evaluation.
+    Evaluated(Evaluation),
+}
+
+/// An NTM, a task and the state of its training.
+pub struct NtmTrainer {
+    ntm: Ntm,
+    task: Task,
+    config: NtmTrainConfig,
+    optimizer: Box<dyn Optimizer>,
+    rng: SplitMix64,
+    tape: NtmTape,
+    scratch: NtmGradScratch,
+    grads: Params,
+    batch: TaskBatch,
+    dy: Vec<f32>,
+    sequences: usize,
+}
+
+impl NtmTrainer {
+    /// A trainer for `ntm` on `task`. Errors: the machine's input or output
+    /// size is not the task's, a zero batch, an invalid task or optimizer.
+    pub fn new(ntm: Ntm, task: Task, config: NtmTrainConfig) -> Result<Self> {
+        task.validate()?;
+        let c = ntm.config();
+        if c.input_size != task.input_size() || c.output_size != task.output_size() {
+            return Err(Error::Config(format!(
+                "the {} task needs input_size {} and output_size {}, the machine has {} and {}",
+                task.name(),
+                task.input_size(),
+                task.output_size(),
+                c.input_size,
+                c.output_size
+            )));
+        }
+        if config.batch == 0 {
+            return Err(Error::ZeroSize { what: "batch" });
+        }
+        let optimizer: Box<dyn Optimizer> = match config.optimizer {
+            NtmOptimizer::RmsProp {
+                lr,
+                momentum,
+                alpha,
+                eps,
+            } => Box::new(RmsProp::new(RmsPropConfig {
+                momentum,
+                alpha,
+                eps,
+                ..RmsPropConfig::new(lr)
+            })?),
+            NtmOptimizer::Adam { lr } => Box::new(Adam::new(AdamConfig::new(lr))?),
+        };
+        Ok(Self {
+            grads: ntm.zero_grads(),
+            ntm,
+            task,
+            rng: SplitMix64::new(config.seed),
+            config,
+            optimizer,
+            tape: NtmTape::new(),
+            scratch: NtmGradScratch::default(),
+            batch: TaskBatch::default(),
+            dy: Vec::new(),
+            sequences: 0,
+        })
+    }
+
+    /// The machine.
+    pub fn ntm(&self) -> &Ntm {
+        &self.ntm
+    }
+
+    /// The machine, taken out of the trainer.
+    pub fn into_ntm(self) -> Ntm {
+        self.ntm
+    }
+
+    /// The task.
+    pub fn task(&self) -> &Task {
+        &self.task
+    }
+
+    /// Training sequences seen.
+    pub fn sequences(&self) -> usize {
+        self.sequences
+    }
+
+    /// One update on a freshly drawn batch. Errors: a NaN or infinity in the
+    /// loss or a gradient (named with the sequence count; the machine is
+    /// left unchanged), allocation.
+    pub fn step(&mut self) -> Result<StepStats> {
+        let size = self.task.draw_size(&mut self.rng);
+        self.task
+            .generate(&mut self.rng, self.config.batch, size, &mut self.batch)?;
+        let (t, b) = (self.batch.seq_len, self.batch.batch);
+        self.ntm
+            .forward_train(&self.batch.x, t, b, &mut self.tape)?;
+        self.dy.resize(self.tape.y().len(), 0.0);
+        let (loss, errors) = score(self.tape.y(), &self.batch, &mut self.dy)?;
+        let at = self.sequences + b;
+        if !loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "loss {loss} at training sequence {at}"
+            )));
+        }
+        self.ntm.backward(
+            &self.tape,
+            &self.dy,
+            &mut self.grads,
+            None,
+            &mut self.scratch,
+        )?;
+        check_finite(&self.grads, &format!("gradients at training sequence {at}"))?;
+        let grads = self.grads.as_mut_slice();
+        let grad_norm = match self.config.clip_norm {
+            Some(max) => clip_grad_norm(grads, max),
+            None => grads
+                .iter()
+                .map(|&g| g as f64 * g as f64)
+                .sum::<f64>()
+                .sqrt() as f32,
+        };
+        if let Some(v) = self.config.clip_value {
+            clip_grad_value(grads, v);
+        }
+        self.optimizer
+            .step(self.ntm.params_mut(), self.grads.as_slice())?;
+        self.sequences = at;
+        Ok(StepStats {
+            loss,
+            bit_errors: errors as f64 / b as f64,
+            size,
+            grad_norm,
+        })
+    }
+
+    /// Loss and bit errors per sequence on `sequences` held-out sequences of
+    /// the given size drawn from `seed` (in batches of up to 64).
+    pub fn evaluate(&mut self, size: usize, sequences: usize, seed: u64) -> Result<Evaluation> {
+        evaluate(&self.ntm, &self.task, size, sequences, seed).map(|(loss, bit_errors)| {
+            Evaluation {
+                sequences: self.sequences,
+                loss,
+                bit_errors,
+            }
+        })
+    }
+
+    /// Trains by `plan`: updates until `max_sequences` (or convergence),
+    /// evaluating and checkpointing every `eval_every` sequences and at the
+    /// end. Errors: as [`NtmTrainer::step`] (a checkpoint of the last good
+    /// machine is kept), I/O of a checkpoint.
+    pub fn run(
+        &mut self,
+        plan: &TrainPlan,
+        mut progress: impl FnMut(Progress),
+    ) -> Result<TrainReport> {
+        if plan.eval_every == 0 {
+            return Err(Error::ZeroSize { what: "eval_every" });
+        }
+        let start = Instant::now();
+        let mut report = TrainReport {
+            evaluations: Vec::new(),
+            converged_at: None,
+            sequences: self.sequences,
+            seconds: 0.0,
+        };
+        let mut next_eval = self.sequences + plan.eval_every;
+        while self.sequences < plan.max_sequences {
+            let stats = self.step()?;
+            progress(Progress::Step {
+                sequences: self.sequences,
+                stats,
+            });
+            let last = self.sequences >= plan.max_sequences;
+            if self.sequences >= next_eval || last {
+                next_eval += plan.eval_every;
+                let e = self.evaluate(plan.eval_size, plan.eval_sequences, plan.eval_seed)?;
+                progress(Progress::Evaluated(e));
+                report.evaluations.push(e);
+                if let Some(path) = &plan.checkpoint {
+                    self.ntm.save(path)?;
+                }
+                if plan.stop_below.is_some_and(|s| e.bit_errors < s) {
+                    report.converged_at = Some(self.sequences);
+                    break;
+                }
+            }
+        }
+        report.sequences = self.sequences;
+        report.seconds = start.elapsed().as_secs_f64();
+        Ok(report)
+    }
+}
+
+/// Loss and bit errors per sequence of `ntm` on `sequences` sequences of
+/// `task` with the given size, drawn from `seed`, in batches of up to 64.
+pub fn evaluate(
+    ntm: &Ntm,
+    task: &Task,
+    size: usize,
+    sequences: usize,
+    seed: u64,
+) -> Result<(f64, f64)> {
+    if sequences == 0 {
+        return Err(Error::ZeroSize { what: "sequences" });
+    }
+    let mut rng = SplitMix64::new(seed);
+    let mut batch = TaskBatch::default();
+    let mut tape = NtmTape::new();
+    let mut dy = Vec::new();
+    let (mut loss, mut errors, mut done) = (0.0, 0usize, 0usize);
+    while done < sequences {
+        let b = (sequences - done).min(64);
+        task.generate(&mut rng, b, size, &mut batch)?;
+        ntm.forward_train(&batch.x, batch.seq_len, b, &mut tape)?;
+        dy.resize(tape.y().len(), 0.0);
+        let (l, e) = score(tape.y(), &batch, &mut dy)?;
+        loss += l * b as f64;
+        errors += e;
+        done += b;
+    }
+    Ok((loss / sequences as f64, errors as f64 / sequences as f64))
+}
