@@ -2,11 +2,11 @@
 //! held-out bit errors as it goes.
 //!
 //! ```text
-//! cargo run --release --example ntm_copy -- [seed] [max_sequences] [batch] [lr]
+//! cargo run --release --example ntm_copy -- [seed] [max_sequences] [batch] [lr] [stop|nostop]
 //! ```
 
 use recurrent::ntm::{
-    Ntm, NtmConfig, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, Task, TrainPlan,
+    Ntm, NtmConfig, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, Task, TrainPlan, evaluate,
 };
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -16,6 +16,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     let max_sequences: usize = arg(1, "20000").parse()?;
     let batch: usize = arg(2, "1").parse()?;
     let lr: f64 = arg(3, "1e-4").parse()?;
+    let stop = arg(4, "stop") == "stop";
 
     let task = Task::copy();
     let ntm = Ntm::new(NtmConfig {
@@ -40,7 +41,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eval_sequences: 640,
         eval_size: 20,
         eval_seed: 12345,
-        stop_below: Some(0.1),
+        stop_below: stop.then_some(0.1),
         checkpoint: None,
     };
     let mut recent = 0.0;
@@ -55,5 +56,15 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         "{} sequences in {:.1} s; converged at {:?}",
         report.sequences, report.seconds, report.converged_at
     );
+    println!("generalisation (bit errors per sequence, 8 bits per step):");
+    for len in [10, 20, 30, 40, 60, 80, 100, 120] {
+        let n = if len <= 40 { 640 } else { 128 };
+        let (_, errors) = evaluate(trainer.ntm(), &Task::copy(), len, n, 777)?;
+        println!(
+            "  length {len:>3}: {errors:8.3} ({:.2}% of {} bits)",
+            100.0 * errors / (8 * len) as f64,
+            8 * len
+        );
+    }
     Ok(())
 }

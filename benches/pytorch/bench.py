@@ -21,7 +21,8 @@ Two ways to run it:
   sum(y * g) w.r.t. the input and every parameter, no optimizer). The model
   file is a librnn model (safetensors, PyTorch parameter names, metadata
   `cell`, `input_size`, `hidden_size`, `num_layers`, `bias`,
-  `bidirectional`); the inputs file holds `x` [T, B, I] and `g` [T, B, D*H].
+  `bidirectional`) or a librnn NTM file (metadata `model = ntm` and the keys
+  of docs/ntm.md; the model is benches/pytorch/ntm.py's); the inputs file holds `x` [T, B, I] and `g` [T, B, D*H].
   `check` writes `y` (forward) or `y`, `grad.x` and `grad.<param>` (train).
 
 * standalone, on a grid given as JSON (or the default grid), printing medians:
@@ -35,6 +36,7 @@ import argparse
 import json
 import sys
 import time
+from pathlib import Path
 
 import torch
 from safetensors import safe_open
@@ -61,6 +63,22 @@ def build(cell, i, h, layers, bias, bidirectional):
     raise SystemExit(f"bench.py: cell {cell!r} has no PyTorch module")
 
 
+def build_ntm(meta):
+    """The NTM of docs/ntm.md (benches/pytorch/ntm.py) from librnn metadata."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from ntm import NTM
+
+    sizes = ("input_size", "output_size", "controller_size", "memory_rows", "memory_width",
+             "read_heads", "write_heads", "shift_range")
+    return NTM(controller=meta["controller"], memory=meta["memory"],
+               memory_init=float(meta["memory_init"]), **{k: int(meta[k]) for k in sizes})
+
+
+def output(out):
+    """The output sequence: nn.RNN/LSTM/GRU return (y, state), the NTM y."""
+    return out[0] if isinstance(out, tuple) else out
+
+
 def load(model_path, inputs_path):
     key = (model_path, inputs_path)
     if key in _cache:
@@ -68,14 +86,17 @@ def load(model_path, inputs_path):
     with safe_open(model_path, "pt") as f:
         meta = f.metadata()
         state = {k: f.get_tensor(k) for k in f.keys()}
-    m = build(
-        meta["cell"],
-        int(meta["input_size"]),
-        int(meta["hidden_size"]),
-        int(meta["num_layers"]),
-        meta["bias"] == "true",
-        meta["bidirectional"] == "true",
-    )
+    if meta.get("model") == "ntm":
+        m = build_ntm(meta)
+    else:
+        m = build(
+            meta["cell"],
+            int(meta["input_size"]),
+            int(meta["hidden_size"]),
+            int(meta["num_layers"]),
+            meta["bias"] == "true",
+            meta["bidirectional"] == "true",
+        )
     m.load_state_dict(state)
     with safe_open(inputs_path, "pt") as f:
         x = f.get_tensor("x").contiguous()
@@ -87,13 +108,13 @@ def load(model_path, inputs_path):
 
 def forward(m, x):
     with torch.no_grad():
-        return m(x)[0]
+        return output(m(x))
 
 
 def train(m, x, g):
     xr = x.detach().requires_grad_(True)
     m.zero_grad(set_to_none=True)
-    y = m(xr)[0]
+    y = output(m(xr))
     (y * g).sum().backward()
     return y, xr
 

@@ -9,9 +9,15 @@
 //! and every parameter, no optimizer). The max abs difference between the two
 //! sides' outputs (and, in train mode, every gradient) is reported.
 //!
+//! The grid ends with the NTM of the copy task (docs/ntm.md; LSTM-100
+//! controller, memory 128 x 20, one read and one write head, T = 41: length-20
+//! copies) at batch 1 and 32, against `benches/pytorch/ntm.py`'s NTM on the
+//! same weights.
+//!
 //! FLOP counts are the GEMMs' (`2 T B G H (I + H) D` forward, 3x that for a
-//! train step); peak is measured in the run: a 1024^3 sequential GEMM on one
-//! core, times the thread count.
+//! train step; for the NTM its controller, head and output layers, without
+//! the addressing); peak is measured in the run: a 1024^3 sequential GEMM on
+//! one core, times the thread count.
 
 use std::io::{BufRead, BufReader, Write};
 use std::path::{Path, PathBuf};
@@ -20,8 +26,10 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, anyhow, bail};
 use recurrent::kernels::{Mat, MatMut, Op, gemm};
+use recurrent::ntm::{Ntm, NtmConfig, NtmGradScratch, NtmTape};
 use recurrent::{
-    Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape, TensorFile,
+    Activation, CellKind, Gradients, NetConfig, OutputGrads, Params, Recurrent, SeqInput, Tape,
+    TensorFile,
 };
 
 /// Options of `rnn bench`.
@@ -105,6 +113,15 @@ fn grid(quick: bool) -> Vec<(Shape, Vec<CellKind>)> {
         g.push((shape("large", 50, 64, 512, 1024, false), cells));
     }
     g
+}
+
+/// The NTM rows: the copy task's machine at length 20 (T = 41), batch 1
+/// and 32; `I` = 9 (8 bits and the delimiter), `H` = the controller size.
+fn ntm_grid() -> Vec<Shape> {
+    vec![
+        shape("ntm-b1", 41, 1, 9, 100, false),
+        shape("ntm-b32", 41, 32, 9, 100, false),
+    ]
 }
 
 /// One row of the result table.
@@ -292,14 +309,32 @@ fn measure_peak(threads: usize) -> Result<f64> {
     Ok(2.0 * (n * n * n) as f64 / best / 1e9 * threads as f64)
 }
 
-/// The librnn side of one row: a network, its inputs and reusable buffers.
+/// The model of one row, with its reusable buffers.
+enum Model {
+    Net {
+        net: Recurrent,
+        tape: Tape,
+        grads: Gradients,
+    },
+    Ntm {
+        ntm: Ntm,
+        tape: NtmTape,
+        grads: Params,
+        dx: Vec<f32>,
+        scratch: NtmGradScratch,
+    },
+}
+
+/// The librnn side of one row: a model, its inputs and reusable buffers.
 struct Case {
-    net: Recurrent,
+    model: Model,
     x: Vec<f32>,
     g: Vec<f32>,
-    tape: Tape,
-    grads: Gradients,
     s: Shape,
+    /// `cell` column.
+    cell: &'static str,
+    /// GEMM FLOPs of one forward.
+    flops: f64,
 }
 
 impl Case {
@@ -312,21 +347,85 @@ impl Case {
         Ok(Self {
             x: data(s.t * s.b * s.i, 2),
             g: data(s.t * s.b * s.directions() * s.h, 3),
-            net,
-            tape: Tape::new(),
-            grads,
+            model: Model::Net {
+                net,
+                tape: Tape::new(),
+                grads,
+            },
             s: s.clone(),
+            cell: cell.name(),
+            flops: 2.0 * (s.t * s.b * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64,
         })
     }
 
+    /// The copy-task NTM (`s.i` = 9 inputs, `s.h` = controller size).
+    fn ntm(s: &Shape) -> Result<Self> {
+        let config = NtmConfig {
+            seed: 1,
+            controller_size: s.h,
+            ..NtmConfig::copy_task(s.i - 1)
+        };
+        let ntm = Ntm::new(config.clone())?;
+        let per_row = 4 * s.h * (config.controller_input() + s.h)
+            + config.head_params() * s.h
+            + config.output_size * config.output_input();
+        Ok(Self {
+            // Bits in {0, 1} as in the task.
+            x: data(s.t * s.b * s.i, 2)
+                .into_iter()
+                .map(|v| f32::from(v > 0.0))
+                .collect(),
+            g: data(s.t * s.b * config.output_size, 3),
+            model: Model::Ntm {
+                grads: ntm.zero_grads(),
+                ntm,
+                tape: NtmTape::new(),
+                dx: vec![0.0; s.t * s.b * s.i],
+                scratch: NtmGradScratch::default(),
+            },
+            s: s.clone(),
+            cell: "ntm",
+            flops: 2.0 * (s.t * s.b * per_row) as f64,
+        })
+    }
+
+    fn save(&self, path: &str) -> Result<()> {
+        match &self.model {
+            Model::Net { net, .. } => net.save(path)?,
+            Model::Ntm { ntm, .. } => ntm.save(path)?,
+        }
+        Ok(())
+    }
+
+    /// `g`'s shape: that of the output.
+    fn g_shape(&self) -> [usize; 3] {
+        [self.s.t, self.s.b, self.g.len() / (self.s.t * self.s.b)]
+    }
+
     fn run(&mut self, mode: &str) -> Result<()> {
-        let input = SeqInput::new(&self.x, self.s.t, self.s.b);
-        if mode == "forward" {
-            std::hint::black_box(self.net.forward(input)?);
-        } else {
-            self.net.forward_train(input, &mut self.tape)?;
-            self.net
-                .backward(&mut self.tape, OutputGrads::new(&self.g), &mut self.grads)?;
+        let (t, b) = (self.s.t, self.s.b);
+        match &mut self.model {
+            Model::Net { net, tape, grads } => {
+                let input = SeqInput::new(&self.x, t, b);
+                if mode == "forward" {
+                    std::hint::black_box(net.forward(input)?);
+                } else {
+                    net.forward_train(input, tape)?;
+                    net.backward(tape, OutputGrads::new(&self.g), grads)?;
+                }
+            }
+            Model::Ntm {
+                ntm,
+                tape,
+                grads,
+                dx,
+                scratch,
+            } => {
+                ntm.forward_train(&self.x, t, b, tape)?;
+                if mode == "train" {
+                    ntm.backward(tape, &self.g, grads, Some(dx), scratch)?;
+                }
+            }
         }
         Ok(())
     }
@@ -340,24 +439,50 @@ impl Case {
         Ok(start.elapsed().as_secs_f64() * 1e3 / iters as f64)
     }
 
+    /// The outputs (and in train mode `grad.x` and every `grad.<param>`).
+    fn outputs(&mut self, mode: &str) -> Result<Vec<(String, Vec<f32>)>> {
+        let (t, b) = (self.s.t, self.s.b);
+        let mut pairs = Vec::new();
+        match &mut self.model {
+            Model::Net { net, tape, grads } => {
+                let input = SeqInput::new(&self.x, t, b);
+                pairs.push(("y".into(), net.forward_train(input, tape)?.y));
+                if mode == "train" {
+                    net.backward(tape, OutputGrads::new(&self.g), grads)?;
+                    pairs.push(("grad.x".into(), grads.x.clone()));
+                    for (name, _, v) in grads.params.iter() {
+                        pairs.push((format!("grad.{name}"), v.to_vec()));
+                    }
+                }
+            }
+            Model::Ntm {
+                ntm,
+                tape,
+                grads,
+                dx,
+                scratch,
+            } => {
+                ntm.forward_train(&self.x, t, b, tape)?;
+                pairs.push(("y".into(), tape.y().to_vec()));
+                if mode == "train" {
+                    ntm.backward(tape, &self.g, grads, Some(dx), scratch)?;
+                    pairs.push(("grad.x".into(), dx.clone()));
+                    for (name, _, v) in grads.iter() {
+                        pairs.push((format!("grad.{name}"), v.to_vec()));
+                    }
+                }
+            }
+        }
+        Ok(pairs)
+    }
+
     /// Against PyTorch's outputs (and every gradient in train mode): the max
     /// abs difference, and whether every tensor is within the parity
     /// tolerance `1e-5 + 1e-4 * max|ref|` (the PyTorch side runs in float32,
     /// so this checks agreement of two float32 implementations).
     fn compare(&mut self, mode: &str, theirs: &TensorFile) -> Result<(f64, bool)> {
-        let input = SeqInput::new(&self.x, self.s.t, self.s.b);
-        let out = self.net.forward_train(input, &mut self.tape)?;
-        let mut pairs: Vec<(String, Vec<f32>)> = vec![("y".into(), out.y)];
-        if mode == "train" {
-            self.net
-                .backward(&mut self.tape, OutputGrads::new(&self.g), &mut self.grads)?;
-            pairs.push(("grad.x".into(), self.grads.x.clone()));
-            for (name, _, v) in self.grads.params.iter() {
-                pairs.push((format!("grad.{name}"), v.to_vec()));
-            }
-        }
         let (mut worst, mut within) = (0.0f64, true);
-        for (name, ours) in pairs {
+        for (name, ours) in self.outputs(mode)? {
             let (_, reference) = theirs
                 .f32(&name)
                 .ok_or_else(|| anyhow!("PyTorch output lacks {name}"))?;
@@ -415,16 +540,13 @@ struct TorchCase<'a> {
 /// Measures one (config, cell, mode) row.
 fn measure(
     case: &mut Case,
-    cell: CellKind,
     mode: &'static str,
     repeats: usize,
     peak: f64,
     mut torch: Option<TorchCase<'_>>,
 ) -> Result<Row> {
     let s = case.s.clone();
-    let flops = 2.0
-        * (s.t * s.b * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64
-        * if mode == "train" { 3.0 } else { 1.0 };
+    let flops = case.flops * if mode == "train" { 3.0 } else { 1.0 };
     // Warm up and calibrate: about 0.1 s per measurement.
     let once = case.time(mode, 1)?;
     let iters = ((100.0 / once).ceil() as usize).clamp(1, 1000);
@@ -452,7 +574,7 @@ fn measure(
     let librnn_ms = median(&mut ours);
     Ok(Row {
         shape: s,
-        cell: cell.name(),
+        cell: case.cell,
         mode,
         librnn_ms,
         pytorch_ms: (!theirs.is_empty()).then(|| median(&mut theirs)),
@@ -502,44 +624,55 @@ pub fn run(args: &BenchArgs) -> Result<()> {
         "%peak",
         "max|diff|"
     );
-    let mut rows = Vec::new();
+    let mut cases: Vec<(String, Box<dyn Fn() -> Result<Case>>)> = Vec::new();
     for (s, cells) in grid(args.quick) {
         for cell in cells {
+            let s = s.clone();
             let label = format!("{}/{}", s.name, cell.name());
-            if args
-                .only
-                .as_ref()
-                .is_some_and(|o| !label.contains(o.as_str()))
-            {
-                continue;
-            }
-            let mut case = Case::new(&s, cell)?;
-            // One pair of files per case: the PyTorch side caches by path.
-            let tag = label.replace('/', "-");
-            let (model, inputs) = (
-                exchange.path(&format!("{tag}.model.safetensors")),
-                exchange.path(&format!("{tag}.inputs.safetensors")),
-            );
-            if torch.is_some() {
-                case.net.save(&model)?;
-                let g_shape = [s.t, s.b, s.directions() * s.h];
-                recurrent::io::write_tensors(
-                    Path::new(&inputs),
-                    &[("x", &[s.t, s.b, s.i], &case.x), ("g", &g_shape, &case.g)],
-                    Default::default(),
-                )?;
-            }
-            for mode in ["forward", "train"] {
-                let side = torch.as_mut().map(|torch| TorchCase {
-                    torch,
-                    model: model.clone(),
-                    inputs: inputs.clone(),
-                    out: exchange.path(&format!("{tag}.{mode}.out.safetensors")),
-                });
-                let row = measure(&mut case, cell, mode, repeats, peak, side)?;
-                row.print();
-                rows.push(row);
-            }
+            cases.push((label, Box::new(move || Case::new(&s, cell))));
+        }
+    }
+    for s in ntm_grid() {
+        cases.push((format!("{}/ntm", s.name), Box::new(move || Case::ntm(&s))));
+    }
+    let mut rows = Vec::new();
+    for (label, make) in cases {
+        if args
+            .only
+            .as_ref()
+            .is_some_and(|o| !label.contains(o.as_str()))
+        {
+            continue;
+        }
+        let mut case = make()?;
+        // One pair of files per case: the PyTorch side caches by path.
+        let tag = label.replace('/', "-");
+        let (model, inputs) = (
+            exchange.path(&format!("{tag}.model.safetensors")),
+            exchange.path(&format!("{tag}.inputs.safetensors")),
+        );
+        if torch.is_some() {
+            case.save(&model)?;
+            let s = &case.s;
+            recurrent::io::write_tensors(
+                Path::new(&inputs),
+                &[
+                    ("x", &[s.t, s.b, s.i], &case.x),
+                    ("g", &case.g_shape(), &case.g),
+                ],
+                Default::default(),
+            )?;
+        }
+        for mode in ["forward", "train"] {
+            let side = torch.as_mut().map(|torch| TorchCase {
+                torch,
+                model: model.clone(),
+                inputs: inputs.clone(),
+                out: exchange.path(&format!("{tag}.{mode}.out.safetensors")),
+            });
+            let row = measure(&mut case, mode, repeats, peak, side)?;
+            row.print();
+            rows.push(row);
         }
     }
     if let Some(path) = &args.json {
