@@ -251,7 +251,9 @@ pub fn shift_backward<T: Real>(s: &[T], wg: &[T], dws: &[T], ds: &mut [T], dwg: 
 pub fn sharpen<T: Real>(gamma: T, ws: &[T], w: &mut [T]) {
     let neg_inf = T::of(f64::NEG_INFINITY);
     for (o, &v) in w.iter_mut().zip(ws) {
-        *o = if v > zero() { gamma * v.ln() } else { neg_inf };
+        // ln(0) = -inf gives an exact 0; a NaN (or an impossible negative)
+        // stays NaN so that the trainer's guard sees it.
+        *o = if v == zero() { neg_inf } else { gamma * v.ln() };
     }
     let mx = w.iter().copied().fold(neg_inf, max);
     let mut sum = zero();
@@ -269,7 +271,7 @@ pub fn sharpen<T: Real>(gamma: T, ws: &[T], w: &mut [T]) {
 
 /// Backward of [`sharpen`]: accumulates `dgamma` and `dws` `[N]`.
 ///
-/// At `ws_i = 0` the derivative is the one-sided limit: `1 / sum ws` when
+/// At `ws_i = 0`, `dw_i / dws_i` is the one-sided limit: `1 / sum ws` when
 /// `gamma == 1`, `0` when `gamma > 1`.
 pub fn sharpen_backward<T: Real>(
     gamma: T,
