@@ -6,6 +6,8 @@
 //!   plots into a run folder.
 //! - `rnn predict`: run a saved model over a CSV and write the forecasts.
 //! - `rnn gradients`: the vanishing/exploding gradient study, measured.
+//! - `rnn ntm`: train a Neural Turing Machine on copy, repeat copy or
+//!   associative recall; prints how it generalises to longer sequences.
 //! - `rnn info`: version, SIMD level, thread count.
 //! - `rnn bench`: librnn against PyTorch on this machine.
 //!
@@ -16,6 +18,7 @@ mod bench;
 mod csv_data;
 mod dates;
 mod gradients;
+mod ntm;
 mod output;
 mod plot;
 mod predict;
@@ -28,8 +31,8 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-/// Recurrent neural networks (Elman, LSTM, GRU) on the CPU: train, predict,
-/// study gradients, benchmark.
+/// Recurrent neural networks (Elman, LSTM, GRU) and Neural Turing Machines
+/// on the CPU: train, predict, study gradients, benchmark.
 #[derive(Parser, Debug)]
 #[command(name = "rnn", version, propagate_version = true)]
 struct Cli {
@@ -47,6 +50,10 @@ enum Command {
     /// Measure |d h_T / d x_t| against the lag T - t (vanishing and
     /// exploding gradients) for Elman networks and an LSTM; draws a PNG.
     Gradients(gradients::GradientsArgs),
+    /// Train a Neural Turing Machine on an algorithmic task (copy,
+    /// repeat-copy, recall) with checkpoints, then print how it generalises
+    /// to sizes it was not trained on.
+    Ntm(ntm::NtmArgs),
     /// Version, SIMD level detected, thread count.
     Info,
     /// Benchmark librnn against PyTorch on this machine.
@@ -93,6 +100,7 @@ fn main() -> ExitCode {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),
         Command::Gradients(args) => gradients::run(args),
+        Command::Ntm(args) => ntm::run(args),
         Command::Info => info(),
         Command::Bench(args) => bench::run(args),
     };

@@ -327,6 +327,89 @@ pub fn lines(c: &Chart<'_>, series: &[Line<'_>]) -> Result<Vec<u8>> {
     })
 }
 
+/// One panel of [`heatmaps`]: `values[x * ny + y]` in `[0, 1]` (clamped),
+/// drawn white (0) to dark blue (1).
+pub struct Heatmap<'a> {
+    /// The panel's caption.
+    pub title: String,
+    /// `[nx * ny]`, x-major.
+    pub values: &'a [f32],
+    /// Cells along the horizontal axis.
+    pub nx: usize,
+    /// Cells along the vertical axis.
+    pub ny: usize,
+    /// The horizontal axis' title.
+    pub x_desc: &'a str,
+    /// The vertical axis' title.
+    pub y_desc: &'a str,
+    /// A dashed vertical marker at `x` (a cell edge), with what it marks
+    /// (named in the panel's caption).
+    pub vline: Option<(f64, &'a str)>,
+}
+
+/// The colour of `v` in `[0, 1]`: white to matplotlib's darkest Blues.
+fn blues(v: f32) -> RGBColor {
+    let t = f64::from(v.clamp(0.0, 1.0));
+    let mix = |a: u8, b: u8| (f64::from(a) + t * (f64::from(b) - f64::from(a))).round() as u8;
+    RGBColor(mix(255, 8), mix(255, 48), mix(255, 107))
+}
+
+/// Heatmaps stacked vertically, one per panel, under a common title.
+pub fn heatmaps(title: &str, panels: &[Heatmap<'_>], width: u32) -> Result<Vec<u8>> {
+    let n = panels.len().max(1);
+    let h = 60 + 330 * n as u32;
+    render(width, h, |root| {
+        let root = root.titled(title, ("sans-serif", 22)).map_err(pe)?;
+        let areas = root.split_evenly((n, 1));
+        for (p, area) in panels.iter().zip(&areas) {
+            let (nx, ny) = (p.nx.max(1) as f64, p.ny.max(1) as f64);
+            let caption = match p.vline {
+                Some((_, label)) => format!("{} (red dashes: {label})", p.title),
+                None => p.title.clone(),
+            };
+            let mut chart = ChartBuilder::on(area)
+                .caption(caption, ("sans-serif", 16))
+                .margin(8)
+                .margin_right(24)
+                .x_label_area_size(40)
+                .y_label_area_size(60)
+                .build_cartesian_2d(0.0..nx, 0.0..ny)
+                .map_err(pe)?;
+            chart
+                .configure_mesh()
+                .disable_mesh()
+                .x_labels(12)
+                .y_labels(8)
+                .x_label_formatter(&|v| short_number(*v))
+                .y_label_formatter(&|v| short_number(*v))
+                .x_desc(p.x_desc)
+                .y_desc(p.y_desc)
+                .label_style(("sans-serif", 13))
+                .draw()
+                .map_err(pe)?;
+            let cells = (0..p.nx).flat_map(|x| {
+                (0..p.ny).map(move |y| {
+                    let v = p.values.get(x * p.ny + y).copied().unwrap_or(0.0);
+                    let (x, y) = (x as f64, y as f64);
+                    Rectangle::new([(x, y), (x + 1.0, y + 1.0)], blues(v).filled())
+                })
+            });
+            chart.draw_series(cells).map_err(pe)?;
+            if let Some((vx, _)) = p.vline {
+                chart
+                    .draw_series(DashedLineSeries::new(
+                        [(vx, 0.0), (vx, ny)],
+                        5,
+                        4,
+                        RED_.stroke_width(2),
+                    ))
+                    .map_err(pe)?;
+            }
+        }
+        Ok(())
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -342,6 +425,28 @@ mod tests {
         assert_eq!(short_number(0.25), "0.25");
         assert_eq!(power_label(-3.0), "1e-3");
         assert_eq!(power_label(2.5), "3.2e2");
+    }
+
+    #[test]
+    fn heatmap_renders() {
+        let v = vec![0.5f32; 6];
+        let png = heatmaps(
+            "t",
+            &[Heatmap {
+                title: "p".into(),
+                values: &v,
+                nx: 3,
+                ny: 2,
+                x_desc: "x",
+                y_desc: "y",
+                vline: Some((1.0, "m")),
+            }],
+            400,
+        )
+        .unwrap();
+        assert_eq!(&png[..8], b"\x89PNG\r\n\x1a\n");
+        assert_eq!(blues(0.0), RGBColor(255, 255, 255));
+        assert_eq!(blues(2.0), RGBColor(8, 48, 107));
     }
 
     #[test]

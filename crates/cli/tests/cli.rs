@@ -694,3 +694,287 @@ fn failed_write_removes_what_it_wrote() {
         small_csv(40)
     );
 }
+
+// ---- rnn ntm -----------------------------------------------------------------
+
+/// A Neural Turing Machine small enough to train in well under a second.
+const NTM_SMALL: &[&str] = &[
+    "--min-len",
+    "1",
+    "--max-len",
+    "3",
+    "--bits",
+    "4",
+    "--controller-size",
+    "16",
+    "--memory-rows",
+    "16",
+    "--memory-width",
+    "6",
+    "--eval-sequences",
+    "32",
+    "--eval-size",
+    "3",
+    "--quiet",
+];
+
+/// Runs `rnn ntm <args>` and checks it fails with exit code `code`, one
+/// line on stderr containing every `needles`, and no `out` folder.
+fn ntm_fails(dir: &Path, args: &[&str], code: i32, needles: &[&str]) {
+    let mut all = vec!["ntm"];
+    all.extend_from_slice(args);
+    all.extend_from_slice(&["--out", "out"]);
+    let o = rnn(&all, dir);
+    let err = text(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(code),
+        "{args:?}: stdout {} stderr {err}",
+        text(&o.stdout)
+    );
+    assert_eq!(
+        err.trim_end().lines().count(),
+        1,
+        "{args:?}: not one line: {err}"
+    );
+    assert!(err.starts_with("rnn: error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{args:?}: {err:?} lacks {n:?}");
+    }
+    assert!(
+        !dir.join("out").exists(),
+        "{args:?}: output folder left behind"
+    );
+}
+
+#[test]
+fn ntm_copy_end_to_end() {
+    let dir = scratch("ntm");
+    let mut args = vec![
+        "ntm",
+        "copy",
+        "--max-sequences",
+        "300",
+        "--eval-every",
+        "100",
+        "--no-stop",
+        "--out",
+        "run",
+    ];
+    args.extend_from_slice(NTM_SMALL);
+    let o = rnn(&args, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("2,630 parameters"), "{out}");
+    assert!(out.contains("not converged within 300 sequences"), "{out}");
+    assert!(out.contains("sequences/s"), "{out}");
+    assert!(out.contains("generalisation"), "{out}");
+    for len in ["10", "40", "120"] {
+        assert!(
+            out.lines()
+                .any(|l| l.split_whitespace().next() == Some(len)),
+            "no row for length {len}: {out}"
+        );
+    }
+    let run = dir.join("run");
+    assert_png(&run.join("weightings.png"));
+    for e in std::fs::read_dir(&run).unwrap() {
+        let name = e.unwrap().file_name().to_string_lossy().into_owned();
+        assert!(!name.starts_with('.'), "leftover {name}");
+    }
+    let ntm = recurrent::ntm::Ntm::load(run.join("model.safetensors")).unwrap();
+    let c = ntm.config();
+    assert_eq!((c.input_size, c.output_size, c.controller_size), (5, 4, 16));
+    assert_eq!((c.memory_rows, c.memory_width), (16, 6));
+
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    for k in [
+        "task",
+        "config",
+        "train_config",
+        "evaluations",
+        "converged_at",
+        "seconds",
+        "sequences_per_second",
+        "generalisation",
+    ] {
+        assert!(m.get(k).is_some(), "metrics.json lacks {k}: {m}");
+    }
+    assert_eq!(m["task"], "copy");
+    assert_eq!(m["config"]["memory_rows"], 16);
+    assert_eq!(m["train_config"]["eval_size"], 3);
+    assert!(m["converged_at"].is_null());
+    let evals = m["evaluations"].as_array().unwrap();
+    let at: Vec<u64> = evals
+        .iter()
+        .map(|e| e["sequences"].as_u64().unwrap())
+        .collect();
+    assert_eq!(at, [100, 200, 300]);
+    for e in evals {
+        assert!(e["loss"].as_f64().unwrap().is_finite(), "{e}");
+        assert!(e["bit_errors"].as_f64().is_some(), "{e}");
+    }
+    let table = m["generalisation"].as_array().unwrap();
+    let sizes: Vec<u64> = table.iter().map(|r| r["size"].as_u64().unwrap()).collect();
+    assert_eq!(sizes, [10, 20, 30, 40, 60, 80, 100, 120]);
+    for r in table {
+        let bits = r["bits_per_sequence"].as_f64().unwrap();
+        let errors = r["bit_errors_per_sequence"].as_f64().unwrap();
+        assert_eq!(bits, 4.0 * r["size"].as_f64().unwrap(), "{r}");
+        assert!((0.0..=bits).contains(&errors), "{r}");
+        assert!((r["bit_error_rate"].as_f64().unwrap() - errors / bits).abs() < 1e-12);
+        assert_eq!(r["sequences"], 32);
+    }
+
+    // Evaluation only: the saved machine, the same table, nothing written.
+    let o = rnn(
+        &[
+            "ntm",
+            "copy",
+            "--load",
+            "run/model.safetensors",
+            "--max-sequences",
+            "0",
+            "--max-len",
+            "3",
+            "--eval-size",
+            "3",
+            "--eval-sequences",
+            "32",
+        ],
+        &dir,
+    );
+    let (out2, err2) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{out2}\nstderr:\n{err2}");
+    assert!(out2.contains("loaded from run/model.safetensors"), "{out2}");
+    assert!(out2.contains("held-out: loss"), "{out2}");
+    let table_of = |s: &str| -> Vec<String> {
+        s.lines()
+            .skip_while(|l| !l.starts_with("generalisation"))
+            .take(10)
+            .map(String::from)
+            .collect()
+    };
+    assert_eq!(table_of(&out), table_of(&out2));
+    assert_eq!(table_of(&out2).len(), 10, "{out2}");
+    assert!(!dir.join("runs").exists());
+}
+
+#[test]
+fn ntm_divergence_keeps_the_last_checkpoint() {
+    let dir = scratch("ntm-nan");
+    // An absurd learning rate: the first update wrecks the machine and the
+    // loss of the second sequence is NaN.
+    let mut args = vec![
+        "ntm",
+        "copy",
+        "--optimizer",
+        "adam",
+        "--lr",
+        "1e30",
+        "--max-sequences",
+        "50",
+        "--eval-every",
+        "1",
+        "--out",
+        "out",
+    ];
+    args.extend_from_slice(NTM_SMALL);
+    let o = rnn(&args, &dir);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+    assert!(err.contains("diverged"), "{err}");
+    assert!(err.contains("training sequence 2"), "{err}");
+    assert!(err.contains("checkpoint"), "{err}");
+    assert!(dir.join("out/model.safetensors").is_file());
+    assert!(!dir.join("out/metrics.json").exists());
+    // No evaluation before the failure: no checkpoint, no folder.
+    let at = args.iter().position(|a| *a == "--eval-every").unwrap();
+    args[at + 1] = "10";
+    args[at - 1] = "100";
+    let pos = args.iter().position(|a| *a == "out").unwrap();
+    args[pos] = "out2";
+    let o = rnn(&args, &dir);
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(1), "{err}");
+    assert!(err.contains("no checkpoint"), "{err}");
+    assert!(!dir.join("out2").exists());
+}
+
+#[test]
+fn ntm_bad_inputs() {
+    let dir = scratch("ntm-bad");
+    ntm_fails(
+        &dir,
+        &["copy", "--memory-init", "0.5", "--learned-memory"],
+        1,
+        &["--memory-init", "--learned-memory"],
+    );
+    ntm_fails(
+        &dir,
+        &["copy", "--min-len", "5", "--max-len", "3"],
+        1,
+        &["--min-len 5", "--max-len 3"],
+    );
+    ntm_fails(&dir, &["copy", "--eval-size", "0"], 1, &["--eval-size"]);
+    ntm_fails(&dir, &["copy", "--memory-rows", "0"], 1, &["--memory-rows"]);
+    ntm_fails(
+        &dir,
+        &["recall", "--max-len", "4"],
+        1,
+        &["--max-len", "recall"],
+    );
+    ntm_fails(
+        &dir,
+        &["copy", "--max-sequences", "0"],
+        1,
+        &["--max-sequences 0", "--load"],
+    );
+    ntm_fails(
+        &dir,
+        &["copy", "--load", "missing.safetensors"],
+        1,
+        &["--load", "missing.safetensors"],
+    );
+    write(&dir, "notes.txt", "not a model\n");
+    ntm_fails(
+        &dir,
+        &["copy", "--load", "notes.txt"],
+        1,
+        &["--load", "notes.txt", "safetensors"],
+    );
+    // Unknown task: clap's error, exit code 2.
+    ntm_fails(&dir, &["copyy"], 2, &["copyy"]);
+
+    // Sizes that disagree with a loaded machine, and a machine that does not
+    // fit the task.
+    let mut args = vec!["ntm", "copy", "--max-sequences", "5", "--out", "m"];
+    args.extend_from_slice(NTM_SMALL);
+    assert!(rnn(&args, &dir).status.success());
+    ntm_fails(
+        &dir,
+        &[
+            "copy",
+            "--load",
+            "m/model.safetensors",
+            "--memory-rows",
+            "32",
+        ],
+        1,
+        &["--memory-rows 32", "memory_rows 16"],
+    );
+    ntm_fails(
+        &dir,
+        &["copy", "--load", "m/model.safetensors", "--bits", "8"],
+        1,
+        &["--bits 8"],
+    );
+    ntm_fails(
+        &dir,
+        &["recall", "--load", "m/model.safetensors"],
+        1,
+        &["does not fit the recall task"],
+    );
+}
