@@ -59,7 +59,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     println!("generalisation (bit errors per sequence, 8 bits per step):");
     for len in [10, 20, 30, 40, 60, 80, 100, 120] {
         let n = if len <= 40 { 640 } else { 128 };
-        let (_, errors) = evaluate(trainer.ntm(), &Task::copy(), len, n, 777)?;
+        let errors = evaluate(trainer.ntm(), &Task::copy(), len, n, 777)?.errors_per_sequence();
         println!(
             "  length {len:>3}: {errors:8.3} ({:.2}% of {} bits)",
             100.0 * errors / (8 * len) as f64,

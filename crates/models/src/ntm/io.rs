@@ -26,6 +26,11 @@ impl Ntm {
         {
             return Err(err(format!("holds a {model:?} model, not an NTM")));
         }
+        if let Some(cell) = file.metadata.get("cell") {
+            return Err(err(format!(
+                "holds a recurrent network ({cell}), not an NTM"
+            )));
+        }
         let config = NtmConfig::from_metadata(|k| file.metadata.get(k).cloned())
             .map_err(|e| err(e.to_string()))?;
         let tensors = file

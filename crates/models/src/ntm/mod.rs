@@ -22,7 +22,7 @@ mod train;
 
 pub use config::{Controller, MAX_HEADS, MemoryInit, NtmConfig};
 pub use model::{Ntm, NtmGradScratch, NtmTape};
-pub use tasks::{Task, TaskBatch, score};
+pub use tasks::{Score, Task, TaskBatch, score};
 pub use train::{
     Evaluation, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, StepStats, TrainPlan,
     TrainReport, evaluate,

@@ -21,8 +21,10 @@ pub enum Task {
     },
     /// Repeat copy: the sequence, a delimiter step, a step carrying the
     /// repeat count `n / max_repeats` on its own channel; then the sequence
-    /// `n` times and an end marker on an extra output channel.
-    /// `T = L + 2 + nL + 1`; input `bits + 2`, output `bits + 1`.
+    /// `n` times and an end marker on an extra output channel. Each row
+    /// draws its own `n`; `T = L + 2 + n_max L + 1` with `n_max` the batch's
+    /// largest, and a row's steps after its end marker are not scored.
+    /// Input `bits + 2`, output `bits + 1`.
     RepeatCopy {
         /// Bits per vector.
         bits: usize,
@@ -52,15 +54,14 @@ pub enum Task {
 }
 
 /// One batch of a task: `x` `[T, B, I]`, `target` `[T, B, O]`, `mask`
-/// `[T]` (1 where the outputs are scored; the same for every row, since a
-/// batch shares its length).
+/// `[T, B]` (1 where the outputs are scored).
 #[derive(Clone, Debug, Default)]
 pub struct TaskBatch {
     /// Inputs `[T, B, I]`.
     pub x: Vec<f32>,
     /// Targets in {0, 1}, `[T, B, O]`.
     pub target: Vec<f32>,
-    /// `[T]`: 1 on the scored steps, 0 elsewhere.
+    /// `[T, B]`: 1 on the scored steps of each row, 0 elsewhere.
     pub mask: Vec<f32>,
     /// `T`.
     pub seq_len: usize,
@@ -198,7 +199,7 @@ impl Task {
     }
 
     /// A batch of `batch` rows with the given size (length, or item count
-    /// for recall; repeat copy draws its repeat count per batch), into `out`
+    /// for recall; repeat copy draws each row's repeat count), into `out`
     /// (buffers reused). Errors: a zero size or batch.
     pub fn generate(
         &self,
@@ -217,17 +218,23 @@ impl Task {
         }
         let (i, o) = (self.input_size(), self.output_size());
         let bit = |rng: &mut SplitMix64| (rng.next_u64() >> 63) as f32;
-        let repeats = match *self {
+        let repeats: Vec<usize> = match *self {
             Self::RepeatCopy {
                 min_repeats,
                 max_repeats,
                 ..
-            } => min_repeats + (rng.next_u64() % (max_repeats - min_repeats + 1) as u64) as usize,
-            _ => 0,
+            } => (0..batch)
+                .map(|_| {
+                    min_repeats + (rng.next_u64() % (max_repeats - min_repeats + 1) as u64) as usize
+                })
+                .collect(),
+            _ => Vec::new(),
         };
         let t = match *self {
             Self::Copy { .. } => 2 * size + 1,
-            Self::RepeatCopy { .. } => size + 2 + repeats * size + 1,
+            Self::RepeatCopy { .. } => {
+                size + 2 + repeats.iter().copied().max().unwrap_or(0) * size + 1
+            }
             Self::AssociativeRecall { item_len, .. } => (size + 2) * (item_len + 1),
         };
         out.seq_len = t;
@@ -237,7 +244,7 @@ impl Task {
         out.target.clear();
         out.target.resize(t * batch * o, 0.0);
         out.mask.clear();
-        out.mask.resize(t, 0.0);
+        out.mask.resize(t * batch, 0.0);
         let xi = |step: usize, row: usize, ch: usize| (step * batch + row) * i + ch;
         let ti = |step: usize, row: usize, ch: usize| (step * batch + row) * o + ch;
         match *self {
@@ -252,26 +259,29 @@ impl Task {
                     }
                     out.x[xi(size, row, bits)] = 1.0;
                 }
-                out.mask[size + 1..].fill(1.0);
+                out.mask[(size + 1) * batch..].fill(1.0);
             }
             Self::RepeatCopy {
                 bits, max_repeats, ..
             } => {
-                for row in 0..batch {
+                for (row, &n) in repeats.iter().enumerate() {
                     for step in 0..size {
                         for ch in 0..bits {
                             let v = bit(rng);
                             out.x[xi(step, row, ch)] = v;
-                            for k in 0..repeats {
+                            for k in 0..n {
                                 out.target[ti(size + 2 + k * size + step, row, ch)] = v;
                             }
                         }
                     }
                     out.x[xi(size, row, bits)] = 1.0;
-                    out.x[xi(size + 1, row, bits + 1)] = repeats as f32 / max_repeats as f32;
-                    out.target[ti(t - 1, row, bits)] = 1.0;
+                    out.x[xi(size + 1, row, bits + 1)] = n as f32 / max_repeats as f32;
+                    let end = size + 2 + n * size;
+                    out.target[ti(end, row, bits)] = 1.0;
+                    for step in size + 2..=end {
+                        out.mask[step * batch + row] = 1.0;
+                    }
                 }
-                out.mask[size + 2..].fill(1.0);
             }
             Self::AssociativeRecall { bits, item_len, .. } => {
                 let items = size;
@@ -301,30 +311,73 @@ impl Task {
                     }
                     out.x[xi(q0 + 1 + item_len, row, bits + 1)] = 1.0;
                 }
-                out.mask[t - item_len..].fill(1.0);
+                out.mask[(t - item_len) * batch..].fill(1.0);
             }
         }
         Ok(())
     }
 }
 
-/// Loss and score of logits `y` `[T, B, O]` against a batch: the mean binary
-/// cross-entropy over the scored steps (from logits, in f64), its gradient
-/// into `dy` `[T, B, O]` (zero on unscored steps), and the thresholded bit
-/// errors summed over the batch.
+/// The score of outputs against a batch (or a sum over batches).
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+pub struct Score {
+    /// Sequences scored.
+    pub sequences: usize,
+    /// Binary cross-entropy summed over the scored bits.
+    pub loss_sum: f64,
+    /// Thresholded bit errors (logit > 0 means 1).
+    pub errors: usize,
+    /// Bits scored.
+    pub bits: usize,
+}
+
+impl Score {
+    /// Mean binary cross-entropy per scored bit.
+    pub fn loss(&self) -> f64 {
+        self.loss_sum / self.bits.max(1) as f64
+    }
+
+    /// Bit errors per sequence.
+    pub fn errors_per_sequence(&self) -> f64 {
+        self.errors as f64 / self.sequences.max(1) as f64
+    }
+
+    /// Scored bits per sequence.
+    pub fn bits_per_sequence(&self) -> f64 {
+        self.bits as f64 / self.sequences.max(1) as f64
+    }
+
+    /// Adds another score.
+    pub fn add(&mut self, other: &Score) {
+        self.sequences += other.sequences;
+        self.loss_sum += other.loss_sum;
+        self.errors += other.errors;
+        self.bits += other.bits;
+    }
+}
+
+/// Scores logits `y` `[T, B, O]` against a batch: binary cross-entropy from
+/// logits (in f64) and thresholded bit errors over the scored steps; writes
+/// the gradient of the *mean* loss per scored bit into `dy` `[T, B, O]`
+/// (zero on unscored steps).
 ///
 /// Errors: lengths that disagree with the batch.
-pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<(f64, usize)> {
+pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<Score> {
     let rows = batch.seq_len * batch.batch;
-    if y.len() != batch.target.len() || dy.len() != y.len() || rows == 0 || y.len() % rows != 0 {
+    if y.len() != batch.target.len()
+        || dy.len() != y.len()
+        || rows == 0
+        || y.len() % rows != 0
+        || batch.mask.len() != rows
+    {
         return Err(Error::shape("y", &[batch.target.len()], &[y.len()]));
     }
     let o = y.len() / rows;
-    let scored = batch.mask.iter().filter(|&&m| m > 0.0).count() * batch.batch * o;
-    let inv = 1.0 / scored.max(1) as f64;
+    let bits = batch.mask.iter().filter(|&&m| m > 0.0).count() * o;
+    let inv = 1.0 / bits.max(1) as f64;
     let (mut loss, mut errors) = (0.0f64, 0usize);
-    for (step, &m) in batch.mask.iter().enumerate() {
-        let range = step * batch.batch * o..(step + 1) * batch.batch * o;
+    for (k, &m) in batch.mask.iter().enumerate() {
+        let range = k * o..(k + 1) * o;
         if m == 0.0 {
             dy[range].fill(0.0);
             continue;
@@ -340,5 +393,10 @@ pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<(f64, usize
             errors += usize::from((x > 0.0) != (t > 0.5));
         }
     }
-    Ok((loss * inv, errors))
+    Ok(Score {
+        sequences: batch.batch,
+        loss_sum: loss,
+        errors,
+        bits,
+    })
 }

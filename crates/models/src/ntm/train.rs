@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use std::time::Instant;
 
 use super::model::{Ntm, NtmGradScratch, NtmTape};
-use super::tasks::{Task, TaskBatch, score};
+use super::tasks::{Score, Task, TaskBatch, score};
 use crate::error::{Error, Result};
 use crate::optim::{
     Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, check_finite, clip_grad_norm,
@@ -154,6 +154,7 @@ pub struct NtmTrainer {
     grads: Params,
     batch: TaskBatch,
     dy: Vec<f32>,
+    backup: Vec<f32>,
     sequences: usize,
 }
 
@@ -201,6 +202,7 @@ impl NtmTrainer {
             scratch: NtmGradScratch::default(),
             batch: TaskBatch::default(),
             dy: Vec::new(),
+            backup: Vec::new(),
             sequences: 0,
         })
     }
@@ -236,7 +238,8 @@ impl NtmTrainer {
         self.ntm
             .forward_train(&self.batch.x, t, b, &mut self.tape)?;
         self.dy.resize(self.tape.y().len(), 0.0);
-        let (loss, errors) = score(self.tape.y(), &self.batch, &mut self.dy)?;
+        let scored = score(self.tape.y(), &self.batch, &mut self.dy)?;
+        let loss = scored.loss();
         let at = self.sequences + b;
         if !loss.is_finite() {
             return Err(Error::NonFinite(format!(
@@ -263,12 +266,22 @@ impl NtmTrainer {
         if let Some(v) = self.config.clip_value {
             clip_grad_value(grads, v);
         }
+        // The update itself can overflow: keep the parameters to restore.
+        self.backup.clear();
+        self.backup.extend_from_slice(self.ntm.params().as_slice());
         self.optimizer
             .step(self.ntm.params_mut(), self.grads.as_slice())?;
+        if let Err(e) = check_finite(
+            self.ntm.params(),
+            &format!("parameters after the update at training sequence {at}"),
+        ) {
+            self.ntm.params_mut().copy_from_slice(&self.backup);
+            return Err(e);
+        }
         self.sequences = at;
         Ok(StepStats {
             loss,
-            bit_errors: errors as f64 / b as f64,
+            bit_errors: scored.errors_per_sequence(),
             size,
             grad_norm,
         })
@@ -277,12 +290,11 @@ impl NtmTrainer {
     /// Loss and bit errors per sequence on `sequences` held-out sequences of
     /// the given size drawn from `seed` (in batches of up to 64).
     pub fn evaluate(&mut self, size: usize, sequences: usize, seed: u64) -> Result<Evaluation> {
-        evaluate(&self.ntm, &self.task, size, sequences, seed).map(|(loss, bit_errors)| {
-            Evaluation {
-                sequences: self.sequences,
-                loss,
-                bit_errors,
-            }
+        let s = evaluate(&self.ntm, &self.task, size, sequences, seed)?;
+        Ok(Evaluation {
+            sequences: self.sequences,
+            loss: s.loss(),
+            bit_errors: s.errors_per_sequence(),
         })
     }
 
@@ -316,6 +328,12 @@ impl NtmTrainer {
             if self.sequences >= next_eval || last {
                 next_eval += plan.eval_every;
                 let e = self.evaluate(plan.eval_size, plan.eval_sequences, plan.eval_seed)?;
+                if !e.loss.is_finite() {
+                    return Err(Error::NonFinite(format!(
+                        "held-out loss {} after {} training sequences",
+                        e.loss, self.sequences
+                    )));
+                }
                 progress(Progress::Evaluated(e));
                 report.evaluations.push(e);
                 if let Some(path) = &plan.checkpoint {
@@ -333,15 +351,10 @@ impl NtmTrainer {
     }
 }
 
-/// Loss and bit errors per sequence of `ntm` on `sequences` sequences of
-/// `task` with the given size, drawn from `seed`, in batches of up to 64.
-pub fn evaluate(
-    ntm: &Ntm,
-    task: &Task,
-    size: usize,
-    sequences: usize,
-    seed: u64,
-) -> Result<(f64, f64)> {
+/// The score of `ntm` on `sequences` held-out sequences of `task` with the
+/// given size, drawn from `seed`, in batches of up to 64. Errors: zero
+/// sequences or size, allocation.
+pub fn evaluate(ntm: &Ntm, task: &Task, size: usize, sequences: usize, seed: u64) -> Result<Score> {
     if sequences == 0 {
         return Err(Error::ZeroSize { what: "sequences" });
     }
@@ -349,16 +362,13 @@ pub fn evaluate(
     let mut batch = TaskBatch::default();
     let mut tape = NtmTape::new();
     let mut dy = Vec::new();
-    let (mut loss, mut errors, mut done) = (0.0, 0usize, 0usize);
-    while done < sequences {
-        let b = (sequences - done).min(64);
+    let mut total = Score::default();
+    while total.sequences < sequences {
+        let b = (sequences - total.sequences).min(64);
         task.generate(&mut rng, b, size, &mut batch)?;
         ntm.forward_train(&batch.x, batch.seq_len, b, &mut tape)?;
         dy.resize(tape.y().len(), 0.0);
-        let (l, e) = score(tape.y(), &batch, &mut dy)?;
-        loss += l * b as f64;
-        errors += e;
-        done += b;
+        total.add(&score(tape.y(), &batch, &mut dy)?);
     }
-    Ok((loss / sequences as f64, errors as f64 / sequences as f64))
+    Ok(total)
 }
