@@ -1030,17 +1030,26 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         (ntm, Some(report))
     };
 
+    // Convergence: the first held-out evaluation under the threshold (also
+    // with --no-stop, where training goes on past it).
+    let threshold = a.stop_below.unwrap_or(0.1);
+    let converged_at = report.as_ref().and_then(|r| {
+        r.evaluations
+            .iter()
+            .find(|e| e.bit_errors < threshold)
+            .map(|e| e.sequences)
+    });
     if let Some(r) = &report {
-        let last = r.evaluations.last();
-        match r.converged_at {
+        let last = r.evaluations.last().map_or(f64::NAN, |e| e.bit_errors);
+        match converged_at {
             Some(n) => println!(
-                "converged at {n} sequences ({:.3} held-out bit errors/seq)",
-                last.map_or(f64::NAN, |e| e.bit_errors)
+                "converged at {n} sequences (first held-out evaluation under {threshold} \
+                 bit errors/seq); last held-out: {last:.3} bit errors/seq"
             ),
             None => println!(
-                "not converged within {} sequences (last held-out: {:.3} bit errors/seq)",
-                r.sequences,
-                last.map_or(f64::NAN, |e| e.bit_errors)
+                "not converged within {} sequences (no held-out evaluation under \
+                 {threshold}; last: {last:.3} bit errors/seq)",
+                r.sequences
             ),
         }
         println!(
@@ -1064,7 +1073,7 @@ pub fn run(a: &NtmArgs) -> Result<()> {
                 .iter()
                 .map(|e| json!({ "sequences": e.sequences, "loss": e.loss, "bit_errors": e.bit_errors }))
                 .collect(),
-            r.converged_at,
+            converged_at,
             r.sequences,
             r.seconds,
         ),
