@@ -25,6 +25,7 @@ pub mod lstm;
 pub(crate) mod math;
 pub mod reduce;
 pub mod simd;
+pub mod team;
 pub mod threads;
 
 pub use activation::Activation;

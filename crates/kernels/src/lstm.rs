@@ -175,6 +175,147 @@ pub fn backward(
     });
 }
 
+/// The buffers of a whole LSTM layer-direction's forward pass (row-major).
+pub struct Sequence<'a> {
+    /// `[T, B, 4H]`: the input projections with the biases in; the
+    /// activated gates out (kept for backward).
+    pub gates: &'a mut [f32],
+    /// `[4H, H]`, the recurrent weights.
+    pub w_hh: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots: forward, the state before step `t`
+    /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
+    /// after is `t`. The initial state is in place.
+    pub states: &'a mut [f32],
+    /// `[T+1, B, H]` cell-state slots, as `states`.
+    pub cells: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether time runs backwards (the reverse direction).
+    pub reverse: bool,
+}
+
+/// A raw pointer shared by the team's threads, each touching its own
+/// elements.
+#[derive(Clone, Copy)]
+struct Shared(*mut f32);
+// SAFETY: the pointer is only dereferenced on disjoint elements per thread
+// (see `forward_sequence`), with steps ordered by `team::run_steps`.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    /// The pointer (a method, so that closures capture the whole `Shared`).
+    fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// Hidden units per team chunk at least (a few SIMD vectors each).
+const MIN_UNITS_PER_CHUNK: usize = 16;
+
+/// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
+/// W_hh^T` and the fused kernel of [`forward`], with the hidden units split
+/// over up to `threads` threads that walk the steps together
+/// ([`crate::team`]): each thread owns a block of units (its rows of each
+/// gate block of `W_hh`, its columns of `P`, `c` and `h`), so a step needs
+/// no fork-join, only the others' `h_{t-1}`.
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes (a broken internal
+/// invariant).
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
+    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
+    let (gh, bh) = (4 * hd, b * hd);
+    assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
+    assert_eq!(seq.w_hh.len(), gh * hd, "w_hh");
+    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
+    assert_eq!(seq.cells.len(), (t_len + 1) * bh, "cells");
+    let chunks = threads.min(hd / MIN_UNITS_PER_CHUNK).max(1);
+    let (gates, states, cells) = (
+        Shared(seq.gates.as_mut_ptr()),
+        Shared(seq.states.as_mut_ptr()),
+        Shared(seq.cells.as_mut_ptr()),
+    );
+    let (w_hh, reverse) = (seq.w_hh, seq.reverse);
+    let work = move |step: usize, chunk: usize| {
+        let t = if reverse { t_len - 1 - step } else { step };
+        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+        let units = crate::team::split_range(hd, chunks, 8, chunk);
+        let n = units.len();
+        // SAFETY (every block below): all offsets lie inside the buffers
+        // whose lengths were asserted above. During step `t` this chunk
+        // writes only its units' columns of gates[t], cells[out] and
+        // states[out]; the other chunks of the step write their own units;
+        // slot `prev` is read only (it was written in the previous step,
+        // which `run_steps` completed, with release/acquire ordering,
+        // before this step started).
+        let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(prev * bh), bh) };
+        let g_t = unsafe { gates.get().add(t * b * gh) };
+        for g in 0..4 {
+            let rows = &w_hh[(g * hd + units.start) * hd..(g * hd + units.end) * hd];
+            unsafe {
+                crate::gemm::gemm_abt_add_raw(
+                    crate::Mat::new(h_prev, b, hd),
+                    crate::Mat::new(rows, n, hd),
+                    g_t.add(g * hd + units.start),
+                    gh,
+                );
+            }
+        }
+        dispatch(ForwardUnits {
+            gates: g_t,
+            c_prev: unsafe { cells.get().add(prev * bh) },
+            c: unsafe { cells.get().add(out * bh) },
+            h: unsafe { states.get().add(out * bh) },
+            batch: b,
+            hidden: hd,
+            units,
+        });
+    };
+    crate::team::run_steps(threads, t_len, chunks, &work);
+}
+
+/// [`Forward`] on the units `units` of every row, through raw pointers
+/// (see [`forward_sequence`] for why they are disjoint between threads).
+struct ForwardUnits {
+    gates: *mut f32,
+    c_prev: *mut f32,
+    c: *mut f32,
+    h: *mut f32,
+    batch: usize,
+    hidden: usize,
+    units: std::ops::Range<usize>,
+}
+
+impl WithSimd for ForwardUnits {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
+        for r in 0..self.batch {
+            // SAFETY: rows `r < batch` and units `u0 + n <= hidden` of
+            // buffers sized `[B, 4H]` / `[B, H]` (asserted by the caller),
+            // which this thread alone accesses during the step; the eight
+            // slices are pairwise disjoint.
+            let (row, st) = (r * 4 * hd + u0, r * hd + u0);
+            let part =
+                |p: *mut f32, at: usize| unsafe { std::slice::from_raw_parts_mut(p.add(at), n) };
+            let c_prev = unsafe { std::slice::from_raw_parts(self.c_prev.add(st), n) };
+            let [i, f, g, o] = [0, 1, 2, 3].map(|k| part(self.gates, row + k * hd));
+            zip_map(
+                simd,
+                [c_prev],
+                [i, f, g, o, part(self.c, st), part(self.h, st)],
+                &ForwardLanes,
+            );
+        }
+    }
+}
+
 /// Scalar twins of this module's kernels.
 pub mod scalar {
     use crate::math::scalar::{sigmoid, tanh};

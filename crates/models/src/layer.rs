@@ -21,7 +21,7 @@
 
 use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
 
-use crate::cells::{BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights};
+use crate::cells::{BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights};
 use crate::error::{Error, Result};
 
 /// Sizes and direction of one layer run.
@@ -231,7 +231,20 @@ pub(crate) fn forward(
         init(&mut tape.cells, c0);
     }
 
-    // 2. The time loop.
+    // 2. The time loop: the cell's threaded sequence kernel when it has one
+    // (variable-length batches keep the per-step loop, which freezes rows).
+    if run.lengths.is_none() {
+        let seq = FwdSequence {
+            gates: &mut tape.gates,
+            states: &mut tape.states,
+            cells: &mut tape.cells,
+            seq_len: t_len,
+            reverse: run.reverse,
+        };
+        if cell.forward_sequence(w, d, seq) {
+            return;
+        }
+    }
     for t in run.times() {
         let (h_prev, h) = slots(&mut tape.states, bh, run.prev_slot(t), run.out_slot(t));
         let (c_prev, c): (&[f32], &mut [f32]) = if has_cell_state {

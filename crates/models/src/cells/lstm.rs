@@ -4,7 +4,8 @@
 use rnn_kernels::lstm;
 
 use super::{
-    BwdStep, Cell, Dims, FwdStep, LayerWeights, recurrent_gradient, recurrent_product, rows,
+    BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient, recurrent_product,
+    rows,
 };
 
 pub(crate) struct LstmCell;
@@ -14,6 +15,21 @@ impl Cell for LstmCell {
         let gh = d.gh();
         recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, s.gates, gh, true);
         lstm::forward(s.gates, s.c_prev, s.c, s.h, d.hidden);
+    }
+
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+        let seq = lstm::Sequence {
+            gates: s.gates,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            states: s.states,
+            cells: s.cells,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        lstm::forward_sequence(seq, rayon::current_num_threads());
+        true
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {

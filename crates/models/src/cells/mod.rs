@@ -61,6 +61,22 @@ pub(crate) struct FwdStep<'a> {
     pub scratch: &'a mut [f32],
 }
 
+/// The buffers of a whole layer-direction's forward pass (row-major; state
+/// slots as in [`crate::layer`]).
+pub(crate) struct FwdSequence<'a> {
+    /// `[T, B, G*H]`: input projections with folded biases in, activated
+    /// gates out.
+    pub gates: &'a mut [f32],
+    /// `[T+1, B, H]` hidden-state slots, the initial state in place.
+    pub states: &'a mut [f32],
+    /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
+    pub cells: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// Whether time runs backwards.
+    pub reverse: bool,
+}
+
 /// The buffers of one backward step (all row-major).
 pub(crate) struct BwdStep<'a> {
     /// `[B, G*H]` activated gates from the forward step.
@@ -132,6 +148,14 @@ pub(crate) trait Cell: Sync {
 
     /// One forward step: recurrent GEMM(s) and fused kernel(s).
     fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>);
+
+    /// The whole time loop at once, when the cell has a threaded sequence
+    /// kernel (the hidden units split over the pool's threads, no fork-join
+    /// per step); returns `false` (touching nothing) when it has none, and
+    /// the driver then runs [`Cell::forward_step`] per step.
+    fn forward_sequence(&self, _w: &LayerWeights<'_>, _d: Dims, _s: FwdSequence<'_>) -> bool {
+        false
+    }
 
     /// One backward step: fused kernel(s), then `dh_prev` including the
     /// recurrent GEMM(s).

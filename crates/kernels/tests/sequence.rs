@@ -1,0 +1,107 @@
+//! The threaded whole-sequence LSTM forward (`lstm::forward_sequence`, the
+//! hidden units split over a team of threads) equals the step-by-step
+//! forward (full GEMM + fused step kernel), in both time directions, for
+//! every thread count.
+
+use rnn_kernels::{Mat, MatMut, Op, gemm, lstm};
+
+fn data(n: usize, seed: u32) -> Vec<f32> {
+    (0..n)
+        .map(|i| {
+            let v = (i as u32)
+                .wrapping_mul(2_654_435_761)
+                .wrapping_add(seed.wrapping_mul(97));
+            (v % 2000) as f32 / 1000.0 - 1.0
+        })
+        .collect()
+}
+
+/// The reference: one step at a time.
+fn stepwise(
+    gates: &mut [f32],
+    w_hh: &[f32],
+    states: &mut [f32],
+    cells: &mut [f32],
+    (t_len, b, hd): (usize, usize, usize),
+    reverse: bool,
+) {
+    let (gh, bh) = (4 * hd, b * hd);
+    for s in 0..t_len {
+        let t = if reverse { t_len - 1 - s } else { s };
+        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+        let g = &mut gates[t * b * gh..(t + 1) * b * gh];
+        let h_prev = states[prev * bh..(prev + 1) * bh].to_vec();
+        gemm(
+            1.0,
+            Mat::new(&h_prev, b, hd),
+            Op::N,
+            Mat::new(w_hh, gh, hd),
+            Op::T,
+            1.0,
+            MatMut::new(g, b, gh),
+        );
+        let c_prev = cells[prev * bh..(prev + 1) * bh].to_vec();
+        let mut c = vec![0.0; bh];
+        let mut h = vec![0.0; bh];
+        lstm::forward(g, &c_prev, &mut c, &mut h, hd);
+        cells[out * bh..(out + 1) * bh].copy_from_slice(&c);
+        states[out * bh..(out + 1) * bh].copy_from_slice(&h);
+    }
+}
+
+fn max_diff(a: &[f32], b: &[f32]) -> f32 {
+    a.iter()
+        .zip(b)
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f32::max)
+}
+
+#[test]
+fn team_forward_equals_stepwise_forward() {
+    for &(t_len, b, hd) in &[(5, 3, 16), (7, 4, 40), (3, 1, 64), (4, 2, 33), (2, 5, 8)] {
+        for reverse in [false, true] {
+            for threads in [1, 2, 3, 4] {
+                let (gh, bh) = (4 * hd, b * hd);
+                let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
+                let gates0 = data(t_len * b * gh, 2);
+                let mut states0 = vec![0.0; (t_len + 1) * bh];
+                let mut cells0 = vec![0.0; (t_len + 1) * bh];
+                let init = if reverse { t_len } else { 0 };
+                states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
+                cells0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 4));
+
+                let (mut g_ref, mut s_ref, mut c_ref) =
+                    (gates0.clone(), states0.clone(), cells0.clone());
+                stepwise(
+                    &mut g_ref,
+                    &w_hh,
+                    &mut s_ref,
+                    &mut c_ref,
+                    (t_len, b, hd),
+                    reverse,
+                );
+                let (mut g, mut s, mut c) = (gates0.clone(), states0.clone(), cells0.clone());
+                rnn_kernels::threads::install(|| {
+                    lstm::forward_sequence(
+                        lstm::Sequence {
+                            gates: &mut g,
+                            w_hh: &w_hh,
+                            states: &mut s,
+                            cells: &mut c,
+                            seq_len: t_len,
+                            batch: b,
+                            hidden: hd,
+                            reverse,
+                        },
+                        threads,
+                    )
+                });
+                let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
+                for (name, x, y) in [("gates", &g, &g_ref), ("h", &s, &s_ref), ("c", &c, &c_ref)] {
+                    let d = max_diff(x, y);
+                    assert!(d <= 2e-6, "{case}: {name} differs by {d}");
+                }
+            }
+        }
+    }
+}
