@@ -238,6 +238,28 @@ pub(crate) unsafe fn gemm_abt_add_raw(a: Mat<'_>, b: Mat<'_>, c: *mut f32, strid
     matmul(c, Accum::Add, a, b, 1.0, Par::Seq);
 }
 
+/// `c = a * b`, sequential: `a` `[m, k]`, `b` `[k, n]`, `c` the `m x n`
+/// view at `c` with row stride `stride`, overwritten.
+///
+/// # Safety
+/// As [`gemm_abt_add_raw`].
+pub(crate) unsafe fn gemm_ab_raw(a: Mat<'_>, b: Mat<'_>, c: *mut f32, stride: usize) {
+    let (a, b) = (a.faer(Op::N), b.faer(Op::N));
+    assert_eq!(a.ncols(), b.nrows(), "gemm: inner dimensions");
+    let (m, n) = (a.nrows(), b.ncols());
+    if m == 0 || n == 0 {
+        return;
+    }
+    // SAFETY: the caller guarantees the view is valid and exclusively ours.
+    let c = unsafe { FaerMatMut::from_raw_parts_mut(c, m, n, stride as isize, 1) };
+    if a.ncols() == 0 {
+        let mut c = c;
+        c.fill(0.0);
+        return;
+    }
+    matmul(c, Accum::Replace, a, b, 1.0, Par::Seq);
+}
+
 /// Runs the product on `threads` threads by splitting the output in blocks
 /// of rows or columns (whichever dimension is longer), each block a
 /// sequential faer product. Measured on 2 cores, this beats faer's own

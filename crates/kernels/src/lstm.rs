@@ -316,6 +316,168 @@ impl WithSimd for ForwardUnits {
     }
 }
 
+/// The buffers of a whole LSTM layer-direction's backward pass (row-major;
+/// slots as in [`Sequence`]).
+pub struct SequenceGrads<'a> {
+    /// `[T, B, 4H]` activated gates from the forward pass.
+    pub gates: &'a [f32],
+    /// `[4H, H]`.
+    pub w_hh: &'a [f32],
+    /// `[T+1, B, H]` cell-state slots from the forward pass.
+    pub cells: &'a [f32],
+    /// Upstream gradient w.r.t. the outputs: row `t*B + b` of `dy` (row
+    /// stride `dy_stride`) holds `dh_t[b]` in columns `dy_offset..+H`.
+    pub dy: &'a [f32],
+    /// Column of `h` in `dy`'s rows.
+    pub dy_offset: usize,
+    /// Row stride of `dy`.
+    pub dy_stride: usize,
+    /// `[T, B, 4H]`, the gradient w.r.t. the pre-activations, written.
+    pub dgates: &'a mut [f32],
+    /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
+    /// initial one out.
+    pub dh: &'a mut [f32],
+    /// `[B, H]` scratch.
+    pub dh_spare: &'a mut [f32],
+    /// `[B, H]`: the gradient w.r.t. the final cell state in, w.r.t. the
+    /// initial one out.
+    pub dc: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether the forward pass ran backwards in time.
+    pub reverse: bool,
+}
+
+/// The whole backward pass of one layer-direction (without the weight
+/// gradients, which are single GEMMs over all steps): per step in reverse,
+/// `dh_t += dy_t`, the fused kernel of [`backward`] giving `dP_t` and
+/// `dc_{t-1}`, then `dh_{t-1} = dP_t W_hh`. The hidden units are split over
+/// up to `threads` threads as in [`forward_sequence`], with two barriers per
+/// step: the kernel needs only its units, the product needs all of `dP_t`.
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes.
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
+    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
+    let (gh, bh) = (4 * hd, b * hd);
+    assert_eq!(g.gates.len(), t_len * b * gh, "gates");
+    assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
+    assert_eq!(g.w_hh.len(), gh * hd, "w_hh");
+    assert_eq!(g.cells.len(), (t_len + 1) * bh, "cells");
+    assert!(g.dh.len() == bh && g.dh_spare.len() == bh && g.dc.len() == bh);
+    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
+    let chunks = threads.min(hd / MIN_UNITS_PER_CHUNK).max(1);
+    let dgates = Shared(g.dgates.as_mut_ptr());
+    let dh = [Shared(g.dh.as_mut_ptr()), Shared(g.dh_spare.as_mut_ptr())];
+    let dc = Shared(g.dc.as_mut_ptr());
+    let (gates, cells, w_hh, dy) = (g.gates, g.cells, g.w_hh, g.dy);
+    let (dy_offset, dy_stride, reverse) = (g.dy_offset, g.dy_stride, g.reverse);
+    // Ticket step 2s: kernel of time step s (in backward order); 2s + 1: the
+    // product giving dh_{t-1}. dh of step s lives in buffer s % 2.
+    let work = move |phase: usize, chunk: usize| {
+        let s = phase / 2;
+        let t = if reverse { s } else { t_len - 1 - s };
+        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+        let units = crate::team::split_range(hd, chunks, 8, chunk);
+        let (cur, next) = (dh[s % 2].get(), dh[(s + 1) % 2].get());
+        // SAFETY (every block below): offsets lie inside buffers whose
+        // lengths were asserted above. In a kernel phase this chunk writes
+        // only its units' columns of dgates[t], dc and dh[s % 2]; in a
+        // product phase only its units' columns of dh[(s + 1) % 2], reading
+        // dgates[t], which the previous phase completed (the team orders
+        // phases with release/acquire).
+        let dg_t = unsafe { dgates.get().add(t * b * gh) };
+        if phase % 2 == 0 {
+            dispatch(BackwardUnits {
+                gates: &gates[t * b * gh..(t + 1) * b * gh],
+                c_prev: &cells[prev * bh..(prev + 1) * bh],
+                c: &cells[out * bh..(out + 1) * bh],
+                dy: &dy[t * b * dy_stride..],
+                dy_offset,
+                dy_stride,
+                dh: cur,
+                dc: dc.get(),
+                dgates: dg_t,
+                batch: b,
+                hidden: hd,
+                units,
+            });
+        } else {
+            let dg = unsafe { std::slice::from_raw_parts(dg_t.cast_const(), b * gh) };
+            let cols = &w_hh[units.start..];
+            unsafe {
+                crate::gemm::gemm_ab_raw(
+                    crate::Mat::new(dg, b, gh),
+                    crate::Mat::strided(cols, gh, units.len(), hd),
+                    next.add(units.start),
+                    hd,
+                );
+            }
+        }
+    };
+    crate::team::run_steps(threads, 2 * t_len, chunks, &work);
+    if t_len % 2 == 1 {
+        g.dh.copy_from_slice(g.dh_spare);
+    }
+}
+
+/// [`Backward`] on the units `units` of every row, adding the upstream
+/// gradient first, through raw pointers (disjoint between threads, see
+/// [`backward_sequence`]).
+struct BackwardUnits<'a> {
+    gates: &'a [f32],
+    c_prev: &'a [f32],
+    c: &'a [f32],
+    dy: &'a [f32],
+    dy_offset: usize,
+    dy_stride: usize,
+    dh: *mut f32,
+    dc: *mut f32,
+    dgates: *mut f32,
+    batch: usize,
+    hidden: usize,
+    units: std::ops::Range<usize>,
+}
+
+impl WithSimd for BackwardUnits<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
+        for r in 0..self.batch {
+            let (row, st) = (r * 4 * hd + u0, r * hd + u0);
+            // SAFETY: rows `r < batch`, units `u0 + n <= hidden` of buffers
+            // sized `[B, 4H]` / `[B, H]`, accessed by this thread alone
+            // during the phase; the slices are pairwise disjoint.
+            let part =
+                |p: *mut f32, at: usize| unsafe { std::slice::from_raw_parts_mut(p.add(at), n) };
+            let dh = part(self.dh, st);
+            let up = &self.dy[r * self.dy_stride + self.dy_offset + u0..][..n];
+            dh.iter_mut().zip(up).for_each(|(a, g)| *a += g);
+            let [i, f, g, o] = [0, 1, 2, 3].map(|k| &self.gates[row + k * hd..][..n]);
+            let [di, df, dg, dout] = [0, 1, 2, 3].map(|k| part(self.dgates, row + k * hd));
+            zip_map(
+                simd,
+                [
+                    i,
+                    f,
+                    g,
+                    o,
+                    &self.c_prev[st..st + n],
+                    &self.c[st..st + n],
+                    &*dh,
+                ],
+                [part(self.dc, st), di, df, dg, dout],
+                &BackwardLanes,
+            );
+        }
+    }
+}
+
 /// Scalar twins of this module's kernels.
 pub mod scalar {
     use crate::math::scalar::{sigmoid, tanh};

@@ -105,3 +105,89 @@ fn team_forward_equals_stepwise_forward() {
         }
     }
 }
+
+#[test]
+fn team_backward_equals_stepwise_backward() {
+    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33), (1, 2, 32)] {
+        for reverse in [false, true] {
+            for threads in [1, 2, 3] {
+                let (gh, bh) = (4 * hd, b * hd);
+                let (stride, offset) = (2 * hd + 3, hd / 2);
+                let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
+                // Activated gates in (0, 1) (g in (-1, 1)), any cell states.
+                let gates: Vec<f32> = data(t_len * b * gh, 5)
+                    .iter()
+                    .map(|v| 0.5 + 0.4 * v)
+                    .collect();
+                let cells = data((t_len + 1) * bh, 6);
+                let dy = data(t_len * b * stride, 7);
+                let (dh_n, dc_n) = (data(bh, 8), data(bh, 9));
+
+                // Reference: the per-step kernel and a full GEMM.
+                let mut dg_ref = vec![0.0; t_len * b * gh];
+                let (mut dh, mut dc) = (dh_n.clone(), dc_n.clone());
+                for s in 0..t_len {
+                    let t = if reverse { s } else { t_len - 1 - s };
+                    let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                    for r in 0..b {
+                        for j in 0..hd {
+                            dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
+                        }
+                    }
+                    let dg = &mut dg_ref[t * b * gh..(t + 1) * b * gh];
+                    lstm::backward(
+                        &gates[t * b * gh..(t + 1) * b * gh],
+                        &cells[prev * bh..(prev + 1) * bh],
+                        &cells[out * bh..(out + 1) * bh],
+                        &dh,
+                        &mut dc,
+                        dg,
+                        hd,
+                    );
+                    gemm(
+                        1.0,
+                        Mat::new(dg, b, gh),
+                        Op::N,
+                        Mat::new(&w_hh, gh, hd),
+                        Op::N,
+                        0.0,
+                        MatMut::new(&mut dh, b, hd),
+                    );
+                }
+
+                let mut dgates = vec![f32::NAN; t_len * b * gh];
+                let (mut dh2, mut dc2, mut spare) = (dh_n.clone(), dc_n.clone(), vec![0.0; bh]);
+                rnn_kernels::threads::install(|| {
+                    lstm::backward_sequence(
+                        lstm::SequenceGrads {
+                            gates: &gates,
+                            w_hh: &w_hh,
+                            cells: &cells,
+                            dy: &dy,
+                            dy_offset: offset,
+                            dy_stride: stride,
+                            dgates: &mut dgates,
+                            dh: &mut dh2,
+                            dh_spare: &mut spare,
+                            dc: &mut dc2,
+                            seq_len: t_len,
+                            batch: b,
+                            hidden: hd,
+                            reverse,
+                        },
+                        threads,
+                    )
+                });
+                let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
+                for (name, x, y) in [
+                    ("dgates", &dgates, &dg_ref),
+                    ("dh0", &dh2, &dh),
+                    ("dc0", &dc2, &dc),
+                ] {
+                    let d = max_diff(x, y);
+                    assert!(d <= 1e-5, "{case}: {name} differs by {d}");
+                }
+            }
+        }
+    }
+}

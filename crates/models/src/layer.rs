@@ -21,7 +21,9 @@
 
 use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
 
-use crate::cells::{BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights};
+use crate::cells::{
+    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
+};
 use crate::error::{Error, Result};
 
 /// Sizes and direction of one layer run.
@@ -418,8 +420,27 @@ pub(crate) fn backward(
         }
     }
 
-    // 3. The reverse time loop.
-    for t in run.times().rev() {
+    // 3. The reverse time loop: the cell's threaded sequence kernel when it
+    // has one (not for variable-length batches), else step by step.
+    let whole = run.lengths.is_none()
+        && cell.backward_sequence(
+            w,
+            d,
+            BwdSequence {
+                gates: &tape.gates,
+                cells: &tape.cells,
+                dy: up.dy,
+                dy_offset: up.offset,
+                dy_stride: up.stride,
+                dgates: &mut buf.dgates,
+                dh: &mut buf.dh,
+                dh_spare: &mut buf.dh_prev,
+                dc: &mut buf.dc,
+                seq_len: t_len,
+                reverse: run.reverse,
+            },
+        );
+    for t in run.times().rev().filter(|_| !whole) {
         for (b, dh) in buf.dh.chunks_exact_mut(hd).enumerate() {
             if run.valid(t, b) {
                 let row = (t * d.batch + b) * up.stride + up.offset;

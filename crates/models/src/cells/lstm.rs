@@ -4,8 +4,8 @@
 use rnn_kernels::lstm;
 
 use super::{
-    BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient, recurrent_product,
-    rows,
+    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient,
+    recurrent_product, rows,
 };
 
 pub(crate) struct LstmCell;
@@ -29,6 +29,27 @@ impl Cell for LstmCell {
             reverse: s.reverse,
         };
         lstm::forward_sequence(seq, rayon::current_num_threads());
+        true
+    }
+
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
+        let grads = lstm::SequenceGrads {
+            gates: s.gates,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            cells: s.cells,
+            dy: s.dy,
+            dy_offset: s.dy_offset,
+            dy_stride: s.dy_stride,
+            dgates: s.dgates,
+            dh: s.dh,
+            dh_spare: s.dh_spare,
+            dc: s.dc,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        lstm::backward_sequence(grads, rayon::current_num_threads());
         true
     }
 

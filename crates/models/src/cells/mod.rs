@@ -77,6 +77,33 @@ pub(crate) struct FwdSequence<'a> {
     pub reverse: bool,
 }
 
+/// The buffers of a whole layer-direction's backward pass (row-major).
+pub(crate) struct BwdSequence<'a> {
+    /// `[T, B, G*H]` activated gates.
+    pub gates: &'a [f32],
+    /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
+    pub cells: &'a [f32],
+    /// Upstream gradient: `dh_t[b]` is columns `dy_offset..+H` of row
+    /// `t*B + b` (row stride `dy_stride`).
+    pub dy: &'a [f32],
+    /// See `dy`.
+    pub dy_offset: usize,
+    /// See `dy`.
+    pub dy_stride: usize,
+    /// `[T, B, G*H]`, written.
+    pub dgates: &'a mut [f32],
+    /// `[B, H]`: gradient w.r.t. the final hidden state in, initial out.
+    pub dh: &'a mut [f32],
+    /// `[B, H]` scratch.
+    pub dh_spare: &'a mut [f32],
+    /// `[B, H]` (LSTM): gradient w.r.t. the final cell state in, initial out.
+    pub dc: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// Whether time runs backwards.
+    pub reverse: bool,
+}
+
 /// The buffers of one backward step (all row-major).
 pub(crate) struct BwdStep<'a> {
     /// `[B, G*H]` activated gates from the forward step.
@@ -160,6 +187,13 @@ pub(crate) trait Cell: Sync {
     /// One backward step: fused kernel(s), then `dh_prev` including the
     /// recurrent GEMM(s).
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>);
+
+    /// The whole reverse time loop at once (see [`Cell::forward_sequence`]);
+    /// returns `false`, touching nothing, when the cell has no sequence
+    /// kernel.
+    fn backward_sequence(&self, _w: &LayerWeights<'_>, _d: Dims, _s: BwdSequence<'_>) -> bool {
+        false
+    }
 
     /// `dw_hh += D^T H_prev` and `db_hh += colsum(D)`, `D` the gradient
     /// w.r.t. the recurrent projection. Default: `D = dhw` if the cell has a
