@@ -24,6 +24,7 @@ pub mod gru;
 pub mod lstm;
 pub(crate) mod math;
 pub mod reduce;
+mod sequence;
 pub mod simd;
 pub mod team;
 pub mod threads;

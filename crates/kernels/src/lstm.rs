@@ -19,6 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
+use crate::sequence::{self, Loop, Part, Shared, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -198,25 +199,6 @@ pub struct Sequence<'a> {
     pub reverse: bool,
 }
 
-/// A raw pointer shared by the team's threads, each touching its own
-/// elements.
-#[derive(Clone, Copy)]
-struct Shared(*mut f32);
-// SAFETY: the pointer is only dereferenced on disjoint elements per thread
-// (see `forward_sequence`), with steps ordered by `team::run_steps`.
-unsafe impl Send for Shared {}
-unsafe impl Sync for Shared {}
-
-impl Shared {
-    /// The pointer (a method, so that closures capture the whole `Shared`).
-    fn get(self) -> *mut f32 {
-        self.0
-    }
-}
-
-/// Hidden units per team chunk at least (a few SIMD vectors each).
-const MIN_UNITS_PER_CHUNK: usize = 16;
-
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
 /// W_hh^T` and the fused kernel of [`forward`], with the hidden units split
 /// over up to `threads` threads that walk the steps together
@@ -229,54 +211,39 @@ const MIN_UNITS_PER_CHUNK: usize = 16;
 /// invariant).
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
-    let (gh, bh) = (4 * hd, b * hd);
-    assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
-    assert_eq!(seq.w_hh.len(), gh * hd, "w_hh");
+    let bh = b * hd;
+    assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
     assert_eq!(seq.cells.len(), (t_len + 1) * bh, "cells");
-    let chunks = threads.min(hd / MIN_UNITS_PER_CHUNK).max(1);
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 4,
+        reverse: seq.reverse,
+        threads,
+    };
     let (gates, states, cells) = (
-        Shared(seq.gates.as_mut_ptr()),
-        Shared(seq.states.as_mut_ptr()),
-        Shared(seq.cells.as_mut_ptr()),
+        Shared::new(seq.gates),
+        Shared::new(seq.states),
+        Shared::new(seq.cells),
     );
-    let (w_hh, reverse) = (seq.w_hh, seq.reverse);
-    let work = move |step: usize, chunk: usize| {
-        let t = if reverse { t_len - 1 - step } else { step };
-        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
-        let units = crate::team::split_range(hd, chunks, 8, chunk);
-        let n = units.len();
-        // SAFETY (every block below): all offsets lie inside the buffers
-        // whose lengths were asserted above. During step `t` this chunk
-        // writes only its units' columns of gates[t], cells[out] and
-        // states[out]; the other chunks of the step write their own units;
-        // slot `prev` is read only (it was written in the previous step,
-        // which `run_steps` completed, with release/acquire ordering,
-        // before this step started).
-        let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(prev * bh), bh) };
-        let g_t = unsafe { gates.get().add(t * b * gh) };
-        for g in 0..4 {
-            let rows = &w_hh[(g * hd + units.start) * hd..(g * hd + units.end) * hd];
-            unsafe {
-                crate::gemm::gemm_abt_add_raw(
-                    crate::Mat::new(h_prev, b, hd),
-                    crate::Mat::new(rows, n, hd),
-                    g_t.add(g * hd + units.start),
-                    gh,
-                );
-            }
-        }
+    let kernel = move |p: &Part| {
+        // SAFETY: offsets inside the buffers asserted above; the kernel
+        // touches only the part's units (the team's contract).
         dispatch(ForwardUnits {
-            gates: g_t,
-            c_prev: unsafe { cells.get().add(prev * bh) },
-            c: unsafe { cells.get().add(out * bh) },
-            h: unsafe { states.get().add(out * bh) },
+            gates: unsafe { gates.get().add(p.t * b * 4 * hd) },
+            c_prev: unsafe { cells.get().add(p.prev * bh) },
+            c: unsafe { cells.get().add(p.out * bh) },
+            h: unsafe { states.get().add(p.out * bh) },
             batch: b,
             hidden: hd,
-            units,
+            units: p.units.clone(),
         });
     };
-    crate::team::run_steps(threads, t_len, chunks, &work);
+    // SAFETY: the buffers have the sizes asserted above and are borrowed
+    // mutably for the call; `ForwardUnits` writes only its units.
+    unsafe { sequence::forward(l, seq.w_hh, gates, states, &kernel) };
 }
 
 /// [`Forward`] on the units `units` of every row, through raw pointers
@@ -302,8 +269,7 @@ impl WithSimd for ForwardUnits {
             // which this thread alone accesses during the step; the eight
             // slices are pairwise disjoint.
             let (row, st) = (r * 4 * hd + u0, r * hd + u0);
-            let part =
-                |p: *mut f32, at: usize| unsafe { std::slice::from_raw_parts_mut(p.add(at), n) };
+            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
             let c_prev = unsafe { std::slice::from_raw_parts(self.c_prev.add(st), n) };
             let [i, f, g, o] = [0, 1, 2, 3].map(|k| part(self.gates, row + k * hd));
             zip_map(
@@ -366,60 +332,41 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (gh, bh) = (4 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
-    assert_eq!(g.w_hh.len(), gh * hd, "w_hh");
     assert_eq!(g.cells.len(), (t_len + 1) * bh, "cells");
     assert!(g.dh.len() == bh && g.dh_spare.len() == bh && g.dc.len() == bh);
     assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
-    let chunks = threads.min(hd / MIN_UNITS_PER_CHUNK).max(1);
-    let dgates = Shared(g.dgates.as_mut_ptr());
-    let dh = [Shared(g.dh.as_mut_ptr()), Shared(g.dh_spare.as_mut_ptr())];
-    let dc = Shared(g.dc.as_mut_ptr());
-    let (gates, cells, w_hh, dy) = (g.gates, g.cells, g.w_hh, g.dy);
-    let (dy_offset, dy_stride, reverse) = (g.dy_offset, g.dy_stride, g.reverse);
-    // Ticket step 2s: kernel of time step s (in backward order); 2s + 1: the
-    // product giving dh_{t-1}. dh of step s lives in buffer s % 2.
-    let work = move |phase: usize, chunk: usize| {
-        let s = phase / 2;
-        let t = if reverse { s } else { t_len - 1 - s };
-        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
-        let units = crate::team::split_range(hd, chunks, 8, chunk);
-        let (cur, next) = (dh[s % 2].get(), dh[(s + 1) % 2].get());
-        // SAFETY (every block below): offsets lie inside buffers whose
-        // lengths were asserted above. In a kernel phase this chunk writes
-        // only its units' columns of dgates[t], dc and dh[s % 2]; in a
-        // product phase only its units' columns of dh[(s + 1) % 2], reading
-        // dgates[t], which the previous phase completed (the team orders
-        // phases with release/acquire).
-        let dg_t = unsafe { dgates.get().add(t * b * gh) };
-        if phase % 2 == 0 {
-            dispatch(BackwardUnits {
-                gates: &gates[t * b * gh..(t + 1) * b * gh],
-                c_prev: &cells[prev * bh..(prev + 1) * bh],
-                c: &cells[out * bh..(out + 1) * bh],
-                dy: &dy[t * b * dy_stride..],
-                dy_offset,
-                dy_stride,
-                dh: cur,
-                dc: dc.get(),
-                dgates: dg_t,
-                batch: b,
-                hidden: hd,
-                units,
-            });
-        } else {
-            let dg = unsafe { std::slice::from_raw_parts(dg_t.cast_const(), b * gh) };
-            let cols = &w_hh[units.start..];
-            unsafe {
-                crate::gemm::gemm_ab_raw(
-                    crate::Mat::new(dg, b, gh),
-                    crate::Mat::strided(cols, gh, units.len(), hd),
-                    next.add(units.start),
-                    hd,
-                );
-            }
-        }
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 4,
+        reverse: g.reverse,
+        threads,
     };
-    crate::team::run_steps(threads, 2 * t_len, chunks, &work);
+    let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
+    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
+    let (gates, cells, dy) = (g.gates, g.cells, g.dy);
+    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let kernel = move |p: &Part, dh: *mut f32| {
+        dispatch(BackwardUnits {
+            gates: &gates[p.t * b * gh..(p.t + 1) * b * gh],
+            c_prev: &cells[p.prev * bh..(p.prev + 1) * bh],
+            c: &cells[p.out * bh..(p.out + 1) * bh],
+            dy: &dy[p.t * b * dy_stride..],
+            dy_offset,
+            dy_stride,
+            dh,
+            dc: dc.get(),
+            // SAFETY: inside `dgates`, asserted above.
+            dgates: unsafe { dgates.get().add(p.t * b * gh) },
+            batch: b,
+            hidden: hd,
+            units: p.units.clone(),
+        });
+    };
+    // SAFETY: the buffers have the sizes asserted above and are borrowed
+    // mutably for the call; `BackwardUnits` writes only its units.
+    unsafe { sequence::backward(l, g.w_hh, dgates, dh, &kernel) };
     if t_len % 2 == 1 {
         g.dh.copy_from_slice(g.dh_spare);
     }
@@ -453,8 +400,7 @@ impl WithSimd for BackwardUnits<'_> {
             // SAFETY: rows `r < batch`, units `u0 + n <= hidden` of buffers
             // sized `[B, 4H]` / `[B, H]`, accessed by this thread alone
             // during the phase; the slices are pairwise disjoint.
-            let part =
-                |p: *mut f32, at: usize| unsafe { std::slice::from_raw_parts_mut(p.add(at), n) };
+            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
             let dh = part(self.dh, st);
             let up = &self.dy[r * self.dy_stride + self.dy_offset + u0..][..n];
             dh.iter_mut().zip(up).for_each(|(a, g)| *a += g);

@@ -1,0 +1,183 @@
+//! The time loop of a recurrent layer-direction on a team of threads
+//! ([`crate::team`]), shared by the cells' whole-sequence kernels.
+//!
+//! The hidden units are cut in one block per thread. Forward, per step, each
+//! thread computes its units' columns of every gate block, `P_t[:, g*H + u]
+//! += h_{t-1} W_hh[g*H + u, :]^T`, then runs the cell's fused kernel on its
+//! units; the next step waits for every thread's `h_t`. Backward, per step,
+//! each thread runs the cell's backward kernel on its units (giving its
+//! columns of `dP_t`), then, once all of `dP_t` is there, its columns of
+//! `dh_{t-1} = dP_t W_hh`. No fork-join per step: one barrier forward, two
+//! backward.
+//!
+//! State slots as in the models crate's layer driver: forward, the state
+//! before step `t` is slot `t` and after it `t + 1`; reverse, `t + 1` and
+//! `t`.
+
+use std::ops::Range;
+
+use crate::Mat;
+use crate::gemm::{gemm_ab_raw, gemm_abt_add_raw};
+use crate::team::{run_steps, split_range};
+
+/// Hidden units per thread at least (a few SIMD vectors each).
+const MIN_UNITS_PER_CHUNK: usize = 16;
+
+/// A raw pointer shared by the team's threads, each touching its own
+/// elements.
+#[derive(Clone, Copy)]
+pub(crate) struct Shared(*mut f32);
+// SAFETY: the drivers below hand each thread disjoint elements per phase,
+// and `run_steps` orders the phases with release/acquire.
+unsafe impl Send for Shared {}
+unsafe impl Sync for Shared {}
+
+impl Shared {
+    pub(crate) fn new(v: &mut [f32]) -> Self {
+        Self(v.as_mut_ptr())
+    }
+
+    /// The pointer (a method, so that closures capture the whole `Shared`).
+    pub(crate) fn get(self) -> *mut f32 {
+        self.0
+    }
+}
+
+/// The sizes of a layer-direction's time loop.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct Loop {
+    pub seq_len: usize,
+    pub batch: usize,
+    pub hidden: usize,
+    /// Gate blocks `G`: `W_hh` is `[G*H, H]`, gate rows `[G*H]`.
+    pub gates: usize,
+    pub reverse: bool,
+    pub threads: usize,
+}
+
+/// One thread's share of one step.
+pub(crate) struct Part {
+    /// The time step.
+    pub t: usize,
+    /// The state slot before the step.
+    pub prev: usize,
+    /// The state slot after the step.
+    pub out: usize,
+    /// This thread's hidden units.
+    pub units: Range<usize>,
+}
+
+impl Loop {
+    fn chunks(&self) -> usize {
+        self.threads.min(self.hidden / MIN_UNITS_PER_CHUNK).max(1)
+    }
+
+    fn part(&self, step: usize, chunk: usize, backward: bool) -> Part {
+        let forward_time = if backward {
+            !self.reverse
+        } else {
+            self.reverse
+        };
+        let t = if forward_time {
+            self.seq_len - 1 - step
+        } else {
+            step
+        };
+        let (prev, out) = if self.reverse { (t + 1, t) } else { (t, t + 1) };
+        Part {
+            t,
+            prev,
+            out,
+            units: split_range(self.hidden, self.chunks(), 8, chunk),
+        }
+    }
+}
+
+/// Forward: per step and thread, `P_t[:, g*H + u] += h_prev W_hh[g*H + u]^T`
+/// for every gate block `g` and the thread's units `u`, then `kernel(part)`,
+/// which must write only its units' columns.
+///
+/// # Safety
+/// `gates` must point to `[T, B, G*H]` values and `states` to `[T+1, B, H]`,
+/// valid for the call, accessed by nobody else; `kernel` must touch only the
+/// units of its part (and slot `prev` read-only).
+pub(crate) unsafe fn forward(
+    l: Loop,
+    w_hh: &[f32],
+    gates: Shared,
+    states: Shared,
+    kernel: &(dyn Fn(&Part) + Sync),
+) {
+    let (b, hd) = (l.batch, l.hidden);
+    let (gh, bh) = (l.gates * hd, b * hd);
+    assert_eq!(w_hh.len(), gh * hd, "w_hh");
+    let work = move |step: usize, chunk: usize| {
+        let p = l.part(step, chunk, false);
+        // SAFETY: slot `prev` was completed by the previous step and is
+        // written by no one during this one; the gate columns of this
+        // thread's units are its alone (see the caller's contract).
+        let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(p.prev * bh), bh) };
+        let g_t = unsafe { gates.get().add(p.t * b * gh) };
+        for g in 0..l.gates {
+            let rows = &w_hh[(g * hd + p.units.start) * hd..(g * hd + p.units.end) * hd];
+            let out = unsafe { g_t.add(g * hd + p.units.start) };
+            let (a, w) = (Mat::new(h_prev, b, hd), Mat::new(rows, p.units.len(), hd));
+            // SAFETY: as above.
+            unsafe { gemm_abt_add_raw(a, w, out, gh) };
+        }
+        kernel(&p);
+    };
+    run_steps(l.threads, l.seq_len, l.chunks(), &work);
+}
+
+/// Backward: per step, `kernel(part, dh)` on the thread's units (with `dh`
+/// the `[B, H]` gradient w.r.t. the step's output, to which the kernel adds
+/// the upstream gradient, and which it turns into its columns of `dP_t`);
+/// then, once every thread's columns are there, the thread's columns of
+/// `dh_{t-1} = dP_t W_hh`. `dh[0]` holds the gradient w.r.t. the final
+/// state on entry; the one w.r.t. the initial state is left in
+/// `dh[T % 2]`.
+///
+/// # Safety
+/// `dgates` must point to `[T, B, G*H]` values and each `dh` to `[B, H]`,
+/// valid, distinct and accessed by nobody else during the call; `kernel`
+/// must touch only its units' columns.
+pub(crate) unsafe fn backward(
+    l: Loop,
+    w_hh: &[f32],
+    dgates: Shared,
+    dh: [Shared; 2],
+    kernel: &(dyn Fn(&Part, *mut f32) + Sync),
+) {
+    let (b, hd) = (l.batch, l.hidden);
+    let gh = l.gates * hd;
+    assert_eq!(w_hh.len(), gh * hd, "w_hh");
+    // Phase 2s: the kernel of (backward) step s; 2s + 1: its product.
+    let work = move |phase: usize, chunk: usize| {
+        let s = phase / 2;
+        let p = l.part(s, chunk, true);
+        if phase % 2 == 0 {
+            kernel(&p, dh[s % 2].get());
+        } else {
+            // SAFETY: dP_t was completed by the previous phase; this
+            // thread alone writes its columns of dh[(s + 1) % 2].
+            let dg = unsafe {
+                std::slice::from_raw_parts(dgates.get().add(p.t * b * gh).cast_const(), b * gh)
+            };
+            let cols = Mat::strided(&w_hh[p.units.start..], gh, p.units.len(), hd);
+            let out = unsafe { dh[(s + 1) % 2].get().add(p.units.start) };
+            unsafe { gemm_ab_raw(Mat::new(dg, b, gh), cols, out, hd) };
+        }
+    };
+    run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);
+}
+
+/// `len` values at `p + at`, as a mutable slice.
+///
+/// # Safety
+/// The range must be valid and accessed by no one else while the slice
+/// lives.
+pub(crate) unsafe fn part_mut<'a>(p: *mut f32, at: usize, len: usize) -> &'a mut [f32] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts_mut(p.add(at), len) }
+}
