@@ -18,6 +18,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
@@ -640,5 +641,229 @@ pub mod scalar {
                 dh_prev[k] += drh[k] * r;
             }
         }
+    }
+}
+
+// ---------------------------------------------------------------- whole sequences
+
+/// The buffers of a whole linear-before-reset GRU layer-direction's forward
+/// pass (row-major; state slots as in [`crate::lstm::Sequence`]).
+pub struct LbrSequence<'a> {
+    /// `[T, B, 3H]`: the input projections in (as [`lbr_forward`]'s
+    /// `gates`), activated `r, z, n` out.
+    pub gates: &'a mut [f32],
+    /// `[B, 3H]` scratch for `h_{t-1} W_hh^T`.
+    pub hw: &'a mut [f32],
+    /// `[H]` (zeros without bias).
+    pub b_hn: &'a [f32],
+    /// `[3H, H]`.
+    pub w_hh: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots, the initial state in place.
+    pub states: &'a mut [f32],
+    /// `[T, B, H]`: `W_hn h_{t-1} + b_hn` per step, written (for backward).
+    pub hn: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether time runs backwards.
+    pub reverse: bool,
+}
+
+/// The whole forward pass of one layer-direction, the hidden units split
+/// over up to `threads` threads ([`crate::sequence`]): per step, each
+/// thread's columns of `h_{t-1} W_hh^T`, then [`lbr_forward`] on its units.
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes.
+pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
+    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
+    let (gh, bh) = (3 * hd, b * hd);
+    assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
+    assert_eq!(seq.hw.len(), b * gh, "hw");
+    assert_eq!(seq.b_hn.len(), hd, "b_hn");
+    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
+    assert_eq!(seq.hn.len(), t_len * bh, "hn");
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 3,
+        reverse: seq.reverse,
+        threads,
+    };
+    let (gates, hw, states, hn) = (
+        Shared::new(seq.gates),
+        Shared::new(seq.hw),
+        Shared::new(seq.states),
+        Shared::new(seq.hn),
+    );
+    let b_hn = seq.b_hn;
+    let kernel = move |p: &Part| {
+        dispatch(LbrForwardUnits {
+            // SAFETY: offsets inside the buffers asserted above.
+            gates: unsafe { gates.get().add(p.t * b * gh) },
+            hw: hw.get(),
+            b_hn,
+            h_prev: unsafe { states.get().add(p.prev * bh) },
+            h: unsafe { states.get().add(p.out * bh) },
+            hn: unsafe { hn.get().add(p.t * bh) },
+            batch: b,
+            hidden: hd,
+            units: p.units.clone(),
+        });
+    };
+    let out = Product {
+        buf: hw,
+        per_step: false,
+        accumulate: false,
+    };
+    // SAFETY: sizes asserted above; the kernel touches only its units.
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
+}
+
+/// [`LbrForward`] on the units `units` of every row, through raw pointers
+/// (disjoint between threads, see [`lbr_forward_sequence`]).
+struct LbrForwardUnits<'a> {
+    gates: *mut f32,
+    hw: *mut f32,
+    b_hn: &'a [f32],
+    h_prev: *mut f32,
+    h: *mut f32,
+    hn: *mut f32,
+    batch: usize,
+    hidden: usize,
+    units: std::ops::Range<usize>,
+}
+
+impl WithSimd for LbrForwardUnits<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
+        for r in 0..self.batch {
+            let (row, st) = (r * 3 * hd + u0, r * hd + u0);
+            // SAFETY: rows `r < batch`, units `u0 + n <= hidden` of buffers
+            // sized `[B, 3H]` / `[B, H]`, which this thread alone touches
+            // during the step (`h_prev` is read only); pairwise disjoint.
+            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
+            let read = |p: *mut f32, at: usize| unsafe { part_ref(p, at, n) };
+            let [gr, gz, gn] = [0, 1, 2].map(|k| part(self.gates, row + k * hd));
+            let [hr, hz, hnn] = [0, 1, 2].map(|k| read(self.hw, row + k * hd));
+            zip_map(
+                simd,
+                [hr, hz, hnn, &self.b_hn[u0..u0 + n], read(self.h_prev, st)],
+                [gr, gz, gn, part(self.h, st), part(self.hn, st)],
+                &LbrForwardLanes,
+            );
+        }
+    }
+}
+
+/// The buffers of a whole linear-before-reset GRU layer-direction's
+/// backward pass (the weight gradients excepted).
+pub struct LbrSequenceGrads<'a> {
+    /// `[T, B, 3H]` activated gates.
+    pub gates: &'a [f32],
+    /// `[T, B, H]` from [`lbr_forward_sequence`].
+    pub hn: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots.
+    pub states: &'a [f32],
+    /// `[3H, H]`.
+    pub w_hh: &'a [f32],
+    /// Upstream gradient: `dh_t[b]` is columns `dy_offset..+H` of row
+    /// `t*B + b` (row stride `dy_stride`).
+    pub dy: &'a [f32],
+    /// See `dy`.
+    pub dy_offset: usize,
+    /// See `dy`.
+    pub dy_stride: usize,
+    /// `[T, B, 3H]`, the gradient w.r.t. the input projections, written.
+    pub dgates: &'a mut [f32],
+    /// `[T, B, 3H]`, the gradient w.r.t. the recurrent products, written.
+    pub dhw: &'a mut [f32],
+    /// `[B, H]`: gradient w.r.t. the final hidden state in, initial out.
+    pub dh: &'a mut [f32],
+    /// `[B, H]` scratch.
+    pub dh_spare: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether the forward pass ran backwards in time.
+    pub reverse: bool,
+}
+
+/// The whole backward pass of one layer-direction: per step in reverse,
+/// `dh_t += dy_t`, [`lbr_backward`] on each thread's units (its columns of
+/// `dP_t`, `dhw_t` and the direct part of `dh_{t-1}`), then its columns of
+/// `dh_{t-1} += dhw_t W_hh`.
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes.
+pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
+    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
+    let (gh, bh) = (3 * hd, b * hd);
+    assert_eq!(g.gates.len(), t_len * b * gh, "gates");
+    assert!(g.dgates.len() == g.gates.len() && g.dhw.len() == g.gates.len());
+    assert_eq!(g.hn.len(), t_len * bh, "hn");
+    assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
+    assert!(g.dh.len() == bh && g.dh_spare.len() == bh);
+    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 3,
+        reverse: g.reverse,
+        threads,
+    };
+    let (dgates, dhw) = (Shared::new(g.dgates), Shared::new(g.dhw));
+    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
+    let (gates, hn, states, dy) = (g.gates, g.hn, g.states, g.dy);
+    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| {
+        let (hd3, u0, n) = (gh, p.units.start, p.units.len());
+        for r in 0..b {
+            let (row, st) = (p.t * b * hd3 + r * hd3 + u0, r * hd + u0);
+            // SAFETY: row `r`, the part's units, of buffers sized above;
+            // this thread alone touches them during the phase.
+            let part = |q: *mut f32, at: usize| unsafe { part_mut(q, at, n) };
+            let d = part(dh, st);
+            let up = &dy[(p.t * b + r) * dy_stride + dy_offset + u0..][..n];
+            d.iter_mut().zip(up).for_each(|(a, g)| *a += g);
+            let [gr, gz, gn] = [0, 1, 2].map(|k| &gates[row + k * hd..][..n]);
+            let [dr, dz, dn] = [0, 1, 2].map(|k| part(dgates.get(), row + k * hd));
+            let [dhr, dhz, dhn] = [0, 1, 2].map(|k| part(dhw.get(), row + k * hd));
+            let hn_t = &hn[p.t * bh + st..][..n];
+            let hp = &states[p.prev * bh + st..][..n];
+            dispatch(LbrBackwardUnits {
+                ins: [gr, gz, gn, hn_t, hp, &*d],
+                outs: [dr, dz, dn, dhr, dhz, dhn, part(dh_prev, st)],
+            });
+        }
+    };
+    // SAFETY: sizes asserted above; the kernel touches only its units.
+    unsafe { sequence::backward(l, g.w_hh, dhw, true, dh, &kernel) };
+    if t_len % 2 == 1 {
+        g.dh.copy_from_slice(g.dh_spare);
+    }
+}
+
+/// [`LbrBackwardLanes`] on one row's units.
+struct LbrBackwardUnits<'a> {
+    ins: [&'a [f32]; 6],
+    outs: [&'a mut [f32]; 7],
+}
+
+impl WithSimd for LbrBackwardUnits<'_> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        zip_map(simd, self.ins, self.outs, &LbrBackwardLanes);
     }
 }

@@ -19,7 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Shared, part_mut};
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -243,7 +243,12 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; `ForwardUnits` writes only its units.
-    unsafe { sequence::forward(l, seq.w_hh, gates, states, &kernel) };
+    let out = Product {
+        buf: gates,
+        per_step: true,
+        accumulate: true,
+    };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
 }
 
 /// [`Forward`] on the units `units` of every row, through raw pointers
@@ -347,7 +352,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
     let (gates, cells, dy) = (g.gates, g.cells, g.dy);
     let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
-    let kernel = move |p: &Part, dh: *mut f32| {
+    let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
         dispatch(BackwardUnits {
             gates: &gates[p.t * b * gh..(p.t + 1) * b * gh],
             c_prev: &cells[p.prev * bh..(p.prev + 1) * bh],
@@ -366,7 +371,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; `BackwardUnits` writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dgates, dh, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dgates, false, dh, &kernel) };
     if t_len % 2 == 1 {
         g.dh.copy_from_slice(g.dh_spare);
     }

@@ -17,7 +17,8 @@
 use std::ops::Range;
 
 use crate::Mat;
-use crate::gemm::{gemm_ab_raw, gemm_abt_add_raw};
+use crate::Op;
+use crate::gemm::gemm_raw;
 use crate::team::{run_steps, split_range};
 
 /// Hidden units per thread at least (a few SIMD vectors each).
@@ -68,7 +69,14 @@ pub(crate) struct Part {
 }
 
 impl Loop {
+    /// Threads (one chunk of units each): one when a step's recurrent
+    /// product is below the GEMM's parallel threshold, where the barriers
+    /// would cost more than a second core gives.
     fn chunks(&self) -> usize {
+        let work = self.batch * self.gates * self.hidden * self.hidden;
+        if work < crate::gemm::PARALLEL_FLOP_THRESHOLD {
+            return 1;
+        }
         self.threads.min(self.hidden / MIN_UNITS_PER_CHUNK).max(1)
     }
 
@@ -93,18 +101,30 @@ impl Loop {
     }
 }
 
-/// Forward: per step and thread, `P_t[:, g*H + u] += h_prev W_hh[g*H + u]^T`
-/// for every gate block `g` and the thread's units `u`, then `kernel(part)`,
-/// which must write only its units' columns.
+/// Where the forward recurrent product `h_{t-1} W_hh^T` goes.
+#[derive(Clone, Copy)]
+pub(crate) struct Product {
+    /// `[T, B, G*H]` (indexed by step) or `[B, G*H]` (reused every step).
+    pub buf: Shared,
+    /// Whether `buf` holds one `[B, G*H]` block per time step.
+    pub per_step: bool,
+    /// Add to `buf` (the gates' input projections) or overwrite it.
+    pub accumulate: bool,
+}
+
+/// Forward: per step and thread, `out[:, g*H + u] (+)= h_prev W_hh[g*H +
+/// u]^T` for every gate block `g` and the thread's units `u`, then
+/// `kernel(part)`, which must write only its units' columns.
 ///
 /// # Safety
-/// `gates` must point to `[T, B, G*H]` values and `states` to `[T+1, B, H]`,
-/// valid for the call, accessed by nobody else; `kernel` must touch only the
-/// units of its part (and slot `prev` read-only).
+/// `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values and
+/// `states` to `[T+1, B, H]`, valid for the call, accessed by nobody else;
+/// `kernel` must touch only the units of its part (and slot `prev`
+/// read-only).
 pub(crate) unsafe fn forward(
     l: Loop,
     w_hh: &[f32],
-    gates: Shared,
+    out: Product,
     states: Shared,
     kernel: &(dyn Fn(&Part) + Sync),
 ) {
@@ -117,37 +137,41 @@ pub(crate) unsafe fn forward(
         // written by no one during this one; the gate columns of this
         // thread's units are its alone (see the caller's contract).
         let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(p.prev * bh), bh) };
-        let g_t = unsafe { gates.get().add(p.t * b * gh) };
+        let at = if out.per_step { p.t * b * gh } else { 0 };
+        let g_t = unsafe { out.buf.get().add(at) };
         for g in 0..l.gates {
             let rows = &w_hh[(g * hd + p.units.start) * hd..(g * hd + p.units.end) * hd];
-            let out = unsafe { g_t.add(g * hd + p.units.start) };
+            let c = unsafe { g_t.add(g * hd + p.units.start) };
             let (a, w) = (Mat::new(h_prev, b, hd), Mat::new(rows, p.units.len(), hd));
             // SAFETY: as above.
-            unsafe { gemm_abt_add_raw(a, w, out, gh) };
+            unsafe { gemm_raw(a, w, Op::T, c, gh, out.accumulate) };
         }
         kernel(&p);
     };
     run_steps(l.threads, l.seq_len, l.chunks(), &work);
 }
 
-/// Backward: per step, `kernel(part, dh)` on the thread's units (with `dh`
-/// the `[B, H]` gradient w.r.t. the step's output, to which the kernel adds
-/// the upstream gradient, and which it turns into its columns of `dP_t`);
-/// then, once every thread's columns are there, the thread's columns of
-/// `dh_{t-1} = dP_t W_hh`. `dh[0]` holds the gradient w.r.t. the final
-/// state on entry; the one w.r.t. the initial state is left in
-/// `dh[T % 2]`.
+/// Backward: per step, `kernel(part, dh, dh_prev)` on the thread's units:
+/// `dh` is the `[B, H]` gradient w.r.t. the step's output (the kernel adds
+/// the upstream gradient), from which it writes its columns of `dP_t` into
+/// `src` (the gradient w.r.t. the recurrent product) and, for cells with a
+/// direct path from `h_{t-1}` to `h_t`, its columns of `dh_prev`. Then,
+/// once every thread's columns of `dP_t` are there, the thread's columns of
+/// `dh_prev (+)= dP_t W_hh` (added when `accumulate`). `dh[0]` holds the
+/// gradient w.r.t. the final state on entry; the one w.r.t. the initial
+/// state is left in `dh[T % 2]`.
 ///
 /// # Safety
-/// `dgates` must point to `[T, B, G*H]` values and each `dh` to `[B, H]`,
+/// `src` must point to `[T, B, G*H]` values and each `dh` to `[B, H]`,
 /// valid, distinct and accessed by nobody else during the call; `kernel`
 /// must touch only its units' columns.
 pub(crate) unsafe fn backward(
     l: Loop,
     w_hh: &[f32],
-    dgates: Shared,
+    src: Shared,
+    accumulate: bool,
     dh: [Shared; 2],
-    kernel: &(dyn Fn(&Part, *mut f32) + Sync),
+    kernel: &(dyn Fn(&Part, *mut f32, *mut f32) + Sync),
 ) {
     let (b, hd) = (l.batch, l.hidden);
     let gh = l.gates * hd;
@@ -157,16 +181,16 @@ pub(crate) unsafe fn backward(
         let s = phase / 2;
         let p = l.part(s, chunk, true);
         if phase % 2 == 0 {
-            kernel(&p, dh[s % 2].get());
+            kernel(&p, dh[s % 2].get(), dh[(s + 1) % 2].get());
         } else {
             // SAFETY: dP_t was completed by the previous phase; this
             // thread alone writes its columns of dh[(s + 1) % 2].
             let dg = unsafe {
-                std::slice::from_raw_parts(dgates.get().add(p.t * b * gh).cast_const(), b * gh)
+                std::slice::from_raw_parts(src.get().add(p.t * b * gh).cast_const(), b * gh)
             };
             let cols = Mat::strided(&w_hh[p.units.start..], gh, p.units.len(), hd);
             let out = unsafe { dh[(s + 1) % 2].get().add(p.units.start) };
-            unsafe { gemm_ab_raw(Mat::new(dg, b, gh), cols, out, hd) };
+            unsafe { gemm_raw(Mat::new(dg, b, gh), cols, Op::N, out, hd, accumulate) };
         }
     };
     run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);
@@ -180,4 +204,13 @@ pub(crate) unsafe fn backward(
 pub(crate) unsafe fn part_mut<'a>(p: *mut f32, at: usize, len: usize) -> &'a mut [f32] {
     // SAFETY: the caller's contract.
     unsafe { std::slice::from_raw_parts_mut(p.add(at), len) }
+}
+
+/// `len` values at `p + at`, as a shared slice.
+///
+/// # Safety
+/// The range must be valid and written by no one while the slice lives.
+pub(crate) unsafe fn part_ref<'a>(p: *const f32, at: usize, len: usize) -> &'a [f32] {
+    // SAFETY: the caller's contract.
+    unsafe { std::slice::from_raw_parts(p.add(at), len) }
 }

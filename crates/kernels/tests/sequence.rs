@@ -191,3 +191,145 @@ fn team_backward_equals_stepwise_backward() {
         }
     }
 }
+
+#[test]
+fn team_gru_equals_stepwise_gru() {
+    use rnn_kernels::gru;
+    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33)] {
+        for reverse in [false, true] {
+            for threads in [1, 2, 3] {
+                let (gh, bh) = (3 * hd, b * hd);
+                let (stride, offset) = (hd + 4, 3);
+                let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
+                let b_hn = data(hd, 11);
+                let gates0 = data(t_len * b * gh, 2);
+                let mut states0 = vec![0.0; (t_len + 1) * bh];
+                let init = if reverse { t_len } else { 0 };
+                states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
+                let dy = data(t_len * b * stride, 7);
+                let dh_n = data(bh, 8);
+
+                // Reference, step by step.
+                let (mut g_ref, mut s_ref) = (gates0.clone(), states0.clone());
+                let mut hn_ref = vec![0.0; t_len * bh];
+                for s in 0..t_len {
+                    let t = if reverse { t_len - 1 - s } else { s };
+                    let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                    let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
+                    let mut hw = vec![0.0; b * gh];
+                    gemm(
+                        1.0,
+                        Mat::new(&h_prev, b, hd),
+                        Op::N,
+                        Mat::new(&w_hh, gh, hd),
+                        Op::T,
+                        0.0,
+                        MatMut::new(&mut hw, b, gh),
+                    );
+                    let mut h = vec![0.0; bh];
+                    gru::lbr_forward(
+                        &mut g_ref[t * b * gh..(t + 1) * b * gh],
+                        &hw,
+                        &b_hn,
+                        &h_prev,
+                        &mut h,
+                        &mut hn_ref[t * bh..(t + 1) * bh],
+                        hd,
+                    );
+                    s_ref[out * bh..(out + 1) * bh].copy_from_slice(&h);
+                }
+                let (mut dg_ref, mut dhw_ref) =
+                    (vec![0.0; t_len * b * gh], vec![0.0; t_len * b * gh]);
+                let mut dh = dh_n.clone();
+                for s in 0..t_len {
+                    let t = if reverse { s } else { t_len - 1 - s };
+                    let prev = if reverse { t + 1 } else { t };
+                    for r in 0..b {
+                        for j in 0..hd {
+                            dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
+                        }
+                    }
+                    let mut dh_prev = vec![0.0; bh];
+                    let g = t * b * gh..(t + 1) * b * gh;
+                    gru::lbr_backward(
+                        &g_ref[g.clone()],
+                        &hn_ref[t * bh..(t + 1) * bh],
+                        &s_ref[prev * bh..(prev + 1) * bh],
+                        &dh,
+                        &mut dg_ref[g.clone()],
+                        &mut dhw_ref[g.clone()],
+                        &mut dh_prev,
+                        hd,
+                    );
+                    gemm(
+                        1.0,
+                        Mat::new(&dhw_ref[g], b, gh),
+                        Op::N,
+                        Mat::new(&w_hh, gh, hd),
+                        Op::N,
+                        1.0,
+                        MatMut::new(&mut dh_prev, b, hd),
+                    );
+                    dh = dh_prev;
+                }
+
+                let (mut g, mut st) = (gates0.clone(), states0.clone());
+                let (mut hw, mut hn) = (vec![0.0; b * gh], vec![0.0; t_len * bh]);
+                let (mut dgates, mut dhw) = (
+                    vec![f32::NAN; t_len * b * gh],
+                    vec![f32::NAN; t_len * b * gh],
+                );
+                let (mut dh2, mut spare) = (dh_n.clone(), vec![0.0; bh]);
+                rnn_kernels::threads::install(|| {
+                    gru::lbr_forward_sequence(
+                        gru::LbrSequence {
+                            gates: &mut g,
+                            hw: &mut hw,
+                            b_hn: &b_hn,
+                            w_hh: &w_hh,
+                            states: &mut st,
+                            hn: &mut hn,
+                            seq_len: t_len,
+                            batch: b,
+                            hidden: hd,
+                            reverse,
+                        },
+                        threads,
+                    );
+                    gru::lbr_backward_sequence(
+                        gru::LbrSequenceGrads {
+                            gates: &g,
+                            hn: &hn,
+                            states: &st,
+                            w_hh: &w_hh,
+                            dy: &dy,
+                            dy_offset: offset,
+                            dy_stride: stride,
+                            dgates: &mut dgates,
+                            dhw: &mut dhw,
+                            dh: &mut dh2,
+                            dh_spare: &mut spare,
+                            seq_len: t_len,
+                            batch: b,
+                            hidden: hd,
+                            reverse,
+                        },
+                        threads,
+                    );
+                });
+                let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
+                for (name, x, y) in [
+                    ("gates", &g, &g_ref),
+                    ("h", &st, &s_ref),
+                    ("hn", &hn, &hn_ref),
+                    ("dgates", &dgates, &dg_ref),
+                    ("dhw", &dhw, &dhw_ref),
+                    ("dh0", &dh2, &dh),
+                ] {
+                    let d = max_diff(x, y);
+                    assert!(d <= 1e-5, "{case}: {name} differs by {d}");
+                }
+            }
+        }
+    }
+}

@@ -240,6 +240,8 @@ pub(crate) fn forward(
             gates: &mut tape.gates,
             states: &mut tape.states,
             cells: &mut tape.cells,
+            saved: &mut tape.saved,
+            scratch: &mut *scratch,
             seq_len: t_len,
             reverse: run.reverse,
         };
@@ -428,11 +430,14 @@ pub(crate) fn backward(
             d,
             BwdSequence {
                 gates: &tape.gates,
+                states: &tape.states,
                 cells: &tape.cells,
+                saved: &tape.saved,
                 dy: up.dy,
                 dy_offset: up.offset,
                 dy_stride: up.stride,
                 dgates: &mut buf.dgates,
+                dhw: &mut buf.dhw,
                 dh: &mut buf.dh,
                 dh_spare: &mut buf.dh_prev,
                 dc: &mut buf.dc,

@@ -13,8 +13,8 @@
 use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce};
 
 use super::{
-    BwdStep, Cell, Dims, FwdStep, HiddenGradInputs, LayerWeights, recurrent_gradient,
-    recurrent_product, rows,
+    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
+    recurrent_gradient, recurrent_product, rows,
 };
 
 pub(crate) struct GruLinearBeforeReset;
@@ -60,6 +60,53 @@ impl Cell for GruLinearBeforeReset {
         };
         recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, hw, gh, false);
         gru::lbr_forward(s.gates, hw, b_hn, s.h_prev, s.h, s.saved, d.hidden);
+    }
+
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+        let (hw, zeros) = s.scratch.split_at_mut(d.batch * d.gh());
+        let b_hn: &[f32] = match w.b_hh {
+            Some(b) => &b[2 * d.hidden..],
+            None => {
+                zeros.fill(0.0);
+                zeros
+            }
+        };
+        let seq = gru::LbrSequence {
+            gates: s.gates,
+            hw,
+            b_hn,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            states: s.states,
+            hn: s.saved,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        gru::lbr_forward_sequence(seq, rayon::current_num_threads());
+        true
+    }
+
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
+        let grads = gru::LbrSequenceGrads {
+            gates: s.gates,
+            hn: s.saved,
+            states: s.states,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            dy: s.dy,
+            dy_offset: s.dy_offset,
+            dy_stride: s.dy_stride,
+            dgates: s.dgates,
+            dhw: s.dhw,
+            dh: s.dh,
+            dh_spare: s.dh_spare,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        gru::lbr_backward_sequence(grads, rayon::current_num_threads());
+        true
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {

@@ -71,6 +71,10 @@ pub(crate) struct FwdSequence<'a> {
     pub states: &'a mut [f32],
     /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
     pub cells: &'a mut [f32],
+    /// `[T, B, H]` kept for backward (GRU; empty otherwise).
+    pub saved: &'a mut [f32],
+    /// Cell-defined scratch of [`Cell::scratch_len`] values.
+    pub scratch: &'a mut [f32],
     /// `T`.
     pub seq_len: usize,
     /// Whether time runs backwards.
@@ -81,8 +85,12 @@ pub(crate) struct FwdSequence<'a> {
 pub(crate) struct BwdSequence<'a> {
     /// `[T, B, G*H]` activated gates.
     pub gates: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots.
+    pub states: &'a [f32],
     /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
     pub cells: &'a [f32],
+    /// `[T, B, H]` saved per step (GRU; empty otherwise).
+    pub saved: &'a [f32],
     /// Upstream gradient: `dh_t[b]` is columns `dy_offset..+H` of row
     /// `t*B + b` (row stride `dy_stride`).
     pub dy: &'a [f32],
@@ -92,6 +100,10 @@ pub(crate) struct BwdSequence<'a> {
     pub dy_stride: usize,
     /// `[T, B, G*H]`, written.
     pub dgates: &'a mut [f32],
+    /// `[T, B, G*H]`, the gradient w.r.t. the recurrent products when the
+    /// cell keeps it apart (GRU linear-before-reset; empty otherwise),
+    /// written.
+    pub dhw: &'a mut [f32],
     /// `[B, H]`: gradient w.r.t. the final hidden state in, initial out.
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
