@@ -214,7 +214,14 @@ pub fn gemm(alpha: f32, a: Mat<'_>, op_a: Op, b: Mat<'_>, op_b: Op, beta: f32, m
         }
         return;
     }
-    split_matmul(c.faer(), accum, a, b, alpha, rayon::current_num_threads());
+    split_matmul(
+        c.faer(),
+        accum,
+        a,
+        b,
+        alpha,
+        crate::threads::current_threads(),
+    );
 }
 
 /// `c (+)= a * op(b)`, sequential, `op(b)` `b^T` (`b` `[n, k]`) or `b`

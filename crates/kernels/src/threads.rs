@@ -9,11 +9,24 @@
 //!
 //! Results are deterministic for a fixed thread count.
 
+use std::cell::Cell;
 use std::sync::{Arc, OnceLock, RwLock};
 
 use crate::denormals::FlushDenormals;
 
 static POOL: OnceLock<RwLock<Arc<rayon::ThreadPool>>> = OnceLock::new();
+
+/// Multiply-adds below which a call runs on the caller's thread
+/// ([`install_sized`]): handing a call to the pool and back costs about
+/// 20 microseconds on a warm pool (over 100 after a pause), measured on
+/// this project's 2-core VM, as long as the whole of such a call.
+pub const INLINE_WORK: usize = 1 << 22;
+
+thread_local! {
+    /// Set while a call runs inline on its caller's thread: everything
+    /// inside is sequential.
+    static INLINE: Cell<bool> = const { Cell::new(false) };
+}
 
 /// Errors from configuring the thread pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -90,9 +103,75 @@ pub fn install<R: Send>(f: impl FnOnce() -> R + Send) -> R {
     pool.install(f)
 }
 
+/// [`install`], except that a call of less than [`INLINE_WORK`]
+/// multiply-adds (`work`) made from outside the pool runs directly on the
+/// caller's thread (with flush-to-zero set for its duration), sequentially:
+/// [`current_threads`] is 1 and [`join`] runs its halves in turn inside it.
+pub fn install_sized<R: Send>(work: usize, f: impl FnOnce() -> R + Send) -> R {
+    if work >= INLINE_WORK || INLINE.get() || pool().current_thread_index().is_some() {
+        return install(f);
+    }
+    struct Reset;
+    impl Drop for Reset {
+        fn drop(&mut self) {
+            INLINE.set(false);
+        }
+    }
+    let _ftz = FlushDenormals::new();
+    INLINE.set(true);
+    let _reset = Reset;
+    f()
+}
+
+/// The threads the current call may use: 1 inside an inline call
+/// ([`install_sized`]), else the current rayon pool's.
+pub fn current_threads() -> usize {
+    if INLINE.get() {
+        1
+    } else {
+        rayon::current_num_threads()
+    }
+}
+
+/// `rayon::join`, or the two halves in turn inside an inline call.
+pub fn join<A, B, RA, RB>(a: A, b: B) -> (RA, RB)
+where
+    A: FnOnce() -> RA + Send,
+    B: FnOnce() -> RB + Send,
+    RA: Send,
+    RB: Send,
+{
+    if INLINE.get() {
+        (a(), b())
+    } else {
+        rayon::join(a, b)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn small_calls_run_inline_sequentially_with_flush_to_zero() {
+        let caller = std::thread::current().id();
+        let before = FlushDenormals::active();
+        let (thread, threads, ftz, joined) = install_sized(10, || {
+            let here = std::thread::current().id();
+            let joined = join(
+                || std::thread::current().id(),
+                || std::thread::current().id(),
+            );
+            (here, current_threads(), FlushDenormals::active(), joined)
+        });
+        assert_eq!((thread, threads), (caller, 1));
+        assert_eq!(joined, (caller, caller), "join runs in turn inline");
+        assert!(ftz);
+        assert_eq!(FlushDenormals::active(), before, "MXCSR restored");
+        // A large call goes to the pool.
+        let thread = install_sized(INLINE_WORK, || std::thread::current().id());
+        assert_ne!(thread, caller);
+    }
 
     #[test]
     fn workers_flush_denormals_and_zero_threads_is_refused() {

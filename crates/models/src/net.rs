@@ -320,6 +320,25 @@ impl Recurrent {
         self.params.set(name, values)
     }
 
+    /// Multiply-adds of a forward pass over `t` steps of `b` rows (the
+    /// GEMMs'), saturating.
+    pub(crate) fn work(&self, t: usize, b: usize) -> usize {
+        let c = &self.config;
+        let gh = c.cell.gates() * c.hidden_size;
+        (0..c.num_layers)
+            .map(|l| {
+                let input = if l == 0 {
+                    c.input_size
+                } else {
+                    c.directions() * c.hidden_size
+                };
+                [t, b, gh, input + c.hidden_size, c.directions()]
+                    .iter()
+                    .fold(1usize, |a, &v| a.saturating_mul(v))
+            })
+            .fold(0usize, usize::saturating_add)
+    }
+
     pub(crate) fn cell_impl(&self) -> &'static dyn Cell {
         cell_for(self.config.cell)
     }
@@ -438,7 +457,8 @@ impl Recurrent {
     pub fn forward_train(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<Output> {
         self.check_input(&input)?;
         self.prepare_forward(&input, tape)?;
-        rnn_kernels::threads::install(|| self.forward_impl(input, tape));
+        let work = self.work(input.seq_len, input.batch);
+        rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape));
         tape.config = Some(self.config.clone());
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
@@ -506,7 +526,7 @@ impl Recurrent {
                 layer::forward(cell, &w, &run, x, h0, c0, lt);
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
-                rayon::join(|| run_dir(0, fwd), || run_dir(1, rev));
+                rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
             } else {
                 run_dir(0, &mut rec.dirs[0]);
             }
@@ -572,7 +592,8 @@ impl Recurrent {
             out.params = self.params.zeros_like();
         }
         self.prepare_backward(tape, out)?;
-        rnn_kernels::threads::install(|| self.backward_impl(tape, grads, out));
+        let work = self.work(tape.seq_len, tape.batch).saturating_mul(2);
+        rnn_kernels::threads::install_sized(work, || self.backward_impl(tape, grads, out));
         Ok(())
     }
 
@@ -701,7 +722,7 @@ impl Recurrent {
                 let mut jobs = jobs.into_iter();
                 match (jobs.next(), jobs.next()) {
                     (Some(fwd), Some(rev)) => {
-                        rayon::join(|| fwd.run(cell), || rev.run(cell));
+                        rnn_kernels::threads::join(|| fwd.run(cell), || rev.run(cell));
                     }
                     (Some(only), None) => only.run(cell),
                     _ => unreachable!("a layer has one or two directions"),

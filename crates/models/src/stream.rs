@@ -108,7 +108,7 @@ impl Recurrent {
         for (l, tape) in state.tapes.iter_mut().enumerate() {
             tape.prepare(self.cell_impl(), &self.layer_run(l, 0, 1, b, None))?;
         }
-        rnn_kernels::threads::install(|| {
+        rnn_kernels::threads::install_sized(self.work(1, b), || {
             let StreamState {
                 h, c: cs, tapes, ..
             } = state;

@@ -83,7 +83,7 @@ impl Cell for GruLinearBeforeReset {
             hidden: d.hidden,
             reverse: s.reverse,
         };
-        gru::lbr_forward_sequence(seq, rayon::current_num_threads());
+        gru::lbr_forward_sequence(seq, rnn_kernels::threads::current_threads());
         true
     }
 
@@ -105,7 +105,7 @@ impl Cell for GruLinearBeforeReset {
             hidden: d.hidden,
             reverse: s.reverse,
         };
-        gru::lbr_backward_sequence(grads, rayon::current_num_threads());
+        gru::lbr_backward_sequence(grads, rnn_kernels::threads::current_threads());
         true
     }
 

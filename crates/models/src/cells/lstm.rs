@@ -28,7 +28,7 @@ impl Cell for LstmCell {
             hidden: d.hidden,
             reverse: s.reverse,
         };
-        lstm::forward_sequence(seq, rayon::current_num_threads());
+        lstm::forward_sequence(seq, rnn_kernels::threads::current_threads());
         true
     }
 
@@ -49,7 +49,7 @@ impl Cell for LstmCell {
             hidden: d.hidden,
             reverse: s.reverse,
         };
-        lstm::backward_sequence(grads, rayon::current_num_threads());
+        lstm::backward_sequence(grads, rnn_kernels::threads::current_threads());
         true
     }
 
