@@ -1,0 +1,532 @@
+//! The flags of `rnn ntm`, their checks, and the task and machine they
+//! describe.
+
+use super::*;
+
+/// The algorithmic task.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum TaskArg {
+    /// Copy a sequence of random bit vectors after a delimiter.
+    Copy,
+    /// Copy a sequence a given number of times, then emit an end marker.
+    RepeatCopy,
+    /// Associative recall: given one item of a list, output the next one.
+    Recall,
+}
+
+impl TaskArg {
+    fn name(self) -> &'static str {
+        match self {
+            Self::Copy => "copy",
+            Self::RepeatCopy => "repeat-copy",
+            Self::Recall => "recall",
+        }
+    }
+}
+
+/// The NTM's controller network.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ControllerArg {
+    /// An LSTM cell.
+    Lstm,
+    /// One tanh layer.
+    Feedforward,
+}
+
+impl ControllerArg {
+    fn controller(self) -> Controller {
+        match self {
+            Self::Lstm => Controller::Lstm,
+            Self::Feedforward => Controller::FeedForward,
+        }
+    }
+}
+
+/// The update rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum NtmOptArg {
+    /// RMSProp with momentum (alpha 0.95, eps 1e-10), as Graves et al.
+    Rmsprop,
+    /// Adam (betas 0.9, 0.999; eps 1e-8).
+    Adam,
+}
+
+/// Arguments of `rnn ntm`.
+#[derive(clap::Args, Debug)]
+pub struct NtmArgs {
+    /// The task to train on.
+    #[arg(value_enum)]
+    pub task: TaskArg,
+
+    // ---- training ----
+    /// Seed of the parameter initialisation and of the training sequences.
+    #[arg(long, default_value_t = 1)]
+    pub seed: u64,
+    /// Training sequences [default: 20000 for copy, 60000 for repeat-copy,
+    /// 40000 for recall]. With --load, 0 only evaluates the loaded machine.
+    #[arg(long)]
+    pub max_sequences: Option<usize>,
+    /// Sequences per update (all of one drawn size).
+    #[arg(long, default_value_t = 1)]
+    pub batch: usize,
+    /// Update rule.
+    #[arg(long, value_enum, default_value_t = NtmOptArg::Rmsprop)]
+    pub optimizer: NtmOptArg,
+    /// Learning rate.
+    #[arg(long, default_value_t = 1e-4)]
+    pub lr: f64,
+    /// Momentum of RMSProp (--optimizer rmsprop only) [default: 0.9].
+    #[arg(long)]
+    pub momentum: Option<f64>,
+    /// Clamp every gradient to [-v, v] before the update (0: no clamping).
+    #[arg(long, default_value_t = 10.0)]
+    pub clip_value: f32,
+    /// Rescale the gradient to at most this global norm [default: off].
+    #[arg(long)]
+    pub clip_norm: Option<f32>,
+    /// Evaluate on the held-out set and checkpoint every this many training
+    /// sequences (and at the end).
+    #[arg(long, default_value_t = 1000)]
+    pub eval_every: usize,
+    /// Held-out sequences per evaluation.
+    #[arg(long, default_value_t = 640)]
+    pub eval_sequences: usize,
+    /// Size of the held-out sequences: a length (copy, repeat-copy) or an
+    /// item count (recall) [default: the longest training size, e.g. 20 for
+    /// copy, 10 for repeat-copy, 6 for recall].
+    #[arg(long)]
+    pub eval_size: Option<usize>,
+    /// Stop at the first evaluation with fewer held-out bit errors per
+    /// sequence than this [default: 0.1].
+    #[arg(long)]
+    pub stop_below: Option<f64>,
+    /// Train to --max-sequences whatever the held-out error.
+    #[arg(long)]
+    pub no_stop: bool,
+
+    // ---- the machine ----
+    /// Controller network [default: lstm].
+    #[arg(long, value_enum)]
+    pub controller: Option<ControllerArg>,
+    /// Controller units [default: 100].
+    #[arg(long)]
+    pub controller_size: Option<usize>,
+    /// Memory rows N [default: 128].
+    #[arg(long)]
+    pub memory_rows: Option<usize>,
+    /// Memory width M [default: 20].
+    #[arg(long)]
+    pub memory_width: Option<usize>,
+    /// Read heads [default: 1].
+    #[arg(long)]
+    pub read_heads: Option<usize>,
+    /// Write heads [default: 1].
+    #[arg(long)]
+    pub write_heads: Option<usize>,
+    /// The heads shift by -S..=S rows [default: 1].
+    #[arg(long)]
+    pub shift_range: Option<usize>,
+    /// Every memory cell starts each sequence at this value [default: 1e-6].
+    #[arg(long, allow_negative_numbers = true)]
+    pub memory_init: Option<f32>,
+    /// Learn the initial memory instead of starting from a constant.
+    #[arg(long)]
+    pub learned_memory: bool,
+
+    // ---- task sizes ----
+    /// Bits per vector [default: 8 for copy and repeat-copy, 6 for recall].
+    #[arg(long)]
+    pub bits: Option<usize>,
+    /// Shortest training sequence (copy, repeat-copy) [default: 1].
+    #[arg(long)]
+    pub min_len: Option<usize>,
+    /// Longest training sequence (copy, repeat-copy) [default: 20 for copy,
+    /// 10 for repeat-copy].
+    #[arg(long)]
+    pub max_len: Option<usize>,
+    /// Fewest repeats (repeat-copy) [default: 1].
+    #[arg(long)]
+    pub min_repeats: Option<usize>,
+    /// Most repeats, also the normaliser of the repeat count (repeat-copy)
+    /// [default: 10].
+    #[arg(long)]
+    pub max_repeats: Option<usize>,
+    /// Vectors per item (recall) [default: 3].
+    #[arg(long)]
+    pub item_len: Option<usize>,
+    /// Fewest items (recall, at least 2) [default: 2].
+    #[arg(long)]
+    pub min_items: Option<usize>,
+    /// Most items (recall) [default: 6].
+    #[arg(long)]
+    pub max_items: Option<usize>,
+
+    // ---- running ----
+    /// Threads of the library [default: all cores, or RNN_NUM_THREADS].
+    #[arg(long)]
+    pub threads: Option<usize>,
+    /// Output folder [default: runs/ntm-<task>-<UTC timestamp>/]. With
+    /// --max-sequences 0 nothing is written unless --out is given.
+    #[arg(long)]
+    pub out: Option<PathBuf>,
+    /// Start from a machine saved by `rnn ntm` (a model.safetensors) instead
+    /// of a new one; size flags, if given, must agree with it.
+    #[arg(long)]
+    pub load: Option<PathBuf>,
+    /// No progress bar.
+    #[arg(long)]
+    pub quiet: bool,
+}
+
+/// Checks of the flags alone, before anything is read or written.
+pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
+    let t = a.task;
+    let only = |given: bool, flag: &str, tasks: &[TaskArg]| -> Result<()> {
+        if given && !tasks.contains(&t) {
+            let names: Vec<&str> = tasks.iter().map(|t| t.name()).collect();
+            bail!(
+                "{flag} applies to the {} task{} only, not {}",
+                names.join(" and "),
+                if names.len() > 1 { "s" } else { "" },
+                t.name()
+            );
+        }
+        Ok(())
+    };
+    use TaskArg::{Copy, Recall, RepeatCopy};
+    only(a.min_len.is_some(), "--min-len", &[Copy, RepeatCopy])?;
+    only(a.max_len.is_some(), "--max-len", &[Copy, RepeatCopy])?;
+    only(a.min_repeats.is_some(), "--min-repeats", &[RepeatCopy])?;
+    only(a.max_repeats.is_some(), "--max-repeats", &[RepeatCopy])?;
+    only(a.item_len.is_some(), "--item-len", &[Recall])?;
+    only(a.min_items.is_some(), "--min-items", &[Recall])?;
+    only(a.max_items.is_some(), "--max-items", &[Recall])?;
+
+    if a.memory_init.is_some() && a.learned_memory {
+        bail!(
+            "--memory-init and --learned-memory conflict: the memory starts either at a constant or learned"
+        );
+    }
+    if let Some(v) = a.memory_init
+        && !v.is_finite()
+    {
+        bail!("--memory-init must be a finite number, got {v}");
+    }
+    if a.stop_below.is_some() && a.no_stop {
+        bail!("--stop-below and --no-stop conflict");
+    }
+    if let Some(s) = a.stop_below
+        && !(s.is_finite() && s > 0.0)
+    {
+        bail!("--stop-below must be a positive number, got {s}");
+    }
+    if a.momentum.is_some() && a.optimizer != NtmOptArg::Rmsprop {
+        bail!("--momentum applies to --optimizer rmsprop only");
+    }
+    if let Some(m) = a.momentum
+        && !(m.is_finite() && (0.0..1.0).contains(&m))
+    {
+        bail!("--momentum must be in [0, 1), got {m}");
+    }
+    if !(a.lr.is_finite() && a.lr > 0.0) {
+        bail!("--lr must be a positive number, got {}", a.lr);
+    }
+    if !(a.clip_value.is_finite() && a.clip_value >= 0.0) {
+        bail!(
+            "--clip-value must be 0 (off) or positive, got {}",
+            a.clip_value
+        );
+    }
+    if let Some(c) = a.clip_norm
+        && !(c.is_finite() && c > 0.0)
+    {
+        bail!("--clip-norm must be a positive number, got {c}");
+    }
+    let positive = [
+        ("--batch", Some(a.batch)),
+        ("--eval-every", Some(a.eval_every)),
+        ("--eval-sequences", Some(a.eval_sequences)),
+        ("--eval-size", a.eval_size),
+        ("--controller-size", a.controller_size),
+        ("--memory-rows", a.memory_rows),
+        ("--memory-width", a.memory_width),
+        ("--read-heads", a.read_heads),
+        ("--bits", a.bits),
+        ("--min-len", a.min_len),
+        ("--max-len", a.max_len),
+        ("--min-repeats", a.min_repeats),
+        ("--max-repeats", a.max_repeats),
+        ("--item-len", a.item_len),
+        ("--min-items", a.min_items),
+        ("--max-items", a.max_items),
+        ("--threads", a.threads),
+    ];
+    for (flag, v) in positive {
+        if v == Some(0) {
+            bail!("{flag} must be at least 1");
+        }
+    }
+    let bounded = [
+        ("--bits", a.bits),
+        ("--min-len", a.min_len),
+        ("--max-len", a.max_len),
+        ("--min-repeats", a.min_repeats),
+        ("--max-repeats", a.max_repeats),
+        ("--item-len", a.item_len),
+        ("--min-items", a.min_items),
+        ("--max-items", a.max_items),
+        ("--eval-size", a.eval_size),
+        ("--eval-sequences", Some(a.eval_sequences)),
+        ("--batch", Some(a.batch)),
+    ];
+    for (flag, v) in bounded {
+        if let Some(v) = v
+            && v > MAX_SIZE
+        {
+            bail!("{flag} {v} is too large (at most {MAX_SIZE})");
+        }
+    }
+    for (flag, v) in [
+        ("--read-heads", a.read_heads),
+        ("--write-heads", a.write_heads),
+    ] {
+        if let Some(v) = v
+            && v > MAX_HEADS
+        {
+            bail!("{flag} {v}: at most {MAX_HEADS}");
+        }
+    }
+    if let (Some(s), Some(n)) = (a.shift_range, a.memory_rows)
+        && s >= n
+    {
+        bail!("--shift-range {s} must be below --memory-rows {n}");
+    }
+    let ranges = [
+        ("--min-len", a.min_len, "--max-len", a.max_len),
+        (
+            "--min-repeats",
+            a.min_repeats,
+            "--max-repeats",
+            a.max_repeats,
+        ),
+        ("--min-items", a.min_items, "--max-items", a.max_items),
+    ];
+    for (lo_flag, lo, hi_flag, hi) in ranges {
+        if let (Some(lo), Some(hi)) = (lo, hi)
+            && lo > hi
+        {
+            bail!("{lo_flag} {lo} is more than {hi_flag} {hi}");
+        }
+    }
+    if a.min_items == Some(1) {
+        bail!("--min-items must be at least 2 (recall queries an item that has a successor)");
+    }
+    if a.max_items == Some(1) {
+        bail!("--max-items must be at least 2");
+    }
+    if a.max_sequences == Some(0) && a.load.is_none() {
+        bail!("--max-sequences 0 only evaluates a machine given with --load");
+    }
+    if let Some(out) = &a.out {
+        check_out_dir(out)?;
+    }
+    Ok(())
+}
+
+/// The task's sizes from the flags and the defaults, with `bits` resolved.
+pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
+    let task = match a.task {
+        TaskArg::Copy => Task::Copy {
+            bits,
+            min_len: a.min_len.unwrap_or(1),
+            max_len: a.max_len.unwrap_or(20),
+        },
+        TaskArg::RepeatCopy => Task::RepeatCopy {
+            bits,
+            min_len: a.min_len.unwrap_or(1),
+            max_len: a.max_len.unwrap_or(10),
+            min_repeats: a.min_repeats.unwrap_or(1),
+            max_repeats: a.max_repeats.unwrap_or(10),
+        },
+        TaskArg::Recall => Task::AssociativeRecall {
+            bits,
+            item_len: a.item_len.unwrap_or(3),
+            min_items: a.min_items.unwrap_or(2),
+            max_items: a.max_items.unwrap_or(6),
+        },
+    };
+    // A default meeting a given bound (e.g. --max-len 0 < default 1 is
+    // refused above; --min-len 30 > default 20 is not).
+    let check = |lo_flag: &str, lo: usize, hi_flag: &str, hi: usize| -> Result<()> {
+        if lo > hi {
+            bail!("{lo_flag} {lo} is more than {hi_flag} {hi}");
+        }
+        Ok(())
+    };
+    match task {
+        Task::Copy {
+            min_len, max_len, ..
+        } => check("--min-len", min_len, "--max-len", max_len)?,
+        Task::RepeatCopy {
+            min_len,
+            max_len,
+            min_repeats,
+            max_repeats,
+            ..
+        } => {
+            check("--min-len", min_len, "--max-len", max_len)?;
+            check("--min-repeats", min_repeats, "--max-repeats", max_repeats)?;
+        }
+        Task::AssociativeRecall {
+            min_items,
+            max_items,
+            ..
+        } => check("--min-items", min_items, "--max-items", max_items)?,
+    }
+    task.validate().map_err(|e| anyhow!("the task: {e}"))?;
+    Ok(task)
+}
+
+/// Bits of the task that fits a machine with these input and output sizes.
+pub(super) fn bits_for(task: TaskArg, input: usize, output: usize) -> Option<usize> {
+    let bits = match task {
+        TaskArg::Copy | TaskArg::Recall => output,
+        TaskArg::RepeatCopy => output.checked_sub(1)?,
+    };
+    let need_in = match task {
+        TaskArg::Copy => bits + 1,
+        TaskArg::RepeatCopy | TaskArg::Recall => bits + 2,
+    };
+    (bits > 0 && input == need_in).then_some(bits)
+}
+
+pub(super) fn memory_label(m: MemoryInit) -> String {
+    match m {
+        MemoryInit::Constant(v) => format!("constant {v:e}"),
+        MemoryInit::Learned => "learned".into(),
+    }
+}
+
+/// Checks that the size flags given agree with a loaded machine.
+pub(super) fn check_loaded(a: &NtmArgs, c: &NtmConfig, path: &Path) -> Result<()> {
+    let file = path.display();
+    let sizes = [
+        (
+            "--controller-size",
+            a.controller_size,
+            c.controller_size,
+            "controller_size",
+        ),
+        ("--memory-rows", a.memory_rows, c.memory_rows, "memory_rows"),
+        (
+            "--memory-width",
+            a.memory_width,
+            c.memory_width,
+            "memory_width",
+        ),
+        ("--read-heads", a.read_heads, c.read_heads, "read_heads"),
+        ("--write-heads", a.write_heads, c.write_heads, "write_heads"),
+        ("--shift-range", a.shift_range, c.shift_range, "shift_range"),
+    ];
+    for (flag, given, have, key) in sizes {
+        if let Some(g) = given
+            && g != have
+        {
+            bail!("{flag} {g} disagrees with the machine of --load {file} ({key} {have})");
+        }
+    }
+    if let Some(ctl) = a.controller
+        && ctl.controller() != c.controller
+    {
+        bail!(
+            "--controller {} disagrees with the machine of --load {file} (controller {})",
+            ctl.controller().name(),
+            c.controller.name()
+        );
+    }
+    match (a.memory_init, a.learned_memory, c.memory) {
+        (Some(v), _, m) if m != MemoryInit::Constant(v) => bail!(
+            "--memory-init {v} disagrees with the machine of --load {file} (memory {})",
+            memory_label(m)
+        ),
+        (_, true, m) if m != MemoryInit::Learned => bail!(
+            "--learned-memory disagrees with the machine of --load {file} (memory {})",
+            memory_label(m)
+        ),
+        _ => Ok(()),
+    }
+}
+
+/// The machine: loaded (`--load`) or new from the flags; and the task's bits.
+pub(super) fn make_machine(a: &NtmArgs) -> Result<(Ntm, usize)> {
+    let default_bits = if a.task == TaskArg::Recall { 6 } else { 8 };
+    let Some(path) = &a.load else {
+        let bits = a.bits.unwrap_or(default_bits);
+        let (input_size, output_size) = match a.task {
+            TaskArg::Copy => (bits + 1, bits),
+            TaskArg::RepeatCopy => (bits + 2, bits + 1),
+            TaskArg::Recall => (bits + 2, bits),
+        };
+        let config = NtmConfig {
+            controller: a.controller.unwrap_or(ControllerArg::Lstm).controller(),
+            input_size,
+            output_size,
+            controller_size: a.controller_size.unwrap_or(100),
+            memory_rows: a.memory_rows.unwrap_or(128),
+            memory_width: a.memory_width.unwrap_or(20),
+            read_heads: a.read_heads.unwrap_or(1),
+            write_heads: a.write_heads.unwrap_or(1),
+            shift_range: a.shift_range.unwrap_or(1),
+            memory: if a.learned_memory {
+                MemoryInit::Learned
+            } else {
+                MemoryInit::Constant(a.memory_init.unwrap_or(1e-6))
+            },
+            seed: a.seed,
+        };
+        if config.shift_range >= config.memory_rows {
+            bail!(
+                "--shift-range {} must be below --memory-rows {}",
+                config.shift_range,
+                config.memory_rows
+            );
+        }
+        let ntm = Ntm::new(config).map_err(|e| anyhow!("the machine: {e}"))?;
+        return Ok((ntm, bits));
+    };
+    let ntm = Ntm::load(path).map_err(|e| match recurrent::TensorFile::read(path) {
+        // A network saved by `rnn train` names its cell, not a controller.
+        Ok(f) if f.metadata.contains_key("cell") && !f.metadata.contains_key("controller") => {
+            anyhow!(
+                "--load: {}: holds a recurrent network (cell {}), not an NTM",
+                path.display(),
+                f.metadata["cell"]
+            )
+        }
+        _ => anyhow!("--load: {e}"),
+    })?;
+    let c = ntm.config().clone();
+    check_loaded(a, &c, path)?;
+    let fits = bits_for(a.task, c.input_size, c.output_size);
+    let bits = match (a.bits, fits) {
+        (Some(b), Some(f)) if b == f => b,
+        (Some(b), _) => bail!(
+            "--bits {b} disagrees with the machine of --load {} ({} inputs, {} outputs; the {} task with {b} bits needs {} and {})",
+            path.display(),
+            c.input_size,
+            c.output_size,
+            a.task.name(),
+            b + if a.task == TaskArg::Copy { 1 } else { 2 },
+            b + usize::from(a.task == TaskArg::RepeatCopy),
+        ),
+        (None, Some(f)) => f,
+        (None, None) => bail!(
+            "--load {}: the machine ({} inputs, {} outputs) does not fit the {} task",
+            path.display(),
+            c.input_size,
+            c.output_size,
+            a.task.name()
+        ),
+    };
+    Ok((ntm, bits))
+}

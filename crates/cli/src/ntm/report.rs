@@ -1,0 +1,341 @@
+//! What `rnn ntm` prints and writes: descriptions of the task and the
+//! machine, the generalisation table, metrics and the weightings plot.
+
+use super::*;
+
+/// The longest training size (length, or items for recall).
+pub(super) fn longest(task: &Task) -> usize {
+    match *task {
+        Task::Copy { max_len, .. } | Task::RepeatCopy { max_len, .. } => max_len,
+        Task::AssociativeRecall { max_items, .. } => max_items,
+    }
+}
+
+/// `(shortest, longest)` training size.
+pub(super) fn training_range(task: &Task) -> (usize, usize) {
+    match *task {
+        Task::Copy {
+            min_len, max_len, ..
+        }
+        | Task::RepeatCopy {
+            min_len, max_len, ..
+        } => (min_len, max_len),
+        Task::AssociativeRecall {
+            min_items,
+            max_items,
+            ..
+        } => (min_items, max_items),
+    }
+}
+
+/// What a size counts: `length` or `items`.
+pub(super) fn size_word(task: &Task) -> &'static str {
+    match task {
+        Task::AssociativeRecall { .. } => "items",
+        _ => "length",
+    }
+}
+
+/// A size in words: `length 20` or `6 items`.
+pub(super) fn size_label(task: &Task, size: usize) -> String {
+    match task {
+        Task::AssociativeRecall { .. } => format!("{size} items"),
+        _ => format!("length {size}"),
+    }
+}
+
+/// Steps of the longest sequence of the given size.
+pub(super) fn max_steps(task: &Task, size: usize) -> usize {
+    match *task {
+        Task::Copy { .. } => 2 * size + 1,
+        Task::RepeatCopy { max_repeats, .. } => size + 2 + max_repeats * size + 1,
+        Task::AssociativeRecall { item_len, .. } => (size + 2) * (item_len + 1),
+    }
+}
+
+/// The sizes of the generalisation table.
+pub(super) fn table_sizes(task: &Task) -> &'static [usize] {
+    match task {
+        Task::Copy { .. } => &[10, 20, 30, 40, 60, 80, 100, 120],
+        Task::RepeatCopy { .. } => &[5, 10, 15, 20],
+        Task::AssociativeRecall { .. } => &[2, 4, 6, 8, 10, 12],
+    }
+}
+
+pub(super) fn describe_task(task: &Task) -> String {
+    match *task {
+        Task::Copy {
+            bits,
+            min_len,
+            max_len,
+        } => format!("copy: {bits}-bit vectors, lengths {min_len}..={max_len}"),
+        Task::RepeatCopy {
+            bits,
+            min_len,
+            max_len,
+            min_repeats,
+            max_repeats,
+        } => format!(
+            "repeat-copy: {bits}-bit vectors, lengths {min_len}..={max_len}, {min_repeats}..={max_repeats} repeats"
+        ),
+        Task::AssociativeRecall {
+            bits,
+            item_len,
+            min_items,
+            max_items,
+        } => format!(
+            "recall: {bits}-bit vectors, items of {item_len} vectors, {min_items}..={max_items} items"
+        ),
+    }
+}
+
+pub(super) fn task_json(task: &Task) -> serde_json::Value {
+    let mut v = match *task {
+        Task::Copy {
+            bits,
+            min_len,
+            max_len,
+        } => json!({ "bits": bits, "min_len": min_len, "max_len": max_len }),
+        Task::RepeatCopy {
+            bits,
+            min_len,
+            max_len,
+            min_repeats,
+            max_repeats,
+        } => json!({
+            "bits": bits, "min_len": min_len, "max_len": max_len,
+            "min_repeats": min_repeats, "max_repeats": max_repeats,
+        }),
+        Task::AssociativeRecall {
+            bits,
+            item_len,
+            min_items,
+            max_items,
+        } => json!({
+            "bits": bits, "item_len": item_len, "min_items": min_items, "max_items": max_items,
+        }),
+    };
+    v["name"] = json!(task.name());
+    v
+}
+
+pub(super) fn config_json(c: &NtmConfig) -> serde_json::Value {
+    let (memory, init) = match c.memory {
+        MemoryInit::Constant(v) => ("constant", Some(v)),
+        MemoryInit::Learned => ("learned", None),
+    };
+    json!({
+        "controller": c.controller.name(),
+        "input_size": c.input_size,
+        "output_size": c.output_size,
+        "controller_size": c.controller_size,
+        "memory_rows": c.memory_rows,
+        "memory_width": c.memory_width,
+        "read_heads": c.read_heads,
+        "write_heads": c.write_heads,
+        "shift_range": c.shift_range,
+        "memory": memory,
+        "memory_init": init,
+        "seed": c.seed,
+        "parameters": c.num_parameters(),
+    })
+}
+
+pub(super) fn describe_machine(c: &NtmConfig) -> String {
+    let plural = |n: usize| if n == 1 { "" } else { "s" };
+    format!(
+        "{} controller ({} units), memory {} x {} ({}), {} read head{}, {} write head{}, shifts -{s}..={s}: {} parameters",
+        match c.controller {
+            Controller::Lstm => "LSTM",
+            Controller::FeedForward => "feed-forward",
+        },
+        c.controller_size,
+        c.memory_rows,
+        c.memory_width,
+        memory_label(c.memory),
+        c.read_heads,
+        plural(c.read_heads),
+        c.write_heads,
+        plural(c.write_heads),
+        group_digits(c.num_parameters()),
+        s = c.shift_range,
+    )
+}
+
+/// `62860` as `62,860`.
+pub(super) fn group_digits(n: usize) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, ch) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(ch);
+    }
+    out
+}
+
+/// One row of the generalisation table.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct SetScore {
+    pub(super) size: usize,
+    pub(super) sequences: usize,
+    pub(super) loss: f64,
+    pub(super) errors_per_sequence: f64,
+    pub(super) bits_per_sequence: f64,
+}
+
+impl SetScore {
+    pub(super) fn rate(&self) -> f64 {
+        if self.bits_per_sequence > 0.0 {
+            self.errors_per_sequence / self.bits_per_sequence
+        } else {
+            0.0
+        }
+    }
+}
+
+/// Loss, bit errors and scored bits per sequence on `sequences` held-out
+/// sequences of one size drawn from `seed`.
+pub(super) fn score_set(
+    ntm: &Ntm,
+    task: &Task,
+    size: usize,
+    sequences: usize,
+    seed: u64,
+) -> Result<SetScore> {
+    let s = evaluate(ntm, task, size, sequences, seed)?;
+    Ok(SetScore {
+        size,
+        sequences,
+        loss: s.loss(),
+        errors_per_sequence: s.errors_per_sequence(),
+        bits_per_sequence: s.bits_per_sequence(),
+    })
+}
+
+/// The generalisation table's rows: every size of [`table_sizes`].
+pub(super) fn generalisation(
+    ntm: &Ntm,
+    task: &Task,
+    eval_sequences: usize,
+) -> Result<Vec<SetScore>> {
+    table_sizes(task)
+        .iter()
+        .map(|&size| {
+            let cap = if max_steps(task, size) <= LONG_STEPS {
+                SHORT_CAP
+            } else {
+                LONG_CAP
+            };
+            let seed = EVAL_SEED ^ ((size as u64) << 32);
+            score_set(ntm, task, size, eval_sequences.min(cap), seed)
+                .with_context(|| format!("evaluating {}", size_label(task, size)))
+        })
+        .collect()
+}
+
+pub(super) fn print_table(task: &Task, rows: &[SetScore]) {
+    let (lo, hi) = training_range(task);
+    let word = size_word(task);
+    println!(
+        "generalisation (held-out; trained on {}{}):",
+        match task {
+            Task::AssociativeRecall { .. } => format!("{lo}..={hi} items"),
+            _ => format!("lengths {lo}..={hi}"),
+        },
+        match *task {
+            Task::RepeatCopy {
+                min_repeats,
+                max_repeats,
+                ..
+            } => format!(", {min_repeats}..={max_repeats} repeats as in training"),
+            _ => String::new(),
+        }
+    );
+    println!(
+        "  {word:>7} {:>10} {:>15} {:>10} {:>13}",
+        "sequences", "bit errors/seq", "bits/seq", "% bit errors"
+    );
+    for r in rows {
+        let trained = if (lo..=hi).contains(&r.size) {
+            "  (trained size)"
+        } else {
+            ""
+        };
+        println!(
+            "  {:>7} {:>10} {:>15.3} {:>10.1} {:>12.2}%{trained}",
+            r.size,
+            r.sequences,
+            r.errors_per_sequence,
+            r.bits_per_sequence,
+            100.0 * r.rate()
+        );
+    }
+}
+
+/// The read and write weightings over one held-out sequence of `size`, as
+/// heatmaps (time step across, memory row up), one panel per head (at most
+/// four of each kind).
+pub(super) fn weightings_png(ntm: &Ntm, task: &Task, size: usize) -> Result<Vec<u8>> {
+    let c = ntm.config();
+    let mut rng = SplitMix64::new(EVAL_SEED ^ 0x5EED);
+    let mut batch = TaskBatch::default();
+    task.generate(&mut rng, 1, size, &mut batch)?;
+    let mut tape = NtmTape::new();
+    ntm.forward_train(&batch.x, batch.seq_len, 1, &mut tape)?;
+    let (t, heads, n) = (batch.seq_len, c.heads(), c.memory_rows);
+    let w = tape.weightings();
+    if w.len() != (t + 1) * heads * n {
+        bail!(
+            "the weightings hold {} values, expected (T+1) * (R+W) * N = {}",
+            w.len(),
+            (t + 1) * heads * n
+        );
+    }
+    // Head h after step s: slot s + 1 of [T+1, B=1, R+W, N].
+    let per_head: Vec<Vec<f32>> = (0..heads)
+        .map(|h| {
+            (0..t)
+                .flat_map(|s| {
+                    let at = ((s + 1) * heads + h) * n;
+                    w[at..at + n].iter().copied()
+                })
+                .collect()
+        })
+        .collect();
+    let first_scored = batch.mask.iter().position(|&m| m > 0.0).unwrap_or(t);
+    let shown: Vec<usize> = (0..c.read_heads.min(4))
+        .chain(c.read_heads..c.read_heads + c.write_heads.min(4))
+        .collect();
+    let panels: Vec<Heatmap<'_>> = shown
+        .iter()
+        .map(|&h| {
+            let (kind, k, of) = if h < c.read_heads {
+                ("read", h, c.read_heads)
+            } else {
+                ("write", h - c.read_heads, c.write_heads)
+            };
+            let which = if of > 1 {
+                format!(" {} of {of}", k + 1)
+            } else {
+                String::new()
+            };
+            Heatmap {
+                title: format!("{kind} head{which}: weighting over memory rows"),
+                values: &per_head[h],
+                nx: t,
+                ny: n,
+                x_desc: "time step",
+                y_desc: "memory row",
+                vline: Some((first_scored as f64, "outputs scored from here")),
+            }
+        })
+        .collect();
+    let title = format!(
+        "NTM {}: one held-out sequence, {} ({t} steps); darker = more weight",
+        task.name(),
+        size_label(task, size)
+    );
+    plot::heatmaps(&title, &panels, 1200)
+}
