@@ -403,7 +403,7 @@ pub(crate) fn backward(
     buf: &mut LayerGradBuffers,
 ) {
     let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
-    let (bh, bgh, gh, hd) = (run.bh(), run.bgh(), d.gh(), d.hidden);
+    let (bh, bgh, gh) = (run.bh(), run.bgh(), d.gh());
     let rows = t_len * d.batch;
     debug_assert_eq!(
         buf.dgates.len(),
@@ -445,7 +445,65 @@ pub(crate) fn backward(
                 reverse: run.reverse,
             },
         );
-    for t in run.times().rev().filter(|_| !whole) {
+    if !whole {
+        backward_steps(cell, w, run, tape, &up, buf);
+    }
+    out.dh0.copy_from_slice(&buf.dh);
+    if has_cell_state {
+        out.dc0.copy_from_slice(&buf.dc);
+    }
+
+    // 4. Weight gradients over all T*B rows at once.
+    let dgates = Mat::new(&buf.dgates, rows, gh);
+    let xm = Mat::new(x, rows, run.input_size);
+    gemm(
+        1.0,
+        dgates,
+        Op::T,
+        xm,
+        Op::N,
+        1.0,
+        MatMut::new(grads.w_ih, gh, run.input_size),
+    );
+    let w_ih = Mat::new(w.w_ih, gh, run.input_size);
+    gemm(
+        1.0,
+        dgates,
+        Op::N,
+        w_ih,
+        Op::N,
+        0.0,
+        MatMut::new(out.dx, rows, run.input_size),
+    );
+    if let Some(db) = grads.b_ih {
+        reduce::colsum_add(&buf.dgates, db);
+    }
+    let first_prev = run.prev_slot(0).min(run.prev_slot(t_len - 1));
+    let inputs = HiddenGradInputs {
+        dgates: &buf.dgates,
+        dhw: &buf.dhw,
+        h_prev: &tape.states[first_prev * bh..(first_prev + t_len) * bh],
+        saved: &tape.saved,
+        rows,
+    };
+    cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh);
+}
+
+/// The reverse time loop one step at a time (cells without a sequence
+/// kernel, and variable-length batches, whose frozen rows pass their
+/// gradients through unchanged): leaves the gradient w.r.t. the initial
+/// state in `buf.dh` (and `buf.dc`).
+fn backward_steps(
+    cell: &dyn Cell,
+    w: &LayerWeights<'_>,
+    run: &Run<'_>,
+    tape: &LayerTape,
+    up: &Upstream<'_>,
+    buf: &mut LayerGradBuffers,
+) {
+    let (d, has_cell_state) = (run.dims, run.has_cell_state);
+    let (bh, bgh, gh, hd) = (run.bh(), run.bgh(), d.gh(), d.hidden);
+    for t in run.times().rev() {
         for (b, dh) in buf.dh.chunks_exact_mut(hd).enumerate() {
             if run.valid(t, b) {
                 let row = (t * d.batch + b) * up.stride + up.offset;
@@ -497,43 +555,4 @@ pub(crate) fn backward(
         }
         std::mem::swap(&mut buf.dh, &mut buf.dh_prev);
     }
-    out.dh0.copy_from_slice(&buf.dh);
-    if has_cell_state {
-        out.dc0.copy_from_slice(&buf.dc);
-    }
-
-    // 4. Weight gradients over all T*B rows at once.
-    let dgates = Mat::new(&buf.dgates, rows, gh);
-    let xm = Mat::new(x, rows, run.input_size);
-    gemm(
-        1.0,
-        dgates,
-        Op::T,
-        xm,
-        Op::N,
-        1.0,
-        MatMut::new(grads.w_ih, gh, run.input_size),
-    );
-    let w_ih = Mat::new(w.w_ih, gh, run.input_size);
-    gemm(
-        1.0,
-        dgates,
-        Op::N,
-        w_ih,
-        Op::N,
-        0.0,
-        MatMut::new(out.dx, rows, run.input_size),
-    );
-    if let Some(db) = grads.b_ih {
-        reduce::colsum_add(&buf.dgates, db);
-    }
-    let first_prev = run.prev_slot(0).min(run.prev_slot(t_len - 1));
-    let inputs = HiddenGradInputs {
-        dgates: &buf.dgates,
-        dhw: &buf.dhw,
-        h_prev: &tape.states[first_prev * bh..(first_prev + t_len) * bh],
-        saved: &tape.saved,
-        rows,
-    };
-    cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh);
 }
