@@ -93,6 +93,16 @@ impl TensorFile {
         }
     }
 
+    /// Every `f32` tensor as `(name, shape, values)`.
+    pub fn f32_tensors(&self) -> impl Iterator<Item = (&str, &[usize], &[f32])> {
+        self.tensors
+            .iter()
+            .filter_map(|(name, (shape, data))| match data {
+                TensorData::F32(v) => Some((name.as_str(), shape.as_slice(), v.as_slice())),
+                TensorData::I64(_) => None,
+            })
+    }
+
     /// The `i64` tensor `name`: `(shape, values)`.
     pub fn i64(&self, name: &str) -> Option<(&[usize], &[i64])> {
         match self.tensors.get(name)? {
@@ -203,14 +213,7 @@ impl Recurrent {
         let path = path.as_ref();
         let file = TensorFile::read(path)?;
         let config = file.net_config(path)?;
-        let tensors = file
-            .tensors
-            .iter()
-            .filter_map(|(name, (shape, data))| match data {
-                TensorData::F32(v) => Some((name.as_str(), shape.as_slice(), v.as_slice())),
-                TensorData::I64(_) => None,
-            });
-        Self::from_params(config, tensors).map_err(|e| format_err(path, e.to_string()))
+        Self::from_params(config, file.f32_tensors()).map_err(|e| format_err(path, e.to_string()))
     }
 
     /// Saves the model (configuration as metadata, parameters under PyTorch

@@ -274,25 +274,7 @@ impl Recurrent {
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let mut params = Params::try_zeros(param_layout(&config))?;
-        let mut seen = vec![false; params.len()];
-        for (name, shape, values) in tensors {
-            let Some(i) = params.index(name) else {
-                continue;
-            };
-            let want = &params.infos()[i].shape;
-            if shape != want.as_slice() {
-                return Err(Error::shape(name, want, shape));
-            }
-            check_len(name, values, shape)?;
-            params.set(name, values)?;
-            seen[i] = true;
-        }
-        if let Some(i) = seen.iter().position(|s| !s) {
-            return Err(Error::MissingParameter {
-                name: params.infos()[i].name.clone(),
-            });
-        }
+        let params = Params::try_from_tensors(param_layout(&config), tensors)?;
         Ok(Self {
             config,
             params,

@@ -122,6 +122,37 @@ impl Params {
         self.infos.is_empty()
     }
 
+    /// A set with the given layout filled from `tensors` `(name, shape,
+    /// values)` (extra names are ignored).
+    ///
+    /// Errors: a tensor of the layout missing or of another shape, a length
+    /// that disagrees with its shape, no memory for the buffer.
+    pub fn try_from_tensors<'a>(
+        layout: impl IntoIterator<Item = (String, Vec<usize>)>,
+        tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+    ) -> Result<Self> {
+        let mut params = Self::try_zeros(layout)?;
+        let mut seen = vec![false; params.len()];
+        for (name, shape, values) in tensors {
+            let Some(i) = params.index(name) else {
+                continue;
+            };
+            let want = &params.infos[i].shape;
+            if shape != want.as_slice() {
+                return Err(Error::shape(name, want, shape));
+            }
+            crate::error::check_len(name, values, shape)?;
+            params.set(name, values)?;
+            seen[i] = true;
+        }
+        if let Some(i) = seen.iter().position(|s| !s) {
+            return Err(Error::MissingParameter {
+                name: params.infos[i].name.clone(),
+            });
+        }
+        Ok(params)
+    }
+
     /// Total number of scalars.
     pub fn num_elements(&self) -> usize {
         self.data.len()

@@ -7,7 +7,7 @@ use std::path::Path;
 use super::config::NtmConfig;
 use super::model::Ntm;
 use crate::error::{Error, Result};
-use crate::io::{TensorData, TensorFile, write_tensors};
+use crate::io::{TensorFile, write_tensors};
 
 impl Ntm {
     /// Loads a file written by [`Ntm::save`] (or by PyTorch with the same
@@ -33,14 +33,7 @@ impl Ntm {
         }
         let config = NtmConfig::from_metadata(|k| file.metadata.get(k).cloned())
             .map_err(|e| err(e.to_string()))?;
-        let tensors = file
-            .tensors
-            .iter()
-            .filter_map(|(name, (shape, data))| match data {
-                TensorData::F32(v) => Some((name.as_str(), shape.as_slice(), v.as_slice())),
-                TensorData::I64(_) => None,
-            });
-        Self::from_params(config, tensors).map_err(|e| err(e.to_string()))
+        Self::from_params(config, file.f32_tensors()).map_err(|e| err(e.to_string()))
     }
 
     /// Saves the machine (configuration as metadata) atomically: `path` is
