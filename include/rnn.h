@@ -37,16 +37,19 @@
  *   if it is too short). Output buffers must not overlap inputs or each
  *   other.
  * - Ownership: the caller owns every handle it gets (rnn_model, rnn_stream,
- *   rnn_trainer, rnn_optimizer) and frees it with the matching *_free
+ *   rnn_trainer, rnn_optimizer, rnn_ntm) and frees it with the matching *_free
  *   function, which accepts NULL. Strings returned by the library belong to
  *   it (see each function).
  * - Threads: calls on a const rnn_model (forward, save, parameter reads,
  *   creating streams and trainers) may run on one model from several threads
  *   at once; calls taking a non-const handle need exclusive access to it.
  *   Distinct handles are independent.
- * - Not in this API yet: the Neural Turing Machine (not implemented in the
- *   library yet), the sequence architectures (classifier, tagger, generator,
- *   seq2seq), linear heads and the other losses.
+ * - Neural Turing Machines (rnn_ntm, docs/ntm.md): create, load, save,
+ *   forward x [T, B, I] -> logits [T, B, O], parameters by name, and the
+ *   gradients of one batch as one flat buffer in parameter order.
+ * - Not in this API yet: the NTM's trainer and tasks, the sequence
+ *   architectures (classifier, tagger, generator, seq2seq), linear heads and
+ *   the other losses.
  */
 
 
@@ -167,6 +170,20 @@ typedef enum rnn_gru_variant {
 } rnn_gru_variant;
 
 /**
+ * The NTM's controller (values of `rnn_ntm_config.controller`).
+ */
+typedef enum rnn_ntm_controller {
+    /**
+     * An LSTM cell with a learned initial state.
+     */
+    RNN_NTM_CONTROLLER_LSTM = 0,
+    /**
+     * One feed-forward layer, `h = tanh(W u + b)`.
+     */
+    RNN_NTM_CONTROLLER_FEED_FORWARD = 1,
+} rnn_ntm_controller;
+
+/**
  * A recurrent network (opaque): its configuration and parameters.
  *
  * Made by `rnn_model_new`, `rnn_model_load` or `rnn_model_clone`; freed by
@@ -176,6 +193,15 @@ typedef enum rnn_gru_variant {
  * steps) need exclusive access.
  */
 typedef struct rnn_model rnn_model;
+
+/**
+ * A Neural Turing Machine (opaque): its configuration and parameters.
+ *
+ * Made by `rnn_ntm_new` or `rnn_ntm_load`, freed by `rnn_ntm_free`. Calls
+ * taking a `const rnn_ntm *` may run on one machine from several threads at
+ * once; `rnn_ntm_param_set` needs exclusive access.
+ */
+typedef struct rnn_ntm rnn_ntm;
 
 /**
  * An optimizer with its state (opaque). Made by `rnn_optimizer_new_sgd`,
@@ -252,6 +278,63 @@ typedef struct rnn_config {
      */
     uint64_t seed;
 } rnn_config;
+
+/**
+ * The description of a Neural Turing Machine. Fill it with
+ * `rnn_ntm_config_init` (the copy task of Graves et al. 2014), then change
+ * fields.
+ */
+typedef struct rnn_ntm_config {
+    /**
+     * An `rnn_ntm_controller`.
+     */
+    uint32_t controller;
+    /**
+     * Input features per step, I (>= 1).
+     */
+    size_t input_size;
+    /**
+     * Output logits per step, O (>= 1).
+     */
+    size_t output_size;
+    /**
+     * Controller units, C (>= 1).
+     */
+    size_t controller_size;
+    /**
+     * Memory rows, N (>= 1).
+     */
+    size_t memory_rows;
+    /**
+     * Memory width, M (>= 1).
+     */
+    size_t memory_width;
+    /**
+     * Read heads, R (1 to 64).
+     */
+    size_t read_heads;
+    /**
+     * Write heads, W (0 to 64).
+     */
+    size_t write_heads;
+    /**
+     * The heads shift by -S..=S rows (S < N).
+     */
+    size_t shift_range;
+    /**
+     * 1: the initial memory is a learned parameter `init.memory`; 0: every
+     * cell starts at `memory_init`.
+     */
+    uint32_t learned_memory;
+    /**
+     * The constant initial memory (finite; read when `learned_memory` is 0).
+     */
+    float memory_init;
+    /**
+     * Seed of the initialisation.
+     */
+    uint64_t seed;
+} rnn_ntm_config;
 
 /**
  * SGD hyper-parameters (`torch.optim.SGD`); `rnn_sgd_config_init` fills
@@ -562,6 +645,207 @@ enum rnn_status rnn_model_forward_lengths(const struct rnn_model *m,
                                           size_t h_n_len,
                                           float *c_n,
                                           size_t c_n_len);
+
+/**
+ * Fills `*config` with the copy-task machine of Graves et al. 2014: LSTM
+ * controller of 100 units, memory 128 x 20 (constant 1e-6), one read and
+ * one write head, shifts -1..=1, 9 inputs (8 bits and a delimiter), 8
+ * outputs, seed 0.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (config). Thread-safe.
+ *
+ * # Safety
+ * `config` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_config_init(struct rnn_ntm_config *config);
+
+/**
+ * Creates a machine from `*config` (initialisation of docs/ntm.md, from
+ * `config->seed`). On success `*out` is a new machine owned by the caller
+ * (free it with `rnn_ntm_free`); on failure `*out` is NULL.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (config, out),
+ * `RNN_STATUS_INVALID_ARGUMENT` (a zero size, too many heads, a shift range
+ * of N or more, a non-finite `memory_init`, a flag not 0/1, a machine too
+ * large). Thread-safe.
+ *
+ * # Safety
+ * `config` is NULL or points to an `rnn_ntm_config`; `out` is NULL or
+ * writable.
+ */
+enum rnn_status rnn_ntm_new(const struct rnn_ntm_config *config, struct rnn_ntm **out);
+
+/**
+ * Loads a machine saved by `rnn_ntm_save` (or `rnn ntm`'s
+ * `model.safetensors`). On success `*out` is a new machine owned by the
+ * caller; on failure `*out` is NULL.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing,
+ * unreadable, truncated or malformed file, not an NTM, bad metadata, a
+ * missing or misshapen tensor; the message names the file). Thread-safe.
+ *
+ * # Safety
+ * `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_load(const char *path, struct rnn_ntm **out);
+
+/**
+ * Saves the machine (configuration as metadata), atomically: a crash
+ * never leaves half a file.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
+ * Thread-safe on a const machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `path` is NULL or a NUL-terminated string.
+ */
+enum rnn_status rnn_ntm_save(const struct rnn_ntm *m, const char *path);
+
+/**
+ * Frees a machine. NULL is accepted (nothing happens).
+ *
+ * # Safety
+ * `m` is NULL or a machine from this library, not yet freed nor in use.
+ */
+void rnn_ntm_free(struct rnn_ntm *m);
+
+/**
+ * Writes the machine's configuration to `*config` (`memory_init` is 0 for
+ * a learned memory).
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, config). Thread-safe on a const
+ * machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `config` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_get_config(const struct rnn_ntm *m, struct rnn_ntm_config *config);
+
+/**
+ * Runs the machine over `x` `[seq_len, batch, I]` (`x_len` floats) and
+ * writes the logits `[seq_len, batch, O]` to `y` (capacity `y_cap`).
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
+ * (seq_len or batch 0), `RNN_STATUS_SHAPE_MISMATCH` (x_len is not
+ * `seq_len * batch * I`), `RNN_STATUS_BUFFER_TOO_SMALL` (y_cap); nothing is
+ * written on error. Thread-safe on a const machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `x` is NULL or `x_len` readable floats;
+ * `y` is NULL or `y_cap` writable floats, not overlapping `x`.
+ */
+enum rnn_status rnn_ntm_forward(const struct rnn_ntm *m,
+                                const float *x,
+                                size_t x_len,
+                                size_t seq_len,
+                                size_t batch,
+                                float *y,
+                                size_t y_cap);
+
+/**
+ * The gradients of `sum(y * dy)` for one batch: runs the machine over `x`
+ * `[seq_len, batch, I]`, backpropagates `dy` `[seq_len, batch, O]` (the
+ * gradient w.r.t. the logits, e.g. `(sigmoid(y) - target) / n` for a mean
+ * binary cross-entropy), and writes every parameter's gradient to `grads`
+ * as one flat buffer in parameter order (`rnn_ntm_param_name` order, each
+ * tensor row-major; `grads_cap` >= the total parameter count, see
+ * `rnn_ntm_param_total`), and, if `dx` is not NULL, the gradient w.r.t.
+ * `x` `[seq_len, batch, I]` (capacity `dx_cap`). If `y` is not NULL the
+ * logits are written there too (capacity `y_cap`).
+ *
+ * Errors: as `rnn_ntm_forward`, plus `RNN_STATUS_NULL_POINTER` (dy, grads),
+ * `RNN_STATUS_SHAPE_MISMATCH` (dy_len), `RNN_STATUS_BUFFER_TOO_SMALL`
+ * (grads_cap, dx_cap, y_cap); nothing is written on error. Thread-safe on
+ * a const machine.
+ *
+ * # Safety
+ * Pointers are NULL or valid for their lengths; outputs do not overlap
+ * inputs or each other.
+ */
+enum rnn_status rnn_ntm_gradients(const struct rnn_ntm *m,
+                                  const float *x,
+                                  size_t x_len,
+                                  size_t seq_len,
+                                  size_t batch,
+                                  const float *dy,
+                                  size_t dy_len,
+                                  float *grads,
+                                  size_t grads_cap,
+                                  float *dx,
+                                  size_t dx_cap,
+                                  float *y,
+                                  size_t y_cap);
+
+/**
+ * Writes the number of parameter tensors to `*count`.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, count). Thread-safe on a const
+ * machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `count` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_param_count(const struct rnn_ntm *m, size_t *count);
+
+/**
+ * Writes the total number of parameter values (all tensors) to `*total`:
+ * the length of `rnn_ntm_gradients`' `grads`.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, total). Thread-safe on a const
+ * machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `total` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_param_total(const struct rnn_ntm *m, size_t *total);
+
+/**
+ * Writes the name of parameter `index` (buffer order) to `*name`: a
+ * NUL-terminated string owned by the machine, valid until it is freed.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, name), `RNN_STATUS_INVALID_ARGUMENT`
+ * (index out of range). Thread-safe on a const machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `name` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_param_name(const struct rnn_ntm *m, size_t index, const char **name);
+
+/**
+ * Copies parameter `name` (row-major, its element count = the product of
+ * its docs/ntm.md shape) to `out` (capacity `out_cap`) and writes the count
+ * to `*len` (if `len` is not NULL).
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, name, out),
+ * `RNN_STATUS_INVALID_ARGUMENT` (unknown name), `RNN_STATUS_BUFFER_TOO_SMALL`.
+ * Thread-safe on a const machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `name` is NULL or NUL-terminated; `out` is
+ * NULL or `out_cap` writable floats; `len` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_param_get(const struct rnn_ntm *m,
+                                  const char *name,
+                                  float *out,
+                                  size_t out_cap,
+                                  size_t *len);
+
+/**
+ * Sets parameter `name` from `values` (`values_len` floats, exactly its
+ * element count).
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, name, values),
+ * `RNN_STATUS_INVALID_ARGUMENT` (unknown name), `RNN_STATUS_SHAPE_MISMATCH`
+ * (values_len); nothing changes on error. Needs exclusive access.
+ *
+ * # Safety
+ * `m` is NULL or a live machine used by no other thread; `name` is NULL or
+ * NUL-terminated; `values` is NULL or `values_len` readable floats.
+ */
+enum rnn_status rnn_ntm_param_set(struct rnn_ntm *m,
+                                  const char *name,
+                                  const float *values,
+                                  size_t values_len);
 
 /**
  * Fills `*config` with PyTorch's SGD defaults at learning rate `lr`

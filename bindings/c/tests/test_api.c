@@ -1005,6 +1005,83 @@ static void test_train_step(void) {
     rnn_model_free(other);
 }
 
+/* The Neural Turing Machine: create, forward, gradients, parameters, files,
+ * and the usual refusals. */
+static void test_ntm(void) {
+    rnn_ntm_config c;
+    rnn_ntm *m = NULL, *l = NULL;
+    enum { T = 3, B = 2, I = 4, O = 3 };
+    float x[T * B * I], dy[T * B * O], y[T * B * O], y2[T * B * O], dx[T * B * I];
+    size_t total = 0, count = 0, len = 0, i;
+    float *grads;
+    const char *name = NULL;
+    char path[1024];
+
+    EXPECT_STATUS(rnn_ntm_config_init(NULL), RNN_STATUS_NULL_POINTER);
+    OK(rnn_ntm_config_init(&c));
+    CHECK(c.controller == RNN_NTM_CONTROLLER_LSTM && c.memory_rows == 128 && c.input_size == 9);
+    c.input_size = I;
+    c.output_size = O;
+    c.controller_size = 6;
+    c.memory_rows = 8;
+    c.memory_width = 4;
+    c.memory_init = NAN;
+    EXPECT_STATUS(rnn_ntm_new(&c, &m), RNN_STATUS_INVALID_ARGUMENT);
+    CHECK(m == NULL);
+    c.memory_init = 1e-6f;
+    c.controller = 9;
+    EXPECT_STATUS(rnn_ntm_new(&c, &m), RNN_STATUS_INVALID_ARGUMENT);
+    c.controller = RNN_NTM_CONTROLLER_FEED_FORWARD;
+    EXPECT_STATUS(rnn_ntm_new(NULL, &m), RNN_STATUS_NULL_POINTER);
+    OK(rnn_ntm_new(&c, &m));
+
+    for (i = 0; i < T * B * I; i++) x[i] = (float)((i * 7) % 5) / 5.0f;
+    for (i = 0; i < T * B * O; i++) dy[i] = (float)((i * 3) % 7) / 7.0f - 0.5f;
+    OK(rnn_ntm_forward(m, x, T * B * I, T, B, y, T * B * O));
+    EXPECT_STATUS(rnn_ntm_forward(m, x, T * B * I - 1, T, B, y, T * B * O),
+                  RNN_STATUS_SHAPE_MISMATCH);
+    EXPECT_STATUS(rnn_ntm_forward(m, x, T * B * I, T, B, y, 1), RNN_STATUS_BUFFER_TOO_SMALL);
+    EXPECT_STATUS(rnn_ntm_forward(NULL, x, T * B * I, T, B, y, T * B * O),
+                  RNN_STATUS_NULL_POINTER);
+
+    OK(rnn_ntm_param_total(m, &total));
+    grads = malloc(total * sizeof *grads);
+    CHECK(grads != NULL);
+    if (grads == NULL) return;
+    OK(rnn_ntm_gradients(m, x, T * B * I, T, B, dy, T * B * O, grads, total, dx, T * B * I, y2,
+                         T * B * O));
+    CHECK(memcmp(y, y2, sizeof y) == 0);
+    EXPECT_STATUS(rnn_ntm_gradients(m, x, T * B * I, T, B, dy, T * B * O, grads, total - 1, NULL,
+                                    0, NULL, 0),
+                  RNN_STATUS_BUFFER_TOO_SMALL);
+
+    OK(rnn_ntm_param_count(m, &count));
+    CHECK(count == 8); /* controller.weight/bias, heads x2, output x2, init.read, init.weight_logits */
+    OK(rnn_ntm_param_name(m, 0, &name));
+    CHECK(name != NULL && strcmp(name, "controller.weight") == 0);
+    EXPECT_STATUS(rnn_ntm_param_name(m, count, &name), RNN_STATUS_INVALID_ARGUMENT);
+    OK(rnn_ntm_param_get(m, "init.read", grads, total, &len));
+    CHECK(len == 4); /* R x M = 1 x 4 */
+    EXPECT_STATUS(rnn_ntm_param_get(m, "nope", grads, total, &len), RNN_STATUS_INVALID_ARGUMENT);
+    OK(rnn_ntm_param_set(m, "init.read", grads, len));
+    EXPECT_STATUS(rnn_ntm_param_set(m, "init.read", grads, len + 1), RNN_STATUS_SHAPE_MISMATCH);
+
+    path_in(path, sizeof path, tmp_dir, "ntm.safetensors");
+    OK(rnn_ntm_save(m, path));
+    OK(rnn_ntm_load(path, &l));
+    OK(rnn_ntm_forward(l, x, T * B * I, T, B, y2, T * B * O));
+    CHECK(memcmp(y, y2, sizeof y) == 0);
+    path_in(path, sizeof path, tmp_dir, "missing.safetensors");
+    rnn_ntm_free(l);
+    l = NULL;
+    EXPECT_STATUS(rnn_ntm_load(path, &l), RNN_STATUS_IO);
+    CHECK(l == NULL);
+
+    free(grads);
+    rnn_ntm_free(m);
+    rnn_ntm_free(NULL);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s FIXTURE_DIR TMP_DIR\n", argv[0]);
@@ -1022,5 +1099,6 @@ int main(int argc, char **argv) {
     test_trainer();
     test_optimizers();
     test_train_step();
+    test_ntm();
     return check_summary("test_api");
 }

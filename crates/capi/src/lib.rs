@@ -11,7 +11,8 @@
 //! - every pointer is checked (NULL, alignment) and every integer validated
 //!   before it becomes a Rust value; outputs go to caller-owned buffers with
 //!   a capacity, checked before any work (`RNN_STATUS_BUFFER_TOO_SMALL`);
-//! - handles (`rnn_model`, `rnn_stream`, `rnn_trainer`, `rnn_optimizer`) are
+//! - handles (`rnn_model`, `rnn_stream`, `rnn_trainer`, `rnn_optimizer`,
+//!   `rnn_ntm`) are
 //!   boxed Rust values owned by the caller; their `free` functions accept
 //!   NULL.
 #![deny(unsafe_op_in_unsafe_fn)]
@@ -21,6 +22,7 @@ mod args;
 pub mod config;
 pub mod error;
 pub mod model;
+pub mod ntm;
 pub mod optim;
 pub mod params;
 pub mod stream;
@@ -33,6 +35,12 @@ pub use error::{rnn_last_error_message, rnn_status, rnn_status_string};
 pub use model::{
     rnn_model, rnn_model_clone, rnn_model_config, rnn_model_forward, rnn_model_forward_lengths,
     rnn_model_free, rnn_model_load, rnn_model_new, rnn_model_save,
+};
+pub use ntm::{
+    rnn_ntm, rnn_ntm_config, rnn_ntm_config_init, rnn_ntm_controller, rnn_ntm_forward,
+    rnn_ntm_free, rnn_ntm_get_config, rnn_ntm_gradients, rnn_ntm_load, rnn_ntm_new,
+    rnn_ntm_param_count, rnn_ntm_param_get, rnn_ntm_param_name, rnn_ntm_param_set,
+    rnn_ntm_param_total, rnn_ntm_save,
 };
 pub use optim::{
     rnn_adam_config, rnn_adam_config_init, rnn_optimizer, rnn_optimizer_free, rnn_optimizer_lr,
