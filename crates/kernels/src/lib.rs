@@ -6,6 +6,11 @@
 //! in [`reduce`]). The Elman cell's fused step is an [`activation`] kernel
 //! (`h = act(P)` forward, `dP = dh * act'(h)` backward).
 //!
+//! Whole time loops: [`lstm::forward_sequence`],
+//! [`lstm::backward_sequence`] and the GRU's `lbr_*_sequence` run every step
+//! of a layer on a team of threads ([`team`]) that split the hidden units,
+//! with a spin barrier per step instead of a fork-join.
+//!
 //! Every SIMD kernel runs at the best level the CPU offers (AVX-512,
 //! AVX2+FMA, or a portable fallback; see [`simd`]) and has a plain scalar
 //! twin (`<module>::scalar`) that the property tests hold it equal to.

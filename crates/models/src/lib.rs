@@ -1,7 +1,8 @@
 //! # rnn-models
 //!
-//! Elman RNN, LSTM and GRU networks (stacked, optionally bidirectional) with
-//! batched forward and backpropagation through time, exact against PyTorch.
+//! Elman RNN, LSTM and GRU networks (stacked, optionally bidirectional) and
+//! the Neural Turing Machine ([`ntm`]), with batched forward and
+//! backpropagation through time, exact against PyTorch.
 //! All forward and backward math of librnn lives here, on the kernels of
 //! `rnn-kernels`.
 //!
