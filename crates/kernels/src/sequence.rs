@@ -81,12 +81,10 @@ impl Loop {
     }
 
     fn part(&self, step: usize, chunk: usize, backward: bool) -> Part {
-        let forward_time = if backward {
-            !self.reverse
-        } else {
-            self.reverse
-        };
-        let t = if forward_time {
+        // Time runs down for the forward pass of the reverse direction and
+        // the backward pass of the forward one, up otherwise.
+        let descending = backward != self.reverse;
+        let t = if descending {
             self.seq_len - 1 - step
         } else {
             step
