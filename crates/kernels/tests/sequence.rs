@@ -58,7 +58,15 @@ fn max_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn team_forward_equals_stepwise_forward() {
-    for &(t_len, b, hd) in &[(5, 3, 16), (7, 4, 40), (3, 1, 64), (4, 2, 33), (2, 5, 8)] {
+    for &(t_len, b, hd) in &[
+        (5, 3, 16),
+        (7, 4, 40),
+        (3, 1, 64),
+        (4, 2, 33),
+        (2, 5, 8),
+        (4, 1, 37),
+        (3, 1, 200),
+    ] {
         for reverse in [false, true] {
             for threads in [1, 2, 3, 4] {
                 let (gh, bh) = (4 * hd, b * hd);
@@ -195,7 +203,7 @@ fn team_backward_equals_stepwise_backward() {
 #[test]
 fn team_gru_equals_stepwise_gru() {
     use rnn_kernels::gru;
-    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33)] {
+    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33), (5, 1, 45)] {
         for reverse in [false, true] {
             for threads in [1, 2, 3] {
                 let (gh, bh) = (3 * hd, b * hd);
