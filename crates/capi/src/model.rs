@@ -32,13 +32,7 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl rnn_model {
     pub(crate) fn new(net: Recurrent) -> Result<Self> {
-        let names = net
-            .params()
-            .infos()
-            .iter()
-            .map(|i| CString::new(i.name.as_str()))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))?;
+        let names = crate::params::c_names(net.params())?;
         Ok(Self {
             net,
             names,

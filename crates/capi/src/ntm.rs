@@ -12,7 +12,7 @@ use rnn_models::ntm::{Controller, MemoryInit, Ntm, NtmConfig, NtmGradScratch, Nt
 use crate::args::{self, OutBuf};
 use crate::error::{Error, Result, guard, guard_value, rnn_status};
 use crate::model::give;
-use crate::params::find;
+use crate::params::{c_names, find, write_name};
 
 /// The NTM's controller (values of `rnn_ntm_config.controller`).
 #[allow(non_camel_case_types)]
@@ -144,13 +144,7 @@ const _: () = {
 
 impl rnn_ntm {
     fn new(ntm: Ntm) -> Result<Self> {
-        let names = ntm
-            .params()
-            .infos()
-            .iter()
-            .map(|i| CString::new(i.name.as_str()))
-            .collect::<std::result::Result<_, _>>()
-            .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))?;
+        let names = c_names(ntm.params())?;
         Ok(Self { ntm, names })
     }
 
@@ -443,15 +437,8 @@ pub unsafe extern "C" fn rnn_ntm_param_name(
         let name = unsafe { args::out_ptr(name, std::ptr::null(), "name") }?;
         // SAFETY: NULL or a live machine, by this function's contract.
         let m = unsafe { args::handle(m, "m") }?;
-        let s = m.names.get(index).ok_or_else(|| {
-            Error::invalid(format!(
-                "index {index} out of range (the machine has {} parameters)",
-                m.names.len()
-            ))
-        })?;
         // SAFETY: `name` checked above.
-        unsafe { name.write(s.as_ptr()) };
-        Ok(())
+        unsafe { write_name(&m.names, index, name) }
     })
 }
 

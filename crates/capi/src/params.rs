@@ -11,6 +11,38 @@ use crate::args::{self, OutBuf};
 use crate::error::{Error, Result, guard, rnn_status};
 use crate::model::rnn_model;
 
+/// The parameters' names as C strings, in buffer order (kept by a handle for
+/// its `*_param_name` function).
+pub(crate) fn c_names(params: &rnn_models::Params) -> Result<Vec<std::ffi::CString>> {
+    params
+        .infos()
+        .iter()
+        .map(|i| std::ffi::CString::new(i.name.as_str()))
+        .collect::<std::result::Result<_, _>>()
+        .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))
+}
+
+/// Writes `names[index]` (owned by the handle) through `out`, or an error
+/// naming the range.
+///
+/// # Safety
+/// `out` was checked by [`args::out_ptr`].
+pub(crate) unsafe fn write_name(
+    names: &[std::ffi::CString],
+    index: usize,
+    out: *mut *const c_char,
+) -> Result<()> {
+    let s = names.get(index).ok_or_else(|| {
+        Error::invalid(format!(
+            "index {index} out of range ({} parameters)",
+            names.len()
+        ))
+    })?;
+    // SAFETY: `out` is non-NULL, aligned and writable (the caller's contract).
+    unsafe { out.write(s.as_ptr()) };
+    Ok(())
+}
+
 /// The index of parameter `name`, or an error naming it.
 pub(crate) fn find(params: &rnn_models::Params, name: &str) -> Result<usize> {
     params
@@ -60,15 +92,8 @@ pub unsafe extern "C" fn rnn_model_param_name(
         let name = unsafe { args::out_ptr(name, std::ptr::null(), "name") }?;
         // SAFETY: NULL or a live model, by this function's contract.
         let m = unsafe { args::handle(m, "m") }?;
-        let s = m.names.get(index).ok_or_else(|| {
-            Error::invalid(format!(
-                "index {index} out of range (the model has {} parameters)",
-                m.names.len()
-            ))
-        })?;
         // SAFETY: `name` checked above.
-        unsafe { name.write(s.as_ptr()) };
-        Ok(())
+        unsafe { write_name(&m.names, index, name) }
     })
 }
 

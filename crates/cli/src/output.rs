@@ -54,11 +54,10 @@ pub enum OutFile<'a> {
     With(&'a str, &'a dyn Fn(&Path) -> Result<()>),
 }
 
-/// Creates `dir` (and missing parents) and writes `files` into it. On error,
-/// removes what it wrote and the folders it created.
-pub fn write_all(dir: &Path, files: &[OutFile<'_>]) -> Result<()> {
-    // The top-most folder this call creates, to remove on failure.
-    let mut created: Option<PathBuf> = None;
+/// The top-most folder that creating `dir` would create, if any (to remove
+/// again when what goes in it fails).
+pub fn top_created(dir: &Path) -> Option<PathBuf> {
+    let mut created = None;
     let mut p = Some(dir);
     while let Some(q) = p {
         if q.as_os_str().is_empty() || q.exists() {
@@ -67,6 +66,14 @@ pub fn write_all(dir: &Path, files: &[OutFile<'_>]) -> Result<()> {
         created = Some(q.to_path_buf());
         p = q.parent();
     }
+    created
+}
+
+/// Creates `dir` (and missing parents) and writes `files` into it. On error,
+/// removes what it wrote and the folders it created.
+pub fn write_all(dir: &Path, files: &[OutFile<'_>]) -> Result<()> {
+    // The top-most folder this call creates, to remove on failure.
+    let created = top_created(dir);
     std::fs::create_dir_all(dir)
         .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
     let mut written: Vec<PathBuf> = Vec::new();

@@ -22,7 +22,7 @@ use recurrent::rng::SplitMix64;
 use serde_json::json;
 
 use crate::dates::utc_timestamp;
-use crate::output::{OutFile, check_out_dir, fresh_dir, write_all};
+use crate::output::{OutFile, check_out_dir, fresh_dir, top_created, write_all};
 use crate::plot::{self, Heatmap};
 
 mod args;
@@ -50,20 +50,6 @@ const LONG_CAP: usize = 128;
 
 /// The largest size (length, repeats, items, eval size) accepted.
 const MAX_SIZE: usize = 100_000;
-
-/// The top-most folder that creating `dir` would create, if any.
-fn top_created(dir: &Path) -> Option<PathBuf> {
-    let mut created = None;
-    let mut p = Some(dir);
-    while let Some(q) = p {
-        if q.as_os_str().is_empty() || q.exists() {
-            break;
-        }
-        created = Some(q.to_path_buf());
-        p = q.parent();
-    }
-    created
-}
 
 /// Runs `rnn ntm`: checks the flags, builds or loads the machine, trains
 /// (unless `--max-sequences 0`), prints the generalisation table and writes
