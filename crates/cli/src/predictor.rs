@@ -13,6 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
+use recurrent::arch::top_state;
 use recurrent::{Linear, Recurrent, SeqInput};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -53,37 +54,6 @@ pub struct Predictor {
     pub date_column: Option<String>,
     pub x_scaler: MinMax,
     pub y_scaler: MinMax,
-}
-
-/// The top layer's final hidden state per direction, `[B, D*H]`, from
-/// `h_n` `[L*D, B, H]`.
-pub fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>) {
-    let c = net.config();
-    let (d, h) = (c.directions(), c.hidden_size);
-    let top = (c.num_layers - 1) * d;
-    out.resize(batch * d * h, 0.0);
-    for dir in 0..d {
-        for b in 0..batch {
-            let src = ((top + dir) * batch + b) * h;
-            out[(b * d + dir) * h..(b * d + dir + 1) * h].copy_from_slice(&h_n[src..src + h]);
-        }
-    }
-}
-
-/// The gradient of [`top_state`]: `g` `[B, D*H]` into `grad_h_n`
-/// `[L*D, B, H]` (zero elsewhere).
-pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mut Vec<f32>) {
-    let c = net.config();
-    let (d, h) = (c.directions(), c.hidden_size);
-    let top = (c.num_layers - 1) * d;
-    grad_h_n.clear();
-    grad_h_n.resize(c.num_layers * d * batch * h, 0.0);
-    for dir in 0..d {
-        for b in 0..batch {
-            let dst = ((top + dir) * batch + b) * h;
-            grad_h_n[dst..dst + h].copy_from_slice(&g[(b * d + dir) * h..(b * d + dir + 1) * h]);
-        }
-    }
 }
 
 /// Builds the time-major batch `[W, B, F]` of the windows starting at rows

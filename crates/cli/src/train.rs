@@ -23,13 +23,11 @@ use crate::csv_data::Table;
 use crate::dates::utc_timestamp;
 use crate::output::{OutFile, check_out_dir, fresh_dir, write_all};
 use crate::plot::{self, Chart, Line, PALETTE, TimeAxis};
-use crate::predictor::{
-    HEAD_FILE, MODEL_FILE, Mode, Predictor, gather_windows, scale_rows, scatter_top_state,
-    top_state,
-};
+use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, gather_windows, scale_rows};
 use crate::rng::Rng;
 use crate::scaler::MinMax;
 use plotters::chart::SeriesLabelPosition;
+use recurrent::arch::{scatter_top_state, top_state};
 
 /// The default data file, relative to the working folder.
 pub const DEFAULT_DATA: &str = "data/finance.csv";

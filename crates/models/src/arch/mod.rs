@@ -77,7 +77,7 @@ pub(crate) fn update(
 
 /// The top layer's final hidden state per direction, `[B, D*H]`, from
 /// `h_n` `[L*D, B, H]`.
-pub(crate) fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>) {
+pub fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>) {
     let c = net.config();
     let (d, h) = (c.directions(), c.hidden_size);
     let top = (c.num_layers - 1) * d;
@@ -92,7 +92,7 @@ pub(crate) fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Ve
 
 /// The gradient of [`top_state`]: `g` `[B, D*H]` into `grad_h_n` `[L*D, B, H]`
 /// (zero elsewhere).
-pub(crate) fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mut Vec<f32>) {
+pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mut Vec<f32>) {
     let c = net.config();
     let (d, h) = (c.directions(), c.hidden_size);
     let top = (c.num_layers - 1) * d;
