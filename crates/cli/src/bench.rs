@@ -542,6 +542,17 @@ struct TorchCase<'a> {
 /// Builds a row's case when (and if) the row runs.
 type MakeCase = Box<dyn Fn() -> Result<Case>>;
 
+/// How long each side waits before a measurement: the other side's idle
+/// threads spin for a while after its last parallel region (PyTorch's
+/// OpenMP workers for `GOMP_SPINCOUNT` spins, milliseconds; rayon's
+/// briefly) and would share the cores with this measurement.
+const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
+
+/// Waits [`SETTLE`] before a measurement.
+fn settle() {
+    std::thread::sleep(SETTLE);
+}
+
 /// Measures one (config, cell, mode) row.
 fn measure(
     case: &mut Case,
@@ -565,8 +576,10 @@ fn measure(
     }
     let (mut ours, mut theirs) = (Vec::new(), Vec::new());
     for _ in 0..repeats {
+        settle();
         ours.push(case.time(mode, iters)?);
         if let Some(t) = torch.as_mut() {
+            settle();
             let ms = t
                 .torch
                 .ask(&format!("time {mode} {} {} {iters}", t.model, t.inputs))?;
