@@ -224,46 +224,6 @@ pub fn gemm(alpha: f32, a: Mat<'_>, op_a: Op, b: Mat<'_>, op_b: Op, beta: f32, m
     );
 }
 
-/// `c (+)= a * op(b)`, sequential, `op(b)` `b^T` (`b` `[n, k]`) or `b`
-/// (`[k, n]`): `a` `[m, k]`, `c` the `m x n` view at `c` with row stride
-/// `stride`, accumulated into when `accumulate`, else overwritten. For
-/// outputs whose column blocks are written by several threads at once,
-/// which `&mut` slices cannot express.
-///
-/// # Safety
-/// Every element `c + r * stride + j` (`r < m`, `j < n`) must be valid for
-/// reads and writes, and no other thread may access those elements during
-/// the call.
-pub(crate) unsafe fn gemm_raw(
-    a: Mat<'_>,
-    b: Mat<'_>,
-    op_b: Op,
-    c: *mut f32,
-    stride: usize,
-    accumulate: bool,
-) {
-    let (a, b) = (a.faer(Op::N), b.faer(op_b));
-    assert_eq!(a.ncols(), b.nrows(), "gemm: inner dimensions");
-    let (m, n) = (a.nrows(), b.ncols());
-    if m == 0 || n == 0 {
-        return;
-    }
-    // SAFETY: the caller guarantees the view is valid and exclusively ours.
-    let mut c = unsafe { FaerMatMut::from_raw_parts_mut(c, m, n, stride as isize, 1) };
-    if a.ncols() == 0 {
-        if !accumulate {
-            c.fill(0.0);
-        }
-        return;
-    }
-    let accum = if accumulate {
-        Accum::Add
-    } else {
-        Accum::Replace
-    };
-    matmul(c, accum, a, b, 1.0, Par::Seq);
-}
-
 /// Runs the product on `threads` threads by splitting the output in blocks
 /// of rows or columns (whichever dimension is longer), each block a
 /// sequential faer product. Measured on 2 cores, this beats faer's own

@@ -28,6 +28,7 @@ pub mod gemm;
 pub mod gru;
 pub mod lstm;
 pub(crate) mod math;
+mod panel;
 pub mod reduce;
 mod sequence;
 pub mod simd;

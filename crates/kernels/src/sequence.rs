@@ -8,7 +8,8 @@
 //! each thread runs the cell's backward kernel on its units (giving its
 //! columns of `dP_t`), then, once all of `dP_t` is there, its columns of
 //! `dh_{t-1} = dP_t W_hh`. No fork-join per step: one barrier forward, two
-//! backward.
+//! backward. The products run over each block's part of `W_hh` packed once
+//! per call by the block's first step ([`crate::panel`]).
 //!
 //! State slots as in the models crate's layer driver: forward, the state
 //! before step `t` is slot `t` and after it `t + 1`; reverse, `t + 1` and
@@ -16,9 +17,7 @@
 
 use std::ops::Range;
 
-use crate::Mat;
-use crate::Op;
-use crate::gemm::gemm_raw;
+use crate::panel::{pack, packed_len, product};
 use crate::team::{run_steps, split_range};
 
 /// Hidden units per thread at least (a few SIMD vectors each).
@@ -129,24 +128,67 @@ pub(crate) unsafe fn forward(
     let (b, hd) = (l.batch, l.hidden);
     let (gh, bh) = (l.gates * hd, b * hd);
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
+    // Each chunk's rows of every gate block of W_hh, packed by the chunk's
+    // first step.
+    let mut packed = Packed::new(&l, l.gates, hd);
+    let panels = Shared::new(&mut packed.data);
+    let packed = &packed;
     let work = move |step: usize, chunk: usize| {
         let p = l.part(step, chunk, false);
+        let n = p.units.len();
+        let seg = packed_len(n, hd);
         // SAFETY: slot `prev` was completed by the previous step and is
         // written by no one during this one; the gate columns of this
-        // thread's units are its alone (see the caller's contract).
+        // thread's units are its alone (see the caller's contract); the
+        // chunk's packed weights are written at its first step only, and
+        // read after it (ordered by `run_steps`).
         let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(p.prev * bh), bh) };
         let at = if out.per_step { p.t * b * gh } else { 0 };
         let g_t = unsafe { out.buf.get().add(at) };
+        let mine = packed.range(chunk);
+        if step == 0 {
+            let dst = unsafe { part_mut(panels.get(), mine.start, mine.len()) };
+            for (g, dst) in dst.chunks_exact_mut(seg.max(1)).enumerate() {
+                pack(&w_hh[(g * hd + p.units.start) * hd..], n, hd, hd, 1, dst);
+            }
+        }
+        let mine = unsafe { part_ref(panels.get(), mine.start, mine.len()) };
         for g in 0..l.gates {
-            let rows = &w_hh[(g * hd + p.units.start) * hd..(g * hd + p.units.end) * hd];
             let c = unsafe { g_t.add(g * hd + p.units.start) };
-            let (a, w) = (Mat::new(h_prev, b, hd), Mat::new(rows, p.units.len(), hd));
-            // SAFETY: as above.
-            unsafe { gemm_raw(a, w, Op::T, c, gh, out.accumulate) };
+            let w = &mine[g * seg..(g + 1) * seg];
+            unsafe { product(h_prev, b, hd, w, n, hd, c, gh, out.accumulate) };
         }
         kernel(&p);
     };
     run_steps(l.threads, l.seq_len, l.chunks(), &work);
+}
+
+/// Weights packed per chunk of units (see [`crate::panel`]).
+struct Packed {
+    data: Vec<f32>,
+    /// Where each chunk's panels start (and, last, the end).
+    starts: Vec<usize>,
+}
+
+impl Packed {
+    /// Room for `blocks` packed blocks of depth `depth` per chunk of `l`,
+    /// each as wide as the chunk's units (zeros until packed).
+    fn new(l: &Loop, blocks: usize, depth: usize) -> Self {
+        let chunks = l.chunks();
+        let mut starts = vec![0];
+        for c in 0..chunks {
+            let n = split_range(l.hidden, chunks, 8, c).len();
+            starts.push(starts[c] + blocks * packed_len(n, depth));
+        }
+        Self {
+            data: vec![0.0; starts[chunks]],
+            starts,
+        }
+    }
+
+    fn range(&self, chunk: usize) -> Range<usize> {
+        self.starts[chunk]..self.starts[chunk + 1]
+    }
 }
 
 /// Backward: per step, `kernel(part, dh, dh_prev)` on the thread's units:
@@ -174,6 +216,10 @@ pub(crate) unsafe fn backward(
     let (b, hd) = (l.batch, l.hidden);
     let gh = l.gates * hd;
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
+    // Each chunk's columns of W_hh, packed by its first product.
+    let mut packed = Packed::new(&l, 1, gh);
+    let panels = Shared::new(&mut packed.data);
+    let packed = &packed;
     // Phase 2s: the kernel of (backward) step s; 2s + 1: its product.
     let work = move |phase: usize, chunk: usize| {
         let s = phase / 2;
@@ -182,13 +228,21 @@ pub(crate) unsafe fn backward(
             kernel(&p, dh[s % 2].get(), dh[(s + 1) % 2].get());
         } else {
             // SAFETY: dP_t was completed by the previous phase; this
-            // thread alone writes its columns of dh[(s + 1) % 2].
+            // thread alone writes its columns of dh[(s + 1) % 2]; the
+            // chunk's packed weights are written at its first product
+            // only, and read after it (ordered by `run_steps`).
             let dg = unsafe {
                 std::slice::from_raw_parts(src.get().add(p.t * b * gh).cast_const(), b * gh)
             };
-            let cols = Mat::strided(&w_hh[p.units.start..], gh, p.units.len(), hd);
             let out = unsafe { dh[(s + 1) % 2].get().add(p.units.start) };
-            unsafe { gemm_raw(Mat::new(dg, b, gh), cols, Op::N, out, hd, accumulate) };
+            let n = p.units.len();
+            let mine = packed.range(chunk);
+            if s == 0 {
+                let dst = unsafe { part_mut(panels.get(), mine.start, mine.len()) };
+                pack(&w_hh[p.units.start..], n, gh, 1, hd, dst);
+            }
+            let w = unsafe { part_ref(panels.get(), mine.start, mine.len()) };
+            unsafe { product(dg, b, gh, w, n, gh, out, hd, accumulate) };
         }
     };
     run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);
