@@ -23,6 +23,7 @@
 
 pub mod activation;
 pub mod denormals;
+pub mod elman;
 mod gates;
 pub mod gemm;
 pub mod gru;

@@ -1,9 +1,24 @@
-//! The threaded whole-sequence LSTM forward (`lstm::forward_sequence`, the
-//! hidden units split over a team of threads) equals the step-by-step
-//! forward (full GEMM + fused step kernel), in both time directions, for
-//! every thread count.
+//! The threaded whole-sequence kernels (`lstm`, `gru`, `elman`: the hidden
+//! units split over a team of threads, the per-step products over packed
+//! weights) equal the step-by-step forms (full GEMM + fused step kernel), in
+//! both time directions, for every thread count.
 
-use rnn_kernels::{Mat, MatMut, Op, gemm, lstm};
+use rnn_kernels::activation::{self, Activation};
+use rnn_kernels::gemm::PARALLEL_FLOP_THRESHOLD;
+use rnn_kernels::{Mat, MatMut, Op, elman, gemm, lstm};
+
+/// Sizes `(T, B, H)` whose per-step product (`B * G * H * H` for `G` gate
+/// blocks up to 4) is above the team's threshold for `G >= 3`, so that the
+/// units really are split over the threads (with panels of every width: 40
+/// and 48 units for H = 88 on 2 threads, 32 + 32 + 36 for H = 100 on 3).
+const SPLIT: [(usize, usize, usize); 2] = [(3, 12, 88), (2, 9, 100)];
+
+#[test]
+fn split_sizes_are_above_the_threshold() {
+    for (_, b, hd) in SPLIT {
+        assert!(b * 3 * hd * hd >= PARALLEL_FLOP_THRESHOLD);
+    }
+}
 
 fn data(n: usize, seed: u32) -> Vec<f32> {
     (0..n)
@@ -66,6 +81,8 @@ fn team_forward_equals_stepwise_forward() {
         (2, 5, 8),
         (4, 1, 37),
         (3, 1, 200),
+        SPLIT[0],
+        SPLIT[1],
     ] {
         for reverse in [false, true] {
             for threads in [1, 2, 3, 4] {
@@ -116,7 +133,15 @@ fn team_forward_equals_stepwise_forward() {
 
 #[test]
 fn team_backward_equals_stepwise_backward() {
-    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33), (1, 2, 32)] {
+    for &(t_len, b, hd) in &[
+        (5, 3, 16),
+        (6, 4, 40),
+        (3, 1, 64),
+        (4, 2, 33),
+        (1, 2, 32),
+        SPLIT[0],
+        SPLIT[1],
+    ] {
         for reverse in [false, true] {
             for threads in [1, 2, 3] {
                 let (gh, bh) = (4 * hd, b * hd);
@@ -203,7 +228,15 @@ fn team_backward_equals_stepwise_backward() {
 #[test]
 fn team_gru_equals_stepwise_gru() {
     use rnn_kernels::gru;
-    for &(t_len, b, hd) in &[(5, 3, 16), (6, 4, 40), (3, 1, 64), (4, 2, 33), (5, 1, 45)] {
+    for &(t_len, b, hd) in &[
+        (5, 3, 16),
+        (6, 4, 40),
+        (3, 1, 64),
+        (4, 2, 33),
+        (5, 1, 45),
+        SPLIT[0],
+        SPLIT[1],
+    ] {
         for reverse in [false, true] {
             for threads in [1, 2, 3] {
                 let (gh, bh) = (3 * hd, b * hd);
@@ -336,6 +369,136 @@ fn team_gru_equals_stepwise_gru() {
                 ] {
                     let d = max_diff(x, y);
                     assert!(d <= 1e-5, "{case}: {name} differs by {d}");
+                }
+            }
+        }
+    }
+}
+
+/// Elman sizes: the product is `B * H * H`, so larger batches split.
+const ELMAN: [(usize, usize, usize); 5] = [
+    (5, 3, 16),
+    (3, 1, 64),
+    (4, 2, 33),
+    (3, 40, 88),
+    (2, 27, 100),
+];
+
+#[test]
+fn team_elman_equals_stepwise_elman() {
+    assert!(
+        ELMAN[3..]
+            .iter()
+            .all(|&(_, b, h)| b * h * h >= PARALLEL_FLOP_THRESHOLD)
+    );
+    for &(t_len, b, hd) in &ELMAN {
+        for act in [Activation::Tanh, Activation::Relu] {
+            for reverse in [false, true] {
+                for threads in [1, 2, 3] {
+                    let bh = b * hd;
+                    let case = format!(
+                        "T={t_len} B={b} H={hd} {act:?} reverse={reverse} threads={threads}"
+                    );
+                    let w_hh: Vec<f32> = data(hd * hd, 1).iter().map(|v| v * 0.2).collect();
+                    let pre0 = data(t_len * bh, 2);
+                    let mut states0 = vec![0.0; (t_len + 1) * bh];
+                    let init = if reverse { t_len } else { 0 };
+                    states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
+                    let order = |s: usize| {
+                        let t = if reverse { t_len - 1 - s } else { s };
+                        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                        (t, prev, out)
+                    };
+
+                    // Forward, step by step.
+                    let (mut pre_ref, mut s_ref) = (pre0.clone(), states0.clone());
+                    for s in 0..t_len {
+                        let (t, prev, out) = order(s);
+                        let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
+                        let p = &mut pre_ref[t * bh..(t + 1) * bh];
+                        gemm(
+                            1.0,
+                            Mat::new(&h_prev, b, hd),
+                            Op::N,
+                            Mat::new(&w_hh, hd, hd),
+                            Op::T,
+                            1.0,
+                            MatMut::new(p, b, hd),
+                        );
+                        activation::forward(act, p, &mut s_ref[out * bh..(out + 1) * bh]);
+                    }
+                    let (mut pre, mut states) = (pre0.clone(), states0.clone());
+                    rnn_kernels::threads::install(|| {
+                        elman::forward_sequence(
+                            elman::Sequence {
+                                act,
+                                pre: &mut pre,
+                                w_hh: &w_hh,
+                                states: &mut states,
+                                seq_len: t_len,
+                                batch: b,
+                                hidden: hd,
+                                reverse,
+                            },
+                            threads,
+                        )
+                    });
+                    for (name, x, y) in [("pre", &pre, &pre_ref), ("h", &states, &s_ref)] {
+                        let d = max_diff(x, y);
+                        assert!(d <= 2e-6, "{case}: {name} differs by {d}");
+                    }
+
+                    // Backward, step by step, from the reference states.
+                    let (stride, offset) = (2 * hd + 1, hd / 3);
+                    let dy = data(t_len * b * stride, 7);
+                    let dh_n = data(bh, 8);
+                    let mut dp_ref = vec![0.0; t_len * bh];
+                    let mut dh = dh_n.clone();
+                    for s in (0..t_len).rev() {
+                        let (t, _, out) = order(s);
+                        for r in 0..b {
+                            for j in 0..hd {
+                                dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
+                            }
+                        }
+                        let dp = &mut dp_ref[t * bh..(t + 1) * bh];
+                        activation::backward(act, &s_ref[out * bh..(out + 1) * bh], &dh, dp);
+                        gemm(
+                            1.0,
+                            Mat::new(dp, b, hd),
+                            Op::N,
+                            Mat::new(&w_hh, hd, hd),
+                            Op::N,
+                            0.0,
+                            MatMut::new(&mut dh, b, hd),
+                        );
+                    }
+                    let mut dpre = vec![f32::NAN; t_len * bh];
+                    let (mut dh2, mut spare) = (dh_n.clone(), vec![0.0; bh]);
+                    rnn_kernels::threads::install(|| {
+                        elman::backward_sequence(
+                            elman::SequenceGrads {
+                                act,
+                                w_hh: &w_hh,
+                                states: &s_ref,
+                                dy: &dy,
+                                dy_offset: offset,
+                                dy_stride: stride,
+                                dpre: &mut dpre,
+                                dh: &mut dh2,
+                                dh_spare: &mut spare,
+                                seq_len: t_len,
+                                batch: b,
+                                hidden: hd,
+                                reverse,
+                            },
+                            threads,
+                        )
+                    });
+                    for (name, x, y) in [("dpre", &dpre, &dp_ref), ("dh0", &dh2, &dh)] {
+                        let d = max_diff(x, y);
+                        assert!(d <= 1e-5, "{case}: {name} differs by {d}");
+                    }
                 }
             }
         }

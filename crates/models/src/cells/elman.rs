@@ -1,9 +1,10 @@
 //! Elman cell: `h = act(P)`, `P = x W_ih^T + b_ih + b_hh + h_prev W_hh^T`.
 
-use rnn_kernels::{Activation, activation};
+use rnn_kernels::{Activation, activation, elman};
 
 use super::{
-    BwdStep, Cell, Dims, FwdStep, LayerWeights, recurrent_gradient, recurrent_product, rows,
+    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient,
+    recurrent_product, rows,
 };
 
 pub(crate) struct ElmanCell(Activation);
@@ -31,6 +32,41 @@ impl Cell for ElmanCell {
             true,
         );
         activation::forward(self.0, s.gates, s.h);
+    }
+
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+        let seq = elman::Sequence {
+            act: self.0,
+            pre: s.gates,
+            w_hh: &w.w_hh[..d.hidden * d.hidden],
+            states: s.states,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        elman::forward_sequence(seq, rnn_kernels::threads::current_threads());
+        true
+    }
+
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
+        let grads = elman::SequenceGrads {
+            act: self.0,
+            w_hh: &w.w_hh[..d.hidden * d.hidden],
+            states: s.states,
+            dy: s.dy,
+            dy_offset: s.dy_offset,
+            dy_stride: s.dy_stride,
+            dpre: s.dgates,
+            dh: s.dh,
+            dh_spare: s.dh_spare,
+            seq_len: s.seq_len,
+            batch: d.batch,
+            hidden: d.hidden,
+            reverse: s.reverse,
+        };
+        elman::backward_sequence(grads, rnn_kernels::threads::current_threads());
+        true
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {

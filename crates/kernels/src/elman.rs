@@ -1,0 +1,152 @@
+//! Whole-sequence Elman kernels: `h_t = act(P_t)`, `P_t = X_t + h_{t-1}
+//! W_hh^T` (`X_t` the input projection with both biases), on the team time
+//! loop of [`crate::sequence`] (the per-step product over `W_hh` packed once
+//! per call), the activation per thread on its units.
+
+use crate::activation::{self, Activation};
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
+
+/// The buffers of a whole Elman layer-direction's forward pass (row-major).
+pub struct Sequence<'a> {
+    /// The activation.
+    pub act: Activation,
+    /// `[T, B, H]`: the input projections with the biases in; the
+    /// pre-activations `P_t` out.
+    pub pre: &'a mut [f32],
+    /// `[H, H]`, the recurrent weights.
+    pub w_hh: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots: forward, the state before step `t`
+    /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
+    /// after is `t`. The initial state is in place.
+    pub states: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether time runs backwards (the reverse direction).
+    pub reverse: bool,
+}
+
+/// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
+/// W_hh^T`, then `h_t = act(P_t)`, the hidden units split over up to
+/// `threads` threads that walk the steps together ([`crate::team`]).
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes (a broken internal
+/// invariant).
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
+    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
+    let bh = b * hd;
+    assert_eq!(seq.pre.len(), t_len * bh, "pre");
+    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 1,
+        reverse: seq.reverse,
+        threads,
+    };
+    let (pre, states, act) = (Shared::new(seq.pre), Shared::new(seq.states), seq.act);
+    let kernel = move |p: &Part| {
+        let (u0, n) = (p.units.start, p.units.len());
+        for r in 0..b {
+            // SAFETY: row `r < B`, units `u0 + n <= H` of step `t`'s `P` and
+            // slot `out`'s `h`, inside the buffers (asserted above) and this
+            // thread's alone during the step (the team's contract).
+            let x = unsafe { part_ref(pre.get(), (p.t * b + r) * hd + u0, n) };
+            let h = unsafe { part_mut(states.get(), (p.out * b + r) * hd + u0, n) };
+            activation::forward(act, x, h);
+        }
+    };
+    let out = Product {
+        buf: pre,
+        per_step: true,
+        accumulate: true,
+    };
+    // SAFETY: sizes asserted above; the kernel touches only its units.
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
+}
+
+/// The buffers of a whole Elman layer-direction's backward pass (row-major;
+/// slots as in [`Sequence`]).
+pub struct SequenceGrads<'a> {
+    /// The activation.
+    pub act: Activation,
+    /// `[H, H]`.
+    pub w_hh: &'a [f32],
+    /// `[T+1, B, H]` hidden-state slots from the forward pass.
+    pub states: &'a [f32],
+    /// Upstream gradient w.r.t. the outputs: row `t*B + b` of `dy` (row
+    /// stride `dy_stride`) holds `dh_t[b]` in columns `dy_offset..+H`.
+    pub dy: &'a [f32],
+    /// Column of `h` in `dy`'s rows.
+    pub dy_offset: usize,
+    /// Row stride of `dy`.
+    pub dy_stride: usize,
+    /// `[T, B, H]`, the gradient w.r.t. the pre-activations, written.
+    pub dpre: &'a mut [f32],
+    /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
+    /// initial one out.
+    pub dh: &'a mut [f32],
+    /// `[B, H]` scratch.
+    pub dh_spare: &'a mut [f32],
+    /// `T`.
+    pub seq_len: usize,
+    /// `B`.
+    pub batch: usize,
+    /// `H`.
+    pub hidden: usize,
+    /// Whether the forward pass ran backwards in time.
+    pub reverse: bool,
+}
+
+/// The whole backward pass of one layer-direction (without the weight
+/// gradients): per step in reverse, `dh_t += dy_t`, `dP_t = dh_t act'(h_t)`,
+/// then `dh_{t-1} = dP_t W_hh`, the hidden units split over up to `threads`
+/// threads as in [`forward_sequence`].
+///
+/// # Panics
+/// If a buffer's length disagrees with the sizes.
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
+    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
+    let bh = b * hd;
+    assert_eq!(g.dpre.len(), t_len * bh, "dpre");
+    assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
+    assert!(g.dh.len() == bh && g.dh_spare.len() == bh);
+    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
+    let l = Loop {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        gates: 1,
+        reverse: g.reverse,
+        threads,
+    };
+    let dpre = Shared::new(g.dpre);
+    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
+    let (states, dy, act) = (g.states, g.dy, g.act);
+    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
+        let (u0, n) = (p.units.start, p.units.len());
+        for r in 0..b {
+            // SAFETY: row `r < B`, units `u0 + n <= H` of `[B, H]` and `[T,
+            // B, H]` buffers (asserted above), this thread's alone during
+            // the phase.
+            let dh = unsafe { part_mut(dh, r * hd + u0, n) };
+            let up = &dy[(p.t * b + r) * dy_stride + dy_offset + u0..][..n];
+            dh.iter_mut().zip(up).for_each(|(a, g)| *a += g);
+            let h = &states[(p.out * b + r) * hd + u0..][..n];
+            let dp = unsafe { part_mut(dpre.get(), (p.t * b + r) * hd + u0, n) };
+            activation::backward(act, h, dh, dp);
+        }
+    };
+    // SAFETY: the buffers have the sizes asserted above and are borrowed
+    // mutably for the call; the kernel writes only its units.
+    unsafe { sequence::backward(l, g.w_hh, dpre, false, dh, &kernel) };
+    if t_len % 2 == 1 {
+        g.dh.copy_from_slice(g.dh_spare);
+    }
+}
