@@ -73,6 +73,7 @@ impl Cell for GruLinearBeforeReset {
         };
         let seq = gru::LbrSequence {
             gates: s.gates,
+            input: Some(s.input),
             hw,
             b_hn,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
