@@ -4,7 +4,7 @@
 //! per call), the activation per thread on its units.
 
 use crate::activation::{self, Activation};
-use crate::sequence::{self, Loop, Part, Product, Projection, Shared, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
 pub struct Sequence<'a> {
@@ -15,10 +15,6 @@ pub struct Sequence<'a> {
     pub pre: &'a mut [f32],
     /// `[H, H]`, the recurrent weights.
     pub w_hh: &'a [f32],
-    /// `None`: `pre` already holds the input projections. `Some`: they are
-    /// computed per step into `pre` by the team ([`Projection`]).
-    pub input: Option<Projection<'a>>,
-
     /// `[T+1, B, H]` hidden-state slots: forward, the state before step `t`
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
@@ -71,8 +67,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         accumulate: true,
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    let input = seq.input.map(|x| (x, pre));
-    unsafe { sequence::forward(l, seq.w_hh, input, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
 }
 
 /// The buffers of a whole Elman layer-direction's backward pass (row-major;

@@ -18,7 +18,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Projection, Shared, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
@@ -658,9 +658,6 @@ pub struct LbrSequence<'a> {
     pub b_hn: &'a [f32],
     /// `[3H, H]`.
     pub w_hh: &'a [f32],
-    /// `None`: `gates` already holds the input projections. `Some`: they are
-    /// computed per step into `gates` by the team ([`Projection`]).
-    pub input: Option<Projection<'a>>,
     /// `[T+1, B, H]` hidden-state slots, the initial state in place.
     pub states: &'a mut [f32],
     /// `[T, B, H]`: `W_hn h_{t-1} + b_hn` per step, written (for backward).
@@ -724,8 +721,7 @@ pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
         accumulate: false,
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    let input = seq.input.map(|x| (x, gates));
-    unsafe { sequence::forward(l, seq.w_hh, input, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
 }
 
 /// [`LbrForward`] on the units `units` of every row, through raw pointers

@@ -38,7 +38,6 @@ pub mod threads;
 
 pub use activation::Activation;
 pub use gemm::{Mat, MatMut, Op, gemm};
-pub use sequence::Projection;
 pub use simd::SimdLevel;
 
 /// Scalar reference activations (`std` math), the twins of the SIMD forms.

@@ -19,7 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Projection, Shared, part_mut};
+use crate::sequence::{self, Loop, Part, Product, Shared, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -183,9 +183,6 @@ pub struct Sequence<'a> {
     pub gates: &'a mut [f32],
     /// `[4H, H]`, the recurrent weights.
     pub w_hh: &'a [f32],
-    /// `None`: `gates` already holds the input projections. `Some`: they are
-    /// computed per step into `gates` by the team ([`Projection`]).
-    pub input: Option<Projection<'a>>,
     /// `[T+1, B, H]` hidden-state slots: forward, the state before step `t`
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
@@ -251,8 +248,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         per_step: true,
         accumulate: true,
     };
-    let input = seq.input.map(|x| (x, gates));
-    unsafe { sequence::forward(l, seq.w_hh, input, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
 }
 
 /// [`Forward`] on the units `units` of every row, through raw pointers

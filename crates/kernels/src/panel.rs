@@ -71,10 +71,9 @@ pub(crate) fn pack(
     }
 }
 
-/// `c[r * ldc + j] (+)= bias[j] + sum_k a[r * lda + k] * w(j, k)` for
-/// `r < m`, `j < n`, `k < depth`, with `w` packed by [`pack`] (`packed` of
-/// length `packed_len(n, depth)`) and `bias` (`[n]`) zero when `None`:
-/// added to `c` when `accumulate`, else written.
+/// `c[r * ldc + j] (+)= sum_k a[r * lda + k] * w(j, k)` for `r < m`,
+/// `j < n`, `k < depth`, with `w` packed by [`pack`] (`packed` of length
+/// `packed_len(n, depth)`): added to `c` when `accumulate`, else written.
 ///
 /// # Safety
 /// Every `c + r * ldc + j` (`r < m`, `j < n`) must be valid for reads and
@@ -93,10 +92,8 @@ pub(crate) unsafe fn product(
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
-    bias: Option<&[f32]>,
 ) {
     assert_eq!(packed.len(), packed_len(n, depth), "product: packed length");
-    assert!(bias.is_none_or(|b| b.len() == n), "product: bias length");
     if m == 0 || n == 0 {
         return;
     }
@@ -112,7 +109,6 @@ pub(crate) unsafe fn product(
         c,
         ldc,
         accumulate,
-        bias,
     });
 }
 
@@ -127,7 +123,6 @@ struct Product<'a> {
     c: *mut f32,
     ldc: usize,
     accumulate: bool,
-    bias: Option<&'a [f32]>,
 }
 
 impl WithSimd for Product<'_> {
@@ -158,27 +153,26 @@ impl Product<'_> {
         let mut k0 = 0;
         loop {
             let ks = k0..(k0 + KC).min(self.depth);
-            // The first slice replaces or accumulates as asked and adds the
-            // bias, later ones add.
+            // The first slice replaces or accumulates as asked, later ones add.
             let add = self.accumulate || k0 > 0;
             let mut p = 0;
             match self.m {
                 1 => {
                     while p + 4 <= panels {
-                        self.rows::<S, NV, 4>(simd, p, ks.clone(), add, k0 == 0);
+                        self.rows::<S, NV, 4>(simd, p, ks.clone(), add);
                         p += 4;
                     }
                 }
                 2 | 3 => {
                     while p + 2 <= panels {
-                        self.rows::<S, NV, 2>(simd, p, ks.clone(), add, k0 == 0);
+                        self.rows::<S, NV, 2>(simd, p, ks.clone(), add);
                         p += 2;
                     }
                 }
                 _ => {}
             }
             while p < panels {
-                self.rows::<S, NV, 1>(simd, p, ks.clone(), add, k0 == 0);
+                self.rows::<S, NV, 1>(simd, p, ks.clone(), add);
                 p += 1;
             }
             k0 = ks.end;
@@ -199,7 +193,6 @@ impl Product<'_> {
         p: usize,
         ks: core::ops::Range<usize>,
         add: bool,
-        first: bool,
     ) {
         let mut r = 0;
         while r < self.m {
@@ -211,12 +204,12 @@ impl Product<'_> {
             };
             let ks = ks.clone();
             match take {
-                1 => self.block::<S, NV, NP, 1>(simd, r, p, ks, add, first),
-                2 => self.block::<S, NV, NP, 2>(simd, r, p, ks, add, first),
-                3 => self.block::<S, NV, NP, 3>(simd, r, p, ks, add, first),
-                4 => self.block::<S, NV, NP, 4>(simd, r, p, ks, add, first),
-                5 => self.block::<S, NV, NP, 5>(simd, r, p, ks, add, first),
-                _ => self.block::<S, NV, NP, MR>(simd, r, p, ks, add, first),
+                1 => self.block::<S, NV, NP, 1>(simd, r, p, ks, add),
+                2 => self.block::<S, NV, NP, 2>(simd, r, p, ks, add),
+                3 => self.block::<S, NV, NP, 3>(simd, r, p, ks, add),
+                4 => self.block::<S, NV, NP, 4>(simd, r, p, ks, add),
+                5 => self.block::<S, NV, NP, 5>(simd, r, p, ks, add),
+                _ => self.block::<S, NV, NP, MR>(simd, r, p, ks, add),
             }
             r += take;
         }
@@ -233,32 +226,10 @@ impl Product<'_> {
         p: usize,
         ks: core::ops::Range<usize>,
         add: bool,
-        first: bool,
     ) {
         let lanes = S::F32_LANES;
         let panel_len = NR * self.depth;
         let mut acc = [[[simd.splat_f32s(0.0); NV]; NP]; R];
-        if let (true, Some(bias)) = (first, self.bias) {
-            for q in 0..NP {
-                // The panel's bias, zero past `n`.
-                let j0 = (p + q) * NR;
-                let mut vals = [0.0f32; NR];
-                let cols = NR.min(self.n - j0);
-                vals[..cols].copy_from_slice(&bias[j0..j0 + cols]);
-                let v: [S::f32s; NV] = core::array::from_fn(|v| {
-                    // SAFETY: `v * lanes + lanes <= NR` values of `vals`.
-                    unsafe {
-                        vals.as_ptr()
-                            .add(v * lanes)
-                            .cast::<S::f32s>()
-                            .read_unaligned()
-                    }
-                });
-                for row in acc.iter_mut() {
-                    row[q] = v;
-                }
-            }
-        }
         let a_rows: [*const f32; R] =
             core::array::from_fn(|i| self.a[(r + i) * self.lda..].as_ptr());
         let w: [*const f32; NP] =
@@ -327,8 +298,7 @@ impl Product<'_> {
                 let (p, jj) = (j / NR, j % NR);
                 let w = &self.packed[p * panel_len..];
                 let a = &self.a[r * self.lda..];
-                let s: f32 = (0..self.depth).map(|k| a[k] * w[k * NR + jj]).sum::<f32>()
-                    + self.bias.map_or(0.0, |b| b[j]);
+                let s: f32 = (0..self.depth).map(|k| a[k] * w[k * NR + jj]).sum();
                 // SAFETY: the caller's contract.
                 let at = unsafe { self.c.add(r * self.ldc + j) };
                 unsafe { *at = if self.accumulate { *at + s } else { s } };
@@ -380,13 +350,7 @@ mod tests {
                     let lda = depth + 2;
                     let a = data(m * lda, 5);
                     let ldc = n + 3;
-                    let bias_v = data(n, 9);
-                    for (accumulate, bias) in [
-                        (false, None),
-                        (true, None),
-                        (false, Some(&bias_v[..])),
-                        (true, Some(&bias_v[..])),
-                    ] {
+                    for accumulate in [false, true] {
                         let mut c = data(m * ldc, 7);
                         let before = c.clone();
                         with_simd_level(level, || unsafe {
@@ -400,7 +364,6 @@ mod tests {
                                 c.as_mut_ptr(),
                                 ldc,
                                 accumulate,
-                                bias,
                             )
                         })
                         .unwrap();
@@ -416,9 +379,6 @@ mod tests {
                                     .sum();
                                 if accumulate {
                                     want += before[r * ldc + j] as f64;
-                                }
-                                if let Some(bias) = bias {
-                                    want += bias[j] as f64;
                                 }
                                 let tol = 1e-5 * (1.0 + depth as f64);
                                 assert!(

@@ -18,7 +18,7 @@
 use std::ops::Range;
 
 use crate::panel::{pack, packed_len, product};
-use crate::team::{run_steps, run_steps_with, split_range};
+use crate::team::{run_steps, split_range};
 
 /// Hidden units per thread at least (a few SIMD vectors each).
 const MIN_UNITS_PER_CHUNK: usize = 16;
@@ -109,37 +109,18 @@ pub(crate) struct Product {
     pub accumulate: bool,
 }
 
-/// The input projection of a layer-direction, `X_t = x_t W_ih^T + bias`,
-/// when the whole-sequence kernel computes it per step (each thread its
-/// units' columns, before it waits for the previous step) instead of the
-/// caller as one product before the time loop.
-#[derive(Clone, Copy, Debug)]
-pub struct Projection<'a> {
-    /// `[T, B, I]` (time-major rows): the layer's input.
-    pub x: &'a [f32],
-    /// `I`.
-    pub input_size: usize,
-    /// `[G*H, I]`: the input weights.
-    pub w_ih: &'a [f32],
-    /// `[G*H]`: the biases added to every row.
-    pub bias: &'a [f32],
-}
-
-/// Forward: per step and thread, for every gate block `g` and the thread's
-/// units `u`: with `input`, `dst[:, g*H + u] = bias + x_t W_ih[g*H + u]^T`
-/// (its own block of `[T, B, G*H]` per step); then `out[:, g*H + u] (+)=
-/// h_prev W_hh[g*H + u]^T`; then `kernel(part)`, which must write only its
-/// units' columns.
+/// Forward: per step and thread, `out[:, g*H + u] (+)= h_prev W_hh[g*H +
+/// u]^T` for every gate block `g` and the thread's units `u`, then
+/// `kernel(part)`, which must write only its units' columns.
 ///
 /// # Safety
-/// `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values, the
-/// projection's destination (if any) to `[T, B, G*H]` values, and `states`
-/// to `[T+1, B, H]`, valid for the call, accessed by nobody else; `kernel`
-/// must touch only the units of its part (and slot `prev` read-only).
+/// `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values and
+/// `states` to `[T+1, B, H]`, valid for the call, accessed by nobody else;
+/// `kernel` must touch only the units of its part (and slot `prev`
+/// read-only).
 pub(crate) unsafe fn forward(
     l: Loop,
     w_hh: &[f32],
-    input: Option<(Projection<'_>, Shared)>,
     out: Product,
     states: Shared,
     kernel: &(dyn Fn(&Part) + Sync),
@@ -147,51 +128,11 @@ pub(crate) unsafe fn forward(
     let (b, hd) = (l.batch, l.hidden);
     let (gh, bh) = (l.gates * hd, b * hd);
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
-    let i_len = input.map_or(0, |(x, _)| x.input_size);
-    if let Some((x, _)) = input {
-        assert!(
-            x.x.len() >= l.seq_len * b * i_len && x.w_ih.len() == gh * i_len,
-            "x, w_ih"
-        );
-        assert_eq!(x.bias.len(), gh, "bias");
-    }
-    // Each chunk's rows of every gate block of W_hh (and W_ih), packed by
-    // the chunk's first step.
+    // Each chunk's rows of every gate block of W_hh, packed by the chunk's
+    // first step.
     let mut packed = Packed::new(&l, l.gates, hd);
-    let mut packed_ih = Packed::new(&l, l.gates, i_len);
-    let (panels, panels_ih) = (
-        Shared::new(&mut packed.data),
-        Shared::new(&mut packed_ih.data),
-    );
-    let (packed, packed_ih) = (&packed, &packed_ih);
-    let project = move |step: usize, chunk: usize| {
-        let Some((x, dst)) = input else {
-            return;
-        };
-        let p = l.part(step, chunk, false);
-        let (u0, n) = (p.units.start, p.units.len());
-        let seg = packed_len(n, i_len);
-        let mine = packed_ih.range(chunk);
-        // SAFETY: this chunk's packed input weights are written by its
-        // first step only, before any later step's projection starts
-        // (`run_steps_with`); the destination columns are the chunk's own,
-        // in step `t`'s block.
-        if step == 0 {
-            let to = unsafe { part_mut(panels_ih.get(), mine.start, mine.len()) };
-            for (g, to) in to.chunks_exact_mut(seg.max(1)).enumerate() {
-                pack(&x.w_ih[(g * hd + u0) * i_len..], n, i_len, i_len, 1, to);
-            }
-        }
-        let w = unsafe { part_ref(panels_ih.get(), mine.start, mine.len()) };
-        let x_t = &x.x[p.t * b * i_len..(p.t + 1) * b * i_len];
-        let d_t = unsafe { dst.get().add(p.t * b * gh) };
-        for g in 0..l.gates {
-            let cols = g * hd + u0..g * hd + u0 + n;
-            let (w, bias) = (&w[g * seg..(g + 1) * seg], Some(&x.bias[cols.clone()]));
-            let c = unsafe { d_t.add(cols.start) };
-            unsafe { product(x_t, b, i_len, w, n, i_len, c, gh, false, bias) };
-        }
-    };
+    let panels = Shared::new(&mut packed.data);
+    let packed = &packed;
     let work = move |step: usize, chunk: usize| {
         let p = l.part(step, chunk, false);
         let n = p.units.len();
@@ -215,11 +156,11 @@ pub(crate) unsafe fn forward(
         for g in 0..l.gates {
             let c = unsafe { g_t.add(g * hd + p.units.start) };
             let w = &mine[g * seg..(g + 1) * seg];
-            unsafe { product(h_prev, b, hd, w, n, hd, c, gh, out.accumulate, None) };
+            unsafe { product(h_prev, b, hd, w, n, hd, c, gh, out.accumulate) };
         }
         kernel(&p);
     };
-    run_steps_with(l.threads, l.seq_len, l.chunks(), &project, &work);
+    run_steps(l.threads, l.seq_len, l.chunks(), &work);
 }
 
 /// Weights packed per chunk of units (see [`crate::panel`]).
@@ -301,7 +242,7 @@ pub(crate) unsafe fn backward(
                 pack(&w_hh[p.units.start..], n, gh, 1, hd, dst);
             }
             let w = unsafe { part_ref(panels.get(), mine.start, mine.len()) };
-            unsafe { product(dg, b, gh, w, n, gh, out, hd, accumulate, None) };
+            unsafe { product(dg, b, gh, w, n, gh, out, hd, accumulate) };
         }
     };
     run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);

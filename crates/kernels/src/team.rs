@@ -30,55 +30,34 @@ pub fn run_steps(
     chunks: usize,
     work: &(dyn Fn(usize, usize) + Sync),
 ) {
-    run_steps_with(threads, steps, chunks, &|_, _| {}, work);
-}
-
-/// [`run_steps`] with a part of each piece that does not need the previous
-/// step: `pre(step, chunk)` runs before the wait for step `s - 1` (so it
-/// fills the time a thread would spend waiting), then `work(step, chunk)`
-/// after it. `pre` of a step `s >= 1` still waits for all of step 0 (so
-/// that what every chunk's first piece sets up is there), and must touch
-/// only what belongs to its own step and chunk.
-pub fn run_steps_with(
-    threads: usize,
-    steps: usize,
-    chunks: usize,
-    pre: &(dyn Fn(usize, usize) + Sync),
-    work: &(dyn Fn(usize, usize) + Sync),
-) {
     let total = steps * chunks;
     if threads <= 1 || chunks <= 1 {
         for k in 0..total {
-            pre(k / chunks, k % chunks);
             work(k / chunks, k % chunks);
         }
         return;
     }
     let next = AtomicUsize::new(0);
     let done = AtomicUsize::new(0);
-    let wait_for = |count: usize| {
-        let mut spins = 0u32;
-        // Acquire: the writes of the pieces counted (released below) are seen.
-        while done.load(Ordering::Acquire) < count {
-            if spins < SPINS_BEFORE_YIELD {
-                std::hint::spin_loop();
-                spins += 1;
-            } else {
-                std::thread::yield_now();
-            }
-        }
-    };
     let participate = || {
         loop {
             let k = next.fetch_add(1, Ordering::Relaxed);
             if k >= total {
                 break;
             }
-            let (step, chunk) = (k / chunks, k % chunks);
-            wait_for(step.min(1) * chunks);
-            pre(step, chunk);
-            wait_for(step * chunks);
-            work(step, chunk);
+            let step = k / chunks;
+            let before = step * chunks;
+            let mut spins = 0u32;
+            // Acquire: the previous step's writes (released below) are seen.
+            while done.load(Ordering::Acquire) < before {
+                if spins < SPINS_BEFORE_YIELD {
+                    std::hint::spin_loop();
+                    spins += 1;
+                } else {
+                    std::thread::yield_now();
+                }
+            }
+            work(step, k % chunks);
             done.fetch_add(1, Ordering::Release);
         }
     };
@@ -131,41 +110,6 @@ mod tests {
                 for (i, &(s, _)) in log.iter().enumerate() {
                     let earlier = log[..i].iter().filter(|&&(t, _)| t + 1 == s).count();
                     assert!(s == 0 || earlier == chunks, "step {s} started early");
-                }
-            }
-        }
-    }
-
-    #[test]
-    fn pre_runs_once_before_its_work_and_after_step_zero() {
-        for threads in [1, 2, 4] {
-            for chunks in [1, 2, 3] {
-                let log = Mutex::new(Vec::new());
-                run_steps_with(
-                    threads,
-                    20,
-                    chunks,
-                    &|s, c| log.lock().unwrap().push(("pre", s, c)),
-                    &|s, c| log.lock().unwrap().push(("work", s, c)),
-                );
-                let log = log.into_inner().unwrap();
-                assert_eq!(log.len(), 2 * 20 * chunks);
-                for (i, &(kind, s, c)) in log.iter().enumerate() {
-                    let before = &log[..i];
-                    let count = |k: &str, s: usize, c: usize| {
-                        before.iter().filter(|&&e| e == (k, s, c)).count()
-                    };
-                    if kind == "pre" {
-                        assert_eq!(count("pre", s, c), 0, "pre ({s}, {c}) twice");
-                        if s > 0 {
-                            let step0 = before.iter().filter(|e| e.0 == "work" && e.1 == 0);
-                            assert_eq!(step0.count(), chunks, "pre ({s}, {c}) before step 0");
-                        }
-                    } else {
-                        assert_eq!(count("pre", s, c), 1, "work ({s}, {c}) before its pre");
-                        let prev = before.iter().filter(|e| e.0 == "work" && e.1 + 1 == s);
-                        assert!(s == 0 || prev.count() == chunks, "step {s} started early");
-                    }
                 }
             }
         }

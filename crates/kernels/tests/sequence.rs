@@ -5,7 +5,7 @@
 
 use rnn_kernels::activation::{self, Activation};
 use rnn_kernels::gemm::PARALLEL_FLOP_THRESHOLD;
-use rnn_kernels::{Mat, MatMut, Op, Projection, elman, gemm, lstm};
+use rnn_kernels::{Mat, MatMut, Op, elman, gemm, lstm};
 
 /// Sizes `(T, B, H)` whose per-step product (`B * G * H * H` for `G` gate
 /// blocks up to 4) is above the team's threshold for `G >= 3`, so that the
@@ -29,71 +29,6 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
             (v % 2000) as f32 / 1000.0 - 1.0
         })
         .collect()
-}
-
-/// A layer's input, input weights and bias: `Inputs::gates` is the input
-/// projection the step-by-step references start from; a sequence kernel
-/// either starts from it too or, with `input: Some(..)`, computes it.
-struct Inputs {
-    x: Vec<f32>,
-    w_ih: Vec<f32>,
-    bias: Vec<f32>,
-    rows: usize,
-    i: usize,
-    gh: usize,
-}
-
-impl Inputs {
-    fn new(rows: usize, i: usize, gh: usize) -> Self {
-        Self {
-            x: data(rows * i, 21),
-            w_ih: data(gh * i, 22).iter().map(|v| v * 0.4).collect(),
-            bias: data(gh, 23),
-            rows,
-            i,
-            gh,
-        }
-    }
-
-    /// `bias + x W_ih^T`, `[rows, G*H]`.
-    fn gates(&self) -> Vec<f32> {
-        let mut g: Vec<f32> = self
-            .bias
-            .iter()
-            .copied()
-            .cycle()
-            .take(self.rows * self.gh)
-            .collect();
-        gemm(
-            1.0,
-            Mat::new(&self.x, self.rows, self.i),
-            Op::N,
-            Mat::new(&self.w_ih, self.gh, self.i),
-            Op::T,
-            1.0,
-            MatMut::new(&mut g, self.rows, self.gh),
-        );
-        g
-    }
-
-    fn projection(&self) -> Projection<'_> {
-        Projection {
-            x: &self.x,
-            input_size: self.i,
-            w_ih: &self.w_ih,
-            bias: &self.bias,
-        }
-    }
-
-    /// What a sequence kernel starts from: the projection, or NaN when it
-    /// computes the projection itself.
-    fn start(&self, project: bool, gates: &[f32]) -> Vec<f32> {
-        if project {
-            vec![f32::NAN; gates.len()]
-        } else {
-            gates.to_vec()
-        }
-    }
 }
 
 /// The reference: one step at a time.
@@ -150,14 +85,10 @@ fn team_forward_equals_stepwise_forward() {
         SPLIT[1],
     ] {
         for reverse in [false, true] {
-            for (threads, project) in [1, 2, 3, 4]
-                .into_iter()
-                .flat_map(|t| [(t, false), (t, true)])
-            {
+            for threads in [1, 2, 3, 4] {
                 let (gh, bh) = (4 * hd, b * hd);
                 let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
-                let inputs = Inputs::new(t_len * b, 6, gh);
-                let gates0 = inputs.gates();
+                let gates0 = data(t_len * b * gh, 2);
                 let mut states0 = vec![0.0; (t_len + 1) * bh];
                 let mut cells0 = vec![0.0; (t_len + 1) * bh];
                 let init = if reverse { t_len } else { 0 };
@@ -174,17 +105,12 @@ fn team_forward_equals_stepwise_forward() {
                     (t_len, b, hd),
                     reverse,
                 );
-                let (mut g, mut s, mut c) = (
-                    inputs.start(project, &gates0),
-                    states0.clone(),
-                    cells0.clone(),
-                );
+                let (mut g, mut s, mut c) = (gates0.clone(), states0.clone(), cells0.clone());
                 rnn_kernels::threads::install(|| {
                     lstm::forward_sequence(
                         lstm::Sequence {
                             gates: &mut g,
                             w_hh: &w_hh,
-                            input: project.then_some(inputs.projection()),
                             states: &mut s,
                             cells: &mut c,
                             seq_len: t_len,
@@ -195,9 +121,7 @@ fn team_forward_equals_stepwise_forward() {
                         threads,
                     )
                 });
-                let case = format!(
-                    "T={t_len} B={b} H={hd} reverse={reverse} threads={threads} project={project:?}"
-                );
+                let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
                 for (name, x, y) in [("gates", &g, &g_ref), ("h", &s, &s_ref), ("c", &c, &c_ref)] {
                     let d = max_diff(x, y);
                     assert!(d <= 2e-6, "{case}: {name} differs by {d}");
@@ -314,13 +238,12 @@ fn team_gru_equals_stepwise_gru() {
         SPLIT[1],
     ] {
         for reverse in [false, true] {
-            for (threads, project) in [(1, false), (2, false), (3, false), (2, true), (3, true)] {
+            for threads in [1, 2, 3] {
                 let (gh, bh) = (3 * hd, b * hd);
                 let (stride, offset) = (hd + 4, 3);
                 let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
                 let b_hn = data(hd, 11);
-                let inputs = Inputs::new(t_len * b, 7, gh);
-                let gates0 = inputs.gates();
+                let gates0 = data(t_len * b * gh, 2);
                 let mut states0 = vec![0.0; (t_len + 1) * bh];
                 let init = if reverse { t_len } else { 0 };
                 states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
@@ -391,7 +314,7 @@ fn team_gru_equals_stepwise_gru() {
                     dh = dh_prev;
                 }
 
-                let (mut g, mut st) = (inputs.start(project, &gates0), states0.clone());
+                let (mut g, mut st) = (gates0.clone(), states0.clone());
                 let (mut hw, mut hn) = (vec![0.0; b * gh], vec![0.0; t_len * bh]);
                 let (mut dgates, mut dhw) = (
                     vec![f32::NAN; t_len * b * gh],
@@ -405,7 +328,6 @@ fn team_gru_equals_stepwise_gru() {
                             hw: &mut hw,
                             b_hn: &b_hn,
                             w_hh: &w_hh,
-                            input: project.then_some(inputs.projection()),
                             states: &mut st,
                             hn: &mut hn,
                             seq_len: t_len,
@@ -436,9 +358,7 @@ fn team_gru_equals_stepwise_gru() {
                         threads,
                     );
                 });
-                let case = format!(
-                    "T={t_len} B={b} H={hd} reverse={reverse} threads={threads} project={project:?}"
-                );
+                let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
                 for (name, x, y) in [
                     ("gates", &g, &g_ref),
                     ("h", &st, &s_ref),
@@ -474,21 +394,13 @@ fn team_elman_equals_stepwise_elman() {
     for &(t_len, b, hd) in &ELMAN {
         for act in [Activation::Tanh, Activation::Relu] {
             for reverse in [false, true] {
-                for (threads, project) in [
-                    (1, false),
-                    (2, false),
-                    (3, false),
-                    (1, true),
-                    (2, true),
-                    (3, true),
-                ] {
+                for threads in [1, 2, 3] {
                     let bh = b * hd;
                     let case = format!(
                         "T={t_len} B={b} H={hd} {act:?} reverse={reverse} threads={threads}"
                     );
                     let w_hh: Vec<f32> = data(hd * hd, 1).iter().map(|v| v * 0.2).collect();
-                    let inputs = Inputs::new(t_len * b, 5, hd);
-                    let pre0 = inputs.gates();
+                    let pre0 = data(t_len * bh, 2);
                     let mut states0 = vec![0.0; (t_len + 1) * bh];
                     let init = if reverse { t_len } else { 0 };
                     states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
@@ -515,14 +427,13 @@ fn team_elman_equals_stepwise_elman() {
                         );
                         activation::forward(act, p, &mut s_ref[out * bh..(out + 1) * bh]);
                     }
-                    let (mut pre, mut states) = (inputs.start(project, &pre0), states0.clone());
+                    let (mut pre, mut states) = (pre0.clone(), states0.clone());
                     rnn_kernels::threads::install(|| {
                         elman::forward_sequence(
                             elman::Sequence {
                                 act,
                                 pre: &mut pre,
                                 w_hh: &w_hh,
-                                input: project.then_some(inputs.projection()),
                                 states: &mut states,
                                 seq_len: t_len,
                                 batch: b,

@@ -19,7 +19,7 @@
 //! every step are `T` consecutive slots aligned with time, so `dW_hh` is one
 //! GEMM.
 
-use rnn_kernels::{Mat, MatMut, Op, Projection, gemm, reduce};
+use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
 
 use crate::cells::{
     BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
@@ -205,6 +205,20 @@ pub(crate) fn forward(
         "LayerTape::prepare not called"
     );
 
+    // 1. Input projection of every step, biases folded in.
+    let (scratch, bias_row) = tape.scratch.split_at_mut(cell.scratch_len(d));
+    cell.input_bias(w, bias_row);
+    reduce::broadcast_rows(bias_row, &mut tape.gates);
+    gemm(
+        1.0,
+        Mat::new(x, t_len * d.batch, run.input_size),
+        Op::N,
+        Mat::new(w.w_ih, gh, run.input_size),
+        Op::T,
+        1.0,
+        MatMut::new(&mut tape.gates, t_len * d.batch, gh),
+    );
+
     // Initial states.
     let first = run.prev_slot(if run.reverse { t_len - 1 } else { 0 });
     let init = |buf: &mut [f32], v: Option<&[f32]>| {
@@ -219,22 +233,11 @@ pub(crate) fn forward(
         init(&mut tape.cells, c0);
     }
 
-    // The biases folded into the input projection.
-    let (scratch, bias_row) = tape.scratch.split_at_mut(cell.scratch_len(d));
-    cell.input_bias(w, bias_row);
-
-    // The cell's threaded sequence kernel when it has one, input projection
-    // included (variable-length batches keep the per-step loop, which
-    // freezes rows).
+    // 2. The time loop: the cell's threaded sequence kernel when it has one
+    // (variable-length batches keep the per-step loop, which freezes rows).
     if run.lengths.is_none() {
         let seq = FwdSequence {
             gates: &mut tape.gates,
-            input: Projection {
-                x,
-                input_size: run.input_size,
-                w_ih: w.w_ih,
-                bias: bias_row,
-            },
             states: &mut tape.states,
             cells: &mut tape.cells,
             saved: &mut tape.saved,
@@ -246,19 +249,6 @@ pub(crate) fn forward(
             return;
         }
     }
-
-    // Else: 1. the input projection of every step, biases folded in;
-    reduce::broadcast_rows(bias_row, &mut tape.gates);
-    gemm(
-        1.0,
-        Mat::new(x, t_len * d.batch, run.input_size),
-        Op::N,
-        Mat::new(w.w_ih, gh, run.input_size),
-        Op::T,
-        1.0,
-        MatMut::new(&mut tape.gates, t_len * d.batch, gh),
-    );
-    // 2. the time loop, one step at a time.
     for t in run.times() {
         let (h_prev, h) = slots(&mut tape.states, bh, run.prev_slot(t), run.out_slot(t));
         let (c_prev, c): (&[f32], &mut [f32]) = if has_cell_state {

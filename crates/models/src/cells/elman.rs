@@ -38,7 +38,6 @@ impl Cell for ElmanCell {
         let seq = elman::Sequence {
             act: self.0,
             pre: s.gates,
-            input: Some(s.input),
             w_hh: &w.w_hh[..d.hidden * d.hidden],
             states: s.states,
             seq_len: s.seq_len,

@@ -73,7 +73,6 @@ impl Cell for GruLinearBeforeReset {
         };
         let seq = gru::LbrSequence {
             gates: s.gates,
-            input: Some(s.input),
             hw,
             b_hn,
             w_hh: &w.w_hh[..d.gh() * d.hidden],

@@ -20,7 +20,6 @@ impl Cell for LstmCell {
     fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
         let seq = lstm::Sequence {
             gates: s.gates,
-            input: Some(s.input),
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states: s.states,
             cells: s.cells,

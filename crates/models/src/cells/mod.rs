@@ -11,7 +11,7 @@ mod elman;
 mod gru;
 mod lstm;
 
-use rnn_kernels::{Mat, MatMut, Op, Projection, gemm};
+use rnn_kernels::{Mat, MatMut, Op, gemm};
 
 use crate::config::{CellKind, GruVariant};
 
@@ -64,11 +64,9 @@ pub(crate) struct FwdStep<'a> {
 /// The buffers of a whole layer-direction's forward pass (row-major; state
 /// slots as in [`crate::layer`]).
 pub(crate) struct FwdSequence<'a> {
-    /// `[T, B, G*H]`: undefined in; the input projections of `input`, then
-    /// the activated gates, out.
+    /// `[T, B, G*H]`: input projections with folded biases in, activated
+    /// gates out.
     pub gates: &'a mut [f32],
-    /// The input projection, which the sequence kernel computes per step.
-    pub input: Projection<'a>,
     /// `[T+1, B, H]` hidden-state slots, the initial state in place.
     pub states: &'a mut [f32],
     /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
@@ -190,11 +188,10 @@ pub(crate) trait Cell: Sync {
     /// One forward step: recurrent GEMM(s) and fused kernel(s).
     fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>);
 
-    /// The whole time loop at once, input projection included, when the
-    /// cell has a threaded sequence kernel (the hidden units split over the
-    /// pool's threads, no fork-join per step); returns `false` (touching
-    /// nothing) when it has none, and the driver then computes the input
-    /// projection and runs [`Cell::forward_step`] per step.
+    /// The whole time loop at once, when the cell has a threaded sequence
+    /// kernel (the hidden units split over the pool's threads, no fork-join
+    /// per step); returns `false` (touching nothing) when it has none, and
+    /// the driver then runs [`Cell::forward_step`] per step.
     fn forward_sequence(&self, _w: &LayerWeights<'_>, _d: Dims, _s: FwdSequence<'_>) -> bool {
         false
     }
