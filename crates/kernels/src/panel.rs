@@ -58,14 +58,45 @@ pub(crate) fn pack(
         );
     }
     for (p, panel) in out.chunks_exact_mut(NR * depth.max(1)).enumerate() {
-        let cols = NR.min(n - p * NR);
-        for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
-            for (jj, v) in row.iter_mut().enumerate() {
-                *v = if jj < cols {
-                    src[(p * NR + jj) * j_stride + k * k_stride]
-                } else {
-                    0.0
-                };
+        let (j0, cols) = (p * NR, NR.min(n - p * NR));
+        if cols < NR {
+            panel.fill(0.0);
+        }
+        if j_stride == 1 {
+            // Each `k` is a contiguous run of columns.
+            for (k, row) in panel.chunks_exact_mut(NR).enumerate() {
+                row[..cols].copy_from_slice(&src[k * k_stride + j0..][..cols]);
+            }
+            continue;
+        }
+        // Each column `j` is a run along `k` (`k_stride` 1 for `W` as
+        // stored): 8 x 8 transposes where the CPU has AVX, the rest one
+        // element at a time.
+        let (mut j8, mut k8) = (0, 0);
+        #[cfg(target_arch = "x86_64")]
+        if k_stride == 1 && std::arch::is_x86_feature_detected!("avx") {
+            (j8, k8) = (cols / 8 * 8, depth / 8 * 8);
+            for jj in (0..j8).step_by(8) {
+                for k in (0..k8).step_by(8) {
+                    // SAFETY: rows `j0 + jj .. + 8 <= n` of the source hold
+                    // `k .. k + 8 <= depth` (its length was checked above),
+                    // and the panel rows `k .. k + 8` columns `jj .. jj + 8
+                    // <= NR`; AVX checked.
+                    unsafe {
+                        crate::simd::transpose8_avx(
+                            src.as_ptr().add((j0 + jj) * j_stride + k),
+                            j_stride,
+                            panel.as_mut_ptr().add(k * NR + jj),
+                            NR,
+                        )
+                    };
+                }
+            }
+        }
+        for jj in 0..cols {
+            let from = if jj < j8 { k8 } else { 0 };
+            for k in from..depth {
+                panel[k * NR + jj] = src[(j0 + jj) * j_stride + k * k_stride];
             }
         }
     }

@@ -184,3 +184,52 @@ pub(crate) fn zip_map<S: Simd, const NI: usize, const NO: usize>(
         }
     }
 }
+
+/// Transposes the 8 x 8 block at `src` (rows `lds` apart) into `dst` (rows
+/// `ldd` apart): `dst[c * ldd + r] = src[r * lds + c]`.
+///
+/// # Safety
+/// The CPU must have AVX; both blocks must be valid, and not overlap.
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx")]
+pub(crate) unsafe fn transpose8_avx(src: *const f32, lds: usize, dst: *mut f32, ldd: usize) {
+    use std::arch::x86_64::{
+        _mm256_loadu_ps, _mm256_permute2f128_ps, _mm256_shuffle_ps, _mm256_storeu_ps,
+        _mm256_unpackhi_ps, _mm256_unpacklo_ps,
+    };
+    // SAFETY: the caller's contract.
+    let r: [_; 8] = std::array::from_fn(|k| unsafe { _mm256_loadu_ps(src.add(k * lds)) });
+    let t = [
+        _mm256_unpacklo_ps(r[0], r[1]),
+        _mm256_unpackhi_ps(r[0], r[1]),
+        _mm256_unpacklo_ps(r[2], r[3]),
+        _mm256_unpackhi_ps(r[2], r[3]),
+        _mm256_unpacklo_ps(r[4], r[5]),
+        _mm256_unpackhi_ps(r[4], r[5]),
+        _mm256_unpacklo_ps(r[6], r[7]),
+        _mm256_unpackhi_ps(r[6], r[7]),
+    ];
+    let s = [
+        _mm256_shuffle_ps::<0x44>(t[0], t[2]),
+        _mm256_shuffle_ps::<0xEE>(t[0], t[2]),
+        _mm256_shuffle_ps::<0x44>(t[1], t[3]),
+        _mm256_shuffle_ps::<0xEE>(t[1], t[3]),
+        _mm256_shuffle_ps::<0x44>(t[4], t[6]),
+        _mm256_shuffle_ps::<0xEE>(t[4], t[6]),
+        _mm256_shuffle_ps::<0x44>(t[5], t[7]),
+        _mm256_shuffle_ps::<0xEE>(t[5], t[7]),
+    ];
+    for k in 0..4 {
+        // SAFETY: the caller's contract.
+        unsafe {
+            _mm256_storeu_ps(
+                dst.add(k * ldd),
+                _mm256_permute2f128_ps::<0x20>(s[k], s[k + 4]),
+            );
+            _mm256_storeu_ps(
+                dst.add((k + 4) * ldd),
+                _mm256_permute2f128_ps::<0x31>(s[k], s[k + 4]),
+            );
+        }
+    }
+}
