@@ -6,7 +6,7 @@
 //! Conventions of every entry point:
 //! - fallible calls return an [`rnn_status`]; the thread-local
 //!   [`rnn_last_error_message`] says what went wrong;
-//! - every entry point runs behind `catch_unwind` ([`error::guard`]): a
+//! - every entry point runs behind `catch_unwind` (`error::guard`): a
 //!   panic comes back as `RNN_STATUS_PANIC`, never as an abort;
 //! - every pointer is checked (NULL, alignment) and every integer validated
 //!   before it becomes a Rust value; outputs go to caller-owned buffers with

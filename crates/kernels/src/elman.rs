@@ -1,7 +1,8 @@
 //! Whole-sequence Elman kernels: `h_t = act(P_t)`, `P_t = X_t + h_{t-1}
 //! W_hh^T` (`X_t` the input projection with both biases), on the team time
-//! loop of [`crate::sequence`] (the per-step product over `W_hh` packed once
-//! per call), the activation per thread on its units.
+//! loop shared with the LSTM and GRU ([`crate::team`]; the per-step product
+//! over `W_hh` packed once per call), the activation per thread on its
+//! units.
 
 use crate::activation::{self, Activation};
 use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};

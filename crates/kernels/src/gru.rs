@@ -673,7 +673,7 @@ pub struct LbrSequence<'a> {
 }
 
 /// The whole forward pass of one layer-direction, the hidden units split
-/// over up to `threads` threads ([`crate::sequence`]): per step, each
+/// over up to `threads` threads ([`crate::team`]): per step, each
 /// thread's columns of `h_{t-1} W_hh^T`, then [`lbr_forward`] on its units.
 ///
 /// # Panics

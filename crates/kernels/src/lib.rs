@@ -1,15 +1,18 @@
 //! # rnn-kernels
 //!
 //! The compute kernels of librnn, which know no model: matrix products over
-//! faer ([`gemm`]), and element-wise SIMD kernels over pulp ([`activation`],
+//! faer ([`mod@gemm`]), and element-wise SIMD kernels over pulp ([`activation`],
 //! the fused per-step gate kernels [`lstm`] and [`gru`], and the reductions
 //! in [`reduce`]). The Elman cell's fused step is an [`activation`] kernel
 //! (`h = act(P)` forward, `dP = dh * act'(h)` backward).
 //!
 //! Whole time loops: [`lstm::forward_sequence`],
-//! [`lstm::backward_sequence`] and the GRU's `lbr_*_sequence` run every step
+//! [`lstm::backward_sequence`], the GRU's `lbr_*_sequence` and
+//! [`elman::forward_sequence`] / [`elman::backward_sequence`] run every step
 //! of a layer on a team of threads ([`team`]) that split the hidden units,
-//! with a spin barrier per step instead of a fork-join.
+//! with a spin barrier per step instead of a fork-join; their per-step
+//! products run over `W_hh` packed once per call (a register-blocked pulp
+//! kernel, not faer: faer repacks its operand at every call).
 //!
 //! Every SIMD kernel runs at the best level the CPU offers (AVX-512,
 //! AVX2+FMA, or a portable fallback; see [`simd`]) and has a plain scalar

@@ -60,7 +60,7 @@ pub fn write<T: Real>(m: usize, w: &[T], erase: &[T], add: &[T], mem_prev: &[T],
     }
 }
 
-/// Backward of [`write`]: from `dmem` `[N, M]` (gradient w.r.t. the new
+/// Backward of [`write()`]: from `dmem` `[N, M]` (gradient w.r.t. the new
 /// memory), accumulates `dmem_prev` `[N, M]`, `dw` `[W, N]`, `derase`
 /// (w.r.t. the erase vectors after the sigmoid) and `dadd` `[W, M]`.
 #[allow(clippy::too_many_arguments)]
