@@ -432,8 +432,12 @@ impl Case {
         Ok(())
     }
 
-    /// Mean ms per call over `iters` calls.
+    /// Mean ms per call over `iters` calls, after `iters / 10` (at least
+    /// one) untimed calls that wake the threads (as `bench.py` does).
     fn time(&mut self, mode: &str, iters: usize) -> Result<f64> {
+        for _ in 0..(iters / 10).max(1) {
+            self.run(mode)?;
+        }
         let start = Instant::now();
         for _ in 0..iters {
             self.run(mode)?;
@@ -545,7 +549,8 @@ type MakeCase = Box<dyn Fn() -> Result<Case>>;
 /// How long each side waits before a measurement: the other side's idle
 /// threads spin for a while after its last parallel region (PyTorch's
 /// OpenMP workers for `GOMP_SPINCOUNT` spins, milliseconds; rayon's
-/// briefly) and would share the cores with this measurement.
+/// briefly) and would share the cores with this measurement. Each side
+/// then runs a few untimed calls before its clock starts.
 const SETTLE: std::time::Duration = std::time::Duration::from_millis(50);
 
 /// Waits [`SETTLE`] before a measurement.
@@ -563,7 +568,9 @@ fn measure(
 ) -> Result<Row> {
     let s = case.s.clone();
     let flops = case.flops * if mode == "train" { 3.0 } else { 1.0 };
-    // Warm up and calibrate: about 0.1 s per measurement.
+    // Warm up (the first call sizes the buffers) and calibrate: about 0.1 s
+    // per measurement.
+    case.time(mode, 1)?;
     let once = case.time(mode, 1)?;
     let iters = ((100.0 / once).ceil() as usize).clamp(1, 1000);
     let mut diff = None;
