@@ -275,7 +275,8 @@ const SLAB_ELEMENTS: usize = 1 << 20;
 const SLAB_MIN_DEPTH: usize = 256;
 
 /// Below this many output columns, copying a column-major `a` costs more
-/// than the faster product gains (measured: a loss at `n` = 6 and 32, even at 64).
+/// than the faster product gains (measured: a loss at `n` = 6 and 32; at
+/// 64 about even, a gain from 128 on).
 const SLAB_MIN_COLS: usize = 64;
 
 thread_local! {
@@ -337,8 +338,8 @@ fn copy_row_major(a: FaerMatRef<'_, f32>, out: &mut [f32]) {
     let (m, kc, lda) = (a.nrows(), a.ncols(), a.col_stride());
     assert!(a.row_stride() == 1 && lda >= 0 && out.len() == m * kc);
     let (src, lda) = (a.as_ptr(), lda.unsigned_abs());
-    // SAFETY (both closures): element `(i, p)` of `a`, `i < m`, `p < kc`,
-    // lies at `src + p * lda + i`.
+    // SAFETY: element `(i, p)` of `a`, `i < m`, `p < kc`, lies at `src + p
+    // * lda + i`.
     let at = |i: usize, p: usize| unsafe { *src.add(p * lda + i) };
     let (m8, k8) = (m / 8 * 8, kc / 8 * 8);
     #[cfg(target_arch = "x86_64")]
