@@ -5,7 +5,7 @@
 //! units.
 
 use crate::activation::{self, Activation};
-use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut, part_ref};
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
 pub struct Sequence<'a> {
@@ -116,8 +116,6 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let bh = b * hd;
     assert_eq!(g.dpre.len(), t_len * bh, "dpre");
     assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
-    assert!(g.dh.len() == bh && g.dh_spare.len() == bh);
-    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
     let l = Loop {
         seq_len: t_len,
         batch: b,
@@ -127,18 +125,14 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         threads,
     };
     let dpre = Shared::new(g.dpre);
-    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
-    let (states, dy, act) = (g.states, g.dy, g.act);
-    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let (states, act) = (g.states, g.act);
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
         let (u0, n) = (p.units.start, p.units.len());
         for r in 0..b {
             // SAFETY: row `r < B`, units `u0 + n <= H` of `[B, H]` and `[T,
-            // B, H]` buffers (asserted above), this thread's alone during
-            // the phase.
-            let dh = unsafe { part_mut(dh, r * hd + u0, n) };
-            let up = &dy[(p.t * b + r) * dy_stride + dy_offset + u0..][..n];
-            dh.iter_mut().zip(up).for_each(|(a, g)| *a += g);
+            // B, H]` buffers (sized by `sequence::backward` and above), this
+            // thread's alone during the phase.
+            let dh = unsafe { part_ref(dh, r * hd + u0, n) };
             let h = &states[(p.out * b + r) * hd + u0..][..n];
             let dp = unsafe { part_mut(dpre.get(), (p.t * b + r) * hd + u0, n) };
             activation::backward(act, h, dh, dp);
@@ -146,8 +140,10 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dpre, false, dh, &kernel) };
-    if t_len % 2 == 1 {
-        g.dh.copy_from_slice(g.dh_spare);
-    }
+    let up = Upstream {
+        dy: g.dy,
+        offset: g.dy_offset,
+        stride: g.dy_stride,
+    };
+    unsafe { sequence::backward(l, g.w_hh, dpre, false, up, g.dh, g.dh_spare, &kernel) };
 }

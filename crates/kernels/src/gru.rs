@@ -18,7 +18,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Shared, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut, part_ref};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
@@ -812,8 +812,6 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
     assert!(g.dgates.len() == g.gates.len() && g.dhw.len() == g.gates.len());
     assert_eq!(g.hn.len(), t_len * bh, "hn");
     assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
-    assert!(g.dh.len() == bh && g.dh_spare.len() == bh);
-    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
     let l = Loop {
         seq_len: t_len,
         batch: b,
@@ -823,9 +821,7 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
         threads,
     };
     let (dgates, dhw) = (Shared::new(g.dgates), Shared::new(g.dhw));
-    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
-    let (gates, hn, states, dy) = (g.gates, g.hn, g.states, g.dy);
-    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let (gates, hn, states) = (g.gates, g.hn, g.states);
     let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| {
         let (hd3, u0, n) = (gh, p.units.start, p.units.len());
         for r in 0..b {
@@ -834,8 +830,6 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
             // this thread alone touches them during the phase.
             let part = |q: *mut f32, at: usize| unsafe { part_mut(q, at, n) };
             let d = part(dh, st);
-            let up = &dy[(p.t * b + r) * dy_stride + dy_offset + u0..][..n];
-            d.iter_mut().zip(up).for_each(|(a, g)| *a += g);
             let [gr, gz, gn] = [0, 1, 2].map(|k| &gates[row + k * hd..][..n]);
             let [dr, dz, dn] = [0, 1, 2].map(|k| part(dgates.get(), row + k * hd));
             let [dhr, dhz, dhn] = [0, 1, 2].map(|k| part(dhw.get(), row + k * hd));
@@ -848,10 +842,12 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
         }
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::backward(l, g.w_hh, dhw, true, dh, &kernel) };
-    if t_len % 2 == 1 {
-        g.dh.copy_from_slice(g.dh_spare);
-    }
+    let up = Upstream {
+        dy: g.dy,
+        offset: g.dy_offset,
+        stride: g.dy_stride,
+    };
+    unsafe { sequence::backward(l, g.w_hh, dhw, true, up, g.dh, g.dh_spare, &kernel) };
 }
 
 /// [`LbrBackwardLanes`] on one row's units.

@@ -19,7 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Shared, part_mut};
+use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -338,8 +338,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
     assert_eq!(g.cells.len(), (t_len + 1) * bh, "cells");
-    assert!(g.dh.len() == bh && g.dh_spare.len() == bh && g.dc.len() == bh);
-    assert!(g.dy_offset + hd <= g.dy_stride && g.dy.len() >= t_len * b * g.dy_stride);
+    assert_eq!(g.dc.len(), bh, "dc");
     let l = Loop {
         seq_len: t_len,
         batch: b,
@@ -349,17 +348,12 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         threads,
     };
     let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
-    let dh = [Shared::new(g.dh), Shared::new(g.dh_spare)];
-    let (gates, cells, dy) = (g.gates, g.cells, g.dy);
-    let (dy_offset, dy_stride) = (g.dy_offset, g.dy_stride);
+    let (gates, cells) = (g.gates, g.cells);
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
         dispatch(BackwardUnits {
             gates: &gates[p.t * b * gh..(p.t + 1) * b * gh],
             c_prev: &cells[p.prev * bh..(p.prev + 1) * bh],
             c: &cells[p.out * bh..(p.out + 1) * bh],
-            dy: &dy[p.t * b * dy_stride..],
-            dy_offset,
-            dy_stride,
             dh,
             dc: dc.get(),
             // SAFETY: inside `dgates`, asserted above.
@@ -371,22 +365,20 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; `BackwardUnits` writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dgates, false, dh, &kernel) };
-    if t_len % 2 == 1 {
-        g.dh.copy_from_slice(g.dh_spare);
-    }
+    let up = Upstream {
+        dy: g.dy,
+        offset: g.dy_offset,
+        stride: g.dy_stride,
+    };
+    unsafe { sequence::backward(l, g.w_hh, dgates, false, up, g.dh, g.dh_spare, &kernel) };
 }
 
-/// [`Backward`] on the units `units` of every row, adding the upstream
-/// gradient first, through raw pointers (disjoint between threads, see
-/// [`backward_sequence`]).
+/// [`Backward`] on the units `units` of every row, through raw pointers
+/// (disjoint between threads, see [`backward_sequence`]).
 struct BackwardUnits<'a> {
     gates: &'a [f32],
     c_prev: &'a [f32],
     c: &'a [f32],
-    dy: &'a [f32],
-    dy_offset: usize,
-    dy_stride: usize,
     dh: *mut f32,
     dc: *mut f32,
     dgates: *mut f32,
@@ -407,8 +399,6 @@ impl WithSimd for BackwardUnits<'_> {
             // during the phase; the slices are pairwise disjoint.
             let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
             let dh = part(self.dh, st);
-            let up = &self.dy[r * self.dy_stride + self.dy_offset + u0..][..n];
-            dh.iter_mut().zip(up).for_each(|(a, g)| *a += g);
             let [i, f, g, o] = [0, 1, 2, 3].map(|k| &self.gates[row + k * hd..][..n]);
             let [di, df, dg, dout] = [0, 1, 2, 3].map(|k| part(self.dgates, row + k * hd));
             zip_map(

@@ -191,31 +191,51 @@ impl Packed {
     }
 }
 
-/// Backward: per step, `kernel(part, dh, dh_prev)` on the thread's units:
-/// `dh` is the `[B, H]` gradient w.r.t. the step's output (the kernel adds
-/// the upstream gradient), from which it writes its columns of `dP_t` into
+/// The upstream gradient w.r.t. a layer-direction's outputs: row `t*B + b`
+/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+H`.
+#[derive(Clone, Copy)]
+pub(crate) struct Upstream<'a> {
+    pub dy: &'a [f32],
+    pub offset: usize,
+    pub stride: usize,
+}
+
+/// Backward: per step, on the thread's units, `dh_t += dy_t`, then
+/// `kernel(part, dh, dh_prev)`: `dh` is the `[B, H]` gradient w.r.t. the
+/// step's output, from which the kernel writes its columns of `dP_t` into
 /// `src` (the gradient w.r.t. the recurrent product) and, for cells with a
 /// direct path from `h_{t-1}` to `h_t`, its columns of `dh_prev`. Then,
 /// once every thread's columns of `dP_t` are there, the thread's columns of
-/// `dh_prev (+)= dP_t W_hh` (added when `accumulate`). `dh[0]` holds the
-/// gradient w.r.t. the final state on entry; the one w.r.t. the initial
-/// state is left in `dh[T % 2]`.
+/// `dh_prev (+)= dP_t W_hh` (added when `accumulate`). `dh` holds the
+/// gradient w.r.t. the final state on entry and w.r.t. the initial state on
+/// return; `dh_spare` is scratch.
+///
+/// # Panics
+/// If `dh`, `dh_spare` or `up` disagree with the sizes.
 ///
 /// # Safety
-/// `src` must point to `[T, B, G*H]` values and each `dh` to `[B, H]`,
-/// valid, distinct and accessed by nobody else during the call; `kernel`
-/// must touch only its units' columns.
+/// `src` must point to `[T, B, G*H]` values, valid and accessed by nobody
+/// else during the call; `kernel` must touch only its units' columns.
+#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn backward(
     l: Loop,
     w_hh: &[f32],
     src: Shared,
     accumulate: bool,
-    dh: [Shared; 2],
+    up: Upstream<'_>,
+    dh: &mut [f32],
+    dh_spare: &mut [f32],
     kernel: &(dyn Fn(&Part, *mut f32, *mut f32) + Sync),
 ) {
     let (b, hd) = (l.batch, l.hidden);
     let gh = l.gates * hd;
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
+    assert!(dh.len() == b * hd && dh_spare.len() == b * hd, "dh");
+    assert!(
+        up.offset + hd <= up.stride && up.dy.len() >= l.seq_len * b * up.stride,
+        "dy"
+    );
+    let bufs = [Shared::new(dh), Shared::new(dh_spare)];
     // Each chunk's columns of W_hh, packed by its first product.
     let mut packed = Packed::new(&l, 1, gh);
     let panels = Shared::new(&mut packed.data);
@@ -225,16 +245,24 @@ pub(crate) unsafe fn backward(
         let s = phase / 2;
         let p = l.part(s, chunk, true);
         if phase % 2 == 0 {
-            kernel(&p, dh[s % 2].get(), dh[(s + 1) % 2].get());
+            let (u0, n) = (p.units.start, p.units.len());
+            for r in 0..b {
+                // SAFETY: row `r`, the part's units, of a `[B, H]` buffer
+                // (asserted above) that this thread alone touches now.
+                let d = unsafe { part_mut(bufs[s % 2].get(), r * hd + u0, n) };
+                let g = &up.dy[(p.t * b + r) * up.stride + up.offset + u0..][..n];
+                d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+            }
+            kernel(&p, bufs[s % 2].get(), bufs[(s + 1) % 2].get());
         } else {
             // SAFETY: dP_t was completed by the previous phase; this
-            // thread alone writes its columns of dh[(s + 1) % 2]; the
+            // thread alone writes its columns of bufs[(s + 1) % 2]; the
             // chunk's packed weights are written at its first product
             // only, and read after it (ordered by `run_steps`).
             let dg = unsafe {
                 std::slice::from_raw_parts(src.get().add(p.t * b * gh).cast_const(), b * gh)
             };
-            let out = unsafe { dh[(s + 1) % 2].get().add(p.units.start) };
+            let out = unsafe { bufs[(s + 1) % 2].get().add(p.units.start) };
             let n = p.units.len();
             let mine = packed.range(chunk);
             if s == 0 {
@@ -246,6 +274,10 @@ pub(crate) unsafe fn backward(
         }
     };
     run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);
+    // The gradient w.r.t. the initial state is in `bufs[T % 2]`.
+    if l.seq_len % 2 == 1 {
+        dh.copy_from_slice(dh_spare);
+    }
 }
 
 /// `len` values at `p + at`, as a mutable slice.
