@@ -42,8 +42,7 @@ fn stepwise(
 ) {
     let (gh, bh) = (4 * hd, b * hd);
     for s in 0..t_len {
-        let t = if reverse { t_len - 1 - s } else { s };
-        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+        let (t, prev, out) = step(t_len, reverse, s);
         let g = &mut gates[t * b * gh..(t + 1) * b * gh];
         let h_prev = states[prev * bh..(prev + 1) * bh].to_vec();
         gemm(
@@ -64,11 +63,36 @@ fn stepwise(
     }
 }
 
-fn max_diff(a: &[f32], b: &[f32]) -> f32 {
-    a.iter()
-        .zip(b)
-        .map(|(x, y)| (x - y).abs())
-        .fold(0.0, f32::max)
+/// Forward step `s` of a direction: its time `t` and its state slots
+/// `(t, prev, out)` (the reverse direction walks time down).
+fn step(t_len: usize, reverse: bool, s: usize) -> (usize, usize, usize) {
+    if reverse {
+        let t = t_len - 1 - s;
+        (t, t + 1, t)
+    } else {
+        (s, s, s + 1)
+    }
+}
+
+/// `dh += dy_t`: row `t*B + r` of `dy` holds `dh_t[r]` at `offset`.
+fn add_upstream(dh: &mut [f32], dy: &[f32], t: usize, hd: usize, (stride, offset): (usize, usize)) {
+    let b = dh.len() / hd;
+    for (r, d) in dh.chunks_exact_mut(hd).enumerate() {
+        let row = &dy[(t * b + r) * stride + offset..][..hd];
+        d.iter_mut().zip(row).for_each(|(a, g)| *a += g);
+    }
+}
+
+/// Asserts that every pair differs by at most `tol` anywhere.
+fn assert_close(case: &str, tol: f32, pairs: &[(&str, &[f32], &[f32])]) {
+    for &(name, x, y) in pairs {
+        let d = x
+            .iter()
+            .zip(y)
+            .map(|(a, b)| (a - b).abs())
+            .fold(0.0, f32::max);
+        assert!(d <= tol, "{case}: {name} differs by {d}");
+    }
 }
 
 #[test]
@@ -122,10 +146,15 @@ fn team_forward_equals_stepwise_forward() {
                     )
                 });
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
-                for (name, x, y) in [("gates", &g, &g_ref), ("h", &s, &s_ref), ("c", &c, &c_ref)] {
-                    let d = max_diff(x, y);
-                    assert!(d <= 2e-6, "{case}: {name} differs by {d}");
-                }
+                assert_close(
+                    &case,
+                    2e-6,
+                    &[
+                        ("gates", &g[..], &g_ref[..]),
+                        ("h", &s[..], &s_ref[..]),
+                        ("c", &c[..], &c_ref[..]),
+                    ],
+                );
             }
         }
     }
@@ -159,14 +188,9 @@ fn team_backward_equals_stepwise_backward() {
                 // Reference: the per-step kernel and a full GEMM.
                 let mut dg_ref = vec![0.0; t_len * b * gh];
                 let (mut dh, mut dc) = (dh_n.clone(), dc_n.clone());
-                for s in 0..t_len {
-                    let t = if reverse { s } else { t_len - 1 - s };
-                    let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
-                    for r in 0..b {
-                        for j in 0..hd {
-                            dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
-                        }
-                    }
+                for s in (0..t_len).rev() {
+                    let (t, prev, out) = step(t_len, reverse, s);
+                    add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                     let dg = &mut dg_ref[t * b * gh..(t + 1) * b * gh];
                     lstm::backward(
                         &gates[t * b * gh..(t + 1) * b * gh],
@@ -212,14 +236,15 @@ fn team_backward_equals_stepwise_backward() {
                     )
                 });
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
-                for (name, x, y) in [
-                    ("dgates", &dgates, &dg_ref),
-                    ("dh0", &dh2, &dh),
-                    ("dc0", &dc2, &dc),
-                ] {
-                    let d = max_diff(x, y);
-                    assert!(d <= 1e-5, "{case}: {name} differs by {d}");
-                }
+                assert_close(
+                    &case,
+                    1e-5,
+                    &[
+                        ("dgates", &dgates[..], &dg_ref[..]),
+                        ("dh0", &dh2[..], &dh[..]),
+                        ("dc0", &dc2[..], &dc[..]),
+                    ],
+                );
             }
         }
     }
@@ -254,8 +279,7 @@ fn team_gru_equals_stepwise_gru() {
                 let (mut g_ref, mut s_ref) = (gates0.clone(), states0.clone());
                 let mut hn_ref = vec![0.0; t_len * bh];
                 for s in 0..t_len {
-                    let t = if reverse { t_len - 1 - s } else { s };
-                    let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
+                    let (t, prev, out) = step(t_len, reverse, s);
                     let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
                     let mut hw = vec![0.0; b * gh];
                     gemm(
@@ -282,14 +306,9 @@ fn team_gru_equals_stepwise_gru() {
                 let (mut dg_ref, mut dhw_ref) =
                     (vec![0.0; t_len * b * gh], vec![0.0; t_len * b * gh]);
                 let mut dh = dh_n.clone();
-                for s in 0..t_len {
-                    let t = if reverse { s } else { t_len - 1 - s };
-                    let prev = if reverse { t + 1 } else { t };
-                    for r in 0..b {
-                        for j in 0..hd {
-                            dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
-                        }
-                    }
+                for s in (0..t_len).rev() {
+                    let (t, prev, _) = step(t_len, reverse, s);
+                    add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                     let mut dh_prev = vec![0.0; bh];
                     let g = t * b * gh..(t + 1) * b * gh;
                     gru::lbr_backward(
@@ -359,17 +378,18 @@ fn team_gru_equals_stepwise_gru() {
                     );
                 });
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
-                for (name, x, y) in [
-                    ("gates", &g, &g_ref),
-                    ("h", &st, &s_ref),
-                    ("hn", &hn, &hn_ref),
-                    ("dgates", &dgates, &dg_ref),
-                    ("dhw", &dhw, &dhw_ref),
-                    ("dh0", &dh2, &dh),
-                ] {
-                    let d = max_diff(x, y);
-                    assert!(d <= 1e-5, "{case}: {name} differs by {d}");
-                }
+                assert_close(
+                    &case,
+                    1e-5,
+                    &[
+                        ("gates", &g[..], &g_ref[..]),
+                        ("h", &st[..], &s_ref[..]),
+                        ("hn", &hn[..], &hn_ref[..]),
+                        ("dgates", &dgates[..], &dg_ref[..]),
+                        ("dhw", &dhw[..], &dhw_ref[..]),
+                        ("dh0", &dh2[..], &dh[..]),
+                    ],
+                );
             }
         }
     }
@@ -404,16 +424,11 @@ fn team_elman_equals_stepwise_elman() {
                     let mut states0 = vec![0.0; (t_len + 1) * bh];
                     let init = if reverse { t_len } else { 0 };
                     states0[init * bh..(init + 1) * bh].copy_from_slice(&data(bh, 3));
-                    let order = |s: usize| {
-                        let t = if reverse { t_len - 1 - s } else { s };
-                        let (prev, out) = if reverse { (t + 1, t) } else { (t, t + 1) };
-                        (t, prev, out)
-                    };
 
                     // Forward, step by step.
                     let (mut pre_ref, mut s_ref) = (pre0.clone(), states0.clone());
                     for s in 0..t_len {
-                        let (t, prev, out) = order(s);
+                        let (t, prev, out) = step(t_len, reverse, s);
                         let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
                         let p = &mut pre_ref[t * bh..(t + 1) * bh];
                         gemm(
@@ -443,10 +458,14 @@ fn team_elman_equals_stepwise_elman() {
                             threads,
                         )
                     });
-                    for (name, x, y) in [("pre", &pre, &pre_ref), ("h", &states, &s_ref)] {
-                        let d = max_diff(x, y);
-                        assert!(d <= 2e-6, "{case}: {name} differs by {d}");
-                    }
+                    assert_close(
+                        &case,
+                        2e-6,
+                        &[
+                            ("pre", &pre[..], &pre_ref[..]),
+                            ("h", &states[..], &s_ref[..]),
+                        ],
+                    );
 
                     // Backward, step by step, from the reference states.
                     let (stride, offset) = (2 * hd + 1, hd / 3);
@@ -455,12 +474,8 @@ fn team_elman_equals_stepwise_elman() {
                     let mut dp_ref = vec![0.0; t_len * bh];
                     let mut dh = dh_n.clone();
                     for s in (0..t_len).rev() {
-                        let (t, _, out) = order(s);
-                        for r in 0..b {
-                            for j in 0..hd {
-                                dh[r * hd + j] += dy[(t * b + r) * stride + offset + j];
-                            }
-                        }
+                        let (t, _, out) = step(t_len, reverse, s);
+                        add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                         let dp = &mut dp_ref[t * bh..(t + 1) * bh];
                         activation::backward(act, &s_ref[out * bh..(out + 1) * bh], &dh, dp);
                         gemm(
@@ -495,10 +510,11 @@ fn team_elman_equals_stepwise_elman() {
                             threads,
                         )
                     });
-                    for (name, x, y) in [("dpre", &dpre, &dp_ref), ("dh0", &dh2, &dh)] {
-                        let d = max_diff(x, y);
-                        assert!(d <= 1e-5, "{case}: {name} differs by {d}");
-                    }
+                    assert_close(
+                        &case,
+                        1e-5,
+                        &[("dpre", &dpre[..], &dp_ref[..]), ("dh0", &dh2[..], &dh[..])],
+                    );
                 }
             }
         }
