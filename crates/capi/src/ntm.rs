@@ -105,21 +105,7 @@ impl rnn_ntm_config {
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_ntm_config_init(config: *mut rnn_ntm_config) -> rnn_status {
     guard("rnn_ntm_config_init", || {
-        let c = NtmConfig::copy_task(8);
-        let value = rnn_ntm_config {
-            controller: rnn_ntm_controller::Lstm as u32,
-            input_size: c.input_size,
-            output_size: c.output_size,
-            controller_size: c.controller_size,
-            memory_rows: c.memory_rows,
-            memory_width: c.memory_width,
-            read_heads: c.read_heads,
-            write_heads: c.write_heads,
-            shift_range: c.shift_range,
-            learned_memory: 0,
-            memory_init: 1e-6,
-            seed: 0,
-        };
+        let value = c_config(&NtmConfig::copy_task(8));
         // SAFETY: NULL or writable, by this function's contract.
         unsafe { args::write_out(config, value, "config") }
     })
@@ -255,31 +241,35 @@ pub unsafe extern "C" fn rnn_ntm_get_config(
     guard("rnn_ntm_get_config", || {
         // SAFETY: NULL or a live machine, by this function's contract.
         let m = unsafe { args::handle(m, "m") }?;
-        let c = m.ntm.config();
-        let (learned_memory, memory_init) = match c.memory {
-            MemoryInit::Learned => (1, 0.0),
-            MemoryInit::Constant(v) => (0, v),
-        };
-        let value = rnn_ntm_config {
-            controller: match c.controller {
-                Controller::Lstm => rnn_ntm_controller::Lstm as u32,
-                Controller::FeedForward => rnn_ntm_controller::FeedForward as u32,
-            },
-            input_size: c.input_size,
-            output_size: c.output_size,
-            controller_size: c.controller_size,
-            memory_rows: c.memory_rows,
-            memory_width: c.memory_width,
-            read_heads: c.read_heads,
-            write_heads: c.write_heads,
-            shift_range: c.shift_range,
-            learned_memory,
-            memory_init,
-            seed: c.seed,
-        };
+        let value = c_config(m.ntm.config());
         // SAFETY: NULL or writable, by this function's contract.
         unsafe { args::write_out(config, value, "config") }
     })
+}
+
+/// `c` as the C struct (`memory_init` 0 for a learned memory).
+fn c_config(c: &NtmConfig) -> rnn_ntm_config {
+    let (learned_memory, memory_init) = match c.memory {
+        MemoryInit::Learned => (1, 0.0),
+        MemoryInit::Constant(v) => (0, v),
+    };
+    rnn_ntm_config {
+        controller: match c.controller {
+            Controller::Lstm => rnn_ntm_controller::Lstm as u32,
+            Controller::FeedForward => rnn_ntm_controller::FeedForward as u32,
+        },
+        input_size: c.input_size,
+        output_size: c.output_size,
+        controller_size: c.controller_size,
+        memory_rows: c.memory_rows,
+        memory_width: c.memory_width,
+        read_heads: c.read_heads,
+        write_heads: c.write_heads,
+        shift_range: c.shift_range,
+        learned_memory,
+        memory_init,
+        seed: c.seed,
+    }
 }
 
 /// Runs the machine over `x` `[seq_len, batch, I]` (`x_len` floats) and
