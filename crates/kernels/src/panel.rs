@@ -352,10 +352,11 @@ mod tests {
     }
 
     /// `h W^T` and `dP W` layouts, every row-block remainder, partial panels,
-    /// replacing and accumulating, at every SIMD level, against f64 sums.
+    /// replacing and accumulating, at every SIMD level and in the
+    /// one-element fallback (`None`), against f64 sums.
     #[test]
     fn matches_f64_reference_at_every_level() {
-        for level in available_levels() {
+        for level in available_levels().into_iter().map(Some).chain([None]) {
             for &(m, depth, n) in &[
                 (1, 1, 1),
                 (1, 64, 256),
@@ -384,20 +385,35 @@ mod tests {
                     for accumulate in [false, true] {
                         let mut c = data(m * ldc, 7);
                         let before = c.clone();
-                        with_simd_level(level, || unsafe {
-                            product(
-                                &a,
-                                m,
-                                lda,
-                                &packed,
-                                n,
-                                depth,
-                                c.as_mut_ptr(),
-                                ldc,
-                                accumulate,
-                            )
-                        })
-                        .unwrap();
+                        let args = Product {
+                            a: &a,
+                            m,
+                            lda,
+                            packed: &packed,
+                            n,
+                            depth,
+                            c: c.as_mut_ptr(),
+                            ldc,
+                            accumulate,
+                        };
+                        match level {
+                            // SAFETY: `c` is `[m, ldc]`, ours.
+                            Some(level) => with_simd_level(level, || unsafe {
+                                product(
+                                    args.a,
+                                    m,
+                                    lda,
+                                    args.packed,
+                                    n,
+                                    depth,
+                                    args.c,
+                                    ldc,
+                                    accumulate,
+                                )
+                            })
+                            .unwrap(),
+                            None => args.run_scalar(),
+                        }
                         for r in 0..m {
                             for j in 0..ldc {
                                 let got = c[r * ldc + j];
