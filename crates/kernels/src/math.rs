@@ -14,8 +14,6 @@ const EXP_HI: f32 = 88.0;
 /// 1.5 * 2^23: adding it rounds to the nearest integer and leaves that
 /// integer in the low mantissa bits.
 const ROUND_MAGIC: f32 = 12_582_912.0;
-/// Below this |x|, tanh uses its odd polynomial (no cancellation).
-const TANH_POLY_BOUND: f32 = 0.625;
 
 /// `exp(x)` for `x` in `[-87, 88]` (callers clamp), relative error about 2 ulp.
 ///
@@ -60,6 +58,50 @@ fn keep_nan<S: Simd>(simd: S, x: S::f32s, y: S::f32s) -> S::f32s {
     simd.select_f32s(simd.equal_f32s(x, x), y, x)
 }
 
+/// Beyond this |x|, `tanh(x)` is +-1 in f32 (`1 - tanh(9)` is 3e-8, under
+/// half an ulp of 1), and the rational form below gives exactly +-1 at it.
+const TANH_BOUND: f32 = 9.0;
+/// Odd numerator `x (a1 + a3 x^2 + ... + a13 x^12)` of the [13/6] rational
+/// approximation of tanh on `[-9, 9]` (the coefficients of Eigen's and
+/// tract's `tanh`), lowest degree first.
+const TANH_NUM: [f32; 7] = [
+    4.893_524_6e-3,
+    6.372_619_3e-4,
+    1.485_722_4e-5,
+    5.122_297e-8,
+    -8.604_671_5e-11,
+    2.000_187_9e-13,
+    -2.760_768_5e-16,
+];
+/// Even denominator `b0 + b2 x^2 + b4 x^4 + b6 x^6`, lowest degree first.
+const TANH_DEN: [f32; 4] = [4.893_525e-3, 2.268_434_6e-3, 1.185_347_1e-4, 1.198_258_4e-6];
+
+/// `tanh(x)` for finite or infinite `x` (NaN lanes give an unspecified
+/// value; callers restore NaN with [`keep_nan`]): the [13/6] rational
+/// approximation on `x` clamped to `[-9, 9]`, one division, no `exp`, the
+/// result clamped to `[-1, 1]`. Odd in `x`, so `tanh(-0) = -0`, and exactly
+/// +-1 from |x| = 9 on.
+#[inline(always)]
+fn tanh_rational<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    let x = simd.min_f32s(
+        simd.max_f32s(x, simd.splat_f32s(-TANH_BOUND)),
+        simd.splat_f32s(TANH_BOUND),
+    );
+    let x2 = simd.mul_f32s(x, x);
+    let mut p = simd.splat_f32s(TANH_NUM[6]);
+    for &a in TANH_NUM[..6].iter().rev() {
+        p = simd.mul_add_f32s(p, x2, simd.splat_f32s(a));
+    }
+    let mut q = simd.splat_f32s(TANH_DEN[3]);
+    for &b in TANH_DEN[..3].iter().rev() {
+        q = simd.mul_add_f32s(q, x2, simd.splat_f32s(b));
+    }
+    // Rounding (without FMA) can put the quotient an ulp above 1.
+    let one = simd.splat_f32s(1.0);
+    let r = simd.div_f32s(simd.mul_f32s(p, x), q);
+    simd.min_f32s(simd.max_f32s(r, simd.neg_f32s(one)), one)
+}
+
 /// `1 / (1 + exp(-x))`; exactly 0 below `-EXP_HI` (the true value is under
 /// 6e-39 there, and `sigmoid(-inf)` must be 0).
 #[inline(always)]
@@ -71,27 +113,10 @@ pub(crate) fn sigmoid<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     keep_nan(simd, x, simd.select_f32s(tiny, simd.splat_f32s(0.0), y))
 }
 
-/// `tanh(x)`: odd polynomial below |x| = 0.625, `(1 - e) / (1 + e)` with
-/// `e = exp(-2|x|)` above, sign restored from `x` (so `tanh(-0) = -0`).
+/// `tanh(x)`, see [`tanh_rational`]; NaN in, NaN out.
 #[inline(always)]
 pub(crate) fn tanh<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
-    let one = simd.splat_f32s(1.0);
-    let ax = simd.abs_f32s(x);
-    // Large branch.
-    let e = exp_clamped(simd, simd.mul_f32s(ax, simd.splat_f32s(-2.0)));
-    let large = simd.div_f32s(simd.sub_f32s(one, e), simd.add_f32s(one, e));
-    // Small branch (Cephes tanhf), on |x| to share the sign handling.
-    let z = simd.mul_f32s(ax, ax);
-    let mut p = simd.splat_f32s(-5.704_988_7e-3);
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(2.063_909e-2));
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(-5.373_971_6e-2));
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(1.333_144_2e-1));
-    p = simd.mul_add_f32s(p, z, simd.splat_f32s(-3.333_328e-1));
-    let small = simd.mul_add_f32s(simd.mul_f32s(p, z), ax, ax);
-    let is_small = simd.less_than_f32s(ax, simd.splat_f32s(TANH_POLY_BOUND));
-    let abs = simd.select_f32s(is_small, small, large);
-    let sign = simd.and_f32s(x, simd.splat_f32s(-0.0));
-    keep_nan(simd, x, simd.or_f32s(abs, sign))
+    keep_nan(simd, x, tanh_rational(simd, x))
 }
 
 /// `max(x, 0)`, NaN in, NaN out.

@@ -351,9 +351,9 @@ macro_rules! activation_kernels {
 }
 
 // Bounds (measured maxima over 2 * 10^4 cases per kernel, `--ignored`
-// report): sigmoid and tanh forward `5e-7 * (1 + |scalar|)` (measured 6.9e-8,
-// 7.7e-8); tanh backward `5e-7 * (1 + |scalar|) * max(1, |y|, |dy|)`
-// (measured 7.5e-8: `1 - y^2` fused in SIMD, not in the twin); sigmoid
+// report): sigmoid and tanh forward `5e-7 * (1 + |scalar|)` (measured 6.8e-8,
+// 1.5e-7); tanh backward `5e-7 * (1 + |scalar|) * max(1, |y|, |dy|)`
+// (measured 5.5e-8: `1 - y^2` fused in SIMD, not in the twin); sigmoid
 // backward and all of relu exact (the same operations in the same order).
 activation_kernels!(
     Activation::Sigmoid,
@@ -384,7 +384,7 @@ activation_kernels!(
 );
 
 /// `lstm::forward`: `gates` (pre-activations in, gates out), `c`, `h`.
-/// Bound `2e-6 * (1 + |scalar|)`; measured 2.3e-7.
+/// Bound `2e-6 * (1 + |scalar|)`; measured 3.0e-7.
 const LSTM_FWD: Kernel = Kernel {
     name: "lstm::forward",
     min_h: 1,
@@ -410,7 +410,7 @@ const LSTM_FWD: Kernel = Kernel {
 };
 
 /// `lstm::backward`: `dc` (in/out), `dgates`.
-/// Bound `1e-5 * (1 + |scalar|) * max(1, |inputs|)`; measured 2.4e-6. The
+/// Bound `1e-5 * (1 + |scalar|) * max(1, |inputs|)`; measured 1.7e-6. The
 /// twins' `tanh(c)` differ by ~1e-7, `1 - tanh(c)^2` cancels, and the
 /// difference is multiplied by `dh` and then `c_prev` (two input
 /// magnitudes): at most ~5e-8 * 100 with inputs up to 100.
@@ -442,7 +442,7 @@ const LSTM_BWD: Kernel = Kernel {
 
 /// `gru::lbr_forward`: `gates`, `h`, `hn`.
 /// Bound `7e-7 * (1 + |scalar|) * max(1, |inputs|)` (`pn + r * hn` is fused
-/// in SIMD, not in the twin, and cancels); measured 1.1e-7.
+/// in SIMD, not in the twin, and cancels); measured 8.5e-8.
 const LBR_FWD: Kernel = Kernel {
     name: "gru::lbr_forward",
     min_h: 1,
@@ -475,7 +475,7 @@ const LBR_FWD: Kernel = Kernel {
 };
 
 /// `gru::lbr_backward`: `dgates`, `dhw`, `dh_prev`.
-/// Bound `2e-6 * (1 + |scalar|) * max(1, |inputs|)`; measured 2.9e-7.
+/// Bound `2e-6 * (1 + |scalar|) * max(1, |inputs|)`; measured 2.7e-7.
 const LBR_BWD: Kernel = Kernel {
     name: "gru::lbr_backward",
     min_h: 1,
@@ -508,7 +508,7 @@ const LBR_BWD: Kernel = Kernel {
 };
 
 /// `gru::rbl_forward_rz`: `gates` (`n` block must stay untouched), `rh`.
-/// Bound `1.5e-6 * (1 + |scalar|)`; measured 2.2e-7.
+/// Bound `1.5e-6 * (1 + |scalar|)`; measured 2.1e-7.
 const RBL_FWD_RZ: Kernel = Kernel {
     name: "gru::rbl_forward_rz",
     min_h: 1,
@@ -532,7 +532,7 @@ const RBL_FWD_RZ: Kernel = Kernel {
 };
 
 /// `gru::rbl_forward_n`: `gates` (`z` activated, `n` pre-activation in), `h`.
-/// Bound `1e-6 * (1 + |scalar|)`; measured 1.8e-7.
+/// Bound `1e-6 * (1 + |scalar|)`; measured 2.6e-7.
 const RBL_FWD_N: Kernel = Kernel {
     name: "gru::rbl_forward_n",
     min_h: 1,
@@ -557,7 +557,7 @@ const RBL_FWD_N: Kernel = Kernel {
 };
 
 /// `gru::rbl_backward_n`: `dgates` (`r` block must stay untouched), `dh_prev`.
-/// Bound `5e-7 * (1 + |scalar|) * max(1, |inputs|)`; measured 6.7e-8.
+/// Bound `5e-7 * (1 + |scalar|) * max(1, |inputs|)`; measured 3.9e-8.
 const RBL_BWD_N: Kernel = Kernel {
     name: "gru::rbl_backward_n",
     min_h: 1,
@@ -583,7 +583,7 @@ const RBL_BWD_N: Kernel = Kernel {
 };
 
 /// `gru::rbl_backward_r`: `dgates` (`z`, `n` blocks must stay untouched), `dh_prev` (accumulated).
-/// Bound `5e-7 * (1 + |scalar|) * max(1, |inputs|)`; measured 7.2e-8.
+/// Bound `5e-7 * (1 + |scalar|) * max(1, |inputs|)`; measured 5.8e-8.
 const RBL_BWD_R: Kernel = Kernel {
     name: "gru::rbl_backward_r",
     min_h: 1,
