@@ -3,69 +3,135 @@
 //! Step `s` of a recurrence needs every result of step `s - 1`, so the work
 //! of one step is cut in `chunks` independent pieces (e.g. blocks of hidden
 //! units), and a piece of step `s` may start only when every piece of step
-//! `s - 1` is done. Pieces are handed out as numbered tickets in step order;
-//! whoever holds a ticket waits (spinning: the wait is a few microseconds)
-//! for the previous step to complete, runs the piece and counts it done.
+//! `s - 1` is done. Member `m` of the team runs chunks `m`, `m + team`, ...
+//! of every step, so that a chunk's weights stay in the cache of one core
+//! (handing pieces out first-come, as an earlier version did, moved a
+//! chunk to the other core at about every other step: `examples/profile_cell`
+//! with a temporary per-thread log). Members wait for the previous step by
+//! spinning (the wait is a few microseconds).
 //!
 //! This replaces a fork-join per step, whose cost (waking a parked worker,
 //! ten to twenty microseconds here) is as large as the step itself on small
-//! layers. It cannot deadlock: the caller takes tickets too, and every
-//! ticket of a step is held by a thread that is running or about to run it;
-//! helpers that start late (or never, when the pool is busy, e.g. with the
-//! other direction of a bidirectional layer) only take the tickets left.
+//! layers. It cannot deadlock: a piece is claimed (once, atomically) by its
+//! member or, when it is still unclaimed a while after its step began, by
+//! any member waiting for that step; so helpers that start late (or never,
+//! when the pool is busy, e.g. with the other direction of a bidirectional
+//! layer) leave their pieces to the members that are there.
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 
 /// Spins before a waiting thread starts yielding its core.
 const SPINS_BEFORE_YIELD: u32 = 1 << 14;
 
+/// Spins, after a step began, before a waiting member takes over a piece of
+/// that step that its member has not claimed (a member that is there claims
+/// its piece within a few spins; this is for one that is absent or late).
+const SPINS_BEFORE_TAKEOVER: u32 = 1 << 10;
+
+/// The shared state of one [`run_steps`] call.
+struct Team<'a> {
+    steps: usize,
+    chunks: usize,
+    members: usize,
+    /// `claimed[c]`: how many steps of chunk `c` have been claimed.
+    claimed: Vec<AtomicUsize>,
+    /// Pieces completed, over all steps (step `s` began when it reached
+    /// `s * chunks`).
+    done: AtomicUsize,
+    work: &'a (dyn Fn(usize, usize) + Sync),
+}
+
+impl Team<'_> {
+    /// Claims piece (`step`, `chunk`) and runs it, unless claimed already.
+    fn run_if_unclaimed(&self, step: usize, chunk: usize) {
+        let claimed = &self.claimed[chunk];
+        if claimed
+            .compare_exchange(step, step + 1, Ordering::AcqRel, Ordering::Relaxed)
+            .is_ok()
+        {
+            // Acquire: every piece of step - 1 done, its writes seen.
+            self.wait_until(step * self.chunks, None);
+            (self.work)(step, chunk);
+            // Release: this piece's writes, for the pieces of step + 1.
+            self.done.fetch_add(1, Ordering::Release);
+        }
+    }
+
+    /// Spins (then yields) until `target` pieces are done. With
+    /// `takeover = Some(step)`, pieces of `step` still unclaimed a while
+    /// after it began are run here.
+    fn wait_until(&self, target: usize, takeover: Option<usize>) {
+        let mut spins = 0u32;
+        let mut since_begin = 0u32;
+        loop {
+            let done = self.done.load(Ordering::Acquire);
+            if done >= target {
+                return;
+            }
+            if let Some(step) = takeover {
+                if done >= step * self.chunks {
+                    since_begin += 1;
+                    if since_begin > SPINS_BEFORE_TAKEOVER {
+                        since_begin = 0;
+                        for chunk in 0..self.chunks {
+                            self.run_if_unclaimed(step, chunk);
+                        }
+                        continue;
+                    }
+                }
+            }
+            if spins < SPINS_BEFORE_YIELD {
+                std::hint::spin_loop();
+                spins += 1;
+            } else {
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    /// Member `me`'s walk: its own chunks of every step, then the wait for
+    /// the step's other pieces.
+    fn walk(&self, me: usize) {
+        for step in 0..self.steps {
+            for chunk in (me..self.chunks).step_by(self.members) {
+                self.run_if_unclaimed(step, chunk);
+            }
+            self.wait_until((step + 1) * self.chunks, Some(step));
+        }
+    }
+}
+
 /// Runs `work(step, chunk)` for every `step < steps` and `chunk < chunks`,
 /// on the calling thread and up to `threads - 1` helpers of the current
 /// rayon pool. All chunks of step `s - 1` complete (their writes visible)
 /// before any chunk of step `s` starts; chunks of one step may run at once,
-/// so they must touch disjoint outputs.
+/// so they must touch disjoint outputs. Each piece runs exactly once.
 pub fn run_steps(
     threads: usize,
     steps: usize,
     chunks: usize,
     work: &(dyn Fn(usize, usize) + Sync),
 ) {
-    let total = steps * chunks;
     if threads <= 1 || chunks <= 1 {
-        for k in 0..total {
+        for k in 0..steps * chunks {
             work(k / chunks, k % chunks);
         }
         return;
     }
-    let next = AtomicUsize::new(0);
-    let done = AtomicUsize::new(0);
-    let participate = || {
-        loop {
-            let k = next.fetch_add(1, Ordering::Relaxed);
-            if k >= total {
-                break;
-            }
-            let step = k / chunks;
-            let before = step * chunks;
-            let mut spins = 0u32;
-            // Acquire: the previous step's writes (released below) are seen.
-            while done.load(Ordering::Acquire) < before {
-                if spins < SPINS_BEFORE_YIELD {
-                    std::hint::spin_loop();
-                    spins += 1;
-                } else {
-                    std::thread::yield_now();
-                }
-            }
-            work(step, k % chunks);
-            done.fetch_add(1, Ordering::Release);
-        }
+    let team = Team {
+        steps,
+        chunks,
+        members: threads.min(chunks),
+        claimed: (0..chunks).map(|_| AtomicUsize::new(0)).collect(),
+        done: AtomicUsize::new(0),
+        work,
     };
+    let team = &team;
     rayon::scope(|s| {
-        for _ in 1..threads.min(chunks) {
-            s.spawn(|_| participate());
+        for me in 1..team.members {
+            s.spawn(move |_| team.walk(me));
         }
-        participate();
+        team.walk(0);
     });
 }
 
@@ -113,6 +179,29 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// In a pool of one thread the helper cannot start before the caller
+    /// is done: the caller takes over the helper's pieces at every step.
+    #[test]
+    fn an_absent_helper_leaves_its_pieces_to_the_caller() {
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(1)
+            .build()
+            .unwrap();
+        let log = Mutex::new(Vec::new());
+        pool.install(|| {
+            run_steps(2, 20, 3, &|s, c| {
+                log.lock()
+                    .unwrap()
+                    .push((s, c, rayon::current_thread_index()))
+            })
+        });
+        // The caller's own chunks 0 and 2, then the helper's chunk 1.
+        let expected: Vec<_> = (0..20)
+            .flat_map(|s| [0, 2, 1].map(move |c| (s, c, Some(0))))
+            .collect();
+        assert_eq!(log.into_inner().unwrap(), expected);
     }
 
     #[test]
