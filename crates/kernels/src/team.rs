@@ -18,7 +18,7 @@
 //! when the pool is busy, e.g. with the other direction of a bidirectional
 //! layer) leave their pieces to the members that are there.
 
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 /// Spins before a waiting thread starts yielding its core.
 const SPINS_BEFORE_YIELD: u32 = 1 << 14;
@@ -35,6 +35,11 @@ struct Team<'a> {
     members: usize,
     /// `claimed[c]`: how many steps of chunk `c` have been claimed.
     claimed: Vec<AtomicUsize>,
+    /// `started[m]`: member `m` has begun its walk. The pieces of a member
+    /// that has not are taken over at once (the caller does not wait for
+    /// helpers that are not coming, e.g. in a bidirectional layer whose
+    /// other direction keeps the pool's other thread).
+    started: Vec<AtomicBool>,
     /// Pieces completed, over all steps (step `s` began when it reached
     /// `s * chunks`).
     done: AtomicUsize,
@@ -42,24 +47,29 @@ struct Team<'a> {
 }
 
 impl Team<'_> {
-    /// Claims piece (`step`, `chunk`) and runs it, unless claimed already.
-    fn run_if_unclaimed(&self, step: usize, chunk: usize) {
+    /// Claims piece (`step`, `chunk`) and runs it, unless claimed already;
+    /// whether it ran here.
+    fn run_if_unclaimed(&self, step: usize, chunk: usize) -> bool {
         let claimed = &self.claimed[chunk];
-        if claimed
-            .compare_exchange(step, step + 1, Ordering::AcqRel, Ordering::Relaxed)
-            .is_ok()
-        {
+        // The load first: a failing compare-exchange still takes the line.
+        let mine = claimed.load(Ordering::Relaxed) == step
+            && claimed
+                .compare_exchange(step, step + 1, Ordering::AcqRel, Ordering::Relaxed)
+                .is_ok();
+        if mine {
             // Acquire: every piece of step - 1 done, its writes seen.
             self.wait_until(step * self.chunks, None);
             (self.work)(step, chunk);
             // Release: this piece's writes, for the pieces of step + 1.
             self.done.fetch_add(1, Ordering::Release);
         }
+        mine
     }
 
     /// Spins (then yields) until `target` pieces are done. With
-    /// `takeover = Some(step)`, pieces of `step` still unclaimed a while
-    /// after it began are run here.
+    /// `takeover = Some(step)`, pieces of `step` that are unclaimed once it
+    /// began are run here: at once when their member has not started, after
+    /// [`SPINS_BEFORE_TAKEOVER`] spins otherwise.
     fn wait_until(&self, target: usize, takeover: Option<usize>) {
         let mut spins = 0u32;
         let mut since_begin = 0u32;
@@ -71,11 +81,17 @@ impl Team<'_> {
             if let Some(step) = takeover {
                 if done >= step * self.chunks {
                     since_begin += 1;
-                    if since_begin > SPINS_BEFORE_TAKEOVER {
+                    let patient = since_begin <= SPINS_BEFORE_TAKEOVER;
+                    if !patient {
                         since_begin = 0;
-                        for chunk in 0..self.chunks {
-                            self.run_if_unclaimed(step, chunk);
+                    }
+                    let mut ran = false;
+                    for chunk in 0..self.chunks {
+                        if !patient || !self.started[chunk % self.members].load(Ordering::Relaxed) {
+                            ran |= self.run_if_unclaimed(step, chunk);
                         }
+                    }
+                    if ran {
                         continue;
                     }
                 }
@@ -92,6 +108,7 @@ impl Team<'_> {
     /// Member `me`'s walk: its own chunks of every step, then the wait for
     /// the step's other pieces.
     fn walk(&self, me: usize) {
+        self.started[me].store(true, Ordering::Relaxed);
         for step in 0..self.steps {
             for chunk in (me..self.chunks).step_by(self.members) {
                 self.run_if_unclaimed(step, chunk);
@@ -118,11 +135,13 @@ pub fn run_steps(
         }
         return;
     }
+    let members = threads.min(chunks);
     let team = Team {
         steps,
         chunks,
-        members: threads.min(chunks),
+        members,
         claimed: (0..chunks).map(|_| AtomicUsize::new(0)).collect(),
+        started: (0..members).map(|_| AtomicBool::new(false)).collect(),
         done: AtomicUsize::new(0),
         work,
     };
