@@ -39,8 +39,11 @@ fn main() -> recurrent::Result<()> {
         2.0 * (t * b * cell.gates() * h * (i + h) * d) as f64 * if train { 3.0 } else { 1.0 };
     let med = times[times.len() / 2];
     println!(
-        "median {med:.3} ms, min {:.3} ms, {:.1} GFLOP/s (median)",
+        "median {med:.3} ms, min {:.3} ms, mean {:.3} ms, p90 {:.3} ms, max {:.3} ms, {:.1} GFLOP/s (median)",
         times[0],
+        times.iter().sum::<f64>() / times.len() as f64,
+        times[times.len() * 9 / 10],
+        times[times.len() - 1],
         flops / med / 1e6
     );
     Ok(())
