@@ -5,7 +5,7 @@
 //! units.
 
 use crate::activation::{self, Activation};
-use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref};
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
 pub struct Sequence<'a> {
@@ -20,14 +20,8 @@ pub struct Sequence<'a> {
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
     pub states: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether time runs backwards (the reverse direction).
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
@@ -38,18 +32,16 @@ pub struct Sequence<'a> {
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
-    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
-    let bh = b * hd;
-    assert_eq!(seq.pre.len(), t_len * bh, "pre");
-    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
-    let l = Loop {
+    let SeqShape {
         seq_len: t_len,
         batch: b,
         hidden: hd,
-        gates: 1,
-        reverse: seq.reverse,
-        threads,
-    };
+        ..
+    } = seq.shape;
+    let bh = b * hd;
+    assert_eq!(seq.pre.len(), t_len * bh, "pre");
+    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
+    let l = Loop::new(seq.shape, 1, threads);
     let (pre, states, act) = (Shared::new(seq.pre), Shared::new(seq.states), seq.act);
     let kernel = move |p: &Part| {
         let (u0, n) = (p.units.start, p.units.len());
@@ -80,13 +72,8 @@ pub struct SequenceGrads<'a> {
     pub w_hh: &'a [f32],
     /// `[T+1, B, H]` hidden-state slots from the forward pass.
     pub states: &'a [f32],
-    /// Upstream gradient w.r.t. the outputs: row `t*B + b` of `dy` (row
-    /// stride `dy_stride`) holds `dh_t[b]` in columns `dy_offset..+H`.
-    pub dy: &'a [f32],
-    /// Column of `h` in `dy`'s rows.
-    pub dy_offset: usize,
-    /// Row stride of `dy`.
-    pub dy_stride: usize,
+    /// The upstream gradient w.r.t. the outputs.
+    pub up: Upstream<'a>,
     /// `[T, B, H]`, the gradient w.r.t. the pre-activations, written.
     pub dpre: &'a mut [f32],
     /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
@@ -94,14 +81,8 @@ pub struct SequenceGrads<'a> {
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether the forward pass ran backwards in time.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole backward pass of one layer-direction (without the weight
@@ -112,18 +93,16 @@ pub struct SequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
-    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
-    let bh = b * hd;
-    assert_eq!(g.dpre.len(), t_len * bh, "dpre");
-    assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
-    let l = Loop {
+    let SeqShape {
         seq_len: t_len,
         batch: b,
         hidden: hd,
-        gates: 1,
-        reverse: g.reverse,
-        threads,
-    };
+        ..
+    } = g.shape;
+    let bh = b * hd;
+    assert_eq!(g.dpre.len(), t_len * bh, "dpre");
+    assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
+    let l = Loop::new(g.shape, 1, threads);
     let dpre = Shared::new(g.dpre);
     let (states, act) = (g.states, g.act);
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
@@ -140,10 +119,5 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    let up = Upstream {
-        dy: g.dy,
-        offset: g.dy_offset,
-        stride: g.dy_stride,
-    };
-    unsafe { sequence::backward(l, g.w_hh, dpre, false, up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dpre, false, g.up, g.dh, g.dh_spare, &kernel) };
 }

@@ -18,7 +18,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut, part_ref};
+use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
@@ -662,14 +662,8 @@ pub struct LbrSequence<'a> {
     pub states: &'a mut [f32],
     /// `[T, B, H]`: `W_hn h_{t-1} + b_hn` per step, written (for backward).
     pub hn: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether time runs backwards.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole forward pass of one layer-direction, the hidden units split
@@ -679,21 +673,19 @@ pub struct LbrSequence<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
-    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
+    let SeqShape {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        ..
+    } = seq.shape;
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
     assert_eq!(seq.hw.len(), b * gh, "hw");
     assert_eq!(seq.b_hn.len(), hd, "b_hn");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
     assert_eq!(seq.hn.len(), t_len * bh, "hn");
-    let l = Loop {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        gates: 3,
-        reverse: seq.reverse,
-        threads,
-    };
+    let l = Loop::new(seq.shape, 3, threads);
     let (gates, hw, states, hn) = (
         Shared::new(seq.gates),
         Shared::new(seq.hw),
@@ -773,13 +765,8 @@ pub struct LbrSequenceGrads<'a> {
     pub states: &'a [f32],
     /// `[3H, H]`.
     pub w_hh: &'a [f32],
-    /// Upstream gradient: `dh_t[b]` is columns `dy_offset..+H` of row
-    /// `t*B + b` (row stride `dy_stride`).
-    pub dy: &'a [f32],
-    /// See `dy`.
-    pub dy_offset: usize,
-    /// See `dy`.
-    pub dy_stride: usize,
+    /// The upstream gradient w.r.t. the outputs.
+    pub up: Upstream<'a>,
     /// `[T, B, 3H]`, the gradient w.r.t. the input projections, written.
     pub dgates: &'a mut [f32],
     /// `[T, B, 3H]`, the gradient w.r.t. the recurrent products, written.
@@ -788,14 +775,8 @@ pub struct LbrSequenceGrads<'a> {
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether the forward pass ran backwards in time.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole backward pass of one layer-direction: per step in reverse,
@@ -806,20 +787,18 @@ pub struct LbrSequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
-    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
+    let SeqShape {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        ..
+    } = g.shape;
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert!(g.dgates.len() == g.gates.len() && g.dhw.len() == g.gates.len());
     assert_eq!(g.hn.len(), t_len * bh, "hn");
     assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
-    let l = Loop {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        gates: 3,
-        reverse: g.reverse,
-        threads,
-    };
+    let l = Loop::new(g.shape, 3, threads);
     let (dgates, dhw) = (Shared::new(g.dgates), Shared::new(g.dhw));
     let (gates, hn, states) = (g.gates, g.hn, g.states);
     let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| {
@@ -842,12 +821,7 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
         }
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    let up = Upstream {
-        dy: g.dy,
-        offset: g.dy_offset,
-        stride: g.dy_stride,
-    };
-    unsafe { sequence::backward(l, g.w_hh, dhw, true, up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dhw, true, g.up, g.dh, g.dh_spare, &kernel) };
 }
 
 /// [`LbrBackwardLanes`] on one row's units.

@@ -19,7 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, Shared, Upstream, part_mut};
+use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -189,14 +189,8 @@ pub struct Sequence<'a> {
     pub states: &'a mut [f32],
     /// `[T+1, B, H]` cell-state slots, as `states`.
     pub cells: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether time runs backwards (the reverse direction).
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
@@ -210,19 +204,17 @@ pub struct Sequence<'a> {
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
-    let (t_len, b, hd) = (seq.seq_len, seq.batch, seq.hidden);
+    let SeqShape {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        ..
+    } = seq.shape;
     let bh = b * hd;
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
     assert_eq!(seq.cells.len(), (t_len + 1) * bh, "cells");
-    let l = Loop {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        gates: 4,
-        reverse: seq.reverse,
-        threads,
-    };
+    let l = Loop::new(seq.shape, 4, threads);
     let (gates, states, cells) = (
         Shared::new(seq.gates),
         Shared::new(seq.states),
@@ -296,13 +288,8 @@ pub struct SequenceGrads<'a> {
     pub w_hh: &'a [f32],
     /// `[T+1, B, H]` cell-state slots from the forward pass.
     pub cells: &'a [f32],
-    /// Upstream gradient w.r.t. the outputs: row `t*B + b` of `dy` (row
-    /// stride `dy_stride`) holds `dh_t[b]` in columns `dy_offset..+H`.
-    pub dy: &'a [f32],
-    /// Column of `h` in `dy`'s rows.
-    pub dy_offset: usize,
-    /// Row stride of `dy`.
-    pub dy_stride: usize,
+    /// The upstream gradient w.r.t. the outputs.
+    pub up: Upstream<'a>,
     /// `[T, B, 4H]`, the gradient w.r.t. the pre-activations, written.
     pub dgates: &'a mut [f32],
     /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
@@ -313,14 +300,8 @@ pub struct SequenceGrads<'a> {
     /// `[B, H]`: the gradient w.r.t. the final cell state in, w.r.t. the
     /// initial one out.
     pub dc: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// `B`.
-    pub batch: usize,
-    /// `H`.
-    pub hidden: usize,
-    /// Whether the forward pass ran backwards in time.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: SeqShape,
 }
 
 /// The whole backward pass of one layer-direction (without the weight
@@ -333,20 +314,18 @@ pub struct SequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
-    let (t_len, b, hd) = (g.seq_len, g.batch, g.hidden);
+    let SeqShape {
+        seq_len: t_len,
+        batch: b,
+        hidden: hd,
+        ..
+    } = g.shape;
     let (gh, bh) = (4 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
     assert_eq!(g.cells.len(), (t_len + 1) * bh, "cells");
     assert_eq!(g.dc.len(), bh, "dc");
-    let l = Loop {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        gates: 4,
-        reverse: g.reverse,
-        threads,
-    };
+    let l = Loop::new(g.shape, 4, threads);
     let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
     let (gates, cells) = (g.gates, g.cells);
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
@@ -365,12 +344,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; `BackwardUnits` writes only its units.
-    let up = Upstream {
-        dy: g.dy,
-        offset: g.dy_offset,
-        stride: g.dy_stride,
-    };
-    unsafe { sequence::backward(l, g.w_hh, dgates, false, up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dgates, false, g.up, g.dh, g.dh_spare, &kernel) };
 }
 
 /// [`Backward`] on the units `units` of every row, through raw pointers

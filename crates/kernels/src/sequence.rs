@@ -43,6 +43,21 @@ impl Shared {
     }
 }
 
+/// The shape of a layer-direction's time loop, shared by the cells'
+/// whole-sequence kernels: state slots as in the module documentation.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SeqShape {
+    /// `T`, the steps.
+    pub seq_len: usize,
+    /// `B`, the batch rows.
+    pub batch: usize,
+    /// `H`, the hidden units.
+    pub hidden: usize,
+    /// Whether time runs backwards (the reverse direction of a
+    /// bidirectional layer).
+    pub reverse: bool,
+}
+
 /// The sizes of a layer-direction's time loop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Loop {
@@ -68,6 +83,18 @@ pub(crate) struct Part {
 }
 
 impl Loop {
+    /// The loop of `shape` with `gates` gate blocks on up to `threads`.
+    pub(crate) fn new(shape: SeqShape, gates: usize, threads: usize) -> Self {
+        Self {
+            seq_len: shape.seq_len,
+            batch: shape.batch,
+            hidden: shape.hidden,
+            gates,
+            reverse: shape.reverse,
+            threads,
+        }
+    }
+
     /// Threads (one chunk of units each): one when a step's recurrent
     /// product is below the GEMM's parallel threshold, where the barriers
     /// would cost more than a second core gives.
@@ -192,11 +219,15 @@ impl Packed {
 }
 
 /// The upstream gradient w.r.t. a layer-direction's outputs: row `t*B + b`
-/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+H`.
-#[derive(Clone, Copy)]
-pub(crate) struct Upstream<'a> {
+/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+H`
+/// (a direction's columns of a bidirectional layer's `[T, B, 2H]`).
+#[derive(Clone, Copy, Debug)]
+pub struct Upstream<'a> {
+    /// `[T*B, stride]`.
     pub dy: &'a [f32],
+    /// The column of `h` in `dy`'s rows.
     pub offset: usize,
+    /// The row stride of `dy`.
     pub stride: usize,
 }
 

@@ -5,7 +5,7 @@
 
 use rnn_kernels::activation::{self, Activation};
 use rnn_kernels::gemm::PARALLEL_FLOP_THRESHOLD;
-use rnn_kernels::{Mat, MatMut, Op, elman, gemm, lstm};
+use rnn_kernels::{Mat, MatMut, Op, SeqShape, Upstream, elman, gemm, lstm};
 
 /// Sizes `(T, B, H)` whose per-step product (`B * G * H * H` for `G` gate
 /// blocks up to 4) is above the team's threshold for `G >= 3`, so that the
@@ -83,6 +83,16 @@ fn add_upstream(dh: &mut [f32], dy: &[f32], t: usize, hd: usize, (stride, offset
     }
 }
 
+/// The loop shape of a case.
+fn shape(seq_len: usize, batch: usize, hidden: usize, reverse: bool) -> SeqShape {
+    SeqShape {
+        seq_len,
+        batch,
+        hidden,
+        reverse,
+    }
+}
+
 /// Asserts that every pair differs by at most `tol` anywhere.
 fn assert_close(case: &str, tol: f32, pairs: &[(&str, &[f32], &[f32])]) {
     for &(name, x, y) in pairs {
@@ -137,10 +147,7 @@ fn team_forward_equals_stepwise_forward() {
                             w_hh: &w_hh,
                             states: &mut s,
                             cells: &mut c,
-                            seq_len: t_len,
-                            batch: b,
-                            hidden: hd,
-                            reverse,
+                            shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
                     )
@@ -220,17 +227,16 @@ fn team_backward_equals_stepwise_backward() {
                             gates: &gates,
                             w_hh: &w_hh,
                             cells: &cells,
-                            dy: &dy,
-                            dy_offset: offset,
-                            dy_stride: stride,
+                            up: Upstream {
+                                dy: &dy,
+                                offset,
+                                stride,
+                            },
                             dgates: &mut dgates,
                             dh: &mut dh2,
                             dh_spare: &mut spare,
                             dc: &mut dc2,
-                            seq_len: t_len,
-                            batch: b,
-                            hidden: hd,
-                            reverse,
+                            shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
                     )
@@ -349,10 +355,7 @@ fn team_gru_equals_stepwise_gru() {
                             w_hh: &w_hh,
                             states: &mut st,
                             hn: &mut hn,
-                            seq_len: t_len,
-                            batch: b,
-                            hidden: hd,
-                            reverse,
+                            shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
                     );
@@ -362,17 +365,16 @@ fn team_gru_equals_stepwise_gru() {
                             hn: &hn,
                             states: &st,
                             w_hh: &w_hh,
-                            dy: &dy,
-                            dy_offset: offset,
-                            dy_stride: stride,
+                            up: Upstream {
+                                dy: &dy,
+                                offset,
+                                stride,
+                            },
                             dgates: &mut dgates,
                             dhw: &mut dhw,
                             dh: &mut dh2,
                             dh_spare: &mut spare,
-                            seq_len: t_len,
-                            batch: b,
-                            hidden: hd,
-                            reverse,
+                            shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
                     );
@@ -450,10 +452,7 @@ fn team_elman_equals_stepwise_elman() {
                                 pre: &mut pre,
                                 w_hh: &w_hh,
                                 states: &mut states,
-                                seq_len: t_len,
-                                batch: b,
-                                hidden: hd,
-                                reverse,
+                                shape: shape(t_len, b, hd, reverse),
                             },
                             threads,
                         )
@@ -496,16 +495,15 @@ fn team_elman_equals_stepwise_elman() {
                                 act,
                                 w_hh: &w_hh,
                                 states: &s_ref,
-                                dy: &dy,
-                                dy_offset: offset,
-                                dy_stride: stride,
+                                up: Upstream {
+                                    dy: &dy,
+                                    offset,
+                                    stride,
+                                },
                                 dpre: &mut dpre,
                                 dh: &mut dh2,
                                 dh_spare: &mut spare,
-                                seq_len: t_len,
-                                batch: b,
-                                hidden: hd,
-                                reverse,
+                                shape: shape(t_len, b, hd, reverse),
                             },
                             threads,
                         )

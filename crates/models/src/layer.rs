@@ -19,7 +19,7 @@
 //! every step are `T` consecutive slots aligned with time, so `dW_hh` is one
 //! GEMM.
 
-use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
+use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
 
 use crate::cells::{
     BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
@@ -42,6 +42,16 @@ pub(crate) struct Run<'a> {
 }
 
 impl Run<'_> {
+    /// The time loop's shape, for the cells' whole-sequence kernels.
+    fn shape(&self) -> SeqShape {
+        SeqShape {
+            seq_len: self.seq_len,
+            batch: self.dims.batch,
+            hidden: self.dims.hidden,
+            reverse: self.reverse,
+        }
+    }
+
     /// Rows frozen at time `t` (past their sequence's end).
     fn frozen_rows(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
         self.lengths
@@ -242,8 +252,7 @@ pub(crate) fn forward(
             cells: &mut tape.cells,
             saved: &mut tape.saved,
             scratch: &mut *scratch,
-            seq_len: t_len,
-            reverse: run.reverse,
+            shape: run.shape(),
         };
         if cell.forward_sequence(w, d, seq) {
             return;
@@ -433,16 +442,17 @@ pub(crate) fn backward(
                 states: &tape.states,
                 cells: &tape.cells,
                 saved: &tape.saved,
-                dy: up.dy,
-                dy_offset: up.offset,
-                dy_stride: up.stride,
+                up: rnn_kernels::Upstream {
+                    dy: up.dy,
+                    offset: up.offset,
+                    stride: up.stride,
+                },
                 dgates: &mut buf.dgates,
                 dhw: &mut buf.dhw,
                 dh: &mut buf.dh,
                 dh_spare: &mut buf.dh_prev,
                 dc: &mut buf.dc,
-                seq_len: t_len,
-                reverse: run.reverse,
+                shape: run.shape(),
             },
         );
     if !whole {

@@ -40,10 +40,7 @@ impl Cell for ElmanCell {
             pre: s.gates,
             w_hh: &w.w_hh[..d.hidden * d.hidden],
             states: s.states,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         elman::forward_sequence(seq, rnn_kernels::threads::current_threads());
         true
@@ -54,16 +51,11 @@ impl Cell for ElmanCell {
             act: self.0,
             w_hh: &w.w_hh[..d.hidden * d.hidden],
             states: s.states,
-            dy: s.dy,
-            dy_offset: s.dy_offset,
-            dy_stride: s.dy_stride,
+            up: s.up,
             dpre: s.dgates,
             dh: s.dh,
             dh_spare: s.dh_spare,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         elman::backward_sequence(grads, rnn_kernels::threads::current_threads());
         true

@@ -78,10 +78,7 @@ impl Cell for GruLinearBeforeReset {
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states: s.states,
             hn: s.saved,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         gru::lbr_forward_sequence(seq, rnn_kernels::threads::current_threads());
         true
@@ -93,17 +90,12 @@ impl Cell for GruLinearBeforeReset {
             hn: s.saved,
             states: s.states,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
-            dy: s.dy,
-            dy_offset: s.dy_offset,
-            dy_stride: s.dy_stride,
+            up: s.up,
             dgates: s.dgates,
             dhw: s.dhw,
             dh: s.dh,
             dh_spare: s.dh_spare,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         gru::lbr_backward_sequence(grads, rnn_kernels::threads::current_threads());
         true

@@ -23,10 +23,7 @@ impl Cell for LstmCell {
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states: s.states,
             cells: s.cells,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         lstm::forward_sequence(seq, rnn_kernels::threads::current_threads());
         true
@@ -37,17 +34,12 @@ impl Cell for LstmCell {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             cells: s.cells,
-            dy: s.dy,
-            dy_offset: s.dy_offset,
-            dy_stride: s.dy_stride,
+            up: s.up,
             dgates: s.dgates,
             dh: s.dh,
             dh_spare: s.dh_spare,
             dc: s.dc,
-            seq_len: s.seq_len,
-            batch: d.batch,
-            hidden: d.hidden,
-            reverse: s.reverse,
+            shape: s.shape,
         };
         lstm::backward_sequence(grads, rnn_kernels::threads::current_threads());
         true

@@ -75,10 +75,8 @@ pub(crate) struct FwdSequence<'a> {
     pub saved: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// Whether time runs backwards.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: rnn_kernels::SeqShape,
 }
 
 /// The buffers of a whole layer-direction's backward pass (row-major).
@@ -91,13 +89,8 @@ pub(crate) struct BwdSequence<'a> {
     pub cells: &'a [f32],
     /// `[T, B, H]` saved per step (GRU; empty otherwise).
     pub saved: &'a [f32],
-    /// Upstream gradient: `dh_t[b]` is columns `dy_offset..+H` of row
-    /// `t*B + b` (row stride `dy_stride`).
-    pub dy: &'a [f32],
-    /// See `dy`.
-    pub dy_offset: usize,
-    /// See `dy`.
-    pub dy_stride: usize,
+    /// The upstream gradient w.r.t. the outputs.
+    pub up: rnn_kernels::Upstream<'a>,
     /// `[T, B, G*H]`, written.
     pub dgates: &'a mut [f32],
     /// `[T, B, G*H]`, the gradient w.r.t. the recurrent products when the
@@ -110,10 +103,8 @@ pub(crate) struct BwdSequence<'a> {
     pub dh_spare: &'a mut [f32],
     /// `[B, H]` (LSTM): gradient w.r.t. the final cell state in, initial out.
     pub dc: &'a mut [f32],
-    /// `T`.
-    pub seq_len: usize,
-    /// Whether time runs backwards.
-    pub reverse: bool,
+    /// `T`, `B`, `H` and the direction.
+    pub shape: rnn_kernels::SeqShape,
 }
 
 /// The buffers of one backward step (all row-major).
