@@ -32,12 +32,7 @@ pub struct Sequence<'a> {
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = seq.shape;
+    let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.pre.len(), t_len * bh, "pre");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
@@ -93,12 +88,7 @@ pub struct SequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = g.shape;
+    let (t_len, b, hd) = g.shape.sizes();
     let bh = b * hd;
     assert_eq!(g.dpre.len(), t_len * bh, "dpre");
     assert_eq!(g.states.len(), (t_len + 1) * bh, "states");

@@ -673,12 +673,7 @@ pub struct LbrSequence<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = seq.shape;
+    let (t_len, b, hd) = seq.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
     assert_eq!(seq.hw.len(), b * gh, "hw");
@@ -787,12 +782,7 @@ pub struct LbrSequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = g.shape;
+    let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert!(g.dgates.len() == g.gates.len() && g.dhw.len() == g.gates.len());

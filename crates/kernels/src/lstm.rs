@@ -204,12 +204,7 @@ pub struct Sequence<'a> {
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = seq.shape;
+    let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
@@ -314,12 +309,7 @@ pub struct SequenceGrads<'a> {
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
-    let SeqShape {
-        seq_len: t_len,
-        batch: b,
-        hidden: hd,
-        ..
-    } = g.shape;
+    let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (4 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");

@@ -58,6 +58,13 @@ pub struct SeqShape {
     pub reverse: bool,
 }
 
+impl SeqShape {
+    /// `(T, B, H)`.
+    pub fn sizes(&self) -> (usize, usize, usize) {
+        (self.seq_len, self.batch, self.hidden)
+    }
+}
+
 /// The sizes of a layer-direction's time loop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Loop {
