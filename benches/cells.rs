@@ -9,7 +9,7 @@
 
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use recurrent::{
-    Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+    CellKind, Gradients, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput, Tape,
 };
 
 struct Shape {
@@ -62,7 +62,7 @@ fn data(n: usize, seed: u32) -> Vec<f32> {
 
 fn cells(c: &mut Criterion) {
     let kinds = [
-        ("rnn_tanh", CellKind::Elman(Activation::Tanh)),
+        ("rnn_tanh", CellKind::Elman(Nonlinearity::Tanh)),
         ("lstm", CellKind::Lstm),
         ("gru", CellKind::Gru(Default::default())),
     ];

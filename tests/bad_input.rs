@@ -21,13 +21,13 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use proptest::prelude::*;
 use recurrent::{
-    Activation, CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Lstm, LstmConfig,
+    Nonlinearity, CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Lstm, LstmConfig,
     NetConfig, OutputGrads, Params, Recurrent, Rnn, RnnConfig, SeqInput, Tape,
 };
 
 const CELLS: [CellKind; 5] = [
-    CellKind::Elman(Activation::Tanh),
-    CellKind::Elman(Activation::Relu),
+    CellKind::Elman(Nonlinearity::Tanh),
+    CellKind::Elman(Nonlinearity::Relu),
     CellKind::Lstm,
     CellKind::Gru(GruVariant::LinearBeforeReset),
     CellKind::Gru(GruVariant::ResetBeforeLinear),
@@ -508,6 +508,85 @@ fn from_params_rejects_missing_or_misshapen_tensors() {
         }),
     );
     assert_shape_err(r, "weight_ih_l1", &[12, 3], &[short.len()]);
+}
+
+#[test]
+fn from_params_rejects_parameters_the_configuration_does_not_use() {
+    let with_bias = NetConfig {
+        num_layers: 2,
+        bidirectional: true,
+        ..NetConfig::new(CellKind::Gru(GruVariant::LinearBeforeReset), 2, 3)
+    };
+    let full = Recurrent::new(with_bias.clone()).expect("valid");
+    let tensors = || full.params().iter();
+    for (config, needles) in [
+        (
+            NetConfig {
+                bias: false,
+                ..with_bias.clone()
+            },
+            &["bias_ih_l0", "bias_hh_l1_reverse"][..],
+        ),
+        (
+            NetConfig {
+                num_layers: 1,
+                ..with_bias.clone()
+            },
+            &["weight_ih_l1", "bias_hh_l1_reverse"][..],
+        ),
+    ] {
+        let r = Recurrent::from_params(config, tensors());
+        let err = assert_err_mentions(r, needles);
+        assert!(matches!(err, Error::Unexpected(_)), "{err:?}");
+    }
+    // A unidirectional configuration given a reverse direction: layer 0's
+    // reverse input weights are [9, 2] like the forward ones.
+    let uni = NetConfig {
+        bidirectional: false,
+        num_layers: 1,
+        ..with_bias.clone()
+    };
+    let r = Recurrent::from_params(
+        uni,
+        tensors().filter(|(n, _, _)| n.ends_with("_l0") || *n == "weight_ih_l0_reverse"),
+    );
+    assert_err_mentions(r, &["weight_ih_l0_reverse"]);
+}
+
+/// A stream whose batch overflows or cannot be held is an error when it is
+/// made (its buffers are all allocated there), not an abort or a wrapped
+/// size.
+#[test]
+fn stream_state_with_an_impossible_batch_is_an_error() {
+    for cell in CELLS {
+        let net = Recurrent::new(NetConfig::new(cell, 16, 16)).expect("valid");
+        for batch in [1usize << 40, 1 << 60, usize::MAX, usize::MAX / 16] {
+            let r = catch_unwind(AssertUnwindSafe(|| net.stream_state(batch)))
+                .unwrap_or_else(|_| panic!("{cell:?}: stream_state({batch}) panicked"));
+            assert!(
+                matches!(r, Err(Error::OutOfMemory { .. })),
+                "{cell:?}: stream_state({batch}): {r:?}"
+            );
+        }
+        let mut state = net.stream_state(3).expect("a small batch");
+        let (x, mut y) = (vec![0.5; 3 * 16], vec![0.0; 3 * 16]);
+        net.step(&x, &mut state, &mut y).expect("step");
+    }
+}
+
+#[test]
+fn try_clone_is_clone() {
+    for cell in CELLS {
+        let net = Recurrent::new(NetConfig {
+            num_layers: 2,
+            seed: 5,
+            ..NetConfig::new(cell, 3, 4)
+        })
+        .expect("valid");
+        assert_eq!(net.try_clone().expect("clone"), net);
+        let grads = Gradients::try_for_net(&net).expect("gradients");
+        assert_eq!(grads, Gradients::for_net(&net));
+    }
 }
 
 #[test]

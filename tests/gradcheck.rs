@@ -51,7 +51,7 @@
 //! layers' outputs (which also checks those outputs against `relu(a)`).
 
 use recurrent::{
-    Activation, CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+    Nonlinearity, CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
 };
 
 /// Central-difference step along a unit direction (see the module docs).
@@ -161,7 +161,7 @@ impl Problem {
     fn new(config: NetConfig, seq_len: usize, batch: usize, rng: &mut Rng) -> Self {
         let net = Recurrent::new(config.clone()).expect("valid test config");
         let lstm = config.cell.has_cell_state();
-        let scale = if config.cell == CellKind::Elman(Activation::Relu) {
+        let scale = if config.cell == CellKind::Elman(Nonlinearity::Relu) {
             RELU_PARAM_SCALE
         } else {
             1.0
@@ -198,7 +198,7 @@ impl Problem {
     }
 
     fn is_relu(&self) -> bool {
-        self.net.config().cell == CellKind::Elman(Activation::Relu)
+        self.net.config().cell == CellKind::Elman(Nonlinearity::Relu)
     }
 
     fn net_at(&self, p: &Point) -> Recurrent {
@@ -602,12 +602,12 @@ fn gradcheck_cell(cell: CellKind, seed: u64) {
 
 #[test]
 fn gradcheck_rnn_tanh() {
-    gradcheck_cell(CellKind::Elman(Activation::Tanh), 11);
+    gradcheck_cell(CellKind::Elman(Nonlinearity::Tanh), 11);
 }
 
 #[test]
 fn gradcheck_rnn_relu() {
-    gradcheck_cell(CellKind::Elman(Activation::Relu), 12);
+    gradcheck_cell(CellKind::Elman(Nonlinearity::Relu), 12);
 }
 
 #[test]
@@ -680,8 +680,8 @@ fn checker_rejects_a_wrong_gradient() {
 fn reused_tape_and_gradients_give_the_same_gradients() {
     let mut rng = Rng(7);
     for cell in [
-        CellKind::Elman(Activation::Tanh),
-        CellKind::Elman(Activation::Relu),
+        CellKind::Elman(Nonlinearity::Tanh),
+        CellKind::Elman(Nonlinearity::Relu),
         CellKind::Lstm,
         CellKind::Gru(GruVariant::LinearBeforeReset),
         CellKind::Gru(GruVariant::ResetBeforeLinear),

@@ -26,13 +26,13 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use recurrent::{
-    Activation, CellKind, Error, GruVariant, NetConfig, Recurrent, SeqInput, TensorData, TensorFile,
+    Nonlinearity, CellKind, Error, GruVariant, NetConfig, Recurrent, SeqInput, TensorData, TensorFile,
 };
 use safetensors::tensor::{Dtype, TensorView};
 
 const CELLS: [CellKind; 5] = [
-    CellKind::Elman(Activation::Tanh),
-    CellKind::Elman(Activation::Relu),
+    CellKind::Elman(Nonlinearity::Tanh),
+    CellKind::Elman(Nonlinearity::Relu),
     CellKind::Lstm,
     CellKind::Gru(GruVariant::LinearBeforeReset),
     CellKind::Gru(GruVariant::ResetBeforeLinear),
@@ -526,6 +526,117 @@ fn wrong_tensors_are_an_error_naming_the_file_and_the_tensor() {
 }
 
 #[test]
+fn parameters_the_configuration_does_not_use_are_an_error_naming_them() {
+    // A bias-free configuration whose file carries biases: loading it must
+    // not drop them silently (that changes every forecast).
+    let (dir, good, net) = saved_lstm("unused");
+    let (mut meta, tensors) = contents(&good);
+    let path = dir.path("edited.safetensors");
+    meta.insert("bias".into(), "false".into());
+    write_safetensors(&path, Some(meta.clone()), &tensors);
+    assert_load_fails(&path, &["bias_hh_l0", "bias_ih_l0", "bias_ih_l1", "not used"]);
+    // One layer declared, two in the file.
+    let mut one_layer = meta.clone();
+    one_layer.insert("bias".into(), "true".into());
+    one_layer.insert("num_layers".into(), "1".into());
+    write_safetensors(&path, Some(one_layer), &tensors);
+    assert_load_fails(&path, &["weight_ih_l1", "weight_hh_l1", "not used"]);
+    // A reverse direction in a unidirectional file.
+    let mut with_reverse = tensors.clone();
+    let w = with_reverse
+        .iter()
+        .find(|t| t.0 == "weight_hh_l0")
+        .cloned()
+        .expect("tensor");
+    with_reverse.push(("weight_hh_l0_reverse".into(), w.1, w.2, w.3));
+    meta.insert("bias".into(), "true".into());
+    write_safetensors(&path, Some(meta.clone()), &with_reverse);
+    assert_load_fails(&path, &["weight_hh_l0_reverse"]);
+    // Tensors of other names (inputs, references) are still ignored.
+    let mut with_inputs = tensors.clone();
+    with_inputs.push(("x".into(), Dtype::F32, vec![2], f32_bytes(&[1.0, 2.0])));
+    let (dtype, shape, bytes) = w_like(&tensors);
+    with_inputs.push(("grad.weight_hh_l0".into(), dtype, shape, bytes));
+    write_safetensors(&path, Some(meta), &with_inputs);
+    assert_same_net(&Recurrent::load(&path).expect("load"), &net);
+}
+
+/// A copy of `weight_hh_l0`'s dtype, shape and bytes.
+fn w_like(tensors: &[RawTensor]) -> (Dtype, Vec<usize>, Vec<u8>) {
+    let t = tensors.iter().find(|t| t.0 == "weight_hh_l0").expect("tensor");
+    (t.1, t.2.clone(), t.3.clone())
+}
+
+/// Sizes in the metadata beyond what the file holds are an error found
+/// before anything is allocated for them (the allocation bound itself is
+/// checked by `tests/load_mutations.rs`).
+#[test]
+fn metadata_claiming_more_than_the_file_holds_is_an_error() {
+    let (dir, good, _) = saved_lstm("claims");
+    let (meta, tensors) = contents(&good);
+    let path = dir.path("edited.safetensors");
+    for (key, value, needle) in [
+        // Past the parameter limit: refused from the metadata alone.
+        ("hidden_size", "30000", "hidden_size 30000"),
+        ("input_size", "4000000000", "input_size 4000000000"),
+        // Within it: refused on the first tensor of another shape.
+        ("hidden_size", "8000", "weight_ih_l0"),
+        ("num_layers", "1000", "weight_ih_l2"),
+    ] {
+        let mut m = meta.clone();
+        m.insert(key.into(), value.into());
+        write_safetensors(&path, Some(m), &tensors);
+        let started = std::time::Instant::now();
+        assert_load_fails(&path, &[needle]);
+        // Zeroing the 1 GB that hidden_size = 8000 asks for takes far longer.
+        assert!(
+            started.elapsed() < std::time::Duration::from_millis(500),
+            "{key} = {value}: {:?}",
+            started.elapsed()
+        );
+    }
+}
+
+/// Two threads save two different networks to one path, 200 times each,
+/// while a third loads it: every save succeeds and every load sees one of
+/// the two networks whole (each save uses its own temporary file).
+#[test]
+fn concurrent_saves_to_one_path_are_atomic() {
+    let (dir, path, a) = saved_lstm("concurrent");
+    let b = random_net(a.config().clone(), &mut Rng(99));
+    let done = std::sync::atomic::AtomicBool::new(false);
+    let loads = std::thread::scope(|s| {
+        let reader = s.spawn(|| {
+            let mut n = 0;
+            while !done.load(Ordering::Relaxed) {
+                let loaded = Recurrent::load(&path).expect("a concurrent load");
+                assert!(loaded == a || loaded == b, "a torn or foreign model");
+                n += 1;
+            }
+            n
+        });
+        let writers: Vec<_> = [&a, &b]
+            .into_iter()
+            .map(|net| {
+                let path = &path;
+                s.spawn(move || {
+                    for _ in 0..200 {
+                        net.save(path).expect("a concurrent save");
+                    }
+                })
+            })
+            .collect();
+        for w in writers {
+            w.join().expect("writer");
+        }
+        done.store(true, Ordering::Relaxed);
+        reader.join().expect("reader")
+    });
+    assert!(loads > 0);
+    assert_eq!(dir.listing(), ["model.safetensors"], "no temporary file left");
+}
+
+#[test]
 fn saving_into_a_missing_folder_fails_and_leaves_nothing() {
     let (dir, _, net) = saved_lstm("missing-folder");
     let before = dir.listing();
@@ -571,7 +682,7 @@ fn saving_over_a_file_replaces_it_and_leaves_no_temp_file() {
     let second = random_net(
         NetConfig {
             bidirectional: true,
-            ..NetConfig::new(CellKind::Elman(Activation::Relu), 4, 5)
+            ..NetConfig::new(CellKind::Elman(Nonlinearity::Relu), 4, 5)
         },
         &mut rng,
     );

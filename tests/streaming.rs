@@ -2,7 +2,7 @@
 //! time, for every cell kind, 1-2 layers, with non-zero initial states; and a
 //! bidirectional network refuses to stream.
 
-use recurrent::{Activation, CellKind, GruVariant, NetConfig, Recurrent, SeqInput};
+use recurrent::{Nonlinearity, CellKind, GruVariant, NetConfig, Recurrent, SeqInput};
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;
@@ -19,8 +19,8 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 #[test]
 fn step_by_step_equals_batched_forward() {
     let kinds = [
-        CellKind::Elman(Activation::Tanh),
-        CellKind::Elman(Activation::Relu),
+        CellKind::Elman(Nonlinearity::Tanh),
+        CellKind::Elman(Nonlinearity::Relu),
         CellKind::Lstm,
         CellKind::Gru(GruVariant::LinearBeforeReset),
         CellKind::Gru(GruVariant::ResetBeforeLinear),

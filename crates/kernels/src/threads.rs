@@ -7,7 +7,10 @@
 //! else the number of available cores. Worker threads run with flush-to-zero
 //! set ([`crate::denormals`]).
 //!
-//! Results are deterministic for a fixed thread count.
+//! Results are deterministic for a fixed thread count. At most
+//! [`MAX_THREADS`] threads: a larger count is refused (and a larger
+//! `RNN_NUM_THREADS` ignored), since each one is an OS thread started at
+//! once.
 
 use std::cell::Cell;
 use std::sync::{Arc, OnceLock, RwLock};
@@ -28,11 +31,17 @@ thread_local! {
     static INLINE: Cell<bool> = const { Cell::new(false) };
 }
 
+/// The most threads the library runs: [`set_num_threads`] refuses more, and
+/// a larger `RNN_NUM_THREADS` is ignored (the default applies).
+pub const MAX_THREADS: usize = 1024;
+
 /// Errors from configuring the thread pool.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ThreadsError {
     /// Zero threads were asked for.
     Zero,
+    /// More than [`MAX_THREADS`] threads were asked for.
+    TooMany(usize),
     /// The operating system refused to start the threads.
     Spawn(String),
 }
@@ -41,6 +50,10 @@ impl std::fmt::Display for ThreadsError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Zero => write!(f, "thread count must be at least 1"),
+            Self::TooMany(n) => write!(
+                f,
+                "thread count {n} exceeds the limit of {MAX_THREADS} threads"
+            ),
             Self::Spawn(e) => write!(f, "could not start worker threads: {e}"),
         }
     }
@@ -61,8 +74,10 @@ fn default_threads() -> usize {
     std::env::var("RNN_NUM_THREADS")
         .ok()
         .and_then(|s| s.trim().parse::<usize>().ok())
-        .filter(|&n| n > 0)
-        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .filter(|&n| (1..=MAX_THREADS).contains(&n))
+        .unwrap_or_else(|| {
+            std::thread::available_parallelism().map_or(1, |n| n.get().min(MAX_THREADS))
+        })
 }
 
 fn pool() -> Arc<rayon::ThreadPool> {
@@ -78,9 +93,15 @@ fn pool() -> Arc<rayon::ThreadPool> {
 /// Sets the number of threads used by every later library call.
 ///
 /// Calls already running finish on the previous pool.
+///
+/// Errors: `n == 0`, `n > MAX_THREADS`, or the OS refused the threads; the
+/// previous pool stays in use.
 pub fn set_num_threads(n: usize) -> Result<(), ThreadsError> {
     if n == 0 {
         return Err(ThreadsError::Zero);
+    }
+    if n > MAX_THREADS {
+        return Err(ThreadsError::TooMany(n));
     }
     let new = Arc::new(build(n)?);
     let lock = POOL.get_or_init(|| RwLock::new(new.clone()));
@@ -177,6 +198,14 @@ mod tests {
     fn workers_flush_denormals_and_zero_threads_is_refused() {
         assert!(install(FlushDenormals::active));
         assert_eq!(set_num_threads(0), Err(ThreadsError::Zero));
+        assert_eq!(
+            set_num_threads(usize::MAX),
+            Err(ThreadsError::TooMany(usize::MAX))
+        );
+        assert_eq!(
+            set_num_threads(MAX_THREADS + 1),
+            Err(ThreadsError::TooMany(MAX_THREADS + 1))
+        );
         assert!(num_threads() >= 1);
     }
 }

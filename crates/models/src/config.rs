@@ -2,7 +2,17 @@
 
 use crate::error::{Error, Result};
 
-pub use rnn_kernels::Activation;
+/// The non-linearity of an Elman network (PyTorch's `nonlinearity`): the
+/// two kinds a weight file can name, `rnn_tanh` and `rnn_relu`. (Sigmoid is
+/// a gate activation of the LSTM and GRU, not an Elman kind, as in PyTorch.)
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Nonlinearity {
+    /// `tanh` (the default).
+    #[default]
+    Tanh,
+    /// `max(x, 0)`.
+    Relu,
+}
 
 /// The two GRU formulations (see DESIGN.md).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
@@ -16,11 +26,13 @@ pub enum GruVariant {
     ResetBeforeLinear,
 }
 
-/// Which recurrent cell a network is made of.
+/// Which recurrent cell a network is made of: exactly the kinds a weight
+/// file can name ([`CellKind::name`]), each of which round-trips through
+/// [`CellKind::from_name`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum CellKind {
     /// Elman: `h' = act(W_ih x + b_ih + W_hh h + b_hh)`, act = tanh or relu.
-    Elman(Activation),
+    Elman(Nonlinearity),
     /// LSTM, gates `i, f, g, o`.
     Lstm,
     /// GRU, gates `r, z, n`.
@@ -46,8 +58,8 @@ impl CellKind {
     /// `gru_reset_before`.
     pub fn name(self) -> &'static str {
         match self {
-            Self::Elman(Activation::Relu) => "rnn_relu",
-            Self::Elman(_) => "rnn_tanh",
+            Self::Elman(Nonlinearity::Tanh) => "rnn_tanh",
+            Self::Elman(Nonlinearity::Relu) => "rnn_relu",
             Self::Lstm => "lstm",
             Self::Gru(GruVariant::LinearBeforeReset) => "gru",
             Self::Gru(GruVariant::ResetBeforeLinear) => "gru_reset_before",
@@ -57,8 +69,8 @@ impl CellKind {
     /// Parses [`CellKind::name`].
     pub fn from_name(name: &str) -> Result<Self> {
         Ok(match name {
-            "rnn_tanh" => Self::Elman(Activation::Tanh),
-            "rnn_relu" => Self::Elman(Activation::Relu),
+            "rnn_tanh" => Self::Elman(Nonlinearity::Tanh),
+            "rnn_relu" => Self::Elman(Nonlinearity::Relu),
             "lstm" => Self::Lstm,
             "gru" => Self::Gru(GruVariant::LinearBeforeReset),
             "gru_reset_before" => Self::Gru(GruVariant::ResetBeforeLinear),
@@ -211,14 +223,15 @@ impl RnnConfig {
     /// `input_size` features in, `hidden_size` units, tanh.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
         Self(NetConfig::new(
-            CellKind::Elman(Activation::Tanh),
+            CellKind::Elman(Nonlinearity::Tanh),
             input_size,
             hidden_size,
         ))
     }
-    /// The non-linearity: [`Activation::Tanh`] (default) or [`Activation::Relu`].
-    pub fn activation(mut self, act: Activation) -> Self {
-        self.0.cell = CellKind::Elman(act);
+    /// The non-linearity (PyTorch's `nonlinearity`): [`Nonlinearity::Tanh`]
+    /// (default) or [`Nonlinearity::Relu`].
+    pub fn nonlinearity(mut self, nonlinearity: Nonlinearity) -> Self {
+        self.0.cell = CellKind::Elman(nonlinearity);
         self
     }
     common_setters!();
@@ -255,4 +268,33 @@ impl GruConfig {
         self
     }
     common_setters!();
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every kind has a file name that parses back to it, and the names are
+    /// exactly the five a weight file may hold.
+    #[test]
+    fn every_cell_kind_round_trips_through_its_name() {
+        let kinds = [
+            CellKind::Elman(Nonlinearity::Tanh),
+            CellKind::Elman(Nonlinearity::Relu),
+            CellKind::Lstm,
+            CellKind::Gru(GruVariant::LinearBeforeReset),
+            CellKind::Gru(GruVariant::ResetBeforeLinear),
+        ];
+        let names: Vec<&str> = kinds.iter().map(|k| k.name()).collect();
+        assert_eq!(
+            names,
+            ["rnn_tanh", "rnn_relu", "lstm", "gru", "gru_reset_before"]
+        );
+        for k in kinds {
+            assert_eq!(CellKind::from_name(k.name()).expect("parses"), k);
+        }
+        for bad in ["rnn_sigmoid", "sigmoid", "LSTM", ""] {
+            assert!(CellKind::from_name(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -5,17 +5,30 @@
 //! the parity fixtures (`cell`, `num_layers`, `bidirectional`, `bias`,
 //! `input_size`, `hidden_size`, plus `seed`); its tensors use PyTorch's
 //! names, so a PyTorch `state_dict` saved as safetensors (with that metadata)
-//! loads as is, and extra tensors are ignored. Files are written to a
-//! temporary file in the same folder and renamed, so a crash never leaves
-//! half a file.
+//! loads as is; other tensors are ignored, except unused ones named like a
+//! parameter (`weight_*`, `bias_*`), which are an error. A file is checked
+//! against its configuration before anything is allocated for it, so the
+//! memory a load takes is bounded by the file's size, whatever its metadata
+//! claims.
+//!
+//! Files are written through [`write_atomic_with`]: a temporary file unique
+//! to the call in the destination folder, fsynced, renamed over the
+//! destination, and the folder fsynced, so that readers (and a crash) see the
+//! old file or the complete new one, never half of one, even when several
+//! threads or processes save to the same path at once. Tensors are streamed
+//! to the file in small chunks: saving a model takes no memory beyond it.
 
 use std::collections::HashMap;
-use std::path::{Path, PathBuf};
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, Write};
+use std::path::Path;
+use std::sync::atomic::{AtomicU64, Ordering};
 
-use safetensors::tensor::{Dtype, SafeTensors, TensorView};
+use safetensors::tensor::{Dtype, SafeTensors};
 
+use crate::alloc;
 use crate::config::{CellKind, NetConfig};
-use crate::error::{Error, Result};
+use crate::error::{Error, Result, check_len};
 use crate::net::Recurrent;
 
 /// One tensor read from a file: shape and values (`f32`, or `i64` as
@@ -62,17 +75,25 @@ impl TensorFile {
         };
         for (name, view) in st.tensors() {
             let data = view.data();
+            let what = || format!("{}: tensor {name}", path.display());
             let values = match view.dtype() {
-                Dtype::F32 => TensorData::F32(
-                    data.chunks_exact(4)
-                        .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-                        .collect(),
-                ),
-                Dtype::I64 => TensorData::I64(
-                    data.chunks_exact(8)
-                        .map(|b| i64::from_le_bytes(b.try_into().expect("8 bytes")))
-                        .collect(),
-                ),
+                Dtype::F32 => {
+                    let mut v = Vec::new();
+                    alloc::reserve(&mut v, data.len() / 4, &what())?;
+                    v.extend(
+                        data.chunks_exact(4)
+                            .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]])),
+                    );
+                    TensorData::F32(v)
+                }
+                Dtype::I64 => {
+                    let mut v = Vec::new();
+                    alloc::reserve(&mut v, data.len() / 8, &what())?;
+                    v.extend(data.chunks_exact(8).map(|b| {
+                        i64::from_le_bytes([b[0], b[1], b[2], b[3], b[4], b[5], b[6], b[7]])
+                    }));
+                    TensorData::I64(v)
+                }
                 other => {
                     return Err(format_err(
                         path,
@@ -180,9 +201,27 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
     ])
 }
 
-/// Writes `bytes` to `path` through a temporary file in the same folder and a
-/// rename, so readers see the old file or the new one, never half of one.
+/// Writes `bytes` to `path` atomically (see [`write_atomic_with`]).
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
+    write_atomic_with(path, |w| w.write_all(bytes))
+}
+
+/// Distinguishes the temporary files of calls in one process.
+static TEMP_COUNTER: AtomicU64 = AtomicU64::new(0);
+
+/// Writes `path` through `write` atomically: `write` fills a temporary file
+/// unique to this call (`.NAME.PID-N.tmp`, created exclusively) in the
+/// destination folder; the file is fsynced, renamed over `path` and the
+/// folder fsynced. Readers see the old file or the complete new one, never
+/// half of one, also when several threads or processes write `path` at once
+/// (the last rename wins). On any error the temporary file is removed and
+/// `path` is untouched.
+///
+/// Errors: `path` has no file name, I/O (naming `path`).
+pub fn write_atomic_with(
+    path: &Path,
+    write: impl FnOnce(&mut dyn Write) -> std::io::Result<()>,
+) -> Result<()> {
     let io = |source| Error::Io {
         path: path.to_path_buf(),
         source,
@@ -190,19 +229,51 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> Result<()> {
     let file_name = path
         .file_name()
         .ok_or_else(|| format_err(path, "not a file path"))?
-        .to_string_lossy();
-    let tmp: PathBuf = path.with_file_name(format!(".{file_name}.tmp{}", std::process::id()));
+        .to_string_lossy()
+        .into_owned();
+    let (tmp, file) = loop {
+        let n = TEMP_COUNTER.fetch_add(1, Ordering::Relaxed);
+        let tmp = path.with_file_name(format!(".{file_name}.{}-{n}.tmp", std::process::id()));
+        match OpenOptions::new().write(true).create_new(true).open(&tmp) {
+            Ok(f) => break (tmp, f),
+            // Left by an earlier process with the same id: take the next name.
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(io(e)),
+        }
+    };
     let result = (|| {
-        use std::io::Write;
-        let mut f = std::fs::File::create(&tmp)?;
-        f.write_all(bytes)?;
-        f.sync_all()?;
+        let mut w = BufWriter::with_capacity(1 << 16, file);
+        write(&mut w)?;
+        let file = w.into_inner().map_err(|e| e.into_error())?;
+        file.sync_all()?;
+        drop(file);
         std::fs::rename(&tmp, path)
     })();
-    if result.is_err() {
+    if let Err(e) = result {
         let _ = std::fs::remove_file(&tmp);
+        return Err(io(e));
     }
-    result.map_err(io)
+    sync_parent(path).map_err(io)
+}
+
+/// Fsyncs the folder holding `path`, so that a rename into it is durable.
+/// Filesystems that cannot sync a folder (`EINVAL`) are not an error.
+fn sync_parent(path: &Path) -> std::io::Result<()> {
+    let parent = match path.parent() {
+        Some(p) if !p.as_os_str().is_empty() => p,
+        _ => Path::new("."),
+    };
+    match File::open(parent).and_then(|d| d.sync_all()) {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::InvalidInput | std::io::ErrorKind::Unsupported
+            ) =>
+        {
+            Ok(())
+        }
+        other => other,
+    }
 }
 
 impl Recurrent {
@@ -225,27 +296,95 @@ impl Recurrent {
 }
 
 /// Writes `f32` tensors `(name, shape, values)` and `metadata` as a
-/// safetensors file, atomically. Errors: a length that disagrees with its
-/// shape, I/O.
+/// safetensors file, atomically ([`write_atomic_with`]), in the given order.
+/// The values are streamed to the file in 64 KiB chunks, so no copy of the
+/// tensors is made.
+///
+/// Errors: a length that disagrees with its shape, a name given twice, I/O.
 pub fn write_tensors(
     path: &Path,
     tensors: &[(&str, &[usize], &[f32])],
     metadata: HashMap<String, String>,
 ) -> Result<()> {
-    let bytes: Vec<Vec<u8>> = tensors
-        .iter()
-        .map(|(_, _, v)| v.iter().flat_map(|x| x.to_le_bytes()).collect())
-        .collect();
-    let views = tensors
-        .iter()
-        .zip(&bytes)
-        .map(|((n, s, _), b)| {
-            TensorView::new(Dtype::F32, s.to_vec(), b)
-                .map(|v| (n.to_string(), v))
-                .map_err(|e| format_err(path, format!("tensor {n}: {e}")))
-        })
-        .collect::<Result<Vec<_>>>()?;
-    let data = safetensors::tensor::serialize(views, Some(metadata))
-        .map_err(|e| format_err(path, e.to_string()))?;
-    write_atomic(path, &data)
+    let header = safetensors_header(path, tensors, &metadata)?;
+    write_atomic_with(path, |w| {
+        w.write_all(&(header.len() as u64).to_le_bytes())?;
+        w.write_all(&header)?;
+        let mut chunk = [0u8; 1 << 16];
+        for (_, _, values) in tensors {
+            for part in values.chunks(chunk.len() / 4) {
+                for (dst, v) in chunk.chunks_exact_mut(4).zip(part) {
+                    dst.copy_from_slice(&v.to_le_bytes());
+                }
+                w.write_all(&chunk[..part.len() * 4])?;
+            }
+        }
+        Ok(())
+    })
+}
+
+/// The JSON header of a safetensors file holding `tensors` (F32, in order,
+/// back to back) and `metadata` (keys sorted), padded with spaces to a
+/// multiple of 8 bytes as the format's reference writer does.
+fn safetensors_header(
+    path: &Path,
+    tensors: &[(&str, &[usize], &[f32])],
+    metadata: &HashMap<String, String>,
+) -> Result<Vec<u8>> {
+    let mut h = String::from("{");
+    if !metadata.is_empty() {
+        let mut keys: Vec<&String> = metadata.keys().collect();
+        keys.sort();
+        h.push_str("\"__metadata__\":{");
+        for (i, k) in keys.into_iter().enumerate() {
+            if i > 0 {
+                h.push(',');
+            }
+            json_string(&mut h, k);
+            h.push(':');
+            json_string(&mut h, &metadata[k]);
+        }
+        h.push('}');
+    }
+    let mut seen = std::collections::HashSet::new();
+    let mut offset = 0usize;
+    for (i, (name, shape, values)) in tensors.iter().enumerate() {
+        if !seen.insert(*name) || *name == "__metadata__" {
+            return Err(format_err(path, format!("tensor {name} given twice")));
+        }
+        check_len(name, values, shape).map_err(|e| format_err(path, e.to_string()))?;
+        let end = values
+            .len()
+            .checked_mul(4)
+            .and_then(|n| offset.checked_add(n))
+            .ok_or_else(|| alloc::overflow("tensor data"))?;
+        if i > 0 || !metadata.is_empty() {
+            h.push(',');
+        }
+        json_string(&mut h, name);
+        h.push_str(":{\"dtype\":\"F32\",\"shape\":[");
+        let dims: Vec<String> = shape.iter().map(usize::to_string).collect();
+        h.push_str(&dims.join(","));
+        h.push_str(&format!("],\"data_offsets\":[{offset},{end}]}}"));
+        offset = end;
+    }
+    h.push('}');
+    while h.len() % 8 != 0 {
+        h.push(' ');
+    }
+    Ok(h.into_bytes())
+}
+
+/// Appends `s` to `out` as a JSON string literal.
+fn json_string(out: &mut String, s: &str) {
+    out.push('"');
+    for ch in s.chars() {
+        match ch {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
 }

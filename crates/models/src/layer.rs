@@ -24,7 +24,8 @@ use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
 use crate::cells::{
     BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
 };
-use crate::error::{Error, Result};
+pub(crate) use crate::alloc::{product, resize};
+use crate::error::Result;
 
 /// Sizes and direction of one layer run.
 #[derive(Clone, Copy, Debug)]
@@ -133,6 +134,12 @@ impl LayerTape {
             0
         };
         resize(&mut self.saved, saved, "saved values")?;
+        // A cell's scratch is at most B*G*H + H values: bound that sum here
+        // (B*G*H is known to fit) so that the cells' own sums cannot wrap.
+        step_gates
+            .checked_add(d.hidden)
+            .and_then(|n| n.checked_add(d.gh()))
+            .ok_or_else(|| crate::alloc::overflow("scratch"))?;
         resize(&mut self.scratch, cell.scratch_len(d) + d.gh(), "scratch")
     }
 
@@ -148,30 +155,6 @@ impl LayerTape {
     pub fn output(&self, run: &Run<'_>, t: usize) -> &[f32] {
         self.state(run, run.out_slot(t))
     }
-}
-
-/// Resizes `v` to `n` values (new ones zero); allocates only to grow, and
-/// reports a failed allocation as an error instead of aborting.
-pub(crate) fn resize(v: &mut Vec<f32>, n: usize, what: &str) -> Result<()> {
-    if n > v.len() {
-        v.try_reserve_exact(n - v.len())
-            .map_err(|_| Error::OutOfMemory {
-                what: what.to_string(),
-                bytes: n.saturating_mul(4),
-            })?;
-    }
-    v.resize(n, 0.0);
-    Ok(())
-}
-
-/// `a * b * c` or an error naming what was being sized.
-pub(crate) fn product(dims: &[usize], what: &str) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::OutOfMemory {
-            what: what.to_string(),
-            bytes: usize::MAX,
-        })
 }
 
 /// `(buf[read slot], buf[write slot])`, two distinct slots of `size` values.

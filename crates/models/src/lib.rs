@@ -12,6 +12,7 @@
 #![deny(unsafe_code)]
 #![warn(missing_docs)]
 
+pub mod alloc;
 pub mod arch;
 mod cells;
 pub mod config;
@@ -29,7 +30,7 @@ pub mod rng;
 pub mod stream;
 pub mod tbptt;
 
-pub use config::{Activation, CellKind, GruConfig, GruVariant, LstmConfig, NetConfig, RnnConfig};
+pub use config::{CellKind, GruConfig, GruVariant, LstmConfig, NetConfig, Nonlinearity, RnnConfig};
 pub use error::{Error, Result};
 pub use linear::Linear;
 pub use models::{Gru, Lstm, Rnn};

@@ -1,6 +1,7 @@
 //! [`Recurrent`]: a stack of layers of any cell kind, one or two directions,
 //! with forward, training forward and backpropagation through time.
 
+use crate::alloc;
 use crate::cells::{Cell, Dims, LayerWeights, cell_for};
 use crate::config::NetConfig;
 use crate::error::{Error, Result, check_len};
@@ -128,6 +129,16 @@ impl Gradients {
             c0: Vec::new(),
             params: net.params.zeros_like(),
         }
+    }
+
+    /// As [`Gradients::for_net`], reporting a failed allocation as an error.
+    pub fn try_for_net(net: &Recurrent) -> Result<Self> {
+        Ok(Self {
+            x: Vec::new(),
+            h0: Vec::new(),
+            c0: Vec::new(),
+            params: net.params.try_zeros_like()?,
+        })
     }
 }
 
@@ -266,18 +277,39 @@ impl Recurrent {
     }
 
     /// A network with the given parameters (names and shapes as
-    /// [`param_layout`]; extra tensors are ignored).
+    /// [`param_layout`]). Tensors with other names are ignored (a file may
+    /// hold inputs or references beside the model), except names of
+    /// PyTorch's parameter form (`weight_*`, `bias_*`) that the configuration
+    /// does not use: those are an error, so that (say) bias tensors under a
+    /// `bias = false` configuration are not dropped silently.
     ///
-    /// Errors: a missing tensor or a wrong shape, named.
+    /// Every tensor is checked against the configuration before anything is
+    /// allocated: the memory taken is that of the tensors given, whatever the
+    /// configuration claims.
+    ///
+    /// Errors: an invalid configuration, a missing tensor, a wrong shape, an
+    /// unused `weight_*`/`bias_*` tensor, each named.
     pub fn from_params<'a>(
         config: NetConfig,
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let params = Params::try_from_tensors(param_layout(&config), tensors)?;
+        let params = Params::try_from_tensors(param_layout(&config), tensors, |name| {
+            name.starts_with("weight_") || name.starts_with("bias_")
+        })?;
         Ok(Self {
             config,
             params,
+            spare: TapePool::default(),
+        })
+    }
+
+    /// A copy of the network, reporting a failed allocation as an error
+    /// (`clone` aborts the process when memory runs out).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            config: self.config.clone(),
+            params: self.params.try_clone()?,
             spare: TapePool::default(),
         })
     }
@@ -445,11 +477,16 @@ impl Recurrent {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
+        let n_state = layer::product(&[c.num_layers, dirs, bh], "final states")?;
         let mut out = Output {
-            y: tape.layers[c.num_layers - 1].output.clone(),
-            h_n: Vec::with_capacity(c.num_layers * dirs * bh),
+            y: alloc::copy_of(&tape.layers[c.num_layers - 1].output, "output y")?,
+            h_n: Vec::new(),
             c_n: Vec::new(),
         };
+        alloc::reserve(&mut out.h_n, n_state, "final states h_n")?;
+        if c.cell.has_cell_state() {
+            alloc::reserve(&mut out.c_n, n_state, "final states c_n")?;
+        }
         for (l, rec) in tape.layers.iter().take(c.num_layers).enumerate() {
             for (d, lt) in rec.dirs.iter().enumerate() {
                 let run = self.layer_run(l, d, t, b, None);
@@ -571,7 +608,7 @@ impl Recurrent {
             _ => {}
         }
         if out.params.infos() != self.params.infos() {
-            out.params = self.params.zeros_like();
+            out.params = self.params.try_zeros_like()?;
         }
         self.prepare_backward(tape, out)?;
         let work = self.work(tape.seq_len, tape.batch).saturating_mul(2);

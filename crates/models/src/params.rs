@@ -5,6 +5,9 @@
 //! save/load and the C API work on one slice. Each tensor is a named view
 //! (PyTorch's `state_dict` names) with a shape and an offset.
 
+use std::collections::HashMap;
+
+use crate::alloc;
 use crate::error::{Error, Result};
 
 /// One named tensor inside a [`Params`] buffer.
@@ -79,13 +82,7 @@ impl Params {
             });
             offset = end;
         }
-        let mut data = Vec::new();
-        data.try_reserve_exact(offset)
-            .map_err(|_| Error::OutOfMemory {
-                what: "parameters".to_string(),
-                bytes: offset.saturating_mul(4),
-            })?;
-        data.resize(offset, 0.0);
+        let data = alloc::zeros(offset, "parameters")?;
         Ok(Self { data, infos })
     }
 
@@ -95,6 +92,23 @@ impl Params {
             data: vec![0.0; self.data.len()],
             infos: self.infos.clone(),
         }
+    }
+
+    /// As [`Params::zeros_like`], reporting a failed allocation as an error.
+    pub fn try_zeros_like(&self) -> Result<Self> {
+        Ok(Self {
+            data: alloc::zeros(self.data.len(), "gradients")?,
+            infos: self.infos.clone(),
+        })
+    }
+
+    /// A copy, reporting a failed allocation as an error (`clone` aborts
+    /// the process when memory runs out).
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            data: alloc::copy_of(&self.data, "parameters")?,
+            infos: self.infos.clone(),
+        })
     }
 
     /// The whole buffer.
@@ -123,32 +137,59 @@ impl Params {
     }
 
     /// A set with the given layout filled from `tensors` `(name, shape,
-    /// values)` (extra names are ignored).
+    /// values)`.
     ///
-    /// Errors: a tensor of the layout missing or of another shape, a length
-    /// that disagrees with its shape, no memory for the buffer.
+    /// Every tensor of the layout is checked (present, its shape, its
+    /// length) before the buffer is allocated, so the allocation is never
+    /// larger than the values given: a configuration that claims more than
+    /// a file holds is an error, not a large allocation. A tensor that is not
+    /// in the layout is ignored, unless `param_like(name)` says it is named
+    /// like a parameter of this kind of model: then it is an error naming it
+    /// (a parameter the configuration does not use would otherwise be
+    /// dropped silently).
+    ///
+    /// Errors: a tensor of the layout missing ([`Error::MissingParameter`])
+    /// or of another shape, a length that disagrees with its shape, a name
+    /// given twice, an unused parameter-like tensor ([`Error::Unexpected`]),
+    /// no memory for the buffer.
     pub fn try_from_tensors<'a>(
         layout: impl IntoIterator<Item = (String, Vec<usize>)>,
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
+        param_like: impl Fn(&str) -> bool,
     ) -> Result<Self> {
-        let mut params = Self::try_zeros(layout)?;
-        let mut seen = vec![false; params.len()];
+        let layout: Vec<(String, Vec<usize>)> = layout.into_iter().collect();
+        let mut given: HashMap<&str, (&[usize], &[f32])> = HashMap::new();
         for (name, shape, values) in tensors {
-            let Some(i) = params.index(name) else {
-                continue;
+            if given.insert(name, (shape, values)).is_some() {
+                return Err(Error::Unexpected(format!("tensor {name} given twice")));
+            }
+        }
+        for (name, want) in &layout {
+            let Some(&(shape, values)) = given.get(name.as_str()) else {
+                return Err(Error::MissingParameter { name: name.clone() });
             };
-            let want = &params.infos[i].shape;
             if shape != want.as_slice() {
-                return Err(Error::shape(name, want, shape));
+                return Err(Error::shape(name.as_str(), want, shape));
             }
             crate::error::check_len(name, values, shape)?;
-            params.set(name, values)?;
-            seen[i] = true;
         }
-        if let Some(i) = seen.iter().position(|s| !s) {
-            return Err(Error::MissingParameter {
-                name: params.infos[i].name.clone(),
-            });
+        let mut unused: Vec<&str> = given
+            .keys()
+            .copied()
+            .filter(|n| param_like(n) && !layout.iter().any(|(l, _)| l == n))
+            .collect();
+        if !unused.is_empty() {
+            unused.sort_unstable();
+            return Err(Error::Unexpected(format!(
+                "tensor{} {} not used by the configuration (a parameter it does not have)",
+                if unused.len() > 1 { "s" } else { "" },
+                unused.join(", ")
+            )));
+        }
+        let mut params = Self::try_zeros(layout.iter().cloned())?;
+        for (name, _) in &layout {
+            let (_, values) = given[name.as_str()];
+            params.set(name, values)?;
         }
         Ok(params)
     }
@@ -161,10 +202,6 @@ impl Params {
     /// The info of tensor `name`.
     pub fn info(&self, name: &str) -> Option<&ParamInfo> {
         self.infos.iter().find(|i| i.name == name)
-    }
-
-    pub(crate) fn index(&self, name: &str) -> Option<usize> {
-        self.infos.iter().position(|i| i.name == name)
     }
 
     /// Tensor `name`, flat row-major.

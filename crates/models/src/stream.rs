@@ -5,6 +5,7 @@
 //! on a [`StreamState`] allocates nothing. This is how audio and online
 //! users run recurrent networks.
 
+use crate::alloc;
 use crate::error::{Error, Result, check_len};
 use crate::layer::{self, LayerTape};
 use crate::net::Recurrent;
@@ -62,8 +63,13 @@ impl StreamState {
 impl Recurrent {
     /// A zero state for streaming `batch` sequences.
     ///
+    /// Every buffer a step needs (states and per-layer work buffers) is
+    /// allocated here, with checked sizes, so a batch that cannot be held
+    /// is an error now rather than later.
+    ///
     /// Errors: `batch == 0`; a bidirectional network (its reverse direction
-    /// needs the whole sequence).
+    /// needs the whole sequence); a batch whose buffers overflow or cannot
+    /// be allocated ([`Error::OutOfMemory`]).
     pub fn stream_state(&self, batch: usize) -> Result<StreamState> {
         let c = self.config();
         if batch == 0 {
@@ -74,16 +80,23 @@ impl Recurrent {
                 "a bidirectional network cannot stream: its reverse direction needs the whole sequence".into(),
             ));
         }
-        let n = c.num_layers * batch * c.hidden_size;
+        let n = alloc::product(&[c.num_layers, batch, c.hidden_size], "stream states")?;
+        let mut tapes = Vec::new();
+        alloc::reserve(&mut tapes, c.num_layers, "stream work buffers")?;
+        for l in 0..c.num_layers {
+            let mut tape = LayerTape::default();
+            tape.prepare(self.cell_impl(), &self.layer_run(l, 0, 1, batch, None))?;
+            tapes.push(tape);
+        }
         Ok(StreamState {
             batch,
-            h: vec![0.0; n],
+            h: alloc::zeros(n, "stream states h")?,
             c: if c.cell.has_cell_state() {
-                vec![0.0; n]
+                alloc::zeros(n, "stream states c")?
             } else {
                 Vec::new()
             },
-            tapes: vec![LayerTape::default(); c.num_layers],
+            tapes,
         })
     }
 

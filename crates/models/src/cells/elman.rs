@@ -2,6 +2,8 @@
 
 use rnn_kernels::{Activation, activation, elman};
 
+use crate::config::Nonlinearity;
+
 use super::{
     BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient,
     recurrent_product, rows,
@@ -11,13 +13,11 @@ pub(crate) struct ElmanCell(Activation);
 
 static TANH: ElmanCell = ElmanCell(Activation::Tanh);
 static RELU: ElmanCell = ElmanCell(Activation::Relu);
-static SIGMOID: ElmanCell = ElmanCell(Activation::Sigmoid);
 
-pub(crate) fn for_activation(act: Activation) -> &'static ElmanCell {
-    match act {
-        Activation::Tanh => &TANH,
-        Activation::Relu => &RELU,
-        Activation::Sigmoid => &SIGMOID,
+pub(crate) fn for_nonlinearity(n: Nonlinearity) -> &'static ElmanCell {
+    match n {
+        Nonlinearity::Tanh => &TANH,
+        Nonlinearity::Relu => &RELU,
     }
 }
 

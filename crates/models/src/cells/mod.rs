@@ -228,7 +228,7 @@ pub(crate) trait Cell: Sync {
 /// The cell implementation for `kind`.
 pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
     match kind {
-        CellKind::Elman(act) => elman::for_activation(act),
+        CellKind::Elman(n) => elman::for_nonlinearity(n),
         CellKind::Lstm => &lstm::LstmCell,
         CellKind::Gru(GruVariant::LinearBeforeReset) => &gru::GruLinearBeforeReset,
         CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruResetBeforeLinear,

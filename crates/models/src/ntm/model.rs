@@ -137,15 +137,26 @@ impl Ntm {
     }
 
     /// A machine with the given parameters (names and shapes as
-    /// [`NtmConfig::layout`]; extra tensors are ignored).
+    /// [`NtmConfig::layout`]). Tensors with other names are ignored, except
+    /// names of the NTM's parameter groups (`controller.*`, `heads.*`,
+    /// `output.*`, `init.*`) that the configuration does not use (say
+    /// `init.memory` for a constant memory): those are an error.
     ///
-    /// Errors: an invalid configuration, a missing tensor or a wrong shape.
+    /// Every tensor is checked against the configuration before anything is
+    /// allocated: the memory taken is that of the tensors given.
+    ///
+    /// Errors: an invalid configuration, a missing tensor, a wrong shape, an
+    /// unused parameter-like tensor, each named.
     pub fn from_params<'a>(
         config: NtmConfig,
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let params = Params::try_from_tensors(config.layout(), tensors)?;
+        let params = Params::try_from_tensors(config.layout(), tensors, |name| {
+            ["controller.", "heads.", "output.", "init."]
+                .iter()
+                .any(|group| name.starts_with(group))
+        })?;
         Ok(Self { config, params })
     }
 

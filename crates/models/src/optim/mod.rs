@@ -78,9 +78,15 @@ pub trait Optimizer: Send {
 }
 
 /// Sizes empty state buffers to `len`, or checks they have that length.
+/// The memory is reserved fallibly for all of them before any is sized:
+/// no memory is an error ([`Error::OutOfMemory`]) that leaves the state as
+/// it was.
 pub(crate) fn size_state(len: usize, state: &mut [&mut Vec<f32>]) -> Result<()> {
     if let Some(s) = state.iter().find(|s| !s.is_empty() && s.len() != len) {
         return Err(Error::shape("params", &[s.len()], &[len]));
+    }
+    for s in state.iter_mut().filter(|s| s.is_empty()) {
+        crate::alloc::reserve(s, len, "optimizer state")?;
     }
     for s in state.iter_mut() {
         s.resize(len, 0.0);
