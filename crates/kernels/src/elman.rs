@@ -5,7 +5,9 @@
 //! units.
 
 use crate::activation::{self, Activation};
-use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref};
+use crate::sequence::{
+    self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref,
+};
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
 pub struct Sequence<'a> {
@@ -28,10 +30,13 @@ pub struct Sequence<'a> {
 /// W_hh^T`, then `h_t = act(P_t)`, the hidden units split over up to
 /// `threads` threads that walk the steps together ([`crate::team`]).
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
-pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.pre.len(), t_len * bh, "pre");
@@ -55,7 +60,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         accumulate: true,
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
 }
 
 /// The buffers of a whole Elman layer-direction's backward pass (row-major;
@@ -85,9 +90,12 @@ pub struct SequenceGrads<'a> {
 /// then `dh_{t-1} = dP_t W_hh`, the hidden units split over up to `threads`
 /// threads as in [`forward_sequence`].
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = g.shape.sizes();
     let bh = b * hd;
     assert_eq!(g.dpre.len(), t_len * bh, "dpre");
@@ -109,5 +117,5 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dpre, false, g.up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dpre, false, g.up, g.dh, g.dh_spare, &kernel) }
 }

@@ -18,7 +18,9 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref};
+use crate::sequence::{
+    self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref,
+};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
@@ -670,9 +672,12 @@ pub struct LbrSequence<'a> {
 /// over up to `threads` threads ([`crate::team`]): per step, each
 /// thread's columns of `h_{t-1} W_hh^T`, then [`lbr_forward`] on its units.
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
+pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = seq.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
@@ -708,7 +713,7 @@ pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) {
         accumulate: false,
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
 }
 
 /// [`LbrForward`] on the units `units` of every row, through raw pointers
@@ -779,9 +784,12 @@ pub struct LbrSequenceGrads<'a> {
 /// `dP_t`, `dhw_t` and the direct part of `dh_{t-1}`), then its columns of
 /// `dh_{t-1} += dhw_t W_hh`.
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
+pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
@@ -811,7 +819,7 @@ pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) {
         }
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::backward(l, g.w_hh, dhw, true, g.up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dhw, true, g.up, g.dh, g.dh_spare, &kernel) }
 }
 
 /// [`LbrBackwardLanes`] on one row's units.

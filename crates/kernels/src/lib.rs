@@ -41,7 +41,7 @@ pub mod threads;
 
 pub use activation::Activation;
 pub use gemm::{Mat, MatMut, Op, gemm};
-pub use sequence::{SeqShape, Upstream};
+pub use sequence::{NoMemory, SeqShape, Upstream};
 pub use simd::SimdLevel;
 
 /// Scalar reference activations (`std` math), the twins of the SIMD forms.

@@ -19,7 +19,7 @@ use pulp::{Simd, WithSimd};
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, Part, Product, SeqShape, Shared, Upstream, part_mut};
+use crate::sequence::{self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut};
 use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -200,10 +200,13 @@ pub struct Sequence<'a> {
 /// gate block of `W_hh`, its columns of `P`, `c` and `h`), so a step needs
 /// no fork-join, only the others' `h_{t-1}`.
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
-pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
@@ -235,7 +238,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         per_step: true,
         accumulate: true,
     };
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) };
+    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
 }
 
 /// [`Forward`] on the units `units` of every row, through raw pointers
@@ -306,9 +309,12 @@ pub struct SequenceGrads<'a> {
 /// up to `threads` threads as in [`forward_sequence`], with two barriers per
 /// step: the kernel needs only its units, the product needs all of `dP_t`.
 ///
+/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
+/// allocated; nothing is computed then.
+///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (4 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
@@ -334,7 +340,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; `BackwardUnits` writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dgates, false, g.up, g.dh, g.dh_spare, &kernel) };
+    unsafe { sequence::backward(l, g.w_hh, dgates, false, g.up, g.dh, g.dh_spare, &kernel) }
 }
 
 /// [`Backward`] on the units `units` of every row, through raw pointers

@@ -43,6 +43,13 @@ impl Shared {
     }
 }
 
+/// A whole-sequence kernel could not allocate its packed copy of `W_hh`
+/// (as large as `W_hh`): it computed and wrote nothing, and the caller can
+/// run the step-by-step loop instead, which needs no such copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[must_use]
+pub struct NoMemory;
+
 /// The shape of a layer-direction's time loop, shared by the cells'
 /// whole-sequence kernels: state slots as in the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -152,19 +159,21 @@ pub(crate) struct Product {
 /// `states` to `[T+1, B, H]`, valid for the call, accessed by nobody else;
 /// `kernel` must touch only the units of its part (and slot `prev`
 /// read-only).
+///
+/// Errors: [`NoMemory`] for the packed weights, before anything is written.
 pub(crate) unsafe fn forward(
     l: Loop,
     w_hh: &[f32],
     out: Product,
     states: Shared,
     kernel: &(dyn Fn(&Part) + Sync),
-) {
+) -> Result<(), NoMemory> {
     let (b, hd) = (l.batch, l.hidden);
     let (gh, bh) = (l.gates * hd, b * hd);
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
     // Each chunk's rows of every gate block of W_hh, packed by the chunk's
     // first step.
-    let mut packed = Packed::new(&l, l.gates, hd);
+    let mut packed = Packed::new(&l, l.gates, hd)?;
     let panels = Shared::new(&mut packed.data);
     let packed = &packed;
     let work = move |step: usize, chunk: usize| {
@@ -195,6 +204,7 @@ pub(crate) unsafe fn forward(
         kernel(&p);
     };
     run_steps(l.threads, l.seq_len, l.chunks(), &work);
+    Ok(())
 }
 
 /// Weights packed per chunk of units (see [`crate::panel`]).
@@ -206,18 +216,20 @@ struct Packed {
 
 impl Packed {
     /// Room for `blocks` packed blocks of depth `depth` per chunk of `l`,
-    /// each as wide as the chunk's units (zeros until packed).
-    fn new(l: &Loop, blocks: usize, depth: usize) -> Self {
+    /// each as wide as the chunk's units (zeros until packed), or
+    /// [`NoMemory`] when it cannot be allocated.
+    fn new(l: &Loop, blocks: usize, depth: usize) -> Result<Self, NoMemory> {
         let chunks = l.chunks();
         let mut starts = vec![0];
         for c in 0..chunks {
             let n = split_range(l.hidden, chunks, 8, c).len();
             starts.push(starts[c] + blocks * packed_len(n, depth));
         }
-        Self {
-            data: vec![0.0; starts[chunks]],
-            starts,
-        }
+        let mut data = Vec::new();
+        data.try_reserve_exact(starts[chunks])
+            .map_err(|_| NoMemory)?;
+        data.resize(starts[chunks], 0.0);
+        Ok(Self { data, starts })
     }
 
     fn range(&self, chunk: usize) -> Range<usize> {
@@ -254,6 +266,8 @@ pub struct Upstream<'a> {
 /// # Safety
 /// `src` must point to `[T, B, G*H]` values, valid and accessed by nobody
 /// else during the call; `kernel` must touch only its units' columns.
+///
+/// Errors: [`NoMemory`] for the packed weights, before anything is written.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn backward(
     l: Loop,
@@ -264,7 +278,7 @@ pub(crate) unsafe fn backward(
     dh: &mut [f32],
     dh_spare: &mut [f32],
     kernel: &(dyn Fn(&Part, *mut f32, *mut f32) + Sync),
-) {
+) -> Result<(), NoMemory> {
     let (b, hd) = (l.batch, l.hidden);
     let gh = l.gates * hd;
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
@@ -275,7 +289,7 @@ pub(crate) unsafe fn backward(
     );
     let bufs = [Shared::new(dh), Shared::new(dh_spare)];
     // Each chunk's columns of W_hh, packed by its first product.
-    let mut packed = Packed::new(&l, 1, gh);
+    let mut packed = Packed::new(&l, 1, gh)?;
     let panels = Shared::new(&mut packed.data);
     let packed = &packed;
     // Phase 2s: the kernel of (backward) step s; 2s + 1: its product.
@@ -316,6 +330,7 @@ pub(crate) unsafe fn backward(
     if l.seq_len % 2 == 1 {
         dh.copy_from_slice(dh_spare);
     }
+    Ok(())
 }
 
 /// `len` values at `p + at`, as a mutable slice.

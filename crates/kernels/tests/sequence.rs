@@ -151,7 +151,8 @@ fn team_forward_equals_stepwise_forward() {
                         },
                         threads,
                     )
-                });
+                })
+                .expect("memory for the packed weights");
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
                 assert_close(
                     &case,
@@ -240,7 +241,8 @@ fn team_backward_equals_stepwise_backward() {
                         },
                         threads,
                     )
-                });
+                })
+                .expect("memory for the packed weights");
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
                 assert_close(
                     &case,
@@ -358,7 +360,8 @@ fn team_gru_equals_stepwise_gru() {
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
-                    );
+                    )
+                    .expect("memory for the packed weights");
                     gru::lbr_backward_sequence(
                         gru::LbrSequenceGrads {
                             gates: &g,
@@ -377,7 +380,8 @@ fn team_gru_equals_stepwise_gru() {
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
-                    );
+                    )
+                    .expect("memory for the packed weights");
                 });
                 let case = format!("T={t_len} B={b} H={hd} reverse={reverse} threads={threads}");
                 assert_close(
@@ -456,7 +460,8 @@ fn team_elman_equals_stepwise_elman() {
                             },
                             threads,
                         )
-                    });
+                    })
+                    .expect("memory for the packed weights");
                     assert_close(
                         &case,
                         2e-6,
@@ -507,7 +512,8 @@ fn team_elman_equals_stepwise_elman() {
                             },
                             threads,
                         )
-                    });
+                    })
+                    .expect("memory for the packed weights");
                     assert_close(
                         &case,
                         1e-5,

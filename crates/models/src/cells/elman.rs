@@ -42,8 +42,8 @@ impl Cell for ElmanCell {
             states: s.states,
             shape: s.shape,
         };
-        elman::forward_sequence(seq, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        elman::forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
@@ -57,8 +57,8 @@ impl Cell for ElmanCell {
             dh_spare: s.dh_spare,
             shape: s.shape,
         };
-        elman::backward_sequence(grads, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        elman::backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {

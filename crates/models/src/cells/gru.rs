@@ -80,8 +80,8 @@ impl Cell for GruLinearBeforeReset {
             hn: s.saved,
             shape: s.shape,
         };
-        gru::lbr_forward_sequence(seq, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        gru::lbr_forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
@@ -97,8 +97,8 @@ impl Cell for GruLinearBeforeReset {
             dh_spare: s.dh_spare,
             shape: s.shape,
         };
-        gru::lbr_backward_sequence(grads, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        gru::lbr_backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {

@@ -25,8 +25,8 @@ impl Cell for LstmCell {
             cells: s.cells,
             shape: s.shape,
         };
-        lstm::forward_sequence(seq, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        lstm::forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
@@ -41,8 +41,8 @@ impl Cell for LstmCell {
             dc: s.dc,
             shape: s.shape,
         };
-        lstm::backward_sequence(grads, rnn_kernels::threads::current_threads());
-        true
+        // Without memory for the packed W_hh, the per-step loop runs instead.
+        lstm::backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
     }
 
     fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
