@@ -1,6 +1,7 @@
 //! One-to-many: a sequence of values generated from one input vector.
 
 use super::Body;
+use crate::alloc;
 use crate::config::NetConfig;
 use crate::error::{Error, Result, check_len};
 use crate::linear::Linear;
@@ -56,7 +57,8 @@ impl SequenceGenerator {
             return Err(Error::ZeroSize { what: "seq_len" });
         }
         self.x.clear();
-        self.x.resize(seq_len * batch * i, 0.0);
+        let n = alloc::product(&[seq_len, batch, i], "generator input")?;
+        alloc::resize(&mut self.x, n, "generator input")?;
         self.x[..batch * i].copy_from_slice(v);
         let out = self
             .body

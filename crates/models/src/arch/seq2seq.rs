@@ -2,6 +2,7 @@
 //! encoder's final state (the seed's translation architecture).
 
 use super::{argmax_rows, one_hot, update};
+use crate::alloc;
 use crate::config::NetConfig;
 use crate::error::{Error, Result};
 use crate::linear::Linear;
@@ -198,7 +199,12 @@ impl Seq2Seq {
         let h = self.decoder.config().hidden_size;
         let mut y = vec![0.0; batch * h];
         let mut prev = vec![self.tgt_vocab; batch];
-        let mut result = Vec::with_capacity(out_len * batch);
+        let mut result = Vec::new();
+        alloc::reserve(
+            &mut result,
+            alloc::product(&[out_len, batch], "translation")?,
+            "translation",
+        )?;
         let mut x = Vec::new();
         let mut logits = Vec::new();
         for _ in 0..out_len {

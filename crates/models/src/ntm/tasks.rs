@@ -2,6 +2,7 @@
 //! repeat copy and associative recall. Each gives time-major batches with a
 //! mask of the steps whose outputs are scored.
 
+use crate::alloc;
 use crate::error::{Error, Result};
 use crate::rng::SplitMix64;
 
@@ -230,21 +231,31 @@ impl Task {
                 .collect(),
             _ => Vec::new(),
         };
+        // Sizes come from the user's task and batch: checked, and the
+        // buffers allocated fallibly.
         let t = match *self {
-            Self::Copy { .. } => 2 * size + 1,
-            Self::RepeatCopy { .. } => {
-                size + 2 + repeats.iter().copied().max().unwrap_or(0) * size + 1
-            }
-            Self::AssociativeRecall { item_len, .. } => (size + 2) * (item_len + 1),
-        };
+            Self::Copy { .. } => size.checked_mul(2).and_then(|n| n.checked_add(1)),
+            Self::RepeatCopy { .. } => repeats
+                .iter()
+                .copied()
+                .max()
+                .unwrap_or(0)
+                .checked_mul(size)
+                .and_then(|n| n.checked_add(size)?.checked_add(3)),
+            Self::AssociativeRecall { item_len, .. } => size
+                .checked_add(2)
+                .and_then(|n| n.checked_mul(item_len.checked_add(1)?)),
+        }
+        .ok_or_else(|| alloc::overflow("task sequence length"))?;
+        let what = "task batch";
         out.seq_len = t;
         out.batch = batch;
         out.x.clear();
-        out.x.resize(t * batch * i, 0.0);
+        alloc::resize(&mut out.x, alloc::product(&[t, batch, i], what)?, what)?;
         out.target.clear();
-        out.target.resize(t * batch * o, 0.0);
+        alloc::resize(&mut out.target, alloc::product(&[t, batch, o], what)?, what)?;
         out.mask.clear();
-        out.mask.resize(t * batch, 0.0);
+        alloc::resize(&mut out.mask, alloc::product(&[t, batch], what)?, what)?;
         let xi = |step: usize, row: usize, ch: usize| (step * batch + row) * i + ch;
         let ti = |step: usize, row: usize, ch: usize| (step * batch + row) * o + ch;
         match *self {
@@ -285,7 +296,8 @@ impl Task {
             }
             Self::AssociativeRecall { bits, item_len, .. } => {
                 let items = size;
-                let mut values = vec![0.0f32; items * item_len * bits];
+                let mut values: Vec<f32> =
+                    alloc::zeros(alloc::product(&[items, item_len, bits], what)?, what)?;
                 for row in 0..batch {
                     values.iter_mut().for_each(|v| *v = bit(rng));
                     for k in 0..items {
