@@ -26,7 +26,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use recurrent::{
-    Nonlinearity, CellKind, Error, GruVariant, NetConfig, Recurrent, SeqInput, TensorData, TensorFile,
+    CellKind, Error, GruVariant, NetConfig, Nonlinearity, Recurrent, SeqInput, TensorData,
+    TensorFile,
 };
 use safetensors::tensor::{Dtype, TensorView};
 
@@ -534,7 +535,10 @@ fn parameters_the_configuration_does_not_use_are_an_error_naming_them() {
     let path = dir.path("edited.safetensors");
     meta.insert("bias".into(), "false".into());
     write_safetensors(&path, Some(meta.clone()), &tensors);
-    assert_load_fails(&path, &["bias_hh_l0", "bias_ih_l0", "bias_ih_l1", "not used"]);
+    assert_load_fails(
+        &path,
+        &["bias_hh_l0", "bias_ih_l0", "bias_ih_l1", "not used"],
+    );
     // One layer declared, two in the file.
     let mut one_layer = meta.clone();
     one_layer.insert("bias".into(), "true".into());
@@ -557,13 +561,24 @@ fn parameters_the_configuration_does_not_use_are_an_error_naming_them() {
     with_inputs.push(("x".into(), Dtype::F32, vec![2], f32_bytes(&[1.0, 2.0])));
     let (dtype, shape, bytes) = w_like(&tensors);
     with_inputs.push(("grad.weight_hh_l0".into(), dtype, shape, bytes));
+    // ... whatever their dtype.
+    with_inputs.push(("x64".into(), Dtype::F64, vec![1], vec![0; 8]));
+    with_inputs.push((
+        "lengths32".into(),
+        Dtype::I32,
+        vec![2],
+        vec![1, 0, 0, 0, 2, 0, 0, 0],
+    ));
     write_safetensors(&path, Some(meta), &with_inputs);
     assert_same_net(&Recurrent::load(&path).expect("load"), &net);
 }
 
 /// A copy of `weight_hh_l0`'s dtype, shape and bytes.
 fn w_like(tensors: &[RawTensor]) -> (Dtype, Vec<usize>, Vec<u8>) {
-    let t = tensors.iter().find(|t| t.0 == "weight_hh_l0").expect("tensor");
+    let t = tensors
+        .iter()
+        .find(|t| t.0 == "weight_hh_l0")
+        .expect("tensor");
     (t.1, t.2.clone(), t.3.clone())
 }
 
@@ -595,6 +610,46 @@ fn metadata_claiming_more_than_the_file_holds_is_an_error() {
             started.elapsed()
         );
     }
+}
+
+/// An NTM file's metadata is read as strictly as a network's: a seed that
+/// is not a number is an error (it was read as 0), and unused parameters
+/// (`init.memory` under a constant memory) are an error naming them.
+#[test]
+fn ntm_metadata_and_unused_parameters_are_checked() {
+    use recurrent::ntm::{MemoryInit, Ntm, NtmConfig};
+    let dir = TestDir::new("ntm");
+    let good = dir.path("ntm.safetensors");
+    let learned = NtmConfig {
+        controller_size: 6,
+        memory_rows: 8,
+        memory_width: 4,
+        memory: MemoryInit::Learned,
+        ..NtmConfig::copy_task(3)
+    };
+    Ntm::new(learned).expect("valid").save(&good).expect("save");
+    let (meta, tensors) = contents(&good);
+    let path = dir.path("edited.safetensors");
+    let load_err = |meta: &HashMap<String, String>| {
+        write_safetensors(&path, Some(meta.clone()), &tensors);
+        Ntm::load(&path).expect_err("must fail").to_string()
+    };
+    for seed in ["abc", "-1", ""] {
+        let mut m = meta.clone();
+        m.insert("seed".into(), seed.into());
+        let msg = load_err(&m);
+        assert!(
+            msg.contains("seed") && msg.contains(&path.display().to_string()),
+            "{msg}"
+        );
+    }
+    let mut constant = meta.clone();
+    constant.insert("memory".into(), "constant".into());
+    constant.insert("memory_init".into(), "0.000001".into());
+    let msg = load_err(&constant);
+    assert!(msg.contains("init.memory"), "{msg}");
+    write_safetensors(&path, Some(meta), &tensors);
+    Ntm::load(&path).expect("the unedited file loads");
 }
 
 /// Two threads save two different networks to one path, 200 times each,
@@ -633,7 +688,11 @@ fn concurrent_saves_to_one_path_are_atomic() {
         reader.join().expect("reader")
     });
     assert!(loads > 0);
-    assert_eq!(dir.listing(), ["model.safetensors"], "no temporary file left");
+    assert_eq!(
+        dir.listing(),
+        ["model.safetensors"],
+        "no temporary file left"
+    );
 }
 
 #[test]

@@ -46,8 +46,12 @@ pub enum TensorData {
 pub struct TensorFile {
     /// The `__metadata__` map.
     pub metadata: HashMap<String, String>,
-    /// Every tensor: name -> (shape, values).
+    /// Every `f32` and `i64` tensor: name -> (shape, values).
     pub tensors: HashMap<String, (Vec<usize>, TensorData)>,
+    /// The tensors of other dtypes, not read: name -> dtype (`F64`,
+    /// `I32`, ...). A file may hold such tensors beside a model; a model's
+    /// parameter of such a dtype is an error of the loader.
+    pub other: HashMap<String, String>,
 }
 
 fn format_err(path: &Path, msg: impl Into<String>) -> Error {
@@ -58,8 +62,9 @@ fn format_err(path: &Path, msg: impl Into<String>) -> Error {
 }
 
 impl TensorFile {
-    /// Reads `path`. Errors: I/O, a malformed or truncated file, a dtype other
-    /// than F32 or I64.
+    /// Reads `path`: the metadata, the `f32` and `i64` tensors, and the
+    /// names and dtypes of the others. Errors: I/O, a malformed or truncated
+    /// file, no memory for its values.
     pub fn read(path: &Path) -> Result<Self> {
         let bytes = std::fs::read(path).map_err(|source| Error::Io {
             path: path.to_path_buf(),
@@ -72,6 +77,7 @@ impl TensorFile {
         let mut out = TensorFile {
             metadata: meta.metadata().clone().unwrap_or_default(),
             tensors: HashMap::new(),
+            other: HashMap::new(),
         };
         for (name, view) in st.tensors() {
             let data = view.data();
@@ -95,10 +101,8 @@ impl TensorFile {
                     TensorData::I64(v)
                 }
                 other => {
-                    return Err(format_err(
-                        path,
-                        format!("tensor {name}: dtype {other:?} not supported (F32 or I64)"),
-                    ));
+                    out.other.insert(name, format!("{other:?}"));
+                    continue;
                 }
             };
             out.tensors.insert(name, (view.shape().to_vec(), values));
@@ -129,6 +133,34 @@ impl TensorFile {
         match self.tensors.get(name)? {
             (shape, TensorData::I64(v)) => Some((shape, v)),
             _ => None,
+        }
+    }
+
+    /// Checks that every tensor named like a parameter (`param_like`) is an
+    /// `f32` tensor: a parameter of another dtype is an error naming it and
+    /// its dtype, rather than a "missing" one.
+    pub fn check_parameter_dtypes(
+        &self,
+        path: &Path,
+        param_like: impl Fn(&str) -> bool,
+    ) -> Result<()> {
+        let mut bad: Vec<(&str, String)> = self
+            .tensors
+            .iter()
+            .filter_map(|(n, (_, d))| match d {
+                TensorData::I64(_) => Some((n.as_str(), "I64".to_string())),
+                TensorData::F32(_) => None,
+            })
+            .chain(self.other.iter().map(|(n, d)| (n.as_str(), d.clone())))
+            .filter(|(n, _)| param_like(n))
+            .collect();
+        bad.sort();
+        match bad.first() {
+            Some((name, dtype)) => Err(format_err(
+                path,
+                format!("tensor {name}: dtype {dtype} not supported (parameters are F32)"),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -284,6 +316,7 @@ impl Recurrent {
         let path = path.as_ref();
         let file = TensorFile::read(path)?;
         let config = file.net_config(path)?;
+        file.check_parameter_dtypes(path, crate::net::is_parameter_name)?;
         Self::from_params(config, file.f32_tensors()).map_err(|e| format_err(path, e.to_string()))
     }
 

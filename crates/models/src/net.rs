@@ -236,6 +236,12 @@ impl std::fmt::Debug for TapePool {
     }
 }
 
+/// Whether `name` has the form of a network parameter's name (PyTorch's
+/// `weight_*`, `bias_*`), used or not by a given configuration.
+pub(crate) fn is_parameter_name(name: &str) -> bool {
+    name.starts_with("weight_") || name.starts_with("bias_")
+}
+
 /// PyTorch's names and shapes of every parameter of `c`, in buffer order.
 pub fn param_layout(c: &NetConfig) -> Vec<(String, Vec<usize>)> {
     let gh = c.cell.gates() * c.hidden_size;
@@ -294,9 +300,7 @@ impl Recurrent {
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let params = Params::try_from_tensors(param_layout(&config), tensors, |name| {
-            name.starts_with("weight_") || name.starts_with("bias_")
-        })?;
+        let params = Params::try_from_tensors(param_layout(&config), tensors, is_parameter_name)?;
         Ok(Self {
             config,
             params,

@@ -252,7 +252,8 @@ impl NtmConfig {
         .collect()
     }
 
-    /// Reads [`NtmConfig::metadata`] back (`seed` optional). Errors: a
+    /// Reads [`NtmConfig::metadata`] back (`seed` optional, but a number
+    /// when present, as for networks). Errors: a
     /// missing or unparsable key, named, or an invalid configuration.
     pub fn from_metadata(get: impl Fn(&str) -> Option<String>) -> Result<Self> {
         let text = |k: &str| get(k).ok_or_else(|| Error::Config(format!("metadata lacks {k}")));
@@ -286,7 +287,14 @@ impl NtmConfig {
             write_heads: num("write_heads")?,
             shift_range: num("shift_range")?,
             memory,
-            seed: get("seed").and_then(|s| s.parse().ok()).unwrap_or(0),
+            seed: match get("seed") {
+                Some(v) => v.trim().parse().map_err(|_| {
+                    Error::Config(format!(
+                        "metadata seed = {v:?} is not a non-negative integer"
+                    ))
+                })?,
+                None => 0,
+            },
         };
         config.validate()?;
         Ok(config)

@@ -33,6 +33,7 @@ impl Ntm {
         }
         let config = NtmConfig::from_metadata(|k| file.metadata.get(k).cloned())
             .map_err(|e| err(e.to_string()))?;
+        file.check_parameter_dtypes(path, super::model::is_parameter_name)?;
         Self::from_params(config, file.f32_tensors()).map_err(|e| err(e.to_string()))
     }
 

@@ -88,6 +88,14 @@ fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
     (a, b)
 }
 
+/// Whether `name` is in one of the NTM's parameter groups (`controller.*`,
+/// `heads.*`, `output.*`, `init.*`), used or not by a given configuration.
+pub(crate) fn is_parameter_name(name: &str) -> bool {
+    ["controller.", "heads.", "output.", "init."]
+        .iter()
+        .any(|group| name.starts_with(group))
+}
+
 impl Ntm {
     /// A machine with the initialisation of docs/ntm.md from `config.seed`:
     /// PyTorch's uniform(-1/sqrt(fan_in), 1/sqrt(fan_in)) for the layers
@@ -152,11 +160,7 @@ impl Ntm {
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let params = Params::try_from_tensors(config.layout(), tensors, |name| {
-            ["controller.", "heads.", "output.", "init."]
-                .iter()
-                .any(|group| name.starts_with(group))
-        })?;
+        let params = Params::try_from_tensors(config.layout(), tensors, is_parameter_name)?;
         Ok(Self { config, params })
     }
 
