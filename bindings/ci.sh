@@ -9,7 +9,9 @@
 #   3. the Rust tests of crates/capi (the C entry points bit-identical to the
 #      Rust API);
 #   4. the C and C++ tests (-Werror), run under valgrind (zero errors, zero
-#      leaks), the panic test against the hooks build;
+#      leaks), the panic test against the hooks build; then test_limits
+#      natively (each case in a child under a lowered RLIMIT_AS: a status,
+#      never a signal; a lowered address-space limit and valgrind do not mix);
 #   5. the examples (C forward, C++ training, the static library);
 #   6. the Python ctypes tests: PyTorch parity of every fixture through the
 #      C API, and the example.
@@ -81,6 +83,10 @@ vg test_api bindings/c/build/test_api tests/fixtures/parity "$tmp/files"
 vg test_threads bindings/c/build/test_threads
 vg test_cpp bindings/c/build/test_cpp "$tmp/files"
 RUST_BACKTRACE=0 vg test_panic bindings/c/build/test_panic
+
+step "limits: each case in a child under a lowered RLIMIT_AS (natively, not under valgrind)"
+mkdir -p "$tmp/limits"
+bindings/c/build/test_limits "$tmp/limits"
 
 step "examples"
 bindings/c/build/forward tests/fixtures/parity/lstm_l2_bidir_b3_t21_i5_h4_nobias.safetensors 4 2

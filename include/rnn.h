@@ -27,6 +27,11 @@
  *   training call may invalidate the trainer's tape: run forward again). A
  *   panic inside the library comes back as RNN_STATUS_PANIC, never as an
  *   abort.
+ * - Memory: every size that comes from an argument or a file is computed
+ *   with checked arithmetic and allocated fallibly; a size that overflows or
+ *   cannot be allocated comes back as RNN_STATUS_OUT_OF_MEMORY, never as an
+ *   abort. A load checks a file's metadata against its tensors before it
+ *   allocates: its memory is bounded by the file's size.
  * - Pointers: every pointer argument is checked for NULL (RNN_STATUS_NULL_POINTER)
  *   unless its function says it may be NULL, and for alignment. Input arrays
  *   of the forward family (x, h0, c0, lengths, grad_y, grad_h_n, grad_c_n,
@@ -43,7 +48,10 @@
  * - Threads: calls on a const rnn_model (forward, save, parameter reads,
  *   creating streams and trainers) may run on one model from several threads
  *   at once; calls taking a non-const handle need exclusive access to it.
- *   Distinct handles are independent.
+ *   Distinct handles are independent. At most RNN_MAX_THREADS (1024) worker
+ *   threads (rnn_set_num_threads, RNN_NUM_THREADS).
+ * - Files: saves are atomic, also when threads or processes save to one
+ *   path at once (a temporary file unique to the call, fsync, rename).
  * - Neural Turing Machines (rnn_ntm, docs/ntm.md): create, load, save,
  *   forward x [T, B, I] -> logits [T, B, O], parameters by name, and the
  *   gradients of one batch as one flat buffer in parameter order.
@@ -69,12 +77,19 @@
 /**
  * Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
  */
-#define RNN_VERSION_MINOR 1
+#define RNN_VERSION_MINOR 2
 
 /**
  * Patch version of the library; `rnn_abi_version() & 0xff`.
  */
 #define RNN_VERSION_PATCH 0
+
+/**
+ * The most threads `rnn_set_num_threads` accepts (and the largest
+ * `RNN_NUM_THREADS` the library obeys): each thread is an OS thread started
+ * at once.
+ */
+#define RNN_MAX_THREADS 1024
 
 /**
  * The outcome of a call. Values are fixed: never reordered, new ones only
@@ -117,6 +132,12 @@ typedef enum rnn_status {
      * involved should be freed, not used further.
      */
     RNN_STATUS_PANIC = 7,
+    /**
+     * A buffer could not be allocated: a size from the caller or from a file
+     * is larger than the memory the process can get (or overflows). Nothing
+     * was changed; the message names the buffer and its size. Since 0.2.
+     */
+    RNN_STATUS_OUT_OF_MEMORY = 8,
 } rnn_status;
 
 /**
@@ -441,13 +462,16 @@ extern "C" {
 uint32_t rnn_abi_version(void);
 
 /**
- * Sets the number of threads every later library call uses (the default
- * comes from the environment variable `RNN_NUM_THREADS`, else the number of
- * cores). Calls already running finish on the previous threads. Results are
- * deterministic for a fixed thread count.
+ * Sets the number of threads every later library call uses, at most
+ * `RNN_MAX_THREADS` (1024). The default comes from the environment variable
+ * `RNN_NUM_THREADS` when it holds a count from 1 to `RNN_MAX_THREADS` (any
+ * other value is ignored), else the number of cores (at most
+ * `RNN_MAX_THREADS`). Calls already running finish on the previous
+ * threads. Results are deterministic for a fixed thread count.
  *
- * Errors: `RNN_STATUS_INVALID_ARGUMENT` (n = 0, or the threads could not be
- * started). Thread-safe.
+ * Errors: `RNN_STATUS_INVALID_ARGUMENT` (n = 0, n > `RNN_MAX_THREADS`, or
+ * the threads could not be started); the previous threads stay in use.
+ * Thread-safe.
  */
 enum rnn_status rnn_set_num_threads(size_t n);
 
@@ -505,8 +529,9 @@ const char *rnn_last_error_message(void);
  * failure `*out` is NULL.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (config, out), `RNN_STATUS_INVALID_ARGUMENT`
- * (an enum field out of range, a flag not 0/1, a zero size, a model too
- * large). Thread-safe.
+ * (an enum field out of range, a flag not 0/1, a zero size, more than 1024
+ * layers or 2^32 parameters), `RNN_STATUS_OUT_OF_MEMORY` (the parameters
+ * cannot be allocated). Thread-safe.
  *
  * # Safety
  * `config` is NULL or points to an `rnn_config`; `out` is NULL or writable.
@@ -517,14 +542,20 @@ enum rnn_status rnn_model_new(const struct rnn_config *config, struct rnn_model 
  * Loads a model from a safetensors file: metadata keys `cell` (`rnn_tanh`,
  * `rnn_relu`, `lstm`, `gru`, `gru_reset_before`), `num_layers`,
  * `bidirectional`, `bias`, `input_size`, `hidden_size` (and optional
- * `seed`); tensors under PyTorch's `state_dict` names and shapes, float32;
- * extra tensors are ignored. On success `*out` is a new model owned by the
- * caller; on failure `*out` is NULL.
+ * `seed`); tensors under PyTorch's `state_dict` names and shapes, float32.
+ * A tensor named like a parameter (`weight_*`, `bias_*`) that the
+ * configuration does not use is an error naming it (say bias tensors in a
+ * file whose metadata says `bias = false`); other tensors are ignored. The
+ * metadata is checked against the file's tensors before anything is
+ * allocated for the model, so a load takes memory bounded by the file's
+ * size, whatever its metadata claims. On success `*out` is a new model
+ * owned by the caller; on failure `*out` is NULL.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing or
  * unreadable file, not safetensors, truncated, bad or missing metadata, a
- * missing or misshapen tensor; the message names the file and the problem).
- * Thread-safe.
+ * missing, misshapen or unused parameter tensor; the message names the file
+ * and the problem), `RNN_STATUS_OUT_OF_MEMORY` (the file's parameters
+ * cannot be held in memory). Thread-safe.
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -533,11 +564,16 @@ enum rnn_status rnn_model_load(const char *path, struct rnn_model **out);
 
 /**
  * Saves the model to a safetensors file (configuration as metadata,
- * parameters under PyTorch's names), written to a temporary file in the
- * same folder and renamed, so a crash never leaves half a file.
+ * parameters under PyTorch's names), atomically: the parameters are
+ * streamed to a temporary file unique to the call in the same folder, which
+ * is fsynced and renamed over `path` (and the folder fsynced). A crash
+ * never leaves half a file, and concurrent saves to one path (threads or
+ * processes) and concurrent loads of it each see one complete file (the
+ * last rename wins). The save takes no memory proportional to the model.
  * `rnn_model_load` reads it back identically.
  *
- * Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO` (the file
+ * could not be written; `path` is unchanged), `RNN_STATUS_OUT_OF_MEMORY`.
  * Thread-safe on a const model.
  *
  * # Safety
@@ -550,7 +586,8 @@ enum rnn_status rnn_model_save(const struct rnn_model *m, const char *path);
  * parameters). On success `*out` is a new model owned by the caller; on
  * failure `*out` is NULL.
  *
- * Errors: `RNN_STATUS_NULL_POINTER` (m, out). Thread-safe on a const model.
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+ * (no memory for the copy). Thread-safe on a const model.
  *
  * # Safety
  * `m` is NULL or a live model; `out` is NULL or writable.
@@ -596,7 +633,9 @@ enum rnn_status rnn_model_config(const struct rnn_model *m, struct rnn_config *c
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
  * (seq_len or batch 0, sizes that overflow, c0/c_n for a cell without cell
- * state, misaligned buffers), `RNN_STATUS_BUFFER_TOO_SMALL`.
+ * state, misaligned buffers), `RNN_STATUS_BUFFER_TOO_SMALL`,
+ * `RNN_STATUS_OUT_OF_MEMORY` (the outputs or work buffers of `seq_len x
+ * batch` cannot be allocated).
  * Thread-safe: several threads may run forward on one const model at once.
  *
  * # Safety
@@ -666,8 +705,9 @@ enum rnn_status rnn_ntm_config_init(struct rnn_ntm_config *config);
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (config, out),
  * `RNN_STATUS_INVALID_ARGUMENT` (a zero size, too many heads, a shift range
- * of N or more, a non-finite `memory_init`, a flag not 0/1, a machine too
- * large). Thread-safe.
+ * of N or more, a non-finite `memory_init`, a flag not 0/1, more than 2^32
+ * parameters), `RNN_STATUS_OUT_OF_MEMORY` (the parameters cannot be
+ * allocated). Thread-safe.
  *
  * # Safety
  * `config` is NULL or points to an `rnn_ntm_config`; `out` is NULL or
@@ -680,9 +720,18 @@ enum rnn_status rnn_ntm_new(const struct rnn_ntm_config *config, struct rnn_ntm 
  * `model.safetensors`). On success `*out` is a new machine owned by the
  * caller; on failure `*out` is NULL.
  *
+ * The configuration in the metadata is checked against the file's tensors
+ * before anything is allocated for the machine, so a load takes memory
+ * bounded by the file's size, whatever its metadata claims. A tensor of the
+ * NTM's parameter groups (`controller.*`, `heads.*`, `output.*`, `init.*`)
+ * that the configuration does not use is an error naming it; other
+ * tensors are ignored.
+ *
  * Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing,
  * unreadable, truncated or malformed file, not an NTM, bad metadata, a
- * missing or misshapen tensor; the message names the file). Thread-safe.
+ * missing, misshapen or unused parameter tensor; the message names the
+ * file), `RNN_STATUS_OUT_OF_MEMORY` (the file's parameters cannot be held
+ * in memory). Thread-safe.
  *
  * # Safety
  * `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -690,11 +739,13 @@ enum rnn_status rnn_ntm_new(const struct rnn_ntm_config *config, struct rnn_ntm 
 enum rnn_status rnn_ntm_load(const char *path, struct rnn_ntm **out);
 
 /**
- * Saves the machine (configuration as metadata), atomically: a crash
- * never leaves half a file.
+ * Saves the machine (configuration as metadata), atomically, as
+ * `rnn_model_save`: a temporary file unique to the call, fsynced and
+ * renamed; a crash never leaves half a file, and concurrent saves and loads
+ * of one path each see one complete file.
  *
- * Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
- * Thread-safe on a const machine.
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`,
+ * `RNN_STATUS_OUT_OF_MEMORY`. Thread-safe on a const machine.
  *
  * # Safety
  * `m` is NULL or a live machine; `path` is NULL or a NUL-terminated string.
@@ -726,8 +777,10 @@ enum rnn_status rnn_ntm_get_config(const struct rnn_ntm *m, struct rnn_ntm_confi
  * writes the logits `[seq_len, batch, O]` to `y` (capacity `y_cap`).
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
- * (seq_len or batch 0), `RNN_STATUS_SHAPE_MISMATCH` (x_len is not
- * `seq_len * batch * I`), `RNN_STATUS_BUFFER_TOO_SMALL` (y_cap); nothing is
+ * (seq_len or batch 0, sizes that overflow), `RNN_STATUS_SHAPE_MISMATCH`
+ * (x_len is not `seq_len * batch * I`), `RNN_STATUS_BUFFER_TOO_SMALL`
+ * (y_cap), `RNN_STATUS_OUT_OF_MEMORY` (the work buffers of `seq_len x
+ * batch`: memories, addressing weights, controller states); nothing is
  * written on error. Thread-safe on a const machine.
  *
  * # Safety
@@ -753,9 +806,11 @@ enum rnn_status rnn_ntm_forward(const struct rnn_ntm *m,
  * `x` `[seq_len, batch, I]` (capacity `dx_cap`). If `y` is not NULL the
  * logits are written there too (capacity `y_cap`).
  *
- * Errors: as `rnn_ntm_forward`, plus `RNN_STATUS_NULL_POINTER` (dy, grads),
- * `RNN_STATUS_SHAPE_MISMATCH` (dy_len), `RNN_STATUS_BUFFER_TOO_SMALL`
- * (grads_cap, dx_cap, y_cap); nothing is written on error. Thread-safe on
+ * Errors: as `rnn_ntm_forward` (`RNN_STATUS_OUT_OF_MEMORY` also for the
+ * tape of the whole sequence and the gradients), plus
+ * `RNN_STATUS_NULL_POINTER` (dy, grads), `RNN_STATUS_SHAPE_MISMATCH`
+ * (dy_len), `RNN_STATUS_BUFFER_TOO_SMALL` (grads_cap, dx_cap, y_cap);
+ * nothing is written on error. Thread-safe on
  * a const machine.
  *
  * # Safety
@@ -931,7 +986,9 @@ enum rnn_status rnn_optimizer_new_rmsprop(const struct rnn_rmsprop_config *confi
  * Errors: `RNN_STATUS_NULL_POINTER` (opt, m, t), `RNN_STATUS_INVALID_ARGUMENT`
  * (no backward yet; a trainer of another model), `RNN_STATUS_SHAPE_MISMATCH`
  * (the optimizer's state was sized for a model with another parameter
- * count), `RNN_STATUS_NUMERICAL` (a non-finite gradient); nothing is changed
+ * count), `RNN_STATUS_NUMERICAL` (a non-finite gradient),
+ * `RNN_STATUS_OUT_OF_MEMORY` (the optimizer's state, allocated at its first
+ * step: one or two buffers the size of the parameters); nothing is changed
  * on error. Needs exclusive access to the optimizer and the model.
  *
  * # Safety
@@ -1067,9 +1124,15 @@ enum rnn_status rnn_model_param_set(struct rnn_model *m,
  * model of the same configuration). On success `*out` is a new stream
  * owned by the caller (free it with `rnn_stream_free`); on failure NULL.
  *
+ * The states (`[L, batch, H]`, twice for an LSTM) and the work buffer of a
+ * step's output (`[batch, H]`) are allocated here, so a batch too large for
+ * memory fails here, not at a later step.
+ *
  * Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_INVALID_ARGUMENT`
  * (batch 0; a bidirectional model, whose reverse direction needs the whole
- * sequence). Thread-safe on a const model.
+ * sequence), `RNN_STATUS_OUT_OF_MEMORY` (the states of `batch` sequences
+ * cannot be allocated, or their size overflows). Thread-safe on a const
+ * model.
  *
  * # Safety
  * `m` is NULL or a live model; `out` is NULL or writable.
@@ -1084,7 +1147,8 @@ enum rnn_status rnn_stream_new(const struct rnn_model *m, size_t batch, struct r
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (s, m, x_t, y_t),
  * `RNN_STATUS_INVALID_ARGUMENT` (a model of another configuration),
- * `RNN_STATUS_BUFFER_TOO_SMALL`; on error the state is unchanged.
+ * `RNN_STATUS_BUFFER_TOO_SMALL`, `RNN_STATUS_OUT_OF_MEMORY` (a work
+ * buffer); on error the state is unchanged.
  * Thread-safe on a const model; the stream needs exclusive access.
  *
  * # Safety
@@ -1166,10 +1230,12 @@ enum rnn_status rnn_test_force_panic(uint32_t where_);
 #endif
 
 /**
- * Creates a trainer for `m`. On success `*out` is a new trainer owned by
- * the caller (free it with `rnn_trainer_free`); on failure NULL.
+ * Creates a trainer for `m`, with its gradient buffer (the size of the
+ * model's parameters). On success `*out` is a new trainer owned by the
+ * caller (free it with `rnn_trainer_free`); on failure NULL.
  *
- * Errors: `RNN_STATUS_NULL_POINTER` (m, out). Thread-safe on a const model.
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+ * (no memory for the gradients). Thread-safe on a const model.
  *
  * # Safety
  * `m` is NULL or a live model; `out` is NULL or writable.
@@ -1189,7 +1255,8 @@ void rnn_trainer_free(struct rnn_trainer *t);
  * shapes and errors; `lengths` may be NULL), and records in the trainer
  * what `rnn_trainer_backward` needs.
  *
- * Errors: as `rnn_model_forward_lengths`, and `RNN_STATUS_NULL_POINTER` (t),
+ * Errors: as `rnn_model_forward_lengths` (`RNN_STATUS_OUT_OF_MEMORY` also
+ * for the tape of `seq_len x batch`), and `RNN_STATUS_NULL_POINTER` (t),
  * `RNN_STATUS_INVALID_ARGUMENT` (a trainer made for another model).
  * Thread-safe on a const model; the trainer needs exclusive access.
  *
@@ -1227,7 +1294,8 @@ enum rnn_status rnn_trainer_forward(struct rnn_trainer *t,
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (t, m, grad_y),
  * `RNN_STATUS_INVALID_ARGUMENT` (no forward yet, parameters changed since,
- * another model, grad_c_n for a cell without cell state).
+ * another model, grad_c_n for a cell without cell state),
+ * `RNN_STATUS_OUT_OF_MEMORY` (the input gradients or work buffers).
  * Thread-safe on a const model; the trainer needs exclusive access.
  *
  * # Safety
@@ -1311,7 +1379,9 @@ enum rnn_status rnn_trainer_clip_grad_norm(struct rnn_trainer *t, float max_norm
  * Errors: as `rnn_trainer_forward` (y/h_n/c_n excepted), and
  * `RNN_STATUS_NULL_POINTER` (opt, target), `RNN_STATUS_INVALID_ARGUMENT`
  * (max_grad_norm negative or not finite), `RNN_STATUS_NUMERICAL` (a
- * non-finite loss or gradient: the parameters are not updated).
+ * non-finite loss or gradient: the parameters are not updated),
+ * `RNN_STATUS_OUT_OF_MEMORY` (the tape, the gradients, or the optimizer's
+ * state, sized at its first step: the parameters are not updated).
  * Needs exclusive access to the model, the trainer and the optimizer.
  *
  * # Safety

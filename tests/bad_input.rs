@@ -21,8 +21,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use proptest::prelude::*;
 use recurrent::{
-    Nonlinearity, CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Lstm, LstmConfig,
-    NetConfig, OutputGrads, Params, Recurrent, Rnn, RnnConfig, SeqInput, Tape,
+    CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Lstm, LstmConfig, NetConfig,
+    Nonlinearity, OutputGrads, Params, Recurrent, Rnn, RnnConfig, SeqInput, Tape,
 };
 
 const CELLS: [CellKind; 5] = [

@@ -51,7 +51,8 @@
 //! layers' outputs (which also checks those outputs against `relu(a)`).
 
 use recurrent::{
-    Nonlinearity, CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+    CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput,
+    Tape,
 };
 
 /// Central-difference step along a unit direction (see the module docs).

@@ -2,7 +2,7 @@
 //! time, for every cell kind, 1-2 layers, with non-zero initial states; and a
 //! bidirectional network refuses to stream.
 
-use recurrent::{Nonlinearity, CellKind, GruVariant, NetConfig, Recurrent, SeqInput};
+use recurrent::{CellKind, GruVariant, NetConfig, Nonlinearity, Recurrent, SeqInput};
 
 fn data(n: usize, seed: u64) -> Vec<f32> {
     let mut s = seed;

@@ -2,9 +2,11 @@
 //
 // Handles are std::unique_ptr with the library's free functions as deleters
 // (move-only objects, freed exactly once); every failed call throws
-// rnn::Error, which carries the rnn_status and the library's message. Input
+// rnn::Error, which carries the rnn_status and the library's message
+// (rnn::OutOfMemory, an rnn::Error, for RNN_STATUS_OUT_OF_MEMORY). Input
 // vectors are checked against the sizes the C API will read, so a wrong size
-// is an exception, not an out-of-bounds read.
+// is an exception, not an out-of-bounds read; sizes are multiplied with
+// overflow checks (an overflow throws rnn::Error, RNN_STATUS_INVALID_ARGUMENT).
 //
 // Layout conventions are the C API's (see rnn.h): time-major [T, B, F]
 // sequences, [L*D, B, H] states, PyTorch parameter names and gate order.
@@ -35,13 +37,27 @@ private:
     rnn_status status_;
 };
 
-/// Throws rnn::Error for a status other than RNN_STATUS_OK.
+/// RNN_STATUS_OUT_OF_MEMORY: a buffer sized by an argument or a file could
+/// not be allocated (the call changed nothing).
+class OutOfMemory : public Error {
+public:
+    explicit OutOfMemory(const std::string &message)
+        : Error(RNN_STATUS_OUT_OF_MEMORY, message) {}
+};
+
+/// Throws rnn::Error (rnn::OutOfMemory for RNN_STATUS_OUT_OF_MEMORY) for a
+/// status other than RNN_STATUS_OK.
 inline void check(rnn_status status) {
     if (status != RNN_STATUS_OK) {
-        throw Error(status, std::string(rnn_status_string(static_cast<uint32_t>(status))) + ": " +
-                                rnn_last_error_message());
+        std::string message = std::string(rnn_status_string(static_cast<uint32_t>(status))) +
+                              ": " + rnn_last_error_message();
+        if (status == RNN_STATUS_OUT_OF_MEMORY) throw OutOfMemory(message);
+        throw Error(status, message);
     }
 }
+
+/// The most threads set_num_threads accepts.
+constexpr std::size_t max_threads = RNN_MAX_THREADS;
 
 namespace detail {
 struct ModelDeleter {
@@ -63,6 +79,15 @@ inline void expect_size(const char *what, std::size_t got, std::size_t want) {
                                                    std::to_string(want) + " values, got " +
                                                    std::to_string(got));
     }
+}
+
+/// a * b, or rnn::Error (RNN_STATUS_INVALID_ARGUMENT) when it overflows.
+inline std::size_t mul(std::size_t a, std::size_t b) {
+    if (b != 0 && a > SIZE_MAX / b) {
+        throw Error(RNN_STATUS_INVALID_ARGUMENT,
+                    "size " + std::to_string(a) + " x " + std::to_string(b) + " overflows");
+    }
+    return a * b;
 }
 
 template <class T> const T *data_or_null(const std::vector<T> *v) {
@@ -138,15 +163,17 @@ public:
     /// Elements of a state tensor [L*D, B, H].
     std::size_t state_len(std::size_t batch) const {
         rnn_config c = config();
-        return c.num_layers * directions() * batch * c.hidden_size;
+        return detail::mul(detail::mul(detail::mul(c.num_layers, directions()), batch),
+                           c.hidden_size);
     }
     /// Elements of y [T, B, D*H].
     std::size_t output_len(std::size_t seq_len, std::size_t batch) const {
-        return seq_len * batch * directions() * config().hidden_size;
+        return detail::mul(detail::mul(detail::mul(seq_len, batch), directions()),
+                           config().hidden_size);
     }
     /// Elements of x [T, B, I].
     std::size_t input_len(std::size_t seq_len, std::size_t batch) const {
-        return seq_len * batch * config().input_size;
+        return detail::mul(detail::mul(seq_len, batch), config().input_size);
     }
 
     /// Inference forward: x [T, B, I]. Safe to call from several threads.
@@ -183,7 +210,7 @@ public:
     }
     std::size_t param_len(const std::string &name) const {
         std::size_t n = 1;
-        for (std::size_t d : param_shape(name)) n *= d;
+        for (std::size_t d : param_shape(name)) n = detail::mul(n, d);
         return n;
     }
     std::vector<float> param(const std::string &name) const {
@@ -222,8 +249,8 @@ public:
     /// x_t [B, I] -> y_t [B, H].
     std::vector<float> step(const Model &m, const std::vector<float> &x_t) {
         rnn_config c = m.config();
-        detail::expect_size("x_t", x_t.size(), batch_ * c.input_size);
-        std::vector<float> y(batch_ * c.hidden_size);
+        detail::expect_size("x_t", x_t.size(), detail::mul(batch_, c.input_size));
+        std::vector<float> y(detail::mul(batch_, c.hidden_size));
         check(rnn_stream_step(p_.get(), m.get(), x_t.data(), y.data(), y.size()));
         return y;
     }

@@ -9,7 +9,9 @@ or a numpy array (converted to contiguous float32). Results are
 without a copy). Layouts are the C API's (see include/rnn.h): x [T, B, I]
 time-major, states [L*D, B, H], y [T, B, D*H], PyTorch parameter names.
 
-Every failure raises RnnError with the status and the library's message.
+Every failure raises RnnError with the status and the library's message
+(RnnOutOfMemory, also a MemoryError, for STATUS_OUT_OF_MEMORY: a size too
+large for the memory the process can get).
 
     import rnn_ctypes as rnn
     m = rnn.Model.load("tests/fixtures/parity/lstm_l1_b1_t1_i3_h5_bias.safetensors")
@@ -31,6 +33,7 @@ STATUS_NAMES = [
     "IO",
     "NUMERICAL",
     "PANIC",
+    "OUT_OF_MEMORY",
 ]
 for _i, _n in enumerate(STATUS_NAMES):
     globals()["STATUS_" + _n] = _i
@@ -49,6 +52,10 @@ class RnnError(Exception):
         self.status = status
         name = STATUS_NAMES[status] if 0 <= status < len(STATUS_NAMES) else str(status)
         super().__init__("%s: %s" % (name, message))
+
+
+class RnnOutOfMemory(RnnError, MemoryError):
+    """STATUS_OUT_OF_MEMORY: a buffer sized by an argument or a file could not be allocated."""
 
 
 class Config(ctypes.Structure):
@@ -148,14 +155,18 @@ for _name, (_res, _args) in _SIGNATURES.items():
 
 
 def check(status):
-    """Raises RnnError for a status other than OK."""
+    """Raises RnnError (RnnOutOfMemory for STATUS_OUT_OF_MEMORY) for a status other than OK."""
     if status != 0:
-        raise RnnError(status, lib.rnn_last_error_message().decode("utf-8", "replace"))
+        cls = RnnOutOfMemory if status == STATUS_OUT_OF_MEMORY else RnnError
+        raise cls(status, lib.rnn_last_error_message().decode("utf-8", "replace"))
 
 
 def abi_version():
     v = lib.rnn_abi_version()
     return (v >> 16, (v >> 8) & 0xFF, v & 0xFF)
+
+
+MAX_THREADS = 1024  # RNN_MAX_THREADS: set_num_threads refuses more
 
 
 def set_num_threads(n):

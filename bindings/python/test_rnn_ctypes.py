@@ -8,8 +8,11 @@
    safetensors reader (8-byte header length, JSON header, raw data).
 2. The Python wrapper: errors carry the status and message, parameters
    round-trip, a train step lowers the loss.
+3. Limits: every status has a name here and in the library, thread counts
+   above the cap are refused, a stream too large is RnnOutOfMemory.
 """
 import array
+import ctypes
 import json
 import os
 import struct
@@ -127,7 +130,35 @@ def wrapper():
     check(losses[-1] < 0.5 * losses[0], "loss %r -> %r" % (losses[0], losses[-1]))
 
 
+def limits():
+    """The statuses of issue 13: OUT_OF_MEMORY appended (0.2), the thread cap."""
+    for i, name in enumerate(rnn.STATUS_NAMES):
+        desc = rnn.lib.rnn_status_string(i).decode()
+        check(desc != "unknown status", "status %d (%s) unknown to the library" % (i, name))
+    check(rnn.lib.rnn_status_string(len(rnn.STATUS_NAMES)).decode() == "unknown status",
+          "the library has a status the binding lacks")
+    check(rnn.STATUS_OUT_OF_MEMORY == 8, "STATUS_OUT_OF_MEMORY")
+    check(rnn.abi_version()[:2] >= (0, 2), "abi %r" % (rnn.abi_version(),))
+    for n in (rnn.MAX_THREADS + 1, 2 ** 64 - 1):
+        try:
+            rnn.set_num_threads(n)
+            check(False, "set_num_threads(%d) raised nothing" % n)
+        except rnn.RnnError as e:
+            check(e.status == rnn.STATUS_INVALID_ARGUMENT and "1024" in str(e), str(e))
+    # A stream whose state size overflows: RnnOutOfMemory, also a MemoryError.
+    m = rnn.Model.new("lstm", 16, 16)
+    s = ctypes.c_void_p()
+    try:
+        rnn.check(rnn.lib.rnn_stream_new(m._h, 2 ** 60, ctypes.byref(s)))
+        check(False, "rnn_stream_new(batch = 2^60) raised nothing")
+    except MemoryError as e:
+        check(isinstance(e, rnn.RnnOutOfMemory) and e.status == rnn.STATUS_OUT_OF_MEMORY
+              and not s.value, str(e))
+    m.close()
+
+
 parity()
 wrapper()
+limits()
 print("test_rnn_ctypes: %d passed, %d failed" % (passed, failed))
 sys.exit(1 if failed else 0)

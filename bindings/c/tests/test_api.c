@@ -51,13 +51,16 @@ static void test_version_and_status(void) {
                 (uint32_t)RNN_VERSION_PATCH));
     CHECK(RNN_STATUS_OK == 0 && RNN_STATUS_NULL_POINTER == 1 && RNN_STATUS_INVALID_ARGUMENT == 2 &&
           RNN_STATUS_SHAPE_MISMATCH == 3 && RNN_STATUS_BUFFER_TOO_SMALL == 4 &&
-          RNN_STATUS_IO == 5 && RNN_STATUS_NUMERICAL == 6 && RNN_STATUS_PANIC == 7);
-    for (uint32_t s = 0; s <= RNN_STATUS_PANIC; s++) {
+          RNN_STATUS_IO == 5 && RNN_STATUS_NUMERICAL == 6 && RNN_STATUS_PANIC == 7 &&
+          RNN_STATUS_OUT_OF_MEMORY == 8);
+    CHECK(RNN_VERSION_MAJOR == 0 && RNN_VERSION_MINOR >= 2); /* OUT_OF_MEMORY: since 0.2 */
+    for (uint32_t s = 0; s <= RNN_STATUS_OUT_OF_MEMORY; s++) {
         const char *str = rnn_status_string(s);
         CHECK(str != NULL && str[0] != '\0' && strcmp(str, "unknown status") != 0);
         for (uint32_t t = 0; t < s; t++) CHECK(strcmp(str, rnn_status_string(t)) != 0);
     }
-    CHECK(strcmp(rnn_status_string(8), "unknown status") == 0);
+    CHECK(strcmp(rnn_status_string(RNN_STATUS_OUT_OF_MEMORY), "out of memory") == 0);
+    CHECK(strcmp(rnn_status_string(9), "unknown status") == 0);
     CHECK(strcmp(rnn_status_string(UINT32_MAX), "unknown status") == 0);
 
     /* The message names the function and argument; a success clears it. */
@@ -71,7 +74,16 @@ static void test_version_and_status(void) {
 
 static void test_threads(void) {
     EXPECT_STATUS(rnn_set_num_threads(0), RNN_STATUS_INVALID_ARGUMENT);
+    /* Above the cap: refused at once, the previous pool kept. */
+    CHECK(RNN_MAX_THREADS == 1024);
+    OK(rnn_set_num_threads(2));
+    EXPECT_STATUS(rnn_set_num_threads(RNN_MAX_THREADS + 1), RNN_STATUS_INVALID_ARGUMENT);
+    CHECK(strstr(rnn_last_error_message(), "1024") != NULL);
+    EXPECT_STATUS(rnn_set_num_threads(SIZE_MAX), RNN_STATUS_INVALID_ARGUMENT);
     EXPECT_STATUS(rnn_get_num_threads(NULL), RNN_STATUS_NULL_POINTER);
+    size_t kept = 0;
+    OK(rnn_get_num_threads(&kept));
+    CHECK(kept == 2);
     OK(rnn_set_num_threads(2));
     size_t n = 0;
     OK(rnn_get_num_threads(&n));
@@ -576,6 +588,12 @@ static void test_stream(void) {
     EXPECT_STATUS(rnn_stream_new(m, 0, &s), RNN_STATUS_INVALID_ARGUMENT);
     EXPECT_STATUS(rnn_stream_new(bi, B, &s), RNN_STATUS_INVALID_ARGUMENT);
     CHECK(strstr(rnn_last_error_message(), "bidirectional") != NULL);
+    /* A batch whose state size overflows: OUT_OF_MEMORY, nothing allocated
+     * (the sizes that are merely too large are tested by test_limits). */
+    s = (rnn_stream *)m;
+    EXPECT_STATUS(rnn_stream_new(m, (size_t)1 << 62, &s), RNN_STATUS_OUT_OF_MEMORY);
+    CHECK(s == NULL);
+    EXPECT_STATUS(rnn_stream_new(m, SIZE_MAX, &s), RNN_STATUS_OUT_OF_MEMORY);
     OK(rnn_stream_new(m, B, &s));
 
     float *x = alloc_floats(T * B * d.I), *h0 = alloc_floats(ns), *c0 = alloc_floats(ns);

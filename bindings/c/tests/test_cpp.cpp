@@ -116,6 +116,21 @@ int main(int argc, char **argv) {
     CHECK(err <= 1e-6f);
     s.reset();
     expect_error([&] { rnn::Stream bad(m, B); }, RNN_STATUS_INVALID_ARGUMENT, "bidirectional");
+    // A batch whose state size overflows: rnn::OutOfMemory (an rnn::Error),
+    // nothing allocated; the wrapper's own size arithmetic is checked too.
+    expect_error([&] { rnn::Stream huge(uni, (std::size_t)1 << 60); }, RNN_STATUS_OUT_OF_MEMORY,
+                 "stream");
+    checks++;
+    try {
+        rnn::Stream huge(uni, SIZE_MAX / 2);
+        failures++;
+    } catch (const rnn::OutOfMemory &) {
+    }
+    expect_error([&] { uni.output_len(SIZE_MAX / 2, 4); }, RNN_STATUS_INVALID_ARGUMENT,
+                 "overflows");
+    CHECK(rnn::max_threads == 1024);
+    expect_error([] { rnn::set_num_threads(rnn::max_threads + 1); }, RNN_STATUS_INVALID_ARGUMENT,
+                 "1024");
 
     // Training: forward/backward/gradients, optimizer step, train step.
     rnn::Trainer tr(m);

@@ -1,7 +1,7 @@
 //! Network configurations from C: `rnn_config` and the enums whose values
 //! its integer fields take.
 
-use rnn_models::{Activation, CellKind, GruVariant, NetConfig};
+use rnn_models::{CellKind, GruVariant, NetConfig, Nonlinearity};
 
 use crate::args;
 use crate::error::{Error, Result, guard};
@@ -79,8 +79,8 @@ impl rnn_config {
     /// The Rust configuration, after checking every integer.
     pub(crate) fn to_net_config(self) -> Result<NetConfig> {
         let activation = match self.activation {
-            0 => Activation::Tanh,
-            1 => Activation::Relu,
+            0 => Nonlinearity::Tanh,
+            1 => Nonlinearity::Relu,
             v => {
                 return Err(Error::invalid(format!(
                     "activation = {v}: not an rnn_activation"
@@ -118,8 +118,8 @@ impl rnn_config {
     /// The C description of a Rust configuration.
     pub(crate) fn from_net_config(c: &NetConfig) -> Self {
         let (cell, activation, gru_variant) = match c.cell {
-            CellKind::Elman(Activation::Relu) => (rnn_cell_kind::Elman, 1, 0),
-            CellKind::Elman(_) => (rnn_cell_kind::Elman, 0, 0),
+            CellKind::Elman(Nonlinearity::Tanh) => (rnn_cell_kind::Elman, 0, 0),
+            CellKind::Elman(Nonlinearity::Relu) => (rnn_cell_kind::Elman, 1, 0),
             CellKind::Lstm => (rnn_cell_kind::Lstm, 0, 0),
             CellKind::Gru(GruVariant::LinearBeforeReset) => (rnn_cell_kind::Gru, 0, 0),
             CellKind::Gru(GruVariant::ResetBeforeLinear) => (rnn_cell_kind::Gru, 0, 1),

@@ -38,6 +38,10 @@ pub enum rnn_status {
     /// The library panicked (a bug); the message says where. The handles
     /// involved should be freed, not used further.
     Panic = 7,
+    /// A buffer could not be allocated: a size from the caller or from a file
+    /// is larger than the memory the process can get (or overflows). Nothing
+    /// was changed; the message names the buffer and its size. Since 0.2.
+    OutOfMemory = 8,
 }
 
 impl rnn_status {
@@ -52,6 +56,7 @@ impl rnn_status {
             5 => Self::Io,
             6 => Self::Numerical,
             7 => Self::Panic,
+            8 => Self::OutOfMemory,
             _ => return None,
         })
     }
@@ -66,6 +71,7 @@ impl rnn_status {
             Self::Io => c"I/O or file format error",
             Self::Numerical => c"non-finite value",
             Self::Panic => c"internal panic",
+            Self::OutOfMemory => c"out of memory",
         }
     }
 }
@@ -97,16 +103,37 @@ impl Error {
     }
 }
 
+impl From<rnn_kernels::threads::ThreadsError> for Error {
+    fn from(e: rnn_kernels::threads::ThreadsError) -> Self {
+        use rnn_kernels::threads::ThreadsError as E;
+        let status = match &e {
+            // A count the library refuses, or the OS refused to start the
+            // threads (documented as INVALID_ARGUMENT since 0.1).
+            E::Zero | E::TooMany(_) | E::Spawn(_) => rnn_status::InvalidArgument,
+        };
+        Self::new(status, e.to_string())
+    }
+}
+
 impl From<rnn_models::Error> for Error {
     fn from(e: rnn_models::Error) -> Self {
         use rnn_models::Error as E;
+        // Every variant is named, no catch-all arm (after rustls-ffi's
+        // error.rs): a variant added to rnn-models fails to compile here
+        // until it is given its status.
         let status = match &e {
             E::Shape { .. } => rnn_status::ShapeMismatch,
+            E::ZeroSize { .. } | E::Config(_) | E::MissingParameter { .. } | E::Unexpected(_) => {
+                rnn_status::InvalidArgument
+            }
+            // Reading a file into a buffer of its size can fail for memory
+            // (`std::fs::read` reserves fallibly): that is OUT_OF_MEMORY.
+            E::Io { source, .. } if source.kind() == std::io::ErrorKind::OutOfMemory => {
+                rnn_status::OutOfMemory
+            }
             E::Io { .. } | E::Format { .. } => rnn_status::Io,
+            E::OutOfMemory { .. } => rnn_status::OutOfMemory,
             E::NonFinite(_) => rnn_status::Numerical,
-            // ZeroSize, Config, MissingParameter, Unexpected, OutOfMemory (a
-            // size too large to allocate) and any later variant.
-            _ => rnn_status::InvalidArgument,
         };
         Self::new(status, e.to_string())
     }
@@ -212,4 +239,89 @@ pub extern "C" fn rnn_last_error_message() -> *const c_char {
             .flatten()
             .unwrap_or(c"".as_ptr())
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use rnn_models::Error as E;
+
+    #[test]
+    fn every_models_error_maps_to_its_status() {
+        let cases = [
+            (
+                E::Shape {
+                    tensor: "x".into(),
+                    expected: vec![2],
+                    actual: vec![3],
+                },
+                rnn_status::ShapeMismatch,
+            ),
+            (E::ZeroSize { what: "batch" }, rnn_status::InvalidArgument),
+            (E::Config("c".into()), rnn_status::InvalidArgument),
+            (
+                E::MissingParameter { name: "w".into() },
+                rnn_status::InvalidArgument,
+            ),
+            (E::Unexpected("u".into()), rnn_status::InvalidArgument),
+            (
+                E::Io {
+                    path: "f".into(),
+                    source: std::io::Error::other("e"),
+                },
+                rnn_status::Io,
+            ),
+            (
+                E::Format {
+                    path: "f".into(),
+                    msg: "m".into(),
+                },
+                rnn_status::Io,
+            ),
+            (
+                E::OutOfMemory {
+                    what: "buffer".into(),
+                    bytes: 1 << 50,
+                },
+                rnn_status::OutOfMemory,
+            ),
+            (E::NonFinite("loss".into()), rnn_status::Numerical),
+            (
+                E::Io {
+                    path: "f".into(),
+                    source: std::io::ErrorKind::OutOfMemory.into(),
+                },
+                rnn_status::OutOfMemory,
+            ),
+        ];
+        for (e, status) in cases {
+            let msg = e.to_string();
+            let c = Error::from(e);
+            assert_eq!(c.status, status, "{msg}");
+            assert_eq!(c.msg, msg);
+        }
+        // A size that overflows is an OUT_OF_MEMORY too.
+        let e = Error::from(rnn_models::alloc::product(&[usize::MAX, 2], "y").unwrap_err());
+        assert_eq!(e.status, rnn_status::OutOfMemory);
+    }
+
+    #[test]
+    fn thread_errors_are_invalid_arguments() {
+        use rnn_kernels::threads::ThreadsError as T;
+        for e in [T::Zero, T::TooMany(1025), T::Spawn("EAGAIN".into())] {
+            assert_eq!(Error::from(e).status, rnn_status::InvalidArgument);
+        }
+    }
+
+    #[test]
+    fn statuses_round_trip_and_have_distinct_descriptions() {
+        let all: Vec<rnn_status> = (0..).map_while(rnn_status::from_u32).collect();
+        assert_eq!(all.len(), 9);
+        for (i, s) in all.iter().enumerate() {
+            assert_eq!(*s as usize, i);
+            for t in &all[..i] {
+                assert_ne!(s.description(), t.description());
+            }
+        }
+    }
 }

@@ -11,6 +11,10 @@
 //! - every pointer is checked (NULL, alignment) and every integer validated
 //!   before it becomes a Rust value; outputs go to caller-owned buffers with
 //!   a capacity, checked before any work (`RNN_STATUS_BUFFER_TOO_SMALL`);
+//! - every size from the caller or a file is multiplied with checked
+//!   arithmetic and allocated fallibly (`rnn_models::alloc`, the models'
+//!   `try_*` constructors): a size that overflows or cannot be allocated is
+//!   `RNN_STATUS_OUT_OF_MEMORY`, never an abort;
 //! - handles (`rnn_model`, `rnn_stream`, `rnn_trainer`, `rnn_optimizer`,
 //!   `rnn_ntm`) are
 //!   boxed Rust values owned by the caller; their `free` functions accept
@@ -77,9 +81,15 @@ const _: () = {
 /// Major version of the library; `rnn_abi_version() >> 16`.
 pub const RNN_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
-pub const RNN_VERSION_MINOR: u32 = 1;
+pub const RNN_VERSION_MINOR: u32 = 2;
 /// Patch version of the library; `rnn_abi_version() & 0xff`.
 pub const RNN_VERSION_PATCH: u32 = 0;
+
+/// The most threads `rnn_set_num_threads` accepts (and the largest
+/// `RNN_NUM_THREADS` the library obeys): each thread is an OS thread started
+/// at once.
+pub const RNN_MAX_THREADS: usize = 1024;
+const _: () = assert!(RNN_MAX_THREADS == rnn_kernels::threads::MAX_THREADS);
 
 /// The version of the loaded library as `major << 16 | minor << 8 | patch`.
 /// Compare with the `RNN_VERSION_*` macros of the header a program was
@@ -93,17 +103,20 @@ pub extern "C" fn rnn_abi_version() -> u32 {
     })
 }
 
-/// Sets the number of threads every later library call uses (the default
-/// comes from the environment variable `RNN_NUM_THREADS`, else the number of
-/// cores). Calls already running finish on the previous threads. Results are
-/// deterministic for a fixed thread count.
+/// Sets the number of threads every later library call uses, at most
+/// `RNN_MAX_THREADS` (1024). The default comes from the environment variable
+/// `RNN_NUM_THREADS` when it holds a count from 1 to `RNN_MAX_THREADS` (any
+/// other value is ignored), else the number of cores (at most
+/// `RNN_MAX_THREADS`). Calls already running finish on the previous
+/// threads. Results are deterministic for a fixed thread count.
 ///
-/// Errors: `RNN_STATUS_INVALID_ARGUMENT` (n = 0, or the threads could not be
-/// started). Thread-safe.
+/// Errors: `RNN_STATUS_INVALID_ARGUMENT` (n = 0, n > `RNN_MAX_THREADS`, or
+/// the threads could not be started); the previous threads stay in use.
+/// Thread-safe.
 #[unsafe(no_mangle)]
 pub extern "C" fn rnn_set_num_threads(n: usize) -> rnn_status {
     guard("rnn_set_num_threads", || {
-        rnn_kernels::threads::set_num_threads(n).map_err(|e| Error::invalid(e.to_string()))
+        rnn_kernels::threads::set_num_threads(n).map_err(Error::from)
     })
 }
 

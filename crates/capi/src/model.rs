@@ -78,8 +78,9 @@ pub(crate) unsafe fn give<T>(out: *mut *mut T, value: T) {
 /// failure `*out` is NULL.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (config, out), `RNN_STATUS_INVALID_ARGUMENT`
-/// (an enum field out of range, a flag not 0/1, a zero size, a model too
-/// large). Thread-safe.
+/// (an enum field out of range, a flag not 0/1, a zero size, more than 1024
+/// layers or 2^32 parameters), `RNN_STATUS_OUT_OF_MEMORY` (the parameters
+/// cannot be allocated). Thread-safe.
 ///
 /// # Safety
 /// `config` is NULL or points to an `rnn_config`; `out` is NULL or writable.
@@ -103,14 +104,20 @@ pub unsafe extern "C" fn rnn_model_new(
 /// Loads a model from a safetensors file: metadata keys `cell` (`rnn_tanh`,
 /// `rnn_relu`, `lstm`, `gru`, `gru_reset_before`), `num_layers`,
 /// `bidirectional`, `bias`, `input_size`, `hidden_size` (and optional
-/// `seed`); tensors under PyTorch's `state_dict` names and shapes, float32;
-/// extra tensors are ignored. On success `*out` is a new model owned by the
-/// caller; on failure `*out` is NULL.
+/// `seed`); tensors under PyTorch's `state_dict` names and shapes, float32.
+/// A tensor named like a parameter (`weight_*`, `bias_*`) that the
+/// configuration does not use is an error naming it (say bias tensors in a
+/// file whose metadata says `bias = false`); other tensors are ignored. The
+/// metadata is checked against the file's tensors before anything is
+/// allocated for the model, so a load takes memory bounded by the file's
+/// size, whatever its metadata claims. On success `*out` is a new model
+/// owned by the caller; on failure `*out` is NULL.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing or
 /// unreadable file, not safetensors, truncated, bad or missing metadata, a
-/// missing or misshapen tensor; the message names the file and the problem).
-/// Thread-safe.
+/// missing, misshapen or unused parameter tensor; the message names the file
+/// and the problem), `RNN_STATUS_OUT_OF_MEMORY` (the file's parameters
+/// cannot be held in memory). Thread-safe.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -132,11 +139,16 @@ pub unsafe extern "C" fn rnn_model_load(
 }
 
 /// Saves the model to a safetensors file (configuration as metadata,
-/// parameters under PyTorch's names), written to a temporary file in the
-/// same folder and renamed, so a crash never leaves half a file.
+/// parameters under PyTorch's names), atomically: the parameters are
+/// streamed to a temporary file unique to the call in the same folder, which
+/// is fsynced and renamed over `path` (and the folder fsynced). A crash
+/// never leaves half a file, and concurrent saves to one path (threads or
+/// processes) and concurrent loads of it each see one complete file (the
+/// last rename wins). The save takes no memory proportional to the model.
 /// `rnn_model_load` reads it back identically.
 ///
-/// Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO` (the file
+/// could not be written; `path` is unchanged), `RNN_STATUS_OUT_OF_MEMORY`.
 /// Thread-safe on a const model.
 ///
 /// # Safety
@@ -160,7 +172,8 @@ pub unsafe extern "C" fn rnn_model_save(
 /// parameters). On success `*out` is a new model owned by the caller; on
 /// failure `*out` is NULL.
 ///
-/// Errors: `RNN_STATUS_NULL_POINTER` (m, out). Thread-safe on a const model.
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+/// (no memory for the copy). Thread-safe on a const model.
 ///
 /// # Safety
 /// `m` is NULL or a live model; `out` is NULL or writable.
@@ -175,7 +188,7 @@ pub unsafe extern "C" fn rnn_model_clone(
         // SAFETY: NULL or a live model, by this function's contract.
         let m = unsafe { args::handle(m, "m") }?;
         // SAFETY: `out` checked above.
-        unsafe { give(out, rnn_model::new(m.net.clone())?) };
+        unsafe { give(out, rnn_model::new(m.net.try_clone()?)?) };
         Ok(())
     })
 }
@@ -344,7 +357,9 @@ pub(crate) unsafe fn seq_input<'a>(
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
 /// (seq_len or batch 0, sizes that overflow, c0/c_n for a cell without cell
-/// state, misaligned buffers), `RNN_STATUS_BUFFER_TOO_SMALL`.
+/// state, misaligned buffers), `RNN_STATUS_BUFFER_TOO_SMALL`,
+/// `RNN_STATUS_OUT_OF_MEMORY` (the outputs or work buffers of `seq_len x
+/// batch` cannot be allocated).
 /// Thread-safe: several threads may run forward on one const model at once.
 ///
 /// # Safety

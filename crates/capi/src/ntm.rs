@@ -7,6 +7,7 @@
 
 use std::ffi::{CString, c_char};
 
+use rnn_models::alloc;
 use rnn_models::ntm::{Controller, MemoryInit, Ntm, NtmConfig, NtmGradScratch, NtmTape};
 
 use crate::args::{self, OutBuf};
@@ -147,8 +148,9 @@ impl rnn_ntm {
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (config, out),
 /// `RNN_STATUS_INVALID_ARGUMENT` (a zero size, too many heads, a shift range
-/// of N or more, a non-finite `memory_init`, a flag not 0/1, a machine too
-/// large). Thread-safe.
+/// of N or more, a non-finite `memory_init`, a flag not 0/1, more than 2^32
+/// parameters), `RNN_STATUS_OUT_OF_MEMORY` (the parameters cannot be
+/// allocated). Thread-safe.
 ///
 /// # Safety
 /// `config` is NULL or points to an `rnn_ntm_config`; `out` is NULL or
@@ -174,9 +176,18 @@ pub unsafe extern "C" fn rnn_ntm_new(
 /// `model.safetensors`). On success `*out` is a new machine owned by the
 /// caller; on failure `*out` is NULL.
 ///
+/// The configuration in the metadata is checked against the file's tensors
+/// before anything is allocated for the machine, so a load takes memory
+/// bounded by the file's size, whatever its metadata claims. A tensor of the
+/// NTM's parameter groups (`controller.*`, `heads.*`, `output.*`, `init.*`)
+/// that the configuration does not use is an error naming it; other
+/// tensors are ignored.
+///
 /// Errors: `RNN_STATUS_NULL_POINTER` (path, out), `RNN_STATUS_IO` (missing,
 /// unreadable, truncated or malformed file, not an NTM, bad metadata, a
-/// missing or misshapen tensor; the message names the file). Thread-safe.
+/// missing, misshapen or unused parameter tensor; the message names the
+/// file), `RNN_STATUS_OUT_OF_MEMORY` (the file's parameters cannot be held
+/// in memory). Thread-safe.
 ///
 /// # Safety
 /// `path` is NULL or a NUL-terminated string; `out` is NULL or writable.
@@ -194,11 +205,13 @@ pub unsafe extern "C" fn rnn_ntm_load(path: *const c_char, out: *mut *mut rnn_nt
     })
 }
 
-/// Saves the machine (configuration as metadata), atomically: a crash
-/// never leaves half a file.
+/// Saves the machine (configuration as metadata), atomically, as
+/// `rnn_model_save`: a temporary file unique to the call, fsynced and
+/// renamed; a crash never leaves half a file, and concurrent saves and loads
+/// of one path each see one complete file.
 ///
-/// Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`.
-/// Thread-safe on a const machine.
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, path), `RNN_STATUS_IO`,
+/// `RNN_STATUS_OUT_OF_MEMORY`. Thread-safe on a const machine.
 ///
 /// # Safety
 /// `m` is NULL or a live machine; `path` is NULL or a NUL-terminated string.
@@ -276,8 +289,10 @@ fn c_config(c: &NtmConfig) -> rnn_ntm_config {
 /// writes the logits `[seq_len, batch, O]` to `y` (capacity `y_cap`).
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (m, x, y), `RNN_STATUS_INVALID_ARGUMENT`
-/// (seq_len or batch 0), `RNN_STATUS_SHAPE_MISMATCH` (x_len is not
-/// `seq_len * batch * I`), `RNN_STATUS_BUFFER_TOO_SMALL` (y_cap); nothing is
+/// (seq_len or batch 0, sizes that overflow), `RNN_STATUS_SHAPE_MISMATCH`
+/// (x_len is not `seq_len * batch * I`), `RNN_STATUS_BUFFER_TOO_SMALL`
+/// (y_cap), `RNN_STATUS_OUT_OF_MEMORY` (the work buffers of `seq_len x
+/// batch`: memories, addressing weights, controller states); nothing is
 /// written on error. Thread-safe on a const machine.
 ///
 /// # Safety
@@ -318,9 +333,11 @@ pub unsafe extern "C" fn rnn_ntm_forward(
 /// `x` `[seq_len, batch, I]` (capacity `dx_cap`). If `y` is not NULL the
 /// logits are written there too (capacity `y_cap`).
 ///
-/// Errors: as `rnn_ntm_forward`, plus `RNN_STATUS_NULL_POINTER` (dy, grads),
-/// `RNN_STATUS_SHAPE_MISMATCH` (dy_len), `RNN_STATUS_BUFFER_TOO_SMALL`
-/// (grads_cap, dx_cap, y_cap); nothing is written on error. Thread-safe on
+/// Errors: as `rnn_ntm_forward` (`RNN_STATUS_OUT_OF_MEMORY` also for the
+/// tape of the whole sequence and the gradients), plus
+/// `RNN_STATUS_NULL_POINTER` (dy, grads), `RNN_STATUS_SHAPE_MISMATCH`
+/// (dy_len), `RNN_STATUS_BUFFER_TOO_SMALL` (grads_cap, dx_cap, y_cap);
+/// nothing is written on error. Thread-safe on
 /// a const machine.
 ///
 /// # Safety
@@ -357,8 +374,8 @@ pub unsafe extern "C" fn rnn_ntm_gradients(
         let y = unsafe { OutBuf::optional(y, y_cap, y_need, "y") }?;
         let mut tape = NtmTape::new();
         m.ntm.forward_train(x, seq_len, batch, &mut tape)?;
-        let mut g = m.ntm.zero_grads();
-        let mut dx_buf = vec![0.0; if dx.is_some() { dx_need } else { 0 }];
+        let mut g = m.ntm.params().try_zeros_like()?;
+        let mut dx_buf = alloc::zeros(if dx.is_some() { dx_need } else { 0 }, "dx")?;
         let dx_arg = dx.is_some().then_some(dx_buf.as_mut_slice());
         m.ntm
             .backward(&tape, dy, &mut g, dx_arg, &mut NtmGradScratch::default())?;

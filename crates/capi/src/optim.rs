@@ -294,7 +294,9 @@ pub unsafe extern "C" fn rnn_optimizer_new_rmsprop(
 /// Errors: `RNN_STATUS_NULL_POINTER` (opt, m, t), `RNN_STATUS_INVALID_ARGUMENT`
 /// (no backward yet; a trainer of another model), `RNN_STATUS_SHAPE_MISMATCH`
 /// (the optimizer's state was sized for a model with another parameter
-/// count), `RNN_STATUS_NUMERICAL` (a non-finite gradient); nothing is changed
+/// count), `RNN_STATUS_NUMERICAL` (a non-finite gradient),
+/// `RNN_STATUS_OUT_OF_MEMORY` (the optimizer's state, allocated at its first
+/// step: one or two buffers the size of the parameters); nothing is changed
 /// on error. Needs exclusive access to the optimizer and the model.
 ///
 /// # Safety

@@ -7,19 +7,28 @@
 
 use std::ffi::c_char;
 
+use rnn_models::alloc;
+
 use crate::args::{self, OutBuf};
 use crate::error::{Error, Result, guard, rnn_status};
 use crate::model::rnn_model;
 
 /// The parameters' names as C strings, in buffer order (kept by a handle for
 /// its `*_param_name` function).
+/// The table is allocated fallibly (its length grows with `num_layers`).
 pub(crate) fn c_names(params: &rnn_models::Params) -> Result<Vec<std::ffi::CString>> {
-    params
-        .infos()
-        .iter()
-        .map(|i| std::ffi::CString::new(i.name.as_str()))
-        .collect::<std::result::Result<_, _>>()
-        .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))
+    let infos = params.infos();
+    let mut names = Vec::new();
+    alloc::reserve(&mut names, infos.len(), "parameter name table")?;
+    for i in infos {
+        let mut bytes = Vec::new();
+        alloc::reserve(&mut bytes, i.name.len() + 1, "parameter name")?;
+        bytes.extend_from_slice(i.name.as_bytes());
+        let name = std::ffi::CString::new(bytes)
+            .map_err(|_| Error::invalid("a parameter name contains a NUL byte"))?;
+        names.push(name);
+    }
+    Ok(names)
 }
 
 /// Writes `names[index]` (owned by the handle) through `out`, or an error

@@ -1,6 +1,6 @@
 //! Streaming: one time step at a time, the state held in a handle.
 
-use rnn_models::{NetConfig, StreamState};
+use rnn_models::{NetConfig, StreamState, alloc};
 
 use crate::args::{self, OutBuf};
 use crate::error::{Error, Result, guard, guard_value, rnn_status};
@@ -36,9 +36,15 @@ impl rnn_stream {
 /// model of the same configuration). On success `*out` is a new stream
 /// owned by the caller (free it with `rnn_stream_free`); on failure NULL.
 ///
+/// The states (`[L, batch, H]`, twice for an LSTM) and the work buffer of a
+/// step's output (`[batch, H]`) are allocated here, so a batch too large for
+/// memory fails here, not at a later step.
+///
 /// Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_INVALID_ARGUMENT`
 /// (batch 0; a bidirectional model, whose reverse direction needs the whole
-/// sequence). Thread-safe on a const model.
+/// sequence), `RNN_STATUS_OUT_OF_MEMORY` (the states of `batch` sequences
+/// cannot be allocated, or their size overflows). Thread-safe on a const
+/// model.
 ///
 /// # Safety
 /// `m` is NULL or a live model; `out` is NULL or writable.
@@ -53,11 +59,16 @@ pub unsafe extern "C" fn rnn_stream_new(
         let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
         // SAFETY: NULL or a live model, by this function's contract.
         let m = unsafe { args::handle(m, "m") }?;
+        let c = m.net.config();
+        // Everything is allocated here, up front (sizes checked, allocations
+        // fallible): a batch that cannot be held fails now, not at a step.
         let state = m.net.stream_state(batch)?;
+        let y_len = alloc::product(&[batch, c.hidden_size], "stream output [batch, H]")?;
+        let y = alloc::zeros(y_len, "stream output [batch, H]")?;
         let s = rnn_stream {
-            config: m.net.config().clone(),
+            config: c.clone(),
             state,
-            y: Vec::new(),
+            y,
         };
         // SAFETY: `out` checked above.
         unsafe { give(out, s) };
@@ -72,7 +83,8 @@ pub unsafe extern "C" fn rnn_stream_new(
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (s, m, x_t, y_t),
 /// `RNN_STATUS_INVALID_ARGUMENT` (a model of another configuration),
-/// `RNN_STATUS_BUFFER_TOO_SMALL`; on error the state is unchanged.
+/// `RNN_STATUS_BUFFER_TOO_SMALL`, `RNN_STATUS_OUT_OF_MEMORY` (a work
+/// buffer); on error the state is unchanged.
 /// Thread-safe on a const model; the stream needs exclusive access.
 ///
 /// # Safety
@@ -101,7 +113,7 @@ pub unsafe extern "C" fn rnn_stream_step(
         let y_need = args::product(&[b, c.hidden_size], "y_t")?;
         // SAFETY: NULL or `y_t_len` writable floats, by this function's contract.
         let y_buf = unsafe { OutBuf::new(y_t, y_t_len, y_need, "y_t") }?;
-        s.y.resize(y_need, 0.0);
+        alloc::resize(&mut s.y, y_need, "stream output [batch, H]")?;
         m.net.step(x_t, &mut s.state, &mut s.y)?;
         y_buf.write(&s.y);
         Ok(())

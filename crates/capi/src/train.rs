@@ -4,7 +4,7 @@
 use std::ffi::c_char;
 
 use rnn_models::optim::clip_grad_norm;
-use rnn_models::{Gradients, OutputGrads, Tape};
+use rnn_models::{Gradients, OutputGrads, Tape, alloc};
 
 use crate::args::{self, OutBuf};
 use crate::error::{Error, Result, guard, guard_value, rnn_status};
@@ -66,10 +66,12 @@ impl rnn_trainer {
     }
 }
 
-/// Creates a trainer for `m`. On success `*out` is a new trainer owned by
-/// the caller (free it with `rnn_trainer_free`); on failure NULL.
+/// Creates a trainer for `m`, with its gradient buffer (the size of the
+/// model's parameters). On success `*out` is a new trainer owned by the
+/// caller (free it with `rnn_trainer_free`); on failure NULL.
 ///
-/// Errors: `RNN_STATUS_NULL_POINTER` (m, out). Thread-safe on a const model.
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+/// (no memory for the gradients). Thread-safe on a const model.
 ///
 /// # Safety
 /// `m` is NULL or a live model; `out` is NULL or writable.
@@ -86,7 +88,7 @@ pub unsafe extern "C" fn rnn_trainer_new(
         let t = rnn_trainer {
             model_id: m.id,
             tape: Tape::new(),
-            grads: Gradients::for_net(&m.net),
+            grads: Gradients::try_for_net(&m.net)?,
             forward_gen: None,
             shape: (0, 0),
             has_grads: false,
@@ -113,7 +115,8 @@ pub unsafe extern "C" fn rnn_trainer_free(t: *mut rnn_trainer) {
 /// shapes and errors; `lengths` may be NULL), and records in the trainer
 /// what `rnn_trainer_backward` needs.
 ///
-/// Errors: as `rnn_model_forward_lengths`, and `RNN_STATUS_NULL_POINTER` (t),
+/// Errors: as `rnn_model_forward_lengths` (`RNN_STATUS_OUT_OF_MEMORY` also
+/// for the tape of `seq_len x batch`), and `RNN_STATUS_NULL_POINTER` (t),
 /// `RNN_STATUS_INVALID_ARGUMENT` (a trainer made for another model).
 /// Thread-safe on a const model; the trainer needs exclusive access.
 ///
@@ -175,7 +178,8 @@ pub unsafe extern "C" fn rnn_trainer_forward(
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (t, m, grad_y),
 /// `RNN_STATUS_INVALID_ARGUMENT` (no forward yet, parameters changed since,
-/// another model, grad_c_n for a cell without cell state).
+/// another model, grad_c_n for a cell without cell state),
+/// `RNN_STATUS_OUT_OF_MEMORY` (the input gradients or work buffers).
 /// Thread-safe on a const model; the trainer needs exclusive access.
 ///
 /// # Safety
@@ -368,7 +372,9 @@ pub unsafe extern "C" fn rnn_trainer_clip_grad_norm(
 /// Errors: as `rnn_trainer_forward` (y/h_n/c_n excepted), and
 /// `RNN_STATUS_NULL_POINTER` (opt, target), `RNN_STATUS_INVALID_ARGUMENT`
 /// (max_grad_norm negative or not finite), `RNN_STATUS_NUMERICAL` (a
-/// non-finite loss or gradient: the parameters are not updated).
+/// non-finite loss or gradient: the parameters are not updated),
+/// `RNN_STATUS_OUT_OF_MEMORY` (the tape, the gradients, or the optimizer's
+/// state, sized at its first step: the parameters are not updated).
 /// Needs exclusive access to the model, the trainer and the optimizer.
 ///
 /// # Safety
@@ -423,7 +429,7 @@ pub unsafe extern "C" fn rnn_trainer_step_mse(
         let out = m.net.forward_train(input, &mut t.tape)?;
         t.forward_gen = Some(m.generation);
         t.shape = (seq_len, batch);
-        t.dy.resize(out.y.len(), 0.0);
+        alloc::resize(&mut t.dy, out.y.len(), "dL/dy of the loss")?;
         let value = rnn_models::loss::mse(&out.y, target, &mut t.dy)?;
         if !value.is_finite() {
             return Err(Error::new(

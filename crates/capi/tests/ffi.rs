@@ -8,12 +8,14 @@ use std::ptr::{null, null_mut};
 
 use rnn::*;
 use rnn_models::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm};
-use rnn_models::{Activation, CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent};
+use rnn_models::{
+    CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Recurrent,
+};
 use rnn_models::{SeqInput, Tape};
 
 const KINDS: [CellKind; 5] = [
-    CellKind::Elman(Activation::Tanh),
-    CellKind::Elman(Activation::Relu),
+    CellKind::Elman(Nonlinearity::Tanh),
+    CellKind::Elman(Nonlinearity::Relu),
     CellKind::Lstm,
     CellKind::Gru(GruVariant::LinearBeforeReset),
     CellKind::Gru(GruVariant::ResetBeforeLinear),
@@ -33,7 +35,7 @@ fn data(n: usize, seed: u64) -> Vec<f32> {
 
 fn c_config(c: &NetConfig) -> rnn_config {
     let (cell, activation, gru_variant) = match c.cell {
-        CellKind::Elman(Activation::Relu) => (rnn_cell_kind::Elman, rnn_activation::Relu, 0),
+        CellKind::Elman(Nonlinearity::Relu) => (rnn_cell_kind::Elman, rnn_activation::Relu, 0),
         CellKind::Elman(_) => (rnn_cell_kind::Elman, rnn_activation::Tanh, 0),
         CellKind::Lstm => (rnn_cell_kind::Lstm, rnn_activation::Tanh, 0),
         CellKind::Gru(GruVariant::LinearBeforeReset) => {
@@ -514,12 +516,19 @@ fn errors_name_the_function_and_argument() {
     assert_eq!(unsafe { rnn_get_num_threads(&mut n) }, rnn_status::Ok);
     assert!(n >= 1);
     assert_eq!(last_error(), "");
-    for v in 0..8 {
+    for v in 0..=rnn_status::OutOfMemory as u32 {
+        assert_eq!(rnn_status::from_u32(v).map(|s| s as u32), Some(v));
         // SAFETY: static NUL-terminated strings.
         let s = unsafe { CStr::from_ptr(rnn_status_string(v)) };
         assert_ne!(s.to_str().unwrap(), "unknown status");
     }
+    assert_eq!(
+        rnn_status::OutOfMemory as u32,
+        8,
+        "values are never reordered"
+    );
     // SAFETY: as above.
-    let s = unsafe { CStr::from_ptr(rnn_status_string(8)) };
+    let s = unsafe { CStr::from_ptr(rnn_status_string(9)) };
     assert_eq!(s.to_str().unwrap(), "unknown status");
+    assert_eq!(rnn_status::from_u32(9), None);
 }

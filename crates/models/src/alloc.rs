@@ -68,7 +68,10 @@ mod tests {
     fn overflowing_and_impossible_sizes_are_errors() {
         assert!(matches!(
             product(&[usize::MAX, 2], "x"),
-            Err(Error::OutOfMemory { bytes: usize::MAX, .. })
+            Err(Error::OutOfMemory {
+                bytes: usize::MAX,
+                ..
+            })
         ));
         assert_eq!(product(&[3, 4, 5], "x").unwrap(), 60);
         assert_eq!(product(&[], "x").unwrap(), 1);

@@ -5,8 +5,10 @@
 use std::path::PathBuf;
 
 /// What went wrong, and where.
+///
+/// Not `#[non_exhaustive]`: the C API maps every variant to a status with no
+/// catch-all arm, so a new variant must be given its status there.
 #[derive(Debug, thiserror::Error)]
-#[non_exhaustive]
 pub enum Error {
     /// A tensor has the wrong shape (or its buffer the wrong length).
     #[error("{tensor}: expected shape {expected:?}, got {actual:?}")]

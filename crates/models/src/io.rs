@@ -66,9 +66,20 @@ impl TensorFile {
     /// names and dtypes of the others. Errors: I/O, a malformed or truncated
     /// file, no memory for its values.
     pub fn read(path: &Path) -> Result<Self> {
-        let bytes = std::fs::read(path).map_err(|source| Error::Io {
-            path: path.to_path_buf(),
-            source,
+        let bytes = std::fs::read(path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::OutOfMemory {
+                Error::OutOfMemory {
+                    what: format!("the contents of {}", path.display()),
+                    bytes: std::fs::metadata(path).map_or(usize::MAX, |m| {
+                        usize::try_from(m.len()).unwrap_or(usize::MAX)
+                    }),
+                }
+            } else {
+                Error::Io {
+                    path: path.to_path_buf(),
+                    source,
+                }
+            }
         })?;
         let st = SafeTensors::deserialize(&bytes)
             .map_err(|e| format_err(path, format!("not a valid safetensors file: {e}")))?;

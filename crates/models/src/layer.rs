@@ -21,10 +21,10 @@
 
 use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
 
+pub(crate) use crate::alloc::{product, resize};
 use crate::cells::{
     BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
 };
-pub(crate) use crate::alloc::{product, resize};
 use crate::error::Result;
 
 /// Sizes and direction of one layer run.
