@@ -31,11 +31,13 @@ fn check_aligned<T>(p: *const T, name: &str) -> Result<()> {
     Ok(())
 }
 
-/// `a * b * ...`, or an error naming `what` when it overflows.
+/// `a * b * ...` of sizes a caller passed, or `RNN_STATUS_INVALID_ARGUMENT`
+/// naming `what` when it overflows (no buffer can have that length; a size
+/// to allocate goes through `rnn_models::alloc`, whose overflow is
+/// OUT_OF_MEMORY).
 pub(crate) fn product(dims: &[usize], what: &str) -> Result<usize> {
-    dims.iter()
-        .try_fold(1usize, |acc, &d| acc.checked_mul(d))
-        .ok_or_else(|| Error::invalid(format!("{what}: size {dims:?} overflows")))
+    rnn_models::alloc::product(dims, what)
+        .map_err(|_| Error::invalid(format!("{what}: size {dims:?} overflows")))
 }
 
 /// A shared reference to a handle.

@@ -28,7 +28,7 @@ use anyhow::{Context, Result, anyhow, bail};
 use recurrent::kernels::{Mat, MatMut, Op, gemm};
 use recurrent::ntm::{Ntm, NtmConfig, NtmGradScratch, NtmTape};
 use recurrent::{
-    Activation, CellKind, Gradients, NetConfig, OutputGrads, Params, Recurrent, SeqInput, Tape,
+    CellKind, Gradients, NetConfig, Nonlinearity, OutputGrads, Params, Recurrent, SeqInput, Tape,
     TensorFile,
 };
 
@@ -41,8 +41,8 @@ pub struct BenchArgs {
     /// Write the table as JSON to this file.
     #[arg(long)]
     pub json: Option<PathBuf>,
-    /// Threads for both sides (default: all cores).
-    #[arg(long)]
+    /// Threads for both sides, 1 to 1024 (default: all cores).
+    #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
     /// Measurements per side; the median is reported.
     #[arg(long, default_value_t = 5)]
@@ -96,7 +96,7 @@ const fn shape(
 /// The default grid: (config, cells).
 fn grid(quick: bool) -> Vec<(Shape, Vec<CellKind>)> {
     let cells = vec![
-        CellKind::Elman(Activation::Tanh),
+        CellKind::Elman(Nonlinearity::Tanh),
         CellKind::Lstm,
         CellKind::Gru(Default::default()),
     ];
@@ -708,7 +708,7 @@ pub fn run(args: &BenchArgs) -> Result<()> {
                 .collect::<Vec<_>>()
                 .join(",\n")
         );
-        recurrent::io::write_atomic(path, body.as_bytes())?;
+        crate::run_dir::write_file(path, body.as_bytes())?;
         println!("wrote {}", path.display());
     }
     Ok(())

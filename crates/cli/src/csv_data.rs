@@ -25,7 +25,9 @@ pub enum ColumnKind {
 }
 
 /// The date column: its name, the cells as text, and their day numbers
-/// when every cell is an ISO date.
+/// when the cells are ISO dates (`YYYY-MM-DD`, optionally with a time).
+/// A column with no ISO date is a column of labels (no order check); one
+/// with some must have only ISO dates.
 #[derive(Clone, Debug)]
 pub struct DateColumn {
     pub name: String,
@@ -144,9 +146,11 @@ impl Table {
             .collect()
     }
 
-    /// The values of column `name`, all finite. Errors name the file, the
-    /// column and the row: an unknown column, the date column, a text
-    /// column, a cell that is not a number, an empty cell, NaN or infinity.
+    /// The values of column `name`, all finite and within f32's range (the
+    /// network computes in f32). Errors name the file, the column and the
+    /// row: an unknown column, the date column, a text column, a cell that
+    /// is not a number, an empty cell, NaN, infinity, or a magnitude beyond
+    /// f32's (about 3.4e38).
     pub fn series(&self, name: &str) -> Result<Vec<f64>> {
         let shown = self.path.display();
         if self.date.as_ref().is_some_and(|d| d.name == name) {
@@ -163,7 +167,11 @@ impl Table {
                 .iter()
                 .enumerate()
                 .map(|(i, x)| match x {
-                    Some(x) if x.is_finite() => Ok(*x),
+                    Some(x) if x.is_finite() && x.abs() <= f64::from(f32::MAX) => Ok(*x),
+                    Some(x) if x.is_finite() => bail!(
+                        "{shown}: column {name:?}, {}: {x} is beyond the range of f32 (about ±3.4e38)",
+                        row_ref(i)
+                    ),
                     Some(x) => bail!(
                         "{shown}: column {name:?}, {}: {x} is not a finite number",
                         row_ref(i)
@@ -259,7 +267,25 @@ fn read_dates(path: &Path, c: &Column) -> Result<DateColumn> {
             ),
         }
     }
-    let days: Option<Vec<f64>> = labels.iter().map(|l| parse_iso_time(l)).collect();
+    let parsed: Vec<Option<f64>> = labels.iter().map(|l| parse_iso_time(l)).collect();
+    let days: Option<Vec<f64>> = if parsed.iter().any(Option::is_some) {
+        // Dates: every one must parse, or the order check would be off.
+        if let Some(i) = parsed.iter().position(Option::is_none) {
+            let example = parsed
+                .iter()
+                .position(Option::is_some)
+                .map_or("", |k| labels[k].as_str());
+            bail!(
+                "{}: column {name:?}, {}: {:?} is not a date like the others (YYYY-MM-DD, as {example:?})",
+                path.display(),
+                row_ref(i),
+                labels[i]
+            );
+        }
+        Some(parsed.into_iter().flatten().collect())
+    } else {
+        None
+    };
     if let Some(days) = &days {
         if let Some(i) = days.windows(2).position(|w| w[1] <= w[0]) {
             bail!(

@@ -14,15 +14,16 @@
 
 use std::path::PathBuf;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use recurrent::{
-    Activation, CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
+    CellKind, Gradients, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput, Tape,
 };
 
 use crate::dates::utc_timestamp;
-use crate::output::{OutFile, check_out_dir, fresh_dir, write_all};
+use crate::memory;
 use crate::plot::{self, Chart, Line, PALETTE};
 use crate::rng::Rng;
+use crate::run_dir::{OutFile, Staging, check_dest, fresh_dir};
 use plotters::chart::SeriesLabelPosition;
 
 /// Arguments of `rnn gradients`.
@@ -48,9 +49,25 @@ pub struct GradientsArgs {
     /// Seed of the weights and the inputs.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Output folder [default: runs/gradients-<UTC timestamp>/].
+    /// Output folder [default: runs/gradients-<UTC timestamp>/], written
+    /// whole with manifest.json last (as `rnn train --out`); an existing
+    /// folder that is not empty is refused unless --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace --out if it holds an earlier run written by rnn (see
+    /// `rnn train --help`); nothing else is ever replaced.
+    #[arg(long)]
+    pub overwrite: bool,
+}
+
+/// Bytes the study needs, about (`None`: more than can be counted): one
+/// LSTM over a batch of `H` copies of the sequence, its tape and backward
+/// (`T * H * H * 12` floats), and the orthogonal matrix.
+fn need(steps: usize, hidden: usize) -> Option<u64> {
+    let floats = memory::product(&[steps, hidden, hidden, 12])?;
+    floats
+        .checked_mul(4)?
+        .checked_add(memory::product(&[hidden, hidden, 16])?)
 }
 
 /// A random `n x n` orthogonal matrix (Gram-Schmidt on Gaussian columns),
@@ -86,7 +103,7 @@ fn jacobian_norms(net: &Recurrent, x: &[f32], steps: usize) -> Result<Vec<f64>> 
     let i = net.config().input_size;
     let b = h;
     // The same sequence in every batch row: [T, B, I].
-    let mut xb = vec![0.0f32; steps * b * i];
+    let mut xb: Vec<f32> = memory::zeros(steps * b * i, "the batch of sequences")?;
     for t in 0..steps {
         for r in 0..b {
             xb[(t * b + r) * i..(t * b + r + 1) * i].copy_from_slice(&x[t * i..(t + 1) * i]);
@@ -94,7 +111,7 @@ fn jacobian_norms(net: &Recurrent, x: &[f32], steps: usize) -> Result<Vec<f64>> 
     }
     let mut tape = Tape::new();
     net.forward_train(SeqInput::new(&xb, steps, b), &mut tape)?;
-    let mut grad_y = vec![0.0f32; steps * b * h];
+    let mut grad_y: Vec<f32> = memory::zeros(steps * b * h, "the output gradients")?;
     for r in 0..b {
         grad_y[((steps - 1) * b + r) * h + r] = 1.0;
     }
@@ -125,9 +142,24 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
     if !(a.input_std.is_finite() && a.input_std >= 0.0 && a.forget_bias.is_finite()) {
         bail!("--input-std and --forget-bias must be finite (--input-std >= 0)");
     }
-    if let Some(out) = &a.out {
-        check_out_dir(out)?;
+    match &a.out {
+        Some(out) => check_dest(out, a.overwrite)?,
+        None if a.overwrite => bail!("--overwrite applies to an --out folder only"),
+        None => {}
     }
+    // The option further above its default (the need grows as T * H^2).
+    let h_ratio = (a.hidden as f64 / 32.0).powi(2);
+    let what = if h_ratio >= a.steps as f64 / 100.0 {
+        format!("--hidden {}", a.hidden)
+    } else {
+        format!("--steps {}", a.steps)
+    };
+    memory::check(need(a.steps, a.hidden), &what)?;
+    let out_dir = match &a.out {
+        Some(p) => p.clone(),
+        None => fresh_dir(PathBuf::from("runs").join(format!("gradients-{}", utc_timestamp()))),
+    };
+    let stage = Staging::create(&out_dir, a.overwrite, "gradients")?;
     let (t, h) = (a.steps, a.hidden);
     let mut rng = Rng::new(a.seed);
     let x: Vec<f32> = (0..t)
@@ -138,7 +170,7 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
     // the curves differ only by the scale and the activation.
     let q = orthogonal(h, &mut rng);
     let mut curves: Vec<(String, Vec<f64>)> = Vec::new();
-    for act in [Activation::Tanh, Activation::Relu] {
+    for act in [Nonlinearity::Tanh, Nonlinearity::Relu] {
         for &s in &a.scales {
             let mut c = NetConfig::new(CellKind::Elman(act), 1, h);
             c.seed = a.seed;
@@ -148,7 +180,7 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
             net.set_param("bias_ih_l0", &vec![0.0; h])?;
             net.set_param("bias_hh_l0", &vec![0.0; h])?;
             let name = match act {
-                Activation::Relu => "relu",
+                Nonlinearity::Relu => "relu",
                 _ => "tanh",
             };
             curves.push((
@@ -249,17 +281,12 @@ pub fn run(a: &GradientsArgs) -> Result<()> {
         }
         csv.push('\n');
     }
-    let out_dir = match &a.out {
-        Some(p) => p.clone(),
-        None => fresh_dir(PathBuf::from("runs").join(format!("gradients-{}", utc_timestamp()))),
-    };
-    write_all(
-        &out_dir,
-        &[
+    let out_dir = stage
+        .commit(&[
             OutFile::Bytes("gradients.png", &png),
             OutFile::Bytes("gradients.csv", csv.as_bytes()),
-        ],
-    )?;
+        ])
+        .with_context(|| format!("writing the run folder {}", out_dir.display()))?;
     println!(
         "wrote {}/gradients.png and gradients.csv",
         out_dir.display()
@@ -289,7 +316,7 @@ mod tests {
         // |dh_T/dx_t| = s^lag |W_ih| exactly.
         let (t, h, s) = (12, 8, 1.5);
         let mut net =
-            Recurrent::new(NetConfig::new(CellKind::Elman(Activation::Tanh), 1, h)).unwrap();
+            Recurrent::new(NetConfig::new(CellKind::Elman(Nonlinearity::Tanh), 1, h)).unwrap();
         let q = orthogonal(h, &mut Rng::new(5));
         let w: Vec<f32> = q.iter().map(|v| (s * v) as f32).collect();
         net.set_param("weight_hh_l0", &w).unwrap();

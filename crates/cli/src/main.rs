@@ -11,19 +11,23 @@
 //! - `rnn info`: version, SIMD level, thread count.
 //! - `rnn bench`: librnn against PyTorch on this machine.
 //!
-//! Errors are one line on stderr (`rnn: error: ...`) and a non-zero exit;
-//! a failed command leaves no partial output.
+//! Errors are one line on stderr (`rnn: error: ...`) and exit code 1 (2 for
+//! a bad command line); a failed or interrupted command leaves no partial
+//! output: run folders are staged beside their destination and moved into
+//! place whole, with a manifest written last (see `run_dir`). SIGINT,
+//! SIGTERM and SIGHUP exit with 128 + the signal number (130 for Ctrl-C).
 
 mod bench;
 mod csv_data;
 mod dates;
 mod gradients;
+mod memory;
 mod ntm;
-mod output;
 mod plot;
 mod predict;
 mod predictor;
 mod rng;
+mod run_dir;
 mod scaler;
 mod train;
 
@@ -31,10 +35,22 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+const AFTER_HELP: &str = "\
+Run folders (train, ntm, gradients) are written beside their destination \
+(.NAME.staging-*) and moved into place whole; manifest.json, written last, \
+lists their files and sizes, and `rnn predict` reads only such complete runs. \
+An existing --out folder that is not empty is refused unless --overwrite, \
+which replaces only an earlier run. A failed or interrupted command leaves no \
+partial folder and never deletes an earlier run; `rnn ntm` stopped after a \
+checkpoint keeps it as a complete run marked interrupted.
+
+Exit codes: 0 success, 1 error (one line on stderr), 2 bad command line, \
+128 + N when stopped by signal N (130 for Ctrl-C, 143 for SIGTERM).";
+
 /// Recurrent neural networks (Elman, LSTM, GRU) and Neural Turing Machines
 /// on the CPU: train, predict, study gradients, benchmark.
 #[derive(Parser, Debug)]
-#[command(name = "rnn", version, propagate_version = true)]
+#[command(name = "rnn", version, propagate_version = true, after_help = AFTER_HELP)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -58,6 +74,23 @@ enum Command {
     Info,
     /// Benchmark librnn against PyTorch on this machine.
     Bench(bench::BenchArgs),
+}
+
+/// Parses a `--threads` value: 1 to the library's cap
+/// ([`recurrent::kernels::threads::MAX_THREADS`]).
+pub fn parse_threads(s: &str) -> Result<usize, String> {
+    use recurrent::kernels::threads::MAX_THREADS;
+    let n: usize = s
+        .trim()
+        .parse()
+        .map_err(|_| format!("not a thread count (1 to {MAX_THREADS})"))?;
+    match n {
+        0 => Err("the thread count must be at least 1".into()),
+        n if n > MAX_THREADS => Err(format!(
+            "{n} threads is more than librnn's limit of {MAX_THREADS}"
+        )),
+        n => Ok(n),
+    }
 }
 
 fn info() -> anyhow::Result<()> {
@@ -96,6 +129,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
+    if let Err(e) = run_dir::catch_signals() {
+        eprintln!("rnn: error: {e:#}");
+        return ExitCode::FAILURE;
+    }
     let result = match &cli.command {
         Command::Train(args) => train::run(args),
         Command::Predict(args) => predict::run(args),

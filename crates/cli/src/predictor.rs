@@ -14,6 +14,7 @@ use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
 use recurrent::arch::top_state;
+use recurrent::optim::check_finite;
 use recurrent::{Linear, Recurrent, SeqInput};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
 
@@ -71,9 +72,9 @@ pub fn gather_windows(x: &[f32], f: usize, window: usize, starts: &[usize], out:
 
 impl Predictor {
     /// Scales the feature columns (`columns[c]` is feature `c`) into rows
-    /// `[N, F]` of `f32`.
-    pub fn scale_rows(&self, columns: &[Vec<f64>]) -> Vec<f32> {
-        scale_rows(&self.x_scaler, columns)
+    /// `[N, F]` of `f32`. Errors: a value that scales beyond f32's range.
+    pub fn scale_rows(&self, columns: &[Vec<f64>]) -> Result<Vec<f32>> {
+        scale_rows(&self.x_scaler, &self.features, columns)
     }
 
     /// The network's outputs (scaled) for the windows starting at `starts`,
@@ -268,6 +269,24 @@ impl Predictor {
             min: as_f64(read("scaler.y_min", Dtype::F64, &[1])?),
             max: as_f64(read("scaler.y_max", Dtype::F64, &[1])?),
         };
+        for (kind, s) in [("x", &x_scaler), ("y", &y_scaler)] {
+            for (c, (&lo, &hi)) in s.min.iter().zip(&s.max).enumerate() {
+                for (end, v) in [("min", lo), ("max", hi)] {
+                    if !v.is_finite() {
+                        bail!("{shown}: scaler.{kind}_{end}[{c}] is {v}, not a finite number");
+                    }
+                }
+                if hi < lo || !(hi - lo).is_finite() {
+                    bail!(
+                        "{shown}: scaler.{kind}_min[{c}] = {lo} and scaler.{kind}_max[{c}] = {hi} are not a range"
+                    );
+                }
+            }
+        }
+        check_finite(head.params(), &shown.to_string())
+            .map_err(|e| anyhow!("{e}: the head's parameters must be finite"))?;
+        check_finite(net.params(), &model_path.display().to_string())
+            .map_err(|e| anyhow!("{e}: the network's parameters must be finite"))?;
         Ok(Self {
             net,
             head,
@@ -282,15 +301,30 @@ impl Predictor {
     }
 }
 
-/// Scales feature columns into rows `[N, F]` of `f32`.
-pub fn scale_rows(scaler: &MinMax, columns: &[Vec<f64>]) -> Vec<f32> {
+/// Scales feature columns (`columns[c]` is the column named `names[c]`)
+/// into rows `[N, F]` of `f32`. Errors: a value that scales to a number
+/// beyond f32's range (named by column and row), no memory.
+pub fn scale_rows(scaler: &MinMax, names: &[String], columns: &[Vec<f64>]) -> Result<Vec<f32>> {
     let n = columns.first().map_or(0, Vec::len);
     let f = columns.len();
-    let mut x = vec![0.0f32; n * f];
+    let len = n
+        .checked_mul(f)
+        .ok_or_else(|| anyhow!("{n} rows of {f} columns: too many values"))?;
+    let mut x: Vec<f32> = crate::memory::zeros(len, "the scaled data")?;
     for (c, col) in columns.iter().enumerate() {
         for (r, &v) in col.iter().enumerate() {
-            x[r * f + c] = scaler.scale(c, v) as f32;
+            let s = scaler.scale(c, v);
+            if !(s as f32).is_finite() {
+                bail!(
+                    "column {:?}, {}: {v} scales to {s}, beyond f32's range (the scaler's range for this column is [{}, {}])",
+                    names.get(c).map_or("?", String::as_str),
+                    crate::csv_data::row_ref(r),
+                    scaler.min[c],
+                    scaler.max[c]
+                );
+            }
+            x[r * f + c] = s as f32;
         }
     }
-    x
+    Ok(x)
 }

@@ -14,23 +14,26 @@ use recurrent::optim::{
     clip_grad_norm_parts,
 };
 use recurrent::{
-    Activation, CellKind, Gradients, GruVariant, Linear, NetConfig, OutputGrads, Recurrent,
+    CellKind, Gradients, GruVariant, Linear, NetConfig, Nonlinearity, OutputGrads, Recurrent,
     SeqInput, Tape, loss,
 };
 use serde_json::json;
 
 use crate::csv_data::Table;
 use crate::dates::utc_timestamp;
-use crate::output::{OutFile, check_out_dir, fresh_dir, write_all};
+use crate::memory;
 use crate::plot::{self, Chart, Line, PALETTE, TimeAxis};
 use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, gather_windows, scale_rows};
 use crate::rng::Rng;
+use crate::run_dir::{OutFile, Staging, check_dest, fresh_dir};
 use crate::scaler::MinMax;
 use plotters::chart::SeriesLabelPosition;
 use recurrent::arch::{scatter_top_state, top_state};
 
 /// The default data file, relative to the working folder.
 pub const DEFAULT_DATA: &str = "data/finance.csv";
+
+const DEFAULT_HIDDEN: usize = 32;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum CellArg {
@@ -60,7 +63,9 @@ pub enum OptArg {
 #[derive(clap::Args, Debug)]
 pub struct TrainArgs {
     /// CSV file: a date column and numeric columns, one row per time step,
-    /// oldest first.
+    /// oldest first. ISO dates (YYYY-MM-DD, optionally with a time) must
+    /// increase, and a date column with one must hold only such dates;
+    /// numbers must be finite and within f32's range (about 3.4e38).
     #[arg(long, default_value = DEFAULT_DATA)]
     pub data: PathBuf,
     /// Input columns, comma-separated [default: every numeric column].
@@ -90,11 +95,11 @@ pub struct TrainArgs {
     /// Recurrent cell.
     #[arg(long, value_enum, default_value_t = CellArg::Lstm)]
     pub cell: CellArg,
-    /// Activation of an Elman network (--cell rnn only) [default: tanh].
+    /// Non-linearity of an Elman network (--cell rnn only) [default: tanh].
     #[arg(long, value_enum)]
     pub activation: Option<ActArg>,
     /// Hidden units per layer and direction.
-    #[arg(long, default_value_t = 32)]
+    #[arg(long, default_value_t = DEFAULT_HIDDEN)]
     pub hidden: usize,
     /// Stacked recurrent layers.
     #[arg(long, default_value_t = 1)]
@@ -126,12 +131,21 @@ pub struct TrainArgs {
     /// Seed of the initialisation and of the batch order.
     #[arg(long, default_value_t = 42)]
     pub seed: u64,
-    /// Threads of the library [default: all cores, or RNN_NUM_THREADS].
-    #[arg(long)]
+    /// Threads of the library, 1 to 1024 [default: all cores, or
+    /// RNN_NUM_THREADS].
+    #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
-    /// Output folder [default: runs/<UTC timestamp>/].
+    /// Output folder [default: runs/<UTC timestamp>/]. The run is written
+    /// beside it (.NAME.staging-*) and moved into place whole, with
+    /// manifest.json (its files and sizes) written last; an existing folder
+    /// that is not empty is refused unless --overwrite.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace --out if it holds an earlier run written by rnn (a folder
+    /// with manifest.json and nothing else besides the files it lists),
+    /// once the new run is complete. Nothing else is ever replaced.
+    #[arg(long)]
+    pub overwrite: bool,
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
@@ -170,9 +184,6 @@ fn check_args(a: &TrainArgs) -> Result<()> {
             bail!("{name} must be at least 1");
         }
     }
-    if a.threads == Some(0) {
-        bail!("--threads must be at least 1");
-    }
     if !(a.lr.is_finite() && a.lr > 0.0) {
         bail!("--lr must be a positive number, got {}", a.lr);
     }
@@ -187,10 +198,82 @@ fn check_args(a: &TrainArgs) -> Result<()> {
             bail!("--features: column {:?} is listed twice", d.1);
         }
     }
-    if let Some(out) = &a.out {
-        check_out_dir(out)?;
+    match &a.out {
+        Some(out) => check_dest(out, a.overwrite)?,
+        None if a.overwrite => bail!("--overwrite applies to an --out folder only"),
+        None => {}
     }
     Ok(())
+}
+
+/// Bytes a training run needs, about (`None`: more than can be counted):
+/// every copy of the parameters (the network, its gradients, two optimizer
+/// states, the best epoch's, one more), the tape of a call over `batch`
+/// windows of `window` steps and its backward, the call's inputs and
+/// gradients.
+fn train_need(
+    a: &TrainArgs,
+    (hidden, layers): (usize, usize),
+    features: usize,
+    window: usize,
+    batch: usize,
+) -> Option<u64> {
+    let g: u64 = match a.cell {
+        CellArg::Lstm => 4,
+        CellArg::Gru => 3,
+        CellArg::Rnn => 1,
+    };
+    let d: u64 = if a.bidirectional { 2 } else { 1 };
+    let (h, l) = (hidden as u64, layers as u64);
+    let (f, t, b) = (features as u64, window as u64, batch as u64);
+    let gh = g.checked_mul(h)?;
+    // G*H*(I_k + H + 2) per layer and direction; I_0 = F, I_k = D*H.
+    let first = gh.checked_mul(f.checked_add(h)?.checked_add(2)?)?;
+    let rest = gh
+        .checked_mul(d.checked_mul(h)?.checked_add(h)?.checked_add(2)?)?
+        .checked_mul(l.saturating_sub(1))?;
+    let params = first.checked_add(rest)?.checked_mul(d)?;
+    let tape = l
+        .checked_mul(d)?
+        .checked_mul(t)?
+        .checked_mul(b)?
+        .checked_mul(g + 3)?
+        .checked_mul(h)?;
+    let io = t
+        .checked_mul(b)?
+        .checked_mul(f.checked_add(d.checked_mul(h)?)?)?;
+    params
+        .checked_mul(6)?
+        .checked_add(tape.checked_mul(2)?)?
+        .checked_add(io)?
+        .checked_mul(4)
+}
+
+/// Refuses, before any allocation, a network that needs more memory than
+/// is available, naming the option that weighs most: --hidden or --layers
+/// (the others are bounded by the data), whichever at its default would
+/// save more.
+fn check_memory(a: &TrainArgs, features: usize, window: usize, batch: usize) -> Result<()> {
+    let need = |hl| train_need(a, hl, features, window, batch);
+    let (h, l) = (a.hidden, a.layers);
+    if memory::fits(need((h, l))) {
+        return Ok(());
+    }
+    let mut blame: Vec<(String, u64)> = Vec::new();
+    if h != DEFAULT_HIDDEN {
+        blame.push((
+            format!("--hidden {h}"),
+            need((DEFAULT_HIDDEN, l)).unwrap_or(u64::MAX),
+        ));
+    }
+    if l != 1 {
+        blame.push((format!("--layers {l}"), need((h, 1)).unwrap_or(u64::MAX)));
+    }
+    let what = blame.into_iter().min_by_key(|(_, n)| *n).map_or_else(
+        || format!("--hidden {h} with --layers {l} and --window {window}"),
+        |(w, _)| w,
+    );
+    memory::check(need((h, l)), &what)
 }
 
 fn make_optimizer(a: &TrainArgs) -> Result<Box<dyn Optimizer>> {
@@ -213,8 +296,8 @@ fn cell_kind(a: &TrainArgs) -> CellKind {
         CellArg::Lstm => CellKind::Lstm,
         CellArg::Gru => CellKind::Gru(GruVariant::LinearBeforeReset),
         CellArg::Rnn => CellKind::Elman(match a.activation {
-            Some(ActArg::Relu) => Activation::Relu,
-            _ => Activation::Tanh,
+            Some(ActArg::Relu) => Nonlinearity::Relu,
+            _ => Nonlinearity::Tanh,
         }),
     }
 }
@@ -223,8 +306,8 @@ fn cell_label(c: CellKind) -> &'static str {
     match c {
         CellKind::Lstm => "LSTM",
         CellKind::Gru(_) => "GRU",
-        CellKind::Elman(Activation::Relu) => "Elman RNN (relu)",
-        CellKind::Elman(_) => "Elman RNN (tanh)",
+        CellKind::Elman(Nonlinearity::Relu) => "Elman RNN (relu)",
+        CellKind::Elman(Nonlinearity::Tanh) => "Elman RNN (tanh)",
     }
 }
 
@@ -293,10 +376,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     // Windows and the chronological split. Window k reads rows k..k+W and
     // forecasts row k+W.
     let (rows, w) = (table.rows, a.window);
-    let min_rows = w + 3;
-    if rows < min_rows {
+    let min_rows = w.checked_add(3);
+    if min_rows.is_none_or(|m| rows < m) {
         bail!(
-            "{shown}: {rows} rows is too few for --window {w} (need at least {min_rows}: a window, then one row each to train, validate and test)"
+            "{shown}: {rows} rows is too few for --window {w} (need at least {}: a window, then one row each to train, validate and test)",
+            min_rows.map_or_else(|| format!("{w} + 3"), |m| m.to_string())
         );
     }
     let n = rows - w;
@@ -308,6 +392,16 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             a.test_frac
         );
     }
+    // The largest call: a training batch, or a validation or test chunk.
+    let widest = a.batch_size.min(n_train).max(n_val.max(n_test).min(512));
+    check_memory(a, features.len(), w, widest)?;
+    // The run folder, staged beside its destination from now on; removed
+    // again on an error or a signal.
+    let out_dir = match &a.out {
+        Some(p) => p.clone(),
+        None => fresh_dir(PathBuf::from("runs").join(utc_timestamp())),
+    };
+    let stage = Staging::create(&out_dir, a.overwrite, "train")?;
     let train_idx: Vec<usize> = (0..n_train).collect();
     let val_idx: Vec<usize> = (n_train..n_train + n_val).collect();
     let test_idx: Vec<usize> = (n_train + n_val..n).collect();
@@ -333,7 +427,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             }
         }
     };
-    let x = scale_rows(&x_scaler, &columns);
+    let x = scale_rows(&x_scaler, &features, &columns).with_context(|| shown.clone())?;
 
     // Model.
     let cell = cell_kind(a);
@@ -362,6 +456,17 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     };
     let n_params = model.net.params().num_elements() + model.head.params().num_elements();
     let targets: Vec<f32> = (0..n).map(|k| model.scaled_target(&y, k) as f32).collect();
+    if let Some(k) = targets.iter().position(|v| !v.is_finite()) {
+        bail!(
+            "{shown}: column {:?}, {}: {} scales to {}, beyond f32's range (the training rows span [{}, {}])",
+            a.target,
+            crate::csv_data::row_ref(k + w),
+            y[k + w],
+            model.scaled_target(&y, k),
+            model.y_scaler.min[0],
+            model.y_scaler.max[0]
+        );
+    }
 
     // What the run is.
     let date_of = |row: usize| -> String {
@@ -551,7 +656,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let test_out = model.forward(&x, &test_idx, 512)?;
     let mut pred_test = Vec::with_capacity(n_test);
     for (&k, &s) in test_idx.iter().zip(&test_out) {
-        pred_test.push(model.unscale(s as f64, Some(y[k + w - 1]))?);
+        let p = model.unscale(s as f64, Some(y[k + w - 1]))?;
+        if !p.is_finite() {
+            bail!(
+                "the trained model's forecast for {} is {p} (network output {s}): not a finite number, nothing written",
+                date_of(k + w)
+            );
+        }
+        pred_test.push(p);
     }
     let actual: Vec<f64> = test_idx.iter().map(|&k| y[k + w]).collect();
     let persist: Vec<f64> = test_idx.iter().map(|&k| y[k + w - 1]).collect();
@@ -710,10 +822,6 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         ));
     }
 
-    let out_dir = match &a.out {
-        Some(p) => p.clone(),
-        None => fresh_dir(PathBuf::from("runs").join(utc_timestamp())),
-    };
     let seconds = started.elapsed().as_secs_f64();
     let metrics = json!({
         "version": env!("CARGO_PKG_VERSION"),
@@ -757,9 +865,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
     let metrics = serde_json::to_string_pretty(&metrics)? + "\n";
     let head_bytes = model.head_bytes()?;
     let save_net = |p: &Path| -> Result<()> { Ok(model.net.save(p)?) };
-    write_all(
-        &out_dir,
-        &[
+    let out_dir = stage.dest().to_path_buf();
+    stage
+        .commit(&[
             OutFile::With(MODEL_FILE, &save_net),
             OutFile::Bytes(HEAD_FILE, &head_bytes),
             OutFile::Bytes("metrics.json", metrics.as_bytes()),
@@ -767,11 +875,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             OutFile::Bytes("data.png", &data_png),
             OutFile::Bytes("prediction.png", &pred_png),
             OutFile::Bytes("loss.png", &loss_png),
-        ],
-    )
-    .with_context(|| format!("writing the run folder {}", out_dir.display()))?;
+        ])
+        .with_context(|| format!("writing the run folder {}", out_dir.display()))?;
     println!(
-        "wrote {}/: {MODEL_FILE} {HEAD_FILE} metrics.json test_predictions.csv data.png prediction.png loss.png ({:.1} s in all)",
+        "wrote {}/: {MODEL_FILE} {HEAD_FILE} metrics.json test_predictions.csv data.png prediction.png loss.png manifest.json ({:.1} s in all)",
         out_dir.display(),
         started.elapsed().as_secs_f64()
     );

@@ -72,6 +72,128 @@ fn write(dir: &Path, name: &str, content: &str) -> PathBuf {
     p
 }
 
+/// The names in `dir`, sorted.
+fn entries(dir: &Path) -> Vec<String> {
+    let mut v: Vec<String> = std::fs::read_dir(dir)
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    v.sort();
+    v
+}
+
+/// Fails if `dir` holds a staging folder or a run set aside.
+fn assert_no_staging(dir: &Path) {
+    for n in entries(dir) {
+        assert!(
+            !n.contains(".staging-") && !n.contains(".replaced-"),
+            "{} left behind in {}",
+            n,
+            dir.display()
+        );
+    }
+}
+
+/// Every entry of `dir` and its bytes (`<folder>` for a folder), sorted
+/// by name.
+fn snapshot(dir: &Path) -> Vec<(String, Vec<u8>)> {
+    entries(dir)
+        .into_iter()
+        .map(|n| {
+            let p = dir.join(&n);
+            let b = if p.is_dir() {
+                b"<folder>".to_vec()
+            } else {
+                std::fs::read(&p).unwrap()
+            };
+            (n, b)
+        })
+        .collect()
+}
+
+/// The run's manifest.json.
+fn manifest(run: &Path) -> serde_json::Value {
+    let p = run.join("manifest.json");
+    serde_json::from_slice(&std::fs::read(&p).unwrap_or_else(|e| panic!("{}: {e}", p.display())))
+        .unwrap()
+}
+
+/// The files the run's manifest lists, with their sizes.
+fn manifest_files(run: &Path) -> Vec<(String, u64)> {
+    let m = manifest(run);
+    assert_eq!(m["format"], "librnn-run-1", "{m}");
+    assert_eq!(m["complete"], true, "{m}");
+    m["files"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| {
+            (
+                f["name"].as_str().unwrap().to_string(),
+                f["bytes"].as_u64().unwrap(),
+            )
+        })
+        .collect()
+}
+
+/// Polls (every 10 ms, up to 60 s) until `cond` holds.
+fn wait_until(what: &str, mut cond: impl FnMut() -> bool) {
+    let start = std::time::Instant::now();
+    while !cond() {
+        assert!(
+            start.elapsed() < std::time::Duration::from_secs(60),
+            "timed out waiting for {what}"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(10));
+    }
+}
+
+/// The staging folder of `--out NAME` in `dir`, if there is one.
+fn staging_of(dir: &Path, name: &str) -> Option<PathBuf> {
+    let prefix = format!(".{name}.staging-");
+    entries(dir)
+        .into_iter()
+        .find(|n| n.starts_with(&prefix))
+        .map(|n| dir.join(n))
+}
+
+/// A running `rnn`, killed (SIGKILL) if the test ends before it does.
+struct Running(Option<std::process::Child>);
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+/// Starts `rnn ARGS` in `dir` (stderr captured).
+fn spawn_rnn(args: &[&str], cwd: &Path) -> Running {
+    Running(Some(
+        Command::new(env!("CARGO_BIN_EXE_rnn"))
+            .args(args)
+            .current_dir(cwd)
+            .env("RNN_NUM_THREADS", "1")
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("start rnn"),
+    ))
+}
+
+/// Sends `signal` (e.g. `-INT`) to the process and waits for it.
+fn signal_and_wait(mut running: Running, signal: &str) -> Output {
+    let child = running.0.take().expect("running");
+    let st = Command::new("kill")
+        .args([signal, &child.id().to_string()])
+        .status()
+        .expect("run kill");
+    assert!(st.success(), "kill {signal} failed");
+    child.wait_with_output().unwrap()
+}
+
 const FAST: &[&str] = &[
     "--window",
     "5",
@@ -113,11 +235,21 @@ fn train_then_predict_end_to_end() {
     for f in ["data.png", "prediction.png", "loss.png"] {
         assert_png(&run.join(f));
     }
-    // No temporary files left.
+    // No temporary files left, and a manifest listing every other file
+    // with its size.
     for e in std::fs::read_dir(&run).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with('.'), "leftover {name}");
     }
+    let listed = manifest_files(&run);
+    let mut names: Vec<String> = listed.iter().map(|(n, _)| n.clone()).collect();
+    names.push("manifest.json".into());
+    names.sort();
+    assert_eq!(names, entries(&run));
+    for (n, bytes) in &listed {
+        assert_eq!(std::fs::metadata(run.join(n)).unwrap().len(), *bytes, "{n}");
+    }
+    assert_no_staging(&dir);
 
     let m: serde_json::Value =
         serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
@@ -319,6 +451,7 @@ fn gradients_writes_png_and_prints_numbers() {
             "0",
             "--out",
             "g",
+            "--overwrite",
         ],
         &dir,
     );
@@ -390,6 +523,7 @@ fn train_fails(dir: &Path, extra: &[&str], needles: &[&str]) {
         !dir.join("out").exists(),
         "{extra:?}: output folder left behind"
     );
+    assert_no_staging(dir);
 }
 
 #[test]
@@ -662,37 +796,6 @@ fn train_default_out_and_timestamps() {
     assert_eq!(runs.len(), 1, "{runs:?}");
     assert!(runs[0].join("metrics.json").is_file());
     assert_png(&runs[0].join("prediction.png"));
-}
-
-#[test]
-fn failed_write_removes_what_it_wrote() {
-    let dir = scratch("rollback");
-    write(&dir, "s.csv", &small_csv(40));
-    // An existing folder where metrics.json cannot be written (a folder is
-    // in the way): the files written before it are removed again, the
-    // folder (not created by rnn) is kept.
-    std::fs::create_dir_all(dir.join("pre/metrics.json")).unwrap();
-    let mut args = vec!["train", "--data", "s.csv", "--out", "pre"];
-    args.extend_from_slice(FAST);
-    let o = rnn(&args, &dir);
-    let err = text(&o.stderr);
-    assert_eq!(o.status.code(), Some(1), "{err}");
-    assert!(err.contains("metrics.json"), "{err}");
-    assert_eq!(err.trim_end().lines().count(), 1, "{err}");
-    let left: Vec<String> = std::fs::read_dir(dir.join("pre"))
-        .unwrap()
-        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
-        .collect();
-    assert_eq!(left, ["metrics.json"]);
-    // A folder rnn creates is removed whole: here the parent path is a file.
-    let mut args = vec!["train", "--data", "s.csv", "--out", "s.csv/run"];
-    args.extend_from_slice(FAST);
-    let o = rnn(&args, &dir);
-    assert_eq!(o.status.code(), Some(1));
-    assert_eq!(
-        std::fs::read_to_string(dir.join("s.csv")).unwrap(),
-        small_csv(40)
-    );
 }
 
 // ---- rnn ntm -----------------------------------------------------------------
@@ -977,5 +1080,471 @@ fn ntm_bad_inputs() {
         &["recall", "--load", "m/model.safetensors"],
         1,
         &["does not fit the recall task"],
+    );
+}
+
+// ---- run folders, signals, sizes, non-finite values ---------------------------
+
+/// `rnn train` into `out` with the fast settings and `extra`; panics unless
+/// it succeeds.
+fn train_ok(dir: &Path, out: &str, extra: &[&str]) {
+    let mut args = vec!["train", "--data", "s.csv", "--out", out];
+    args.extend_from_slice(FAST);
+    args.extend_from_slice(extra);
+    let o = rnn(&args, dir);
+    assert!(o.status.success(), "{extra:?}: {}", text(&o.stderr));
+}
+
+/// Checks that `o` failed with exit code 1 and one line on stderr holding
+/// every `needles`.
+fn fails_with(o: &Output, needles: &[&str]) {
+    let err = text(&o.stderr);
+    assert_eq!(
+        o.status.code(),
+        Some(1),
+        "stdout {} stderr {err}",
+        text(&o.stdout)
+    );
+    assert_eq!(err.trim_end().lines().count(), 1, "not one line: {err}");
+    assert!(err.starts_with("rnn: error: "), "{err}");
+    for n in needles {
+        assert!(err.contains(n), "{err:?} lacks {n:?}");
+    }
+}
+
+#[test]
+fn out_is_refused_unless_an_earlier_run_and_overwrite() {
+    let dir = scratch("overwrite");
+    write(&dir, "s.csv", &small_csv(40));
+    // A folder of the user's: refused with or without --overwrite, untouched.
+    std::fs::create_dir_all(dir.join("mine/sub")).unwrap();
+    write(&dir.join("mine"), "notes.txt", "keep me\n");
+    let before = snapshot(&dir.join("mine"));
+    for extra in [&[][..], &["--overwrite"][..]] {
+        let mut args = vec!["train", "--data", "s.csv", "--out", "mine"];
+        args.extend_from_slice(FAST);
+        args.extend_from_slice(extra);
+        let o = rnn(&args, &dir);
+        let needle = if extra.is_empty() {
+            "exists and is not empty"
+        } else {
+            "no manifest.json"
+        };
+        fails_with(&o, &["mine", needle]);
+        assert_eq!(snapshot(&dir.join("mine")), before);
+        assert_eq!(entries(&dir.join("mine/sub")), Vec::<String>::new());
+    }
+    // An empty folder takes a run.
+    std::fs::create_dir(dir.join("empty")).unwrap();
+    train_ok(&dir, "empty", &[]);
+    assert_eq!(manifest(&dir.join("empty"))["command"], "train");
+
+    // An earlier run: refused without --overwrite, replaced with it.
+    train_ok(&dir, "run", &["--seed", "1"]);
+    let first = snapshot(&dir.join("run"));
+    let mut args = vec!["train", "--data", "s.csv", "--out", "run", "--seed", "2"];
+    args.extend_from_slice(FAST);
+    fails_with(&rnn(&args, &dir), &["run", "not empty", "--overwrite"]);
+    assert_eq!(snapshot(&dir.join("run")), first);
+    train_ok(&dir, "run", &["--seed", "2", "--overwrite"]);
+    let second = snapshot(&dir.join("run"));
+    let model = |s: &[(String, Vec<u8>)]| {
+        s.iter()
+            .find(|(n, _)| n == "model.safetensors")
+            .unwrap()
+            .1
+            .clone()
+    };
+    assert_ne!(model(&first), model(&second), "the run was not replaced");
+    assert_eq!(
+        first.iter().map(|f| &f.0).collect::<Vec<_>>(),
+        second.iter().map(|f| &f.0).collect::<Vec<_>>()
+    );
+    // A run holding a file its manifest does not list: --overwrite refuses.
+    write(&dir.join("run"), "predictions.csv", "mine\n");
+    let with_extra = snapshot(&dir.join("run"));
+    let mut args = vec!["train", "--data", "s.csv", "--out", "run", "--overwrite"];
+    args.extend_from_slice(FAST);
+    fails_with(&rnn(&args, &dir), &["predictions.csv", "move it away"]);
+    assert_eq!(snapshot(&dir.join("run")), with_extra);
+    assert_no_staging(&dir);
+    // A missing parent is created; a file in the way is an error.
+    train_ok(&dir, "a/b/run", &[]);
+    assert!(dir.join("a/b/run/manifest.json").is_file());
+    let mut args = vec!["train", "--data", "s.csv", "--out", "s.csv/run"];
+    args.extend_from_slice(FAST);
+    fails_with(&rnn(&args, &dir), &["s.csv", "not a folder"]);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("s.csv")).unwrap(),
+        small_csv(40)
+    );
+}
+
+#[test]
+fn failed_train_keeps_the_earlier_run_byte_identical() {
+    let dir = scratch("keep-earlier");
+    write(&dir, "s.csv", &small_csv(60));
+    train_ok(&dir, "run", &[]);
+    let before = snapshot(&dir.join("run"));
+    // Training diverges after the staging folder exists: the earlier run
+    // must stay as it was, the staging folder must go.
+    let mut args = vec![
+        "train",
+        "--data",
+        "s.csv",
+        "--out",
+        "run",
+        "--overwrite",
+        "--optimizer",
+        "sgd",
+        "--lr",
+        "1e30",
+    ];
+    args.extend_from_slice(FAST);
+    fails_with(&rnn(&args, &dir), &["diverged"]);
+    assert_eq!(snapshot(&dir.join("run")), before);
+    assert_no_staging(&dir);
+    assert_eq!(entries(&dir), ["run", "s.csv"]);
+    // A failure into a new folder under new parents leaves none of them.
+    args[4] = "new/deeper/run";
+    fails_with(&rnn(&args, &dir), &["diverged"]);
+    assert_eq!(entries(&dir), ["run", "s.csv"]);
+}
+
+#[test]
+fn sigint_during_train_leaves_no_folder() {
+    let dir = scratch("sigint-train");
+    write(&dir, "s.csv", &small_csv(60));
+    let child = spawn_rnn(
+        &[
+            "train",
+            "--data",
+            "s.csv",
+            "--out",
+            "run",
+            "--window",
+            "5",
+            "--hidden",
+            "4",
+            "--epochs",
+            "100000000",
+            "--patience",
+            "0",
+            "--quiet",
+        ],
+        &dir,
+    );
+    wait_until("the staging folder", || staging_of(&dir, "run").is_some());
+    let o = signal_and_wait(child, "-INT");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(err.contains("interrupted (SIGINT)"), "{err}");
+    assert_eq!(entries(&dir), ["s.csv"]);
+}
+
+/// The small NTM of the tests, training for ever.
+fn ntm_forever(eval_every: &str) -> Vec<&str> {
+    let mut args = vec![
+        "ntm",
+        "copy",
+        "--max-sequences",
+        "1000000000",
+        "--eval-every",
+        eval_every,
+        "--no-stop",
+        "--out",
+        "run",
+    ];
+    args.extend_from_slice(NTM_SMALL);
+    args
+}
+
+#[test]
+fn sigint_during_ntm_keeps_the_last_checkpoint_as_an_interrupted_run() {
+    let dir = scratch("sigint-ntm");
+    let child = spawn_rnn(&ntm_forever("20"), &dir);
+    wait_until("the first checkpoint", || {
+        staging_of(&dir, "run").is_some_and(|s| s.join("model.safetensors").is_file())
+    });
+    let o = signal_and_wait(child, "-INT");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(130), "{err}");
+    assert!(
+        err.contains("kept as a complete run marked interrupted"),
+        "{err}"
+    );
+    assert_eq!(entries(&dir), ["run"]);
+    let run = dir.join("run");
+    let m = manifest(&run);
+    assert_eq!(m["interrupted"], true, "{m}");
+    assert_eq!(m["interrupted_by"], "SIGINT", "{m}");
+    assert_eq!(m["command"], "ntm", "{m}");
+    let files = manifest_files(&run);
+    let names: Vec<&str> = files.iter().map(|(n, _)| n.as_str()).collect();
+    assert_eq!(names, ["metrics.json", "model.safetensors"]);
+    assert_eq!(
+        entries(&run),
+        ["manifest.json", "metrics.json", "model.safetensors"]
+    );
+    for (n, bytes) in &files {
+        assert_eq!(std::fs::metadata(run.join(n)).unwrap().len(), *bytes, "{n}");
+    }
+    let ntm = recurrent::ntm::Ntm::load(run.join("model.safetensors")).unwrap();
+    assert_eq!(ntm.config().memory_rows, 16);
+    let metrics: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(run.join("metrics.json")).unwrap()).unwrap();
+    assert_eq!(metrics["interrupted"], true);
+    let at = metrics["checkpoint_sequences"].as_u64().unwrap();
+    assert!(at >= 20 && at % 20 == 0, "{metrics}");
+    let evals = metrics["evaluations"].as_array().unwrap();
+    assert_eq!(evals.last().unwrap()["sequences"].as_u64(), Some(at));
+    // It is a run of `rnn ntm`: `rnn predict` does not take it.
+    write(&dir, "s.csv", &small_csv(40));
+    let o = rnn(&["predict", "--model", "run", "--data", "s.csv"], &dir);
+    fails_with(&o, &["rnn ntm", "not of `rnn train`"]);
+}
+
+#[test]
+fn sigterm_before_the_first_ntm_checkpoint_leaves_nothing() {
+    let dir = scratch("sigterm-ntm");
+    let child = spawn_rnn(&ntm_forever("1000000"), &dir);
+    wait_until("the staging folder", || staging_of(&dir, "run").is_some());
+    let o = signal_and_wait(child, "-TERM");
+    let err = text(&o.stderr);
+    assert_eq!(o.status.code(), Some(128 + 15), "{err}");
+    assert!(err.contains("no checkpoint was written"), "{err}");
+    assert_eq!(entries(&dir), Vec::<String>::new());
+}
+
+#[test]
+fn predict_needs_a_complete_run_and_never_writes_over_an_input() {
+    let dir = scratch("predict-inputs");
+    write(&dir, "s.csv", &small_csv(40));
+    train_ok(&dir, "run", &[]);
+    let run = snapshot(&dir.join("run"));
+    let predict = |model: &str, output: &str| {
+        rnn(
+            &[
+                "predict", "--model", model, "--data", "s.csv", "--output", output,
+            ],
+            &dir,
+        )
+    };
+    // Every input, by its own path, another path, or a link to it.
+    std::os::unix::fs::symlink("run/model.safetensors", dir.join("link.csv")).unwrap();
+    for (model, output, what) in [
+        ("run", "run/model.safetensors", "is the model"),
+        (
+            "run/model.safetensors",
+            "./run/model.safetensors",
+            "is the model",
+        ),
+        ("./run/", "link.csv", "is the model"),
+        ("run", "run/head.safetensors", "is the model's head"),
+        ("run", "run//manifest.json", "is the run's manifest"),
+        ("run", "./s.csv", "is the data"),
+    ] {
+        fails_with(
+            &predict(model, output),
+            &[what, "refusing to write over an input"],
+        );
+    }
+    assert_eq!(snapshot(&dir.join("run")), run);
+    assert_eq!(
+        std::fs::read_to_string(dir.join("s.csv")).unwrap(),
+        small_csv(40)
+    );
+    assert!(predict("run", "p.csv").status.success());
+
+    // A folder without a manifest (a copy of the files, or a run whose
+    // manifest is gone), and a file that does not match its manifest.
+    std::fs::create_dir(dir.join("copy")).unwrap();
+    for f in ["model.safetensors", "head.safetensors"] {
+        std::fs::copy(dir.join("run").join(f), dir.join("copy").join(f)).unwrap();
+    }
+    fails_with(&predict("copy", "q.csv"), &["copy", "no manifest.json"]);
+    fails_with(
+        &predict("copy/model.safetensors", "q.csv"),
+        &["no manifest.json"],
+    );
+    let mut head = std::fs::read(dir.join("run/head.safetensors")).unwrap();
+    head.push(0);
+    std::fs::write(dir.join("run/head.safetensors"), &head).unwrap();
+    fails_with(
+        &predict("run", "q.csv"),
+        &["head.safetensors", "manifest.json says"],
+    );
+    assert!(!dir.join("q.csv").exists());
+}
+
+/// Overwrites the bytes of tensor `name` of the safetensors file `path` with
+/// `value`, repeated (the file keeps its size).
+fn patch_tensor(path: &Path, name: &str, value: &[u8]) {
+    let mut b = std::fs::read(path).unwrap();
+    let (n, meta) = safetensors::SafeTensors::read_metadata(&b).unwrap();
+    let (start, end) = meta.info(name).unwrap().data_offsets;
+    for chunk in b[8 + n + start..8 + n + end].chunks_exact_mut(value.len()) {
+        chunk.copy_from_slice(value);
+    }
+    std::fs::write(path, b).unwrap();
+}
+
+#[test]
+fn predict_refuses_non_finite_scalers_and_forecasts() {
+    let dir = scratch("predict-finite");
+    write(&dir, "s.csv", &small_csv(40));
+    train_ok(&dir, "run", &[]);
+    let head = dir.join("run/head.safetensors");
+    let good = std::fs::read(&head).unwrap();
+    let predict = || {
+        rnn(
+            &[
+                "predict", "--model", "run", "--data", "s.csv", "--output", "p.csv",
+            ],
+            &dir,
+        )
+    };
+    // A NaN scaler value (it used to act as a range of 1).
+    patch_tensor(&head, "scaler.x_max", &f64::NAN.to_le_bytes());
+    fails_with(
+        &predict(),
+        &["scaler.x_max[0]", "NaN", "not a finite number"],
+    );
+    std::fs::write(&head, &good).unwrap();
+    patch_tensor(&head, "scaler.y_min", &f64::INFINITY.to_le_bytes());
+    fails_with(&predict(), &["scaler.y_min[0]", "inf"]);
+    // Finite weights whose forecasts overflow to infinity.
+    std::fs::write(&head, &good).unwrap();
+    patch_tensor(&head, "head.weight", &1.0e30f32.to_le_bytes());
+    patch_tensor(&head, "head.bias", &1.0e30f32.to_le_bytes());
+    patch_tensor(&head, "scaler.y_min", &(-1e300f64).to_le_bytes());
+    patch_tensor(&head, "scaler.y_max", &1e300f64.to_le_bytes());
+    fails_with(&predict(), &["forecast", "not a finite number"]);
+    assert!(!dir.join("p.csv").exists());
+}
+
+#[test]
+fn bad_sizes_are_errors_not_panics_or_aborts() {
+    let dir = scratch("sizes");
+    write(&dir, "s.csv", &small_csv(40));
+    // `window + 3` used to overflow (a panic, exit code 101).
+    let o = rnn(
+        &[
+            "train",
+            "--data",
+            "s.csv",
+            "--window",
+            "18446744073709551615",
+            "--out",
+            "out",
+        ],
+        &dir,
+    );
+    fails_with(&o, &["--window 18446744073709551615", "too few"]);
+    // A network that cannot be held is refused before it is allocated.
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--layers", "1000000000"],
+        &["--layers 1000000000", "bytes", "available"],
+    );
+    let o = rnn(
+        &[
+            "train", "--data", "s.csv", "--hidden", "1000000", "--out", "out",
+        ],
+        &dir,
+    );
+    fails_with(&o, &["--hidden 1000000", "bytes", "available"]);
+    let o = rnn(&["gradients", "--hidden", "100000", "--out", "out"], &dir);
+    fails_with(&o, &["--hidden 100000", "bytes", "available"]);
+    // A count the trainer adds to its own.
+    ntm_fails(
+        &dir,
+        &["copy", "--eval-every", "18446744073709551615"],
+        1,
+        &["--eval-every 18446744073709551615", "too large"],
+    );
+    // NTM sizes that used to abort (SIGABRT) or grow past 5 GB.
+    for (flag, value) in [
+        ("--memory-width", "1000000"),
+        ("--eval-size", "100000"),
+        ("--memory-rows", "1000000"),
+    ] {
+        ntm_fails(
+            &dir,
+            &["copy", flag, value, "--quiet"],
+            1,
+            &[
+                &format!("{flag} {value}"),
+                "needs about",
+                "bytes (",
+                "available",
+            ],
+        );
+    }
+    assert_no_staging(&dir);
+}
+
+#[test]
+fn threads_above_the_cap_are_refused_at_parsing() {
+    let dir = scratch("threads");
+    write(&dir, "s.csv", &small_csv(40));
+    let cases: &[&[&str]] = &[
+        &["train", "--data", "s.csv", "--out", "out"],
+        &["predict", "--model", "run", "--data", "s.csv"],
+        &["ntm", "copy", "--out", "out"],
+        &["bench", "--quick"],
+    ];
+    for args in cases {
+        for (n, needle) in [("100000", "1024"), ("0", "at least 1")] {
+            let mut all = args.to_vec();
+            all.extend_from_slice(&["--threads", n]);
+            let o = rnn(&all, &dir);
+            let err = text(&o.stderr);
+            assert_eq!(o.status.code(), Some(2), "{all:?}: {err}");
+            assert_eq!(err.trim_end().lines().count(), 1, "{err}");
+            assert!(
+                err.contains("--threads") && err.contains(needle),
+                "{all:?}: {err}"
+            );
+        }
+    }
+    assert_eq!(entries(&dir), ["s.csv"]);
+}
+
+#[test]
+fn an_unparseable_date_is_an_error_naming_row_and_value() {
+    let dir = scratch("bad-date");
+    // Reversed dates with one cell that is not a date: the order check must
+    // not be switched off.
+    let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
+    lines[1..].reverse();
+    let mut cells: Vec<String> = lines[9].split(',').map(String::from).collect();
+    cells[0] = "oops".into();
+    lines[9] = cells.join(",");
+    write(&dir, "r.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "r.csv"],
+        &["r.csv", "column \"date\"", "row 9 (line 10)", "\"oops\""],
+    );
+}
+
+#[test]
+fn data_beyond_f32_is_refused_naming_row_and_column() {
+    let dir = scratch("f32-range");
+    let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
+    let mut cells: Vec<String> = lines[3].split(',').map(String::from).collect();
+    cells[6] = "1e39".into();
+    lines[3] = cells.join(",");
+    write(&dir, "big.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "big.csv"],
+        &[
+            "big.csv",
+            "column \"volume\"",
+            "row 3 (line 4)",
+            "beyond the range of f32",
+        ],
     );
 }

@@ -52,7 +52,7 @@ pub enum NtmOptArg {
 }
 
 /// Arguments of `rnn ntm`.
-#[derive(clap::Args, Debug)]
+#[derive(clap::Args, Debug, Clone)]
 pub struct NtmArgs {
     /// The task to train on.
     #[arg(value_enum)]
@@ -62,8 +62,9 @@ pub struct NtmArgs {
     /// Seed of the parameter initialisation and of the training sequences.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Training sequences [default: 20000 for copy, 60000 for repeat-copy,
-    /// 40000 for recall]. With --load, 0 only evaluates the loaded machine.
+    /// Training sequences, at most 2^50 [default: 20000 for copy, 60000 for
+    /// repeat-copy, 40000 for recall]. With --load, 0 only evaluates the
+    /// loaded machine.
     #[arg(long)]
     pub max_sequences: Option<usize>,
     /// Sequences per update (all of one drawn size).
@@ -85,7 +86,7 @@ pub struct NtmArgs {
     #[arg(long)]
     pub clip_norm: Option<f32>,
     /// Evaluate on the held-out set and checkpoint every this many training
-    /// sequences (and at the end).
+    /// sequences (and at the end), at most 2^50.
     #[arg(long, default_value_t = 1000)]
     pub eval_every: usize,
     /// Held-out sequences per evaluation.
@@ -162,13 +163,25 @@ pub struct NtmArgs {
     pub max_items: Option<usize>,
 
     // ---- running ----
-    /// Threads of the library [default: all cores, or RNN_NUM_THREADS].
-    #[arg(long)]
+    /// Threads of the library, 1 to 1024 [default: all cores, or
+    /// RNN_NUM_THREADS].
+    #[arg(long, value_parser = crate::parse_threads)]
     pub threads: Option<usize>,
     /// Output folder [default: runs/ntm-<task>-<UTC timestamp>/]. With
-    /// --max-sequences 0 nothing is written unless --out is given.
+    /// --max-sequences 0 nothing is written unless --out is given. The run
+    /// (checkpoints included) is written beside it (.NAME.staging-*) and
+    /// moved into place whole, with manifest.json written last; an existing
+    /// folder that is not empty is refused unless --overwrite. Stopped by
+    /// Ctrl-C (SIGINT), SIGTERM, SIGHUP or an error after a checkpoint, the
+    /// last checkpoint is kept there as a complete run marked interrupted
+    /// (manifest.json: "interrupted": true); before one, nothing is left.
     #[arg(long)]
     pub out: Option<PathBuf>,
+    /// Replace --out if it holds an earlier run written by rnn (a folder
+    /// with manifest.json and nothing else besides the files it lists),
+    /// once the new run is complete. Nothing else is ever replaced.
+    #[arg(long)]
+    pub overwrite: bool,
     /// Start from a machine saved by `rnn ntm` (a model.safetensors) instead
     /// of a new one; size flags, if given, must agree with it.
     #[arg(long)]
@@ -259,7 +272,6 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         ("--item-len", a.item_len),
         ("--min-items", a.min_items),
         ("--max-items", a.max_items),
-        ("--threads", a.threads),
     ];
     for (flag, v) in positive {
         if v == Some(0) {
@@ -284,6 +296,17 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
             && v > MAX_SIZE
         {
             bail!("{flag} {v} is too large (at most {MAX_SIZE})");
+        }
+    }
+    // Counts the trainer adds to its sequence count.
+    for (flag, v) in [
+        ("--max-sequences", a.max_sequences),
+        ("--eval-every", Some(a.eval_every)),
+    ] {
+        if let Some(v) = v
+            && v > MAX_COUNT
+        {
+            bail!("{flag} {v} is too large (at most {MAX_COUNT})");
         }
     }
     for (flag, v) in [
@@ -327,8 +350,10 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     if a.max_sequences == Some(0) && a.load.is_none() {
         bail!("--max-sequences 0 only evaluates a machine given with --load");
     }
-    if let Some(out) = &a.out {
-        check_out_dir(out)?;
+    match &a.out {
+        Some(out) => check_dest(out, a.overwrite)?,
+        None if a.overwrite => bail!("--overwrite applies to an --out folder only"),
+        None => {}
     }
     Ok(())
 }
@@ -457,17 +482,41 @@ pub(super) fn check_loaded(a: &NtmArgs, c: &NtmConfig, path: &Path) -> Result<()
     }
 }
 
-/// The machine: loaded (`--load`) or new from the flags; and the task's bits.
-pub(super) fn make_machine(a: &NtmArgs) -> Result<(Ntm, usize)> {
+/// The machine of the flags: a configuration still to build, or one loaded
+/// with `--load`.
+pub(super) enum Machine {
+    New(NtmConfig),
+    Loaded(Ntm),
+}
+
+impl Machine {
+    pub(super) fn config(&self) -> &NtmConfig {
+        match self {
+            Self::New(c) => c,
+            Self::Loaded(n) => n.config(),
+        }
+    }
+
+    /// The machine itself (a new one is allocated and initialised here).
+    pub(super) fn build(self) -> Result<Ntm> {
+        match self {
+            Self::New(c) => Ntm::new(c).map_err(|e| anyhow!("the machine: {e}")),
+            Self::Loaded(n) => Ok(n),
+        }
+    }
+}
+
+/// The configuration of a new machine from the flags and the defaults.
+pub(super) fn new_config(a: &NtmArgs) -> (NtmConfig, usize) {
     let default_bits = if a.task == TaskArg::Recall { 6 } else { 8 };
-    let Some(path) = &a.load else {
-        let bits = a.bits.unwrap_or(default_bits);
-        let (input_size, output_size) = match a.task {
-            TaskArg::Copy => (bits + 1, bits),
-            TaskArg::RepeatCopy => (bits + 2, bits + 1),
-            TaskArg::Recall => (bits + 2, bits),
-        };
-        let config = NtmConfig {
+    let bits = a.bits.unwrap_or(default_bits);
+    let (input_size, output_size) = match a.task {
+        TaskArg::Copy => (bits + 1, bits),
+        TaskArg::RepeatCopy => (bits + 2, bits + 1),
+        TaskArg::Recall => (bits + 2, bits),
+    };
+    (
+        NtmConfig {
             controller: a.controller.unwrap_or(ControllerArg::Lstm).controller(),
             input_size,
             output_size,
@@ -483,7 +532,16 @@ pub(super) fn make_machine(a: &NtmArgs) -> Result<(Ntm, usize)> {
                 MemoryInit::Constant(a.memory_init.unwrap_or(1e-6))
             },
             seed: a.seed,
-        };
+        },
+        bits,
+    )
+}
+
+/// The machine: loaded (`--load`) or the configuration of a new one from
+/// the flags (not allocated yet: see [`check_memory`]); and the task's bits.
+pub(super) fn make_machine(a: &NtmArgs) -> Result<(Machine, usize)> {
+    let Some(path) = &a.load else {
+        let (config, bits) = new_config(a);
         if config.shift_range >= config.memory_rows {
             bail!(
                 "--shift-range {} must be below --memory-rows {}",
@@ -491,8 +549,8 @@ pub(super) fn make_machine(a: &NtmArgs) -> Result<(Ntm, usize)> {
                 config.memory_rows
             );
         }
-        let ntm = Ntm::new(config).map_err(|e| anyhow!("the machine: {e}"))?;
-        return Ok((ntm, bits));
+        config.validate().map_err(|e| anyhow!("the machine: {e}"))?;
+        return Ok((Machine::New(config), bits));
     };
     let ntm = Ntm::load(path).map_err(|e| match recurrent::TensorFile::read(path) {
         // A network saved by `rnn train` names its cell, not a controller.
@@ -528,5 +586,124 @@ pub(super) fn make_machine(a: &NtmArgs) -> Result<(Ntm, usize)> {
             a.task.name()
         ),
     };
-    Ok((ntm, bits))
+    Ok((Machine::Loaded(ntm), bits))
+}
+
+/// Bytes a run needs, about (`None`: more than can be counted): the
+/// largest of its phases, each with what it holds at once. Training: the
+/// machine, the trainer's copies, a step over the longest training
+/// sequences and `--batch` rows, and a held-out evaluation (`--eval-size`,
+/// up to 64 rows at a time). Afterwards: the machine and the largest set of
+/// the generalisation table, or the weightings plot's forward.
+pub(super) fn run_need(
+    a: &NtmArgs,
+    config: &NtmConfig,
+    task: &Task,
+    eval_size: usize,
+    training: bool,
+) -> Option<u64> {
+    use recurrent::ntm::footprint::{
+        batch_bytes, params_bytes, tape_bytes, train_step_bytes, trainer_bytes,
+    };
+    let forward = |size: usize, rows: usize| -> Option<u64> {
+        let t = max_steps(task, size);
+        tape_bytes(config, t, rows)?.checked_add(batch_bytes(config, t, rows)?)
+    };
+    let params = params_bytes(config)?;
+    let eval = forward(eval_size, a.eval_sequences.min(64))?;
+    let mut need = params.checked_add(eval)?;
+    if training {
+        let t = max_steps(task, longest(task));
+        let train = params
+            .checked_add(trainer_bytes(config)?)?
+            .checked_add(train_step_bytes(config, t, a.batch)?)?
+            .checked_add(eval)?;
+        need = need.max(train);
+    }
+    for &size in table_sizes(task) {
+        let cap = if max_steps(task, size) <= LONG_STEPS {
+            SHORT_CAP
+        } else {
+            LONG_CAP
+        };
+        let rows = a.eval_sequences.min(cap).min(64);
+        need = need.max(params.checked_add(forward(size, rows)?)?);
+    }
+    need = need.max(params.checked_add(forward(eval_size, 1)?)?);
+    Some(need)
+}
+
+/// Refuses, before the machine is allocated, a run that needs more memory
+/// than is available: the error names the option that weighs most (the
+/// one whose default would save the most), the bytes needed and the bytes
+/// available.
+pub(super) fn check_memory(
+    a: &NtmArgs,
+    config: &NtmConfig,
+    task: &Task,
+    eval_size: usize,
+    training: bool,
+) -> Result<()> {
+    let need = run_need(a, config, task, eval_size, training);
+    if crate::memory::fits(need) {
+        return Ok(());
+    }
+    // Each size flag given, back at its default.
+    let mut tries: Vec<(String, NtmArgs)> = Vec::new();
+    let mut reset = |flag: &str, given: Option<usize>, f: &dyn Fn(&mut NtmArgs)| {
+        if let Some(v) = given {
+            let mut b = a.clone();
+            f(&mut b);
+            tries.push((format!("{flag} {v}"), b));
+        }
+    };
+    if a.load.is_none() {
+        reset("--controller-size", a.controller_size, &|b| {
+            b.controller_size = None
+        });
+        reset("--memory-rows", a.memory_rows, &|b| b.memory_rows = None);
+        reset("--memory-width", a.memory_width, &|b| b.memory_width = None);
+        reset("--read-heads", a.read_heads, &|b| b.read_heads = None);
+        reset("--write-heads", a.write_heads, &|b| b.write_heads = None);
+        reset("--shift-range", a.shift_range, &|b| b.shift_range = None);
+        reset("--bits", a.bits, &|b| b.bits = None);
+    }
+    reset("--max-len", a.max_len, &|b| b.max_len = None);
+    reset("--max-repeats", a.max_repeats, &|b| b.max_repeats = None);
+    reset("--max-items", a.max_items, &|b| b.max_items = None);
+    reset("--item-len", a.item_len, &|b| b.item_len = None);
+    reset("--eval-size", a.eval_size, &|b| b.eval_size = None);
+    reset("--batch", (a.batch != 1).then_some(a.batch), &|b| {
+        b.batch = 1
+    });
+    let default_sequences = 640;
+    reset(
+        "--eval-sequences",
+        (a.eval_sequences > default_sequences).then_some(a.eval_sequences),
+        &|b| b.eval_sequences = default_sequences,
+    );
+    let blame = tries
+        .into_iter()
+        .filter_map(|(label, b)| {
+            let (cfg, bits) = if a.load.is_some() {
+                (
+                    config.clone(),
+                    bits_for(a.task, config.input_size, config.output_size)?,
+                )
+            } else {
+                new_config(&b)
+            };
+            let task = make_task(&b, bits).ok()?;
+            let eval_size = b.eval_size.unwrap_or_else(|| longest(&task));
+            let n = run_need(&b, &cfg, &task, eval_size, training).unwrap_or(u64::MAX);
+            Some((label, n))
+        })
+        .min_by_key(|(_, n)| *n)
+        .map(|(label, _)| label);
+    let what = match (blame, &a.load) {
+        (Some(b), _) => b,
+        (None, Some(p)) => format!("the machine of --load {}", p.display()),
+        (None, None) => "this configuration".into(),
+    };
+    crate::memory::check(need, &what)
 }

@@ -3,7 +3,8 @@
 //! a progress bar, a held-out evaluation and a checkpoint every
 //! `--eval-every` sequences, then measures how it generalises to sizes it
 //! was not trained on. Writes `model.safetensors` (at every evaluation),
-//! `metrics.json` and `weightings.png` into the run folder.
+//! `metrics.json`, `weightings.png` and `manifest.json` (last) into the run
+//! folder, staged beside its destination (`crate::run_dir`).
 //!
 //! - `args`: the flags, their checks, the task and machine they make;
 //! - `report`: descriptions, the generalisation table, metrics, the
@@ -15,15 +16,15 @@ use std::time::Instant;
 use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recurrent::ntm::{
-    Controller, MAX_HEADS, MemoryInit, Ntm, NtmConfig, NtmOptimizer, NtmTape, NtmTrainConfig,
-    NtmTrainer, Progress, Task, TaskBatch, TrainPlan, TrainReport, evaluate,
+    Controller, Evaluation, MAX_HEADS, MemoryInit, Ntm, NtmConfig, NtmOptimizer, NtmTape,
+    NtmTrainConfig, NtmTrainer, Progress, Task, TaskBatch, TrainPlan, TrainReport, evaluate,
 };
 use recurrent::rng::SplitMix64;
 use serde_json::json;
 
 use crate::dates::utc_timestamp;
-use crate::output::{OutFile, check_out_dir, fresh_dir, top_created, write_all};
 use crate::plot::{self, Heatmap};
+use crate::run_dir::{self, OutFile, Staging, check_dest, fresh_dir};
 
 mod args;
 mod report;
@@ -51,16 +52,23 @@ const LONG_CAP: usize = 128;
 /// The largest size (length, repeats, items, eval size) accepted.
 const MAX_SIZE: usize = 100_000;
 
-/// Runs `rnn ntm`: checks the flags, builds or loads the machine, trains
-/// (unless `--max-sequences 0`), prints the generalisation table and writes
-/// the run folder.
+/// The largest sequence count (`--max-sequences`, `--eval-every`)
+/// accepted: 2^50, far more than a run reaches, and no overflow when the
+/// trainer adds them up.
+const MAX_COUNT: usize = 1 << 50;
+
+/// Runs `rnn ntm`: checks the flags and the memory the run needs, builds
+/// or loads the machine, trains (unless `--max-sequences 0`), prints the
+/// generalisation table and writes the run folder (staged, see
+/// `crate::run_dir`; on an error or a signal after a checkpoint, the
+/// checkpoint is kept as a run marked interrupted).
 pub fn run(a: &NtmArgs) -> Result<()> {
     check_args(a)?;
     let started = Instant::now();
     if let Some(n) = a.threads {
         recurrent::set_num_threads(n).map_err(|e| anyhow!("--threads {n}: {e}"))?;
     }
-    let (ntm, bits) = make_machine(a)?;
+    let (machine, bits) = make_machine(a)?;
     let task = make_task(a, bits)?;
     let eval_size = a.eval_size.unwrap_or_else(|| longest(&task));
     let max_sequences = a.max_sequences.unwrap_or(match a.task {
@@ -68,6 +76,9 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         TaskArg::RepeatCopy => 60_000,
         TaskArg::Recall => 40_000,
     });
+    let evaluate_only = max_sequences == 0;
+    check_memory(a, machine.config(), &task, eval_size, !evaluate_only)?;
+    let ntm = machine.build()?;
     let stop_below = if a.no_stop {
         None
     } else {
@@ -90,7 +101,6 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         seed: a.seed,
     };
     let config = ntm.config().clone();
-    let evaluate_only = max_sequences == 0;
     let out_dir = match &a.out {
         Some(p) => Some(p.clone()),
         None if evaluate_only => None,
@@ -100,200 +110,238 @@ pub fn run(a: &NtmArgs) -> Result<()> {
             utc_timestamp()
         )))),
     };
-
-    // What the run is.
-    println!(
-        "task: {}; held-out: {} sequences of {}",
-        describe_task(&task),
-        a.eval_sequences,
-        size_label(&task, eval_size)
-    );
-    println!(
-        "machine: {} ({})",
-        describe_machine(&config),
-        match &a.load {
-            Some(p) => format!("loaded from {}", p.display()),
-            None => format!("new, seed {}", config.seed),
-        }
-    );
-    let opt_label = match optimizer {
-        NtmOptimizer::RmsProp { lr, momentum, .. } => {
-            format!("rmsprop (lr {lr:e}, momentum {momentum})")
-        }
-        NtmOptimizer::Adam { lr } => format!("adam (lr {lr:e})"),
-    };
-    let threads = recurrent::num_threads();
-    let simd = recurrent::kernels::simd::detected_level();
-    if evaluate_only {
-        println!("evaluation only (--max-sequences 0); {threads} threads, simd {simd}");
-    } else {
-        println!(
-            "training: {opt_label}, batch {}, gradients clamped to {}, clip norm {}, up to {max_sequences} sequences, evaluated every {}, {}; data seed {}, {threads} threads, simd {simd}",
-            a.batch,
-            match train_config.clip_value {
-                Some(v) => format!("[-{v}, {v}]"),
-                None => "off".into(),
-            },
-            a.clip_norm.map_or("off".into(), |v| v.to_string()),
-            a.eval_every,
-            match stop_below {
-                Some(s) => format!("stop below {s} bit errors/seq"),
-                None => "no early stop".into(),
-            },
-            a.seed,
-        );
-    }
-    if let Some(d) = &out_dir {
-        println!("output: {}/", d.display());
-    }
-
-    // Training (or only the held-out evaluation of a loaded machine).
-    let (ntm, report) = if evaluate_only {
-        let held_out = evaluate(&ntm, &task, eval_size, a.eval_sequences, EVAL_SEED)?;
-        let (loss, bit_errors) = (held_out.loss(), held_out.errors_per_sequence());
-        println!(
-            "held-out: loss {loss:.4}, {bit_errors:.3} bit errors/seq ({} sequences of {})",
-            a.eval_sequences,
-            size_label(&task, eval_size)
-        );
-        (ntm, None)
-    } else {
-        let dir = out_dir.as_ref().expect("training has an output folder");
-        let (ntm, report) = train(
-            a,
-            ntm,
-            task,
-            train_config.clone(),
-            dir,
-            max_sequences,
-            eval_size,
-            stop_below,
-        )?;
-        (ntm, Some(report))
-    };
-
-    // Convergence: the first held-out evaluation under the threshold (also
-    // with --no-stop, where training goes on past it).
-    let threshold = a.stop_below.unwrap_or(0.1);
-    let converged_at = report.as_ref().and_then(|r| {
-        r.evaluations
-            .iter()
-            .find(|e| e.bit_errors < threshold)
-            .map(|e| e.sequences)
-    });
-    if let Some(r) = &report {
-        let last = r.evaluations.last().map_or(f64::NAN, |e| e.bit_errors);
-        match converged_at {
-            Some(n) => println!(
-                "converged at {n} sequences (first held-out evaluation under {threshold} \
-                 bit errors/seq); last held-out: {last:.3} bit errors/seq"
-            ),
-            None => println!(
-                "not converged within {} sequences (no held-out evaluation under \
-                 {threshold}; last: {last:.3} bit errors/seq)",
-                r.sequences
-            ),
-        }
-        println!(
-            "wall-clock: {:.1} s for {} sequences, {:.1} sequences/s (with the evaluations)",
-            r.seconds,
-            r.sequences,
-            r.sequences as f64 / r.seconds.max(1e-9)
-        );
-    }
-
-    let table = generalisation(&ntm, &task, a.eval_sequences)?;
-    print_table(&task, &table);
-
-    let Some(out_dir) = out_dir else {
-        return Ok(());
-    };
-    let png = weightings_png(&ntm, &task, eval_size).context("drawing weightings.png")?;
-    let (evaluations, converged_at, sequences, seconds) = match &report {
-        Some(r) => (
-            r.evaluations
-                .iter()
-                .map(|e| json!({ "sequences": e.sequences, "loss": e.loss, "bit_errors": e.bit_errors }))
-                .collect(),
-            converged_at,
-            r.sequences,
-            r.seconds,
-        ),
-        None => (Vec::new(), None, 0, 0.0),
+    // Staged beside its destination from now on.
+    let mut stage = match &out_dir {
+        Some(d) => Some(Staging::create(d, a.overwrite, "ntm")?),
+        None => None,
     };
     let (opt_name, momentum) = match optimizer {
         NtmOptimizer::RmsProp { momentum, .. } => ("rmsprop", Some(momentum)),
         NtmOptimizer::Adam { .. } => ("adam", None),
     };
-    let metrics = json!({
+    let threads = recurrent::num_threads();
+    let simd = recurrent::kernels::simd::detected_level();
+    let train_json = json!({
+        "batch": a.batch,
+        "optimizer": opt_name,
+        "lr": a.lr,
+        "momentum": momentum,
+        "clip_value": train_config.clip_value,
+        "clip_norm": a.clip_norm,
+        "seed": a.seed,
+        "max_sequences": max_sequences,
+        "eval_every": a.eval_every,
+        "eval_sequences": a.eval_sequences,
+        "eval_size": eval_size,
+        "stop_below": stop_below,
+        "threads": threads,
+        "simd": simd.to_string(),
+    });
+    // What metrics.json says of a run stopped at a checkpoint.
+    let interrupted_json = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "task": task.name(),
         "task_config": task_json(&task),
         "config": config_json(&config),
         "loaded_from": a.load.as_ref().map(|p| p.display().to_string()),
-        "train_config": {
-            "batch": a.batch,
-            "optimizer": opt_name,
-            "lr": a.lr,
-            "momentum": momentum,
-            "clip_value": train_config.clip_value,
-            "clip_norm": a.clip_norm,
-            "seed": a.seed,
-            "max_sequences": max_sequences,
-            "eval_every": a.eval_every,
-            "eval_sequences": a.eval_sequences,
-            "eval_size": eval_size,
-            "stop_below": stop_below,
-            "threads": threads,
-            "simd": simd.to_string(),
-        },
-        "evaluations": evaluations,
-        "converged_at": converged_at,
-        "sequences": sequences,
-        "seconds": seconds,
-        "sequences_per_second": if seconds > 0.0 { sequences as f64 / seconds } else { 0.0 },
-        "generalisation": table.iter().map(|r| json!({
-            "size": r.size,
-            "sequences": r.sequences,
-            "loss": r.loss,
-            "bit_errors_per_sequence": r.errors_per_sequence,
-            "bits_per_sequence": r.bits_per_sequence,
-            "bit_error_rate": r.rate(),
-        })).collect::<Vec<_>>(),
-        "wall_seconds": started.elapsed().as_secs_f64(),
+        "train_config": train_json,
+        "interrupted": true,
     });
-    let metrics = serde_json::to_string_pretty(&metrics)? + "\n";
-    write_all(
-        &out_dir,
-        &[
+
+    let outcome = (|| -> Result<Option<(String, Vec<u8>)>> {
+        // What the run is.
+        println!(
+            "task: {}; held-out: {} sequences of {}",
+            describe_task(&task),
+            a.eval_sequences,
+            size_label(&task, eval_size)
+        );
+        println!(
+            "machine: {} ({})",
+            describe_machine(&config),
+            match &a.load {
+                Some(p) => format!("loaded from {}", p.display()),
+                None => format!("new, seed {}", config.seed),
+            }
+        );
+        let opt_label = match optimizer {
+            NtmOptimizer::RmsProp { lr, momentum, .. } => {
+                format!("rmsprop (lr {lr:e}, momentum {momentum})")
+            }
+            NtmOptimizer::Adam { lr } => format!("adam (lr {lr:e})"),
+        };
+        if evaluate_only {
+            println!("evaluation only (--max-sequences 0); {threads} threads, simd {simd}");
+        } else {
+            println!(
+                "training: {opt_label}, batch {}, gradients clamped to {}, clip norm {}, up to {max_sequences} sequences, evaluated every {}, {}; data seed {}, {threads} threads, simd {simd}",
+                a.batch,
+                match train_config.clip_value {
+                    Some(v) => format!("[-{v}, {v}]"),
+                    None => "off".into(),
+                },
+                a.clip_norm.map_or("off".into(), |v| v.to_string()),
+                a.eval_every,
+                match stop_below {
+                    Some(s) => format!("stop below {s} bit errors/seq"),
+                    None => "no early stop".into(),
+                },
+                a.seed,
+            );
+        }
+        if let Some(d) = &out_dir {
+            println!("output: {}/", d.display());
+        }
+
+        // Training (or only the held-out evaluation of a loaded machine).
+        let (ntm, report) = if evaluate_only {
+            let held_out = evaluate(&ntm, &task, eval_size, a.eval_sequences, EVAL_SEED)?;
+            let (loss, bit_errors) = (held_out.loss(), held_out.errors_per_sequence());
+            println!(
+                "held-out: loss {loss:.4}, {bit_errors:.3} bit errors/seq ({} sequences of {})",
+                a.eval_sequences,
+                size_label(&task, eval_size)
+            );
+            (ntm, None)
+        } else {
+            let stage = stage.as_ref().expect("training has an output folder");
+            let (ntm, report) = train(
+                a,
+                ntm,
+                task,
+                train_config.clone(),
+                stage,
+                &interrupted_json,
+                max_sequences,
+                eval_size,
+                stop_below,
+            )?;
+            (ntm, Some(report))
+        };
+
+        // Convergence: the first held-out evaluation under the threshold
+        // (also with --no-stop, where training goes on past it).
+        let threshold = a.stop_below.unwrap_or(0.1);
+        let converged_at = report.as_ref().and_then(|r| {
+            r.evaluations
+                .iter()
+                .find(|e| e.bit_errors < threshold)
+                .map(|e| e.sequences)
+        });
+        if let Some(r) = &report {
+            let last = r.evaluations.last().map_or(f64::NAN, |e| e.bit_errors);
+            match converged_at {
+                Some(n) => println!(
+                    "converged at {n} sequences (first held-out evaluation under {threshold} \
+                     bit errors/seq); last held-out: {last:.3} bit errors/seq"
+                ),
+                None => println!(
+                    "not converged within {} sequences (no held-out evaluation under \
+                     {threshold}; last: {last:.3} bit errors/seq)",
+                    r.sequences
+                ),
+            }
+            println!(
+                "wall-clock: {:.1} s for {} sequences, {:.1} sequences/s (with the evaluations)",
+                r.seconds,
+                r.sequences,
+                r.sequences as f64 / r.seconds.max(1e-9)
+            );
+        }
+
+        let table = generalisation(&ntm, &task, a.eval_sequences)?;
+        print_table(&task, &table);
+
+        if out_dir.is_none() {
+            return Ok(None);
+        }
+        let png = weightings_png(&ntm, &task, eval_size).context("drawing weightings.png")?;
+        let (evaluations, converged_at, sequences, seconds) = match &report {
+            Some(r) => (
+                r.evaluations.iter().map(eval_json).collect(),
+                converged_at,
+                r.sequences,
+                r.seconds,
+            ),
+            None => (Vec::new(), None, 0, 0.0),
+        };
+        let metrics = json!({
+            "version": env!("CARGO_PKG_VERSION"),
+            "task": task.name(),
+            "task_config": task_json(&task),
+            "config": config_json(&config),
+            "loaded_from": a.load.as_ref().map(|p| p.display().to_string()),
+            "train_config": train_json,
+            "evaluations": evaluations,
+            "converged_at": converged_at,
+            "sequences": sequences,
+            "seconds": seconds,
+            "sequences_per_second": if seconds > 0.0 { sequences as f64 / seconds } else { 0.0 },
+            "generalisation": table.iter().map(|r| json!({
+                "size": r.size,
+                "sequences": r.sequences,
+                "loss": r.loss,
+                "bit_errors_per_sequence": r.errors_per_sequence,
+                "bits_per_sequence": r.bits_per_sequence,
+                "bit_error_rate": r.rate(),
+            })).collect::<Vec<_>>(),
+            "wall_seconds": started.elapsed().as_secs_f64(),
+        });
+        Ok(Some((serde_json::to_string_pretty(&metrics)? + "\n", png)))
+    })();
+
+    let (metrics, png) = match outcome {
+        Ok(Some(files)) => files,
+        Ok(None) => return Ok(()),
+        Err(e) => {
+            let kept = stage
+                .as_mut()
+                .and_then(|s| s.abandon(&format!("error: {e:#}")));
+            return Err(match kept {
+                Some(k) => anyhow!("{e:#}; {k}"),
+                None => e,
+            });
+        }
+    };
+    let stage = stage.expect("an output folder");
+    let dest = stage
+        .commit(&[
             OutFile::Bytes("metrics.json", metrics.as_bytes()),
             OutFile::Bytes("weightings.png", &png),
-        ],
-    )
-    .with_context(|| format!("writing the run folder {}", out_dir.display()))?;
+        ])
+        .map_err(|e| anyhow!("writing the run folder: {e:#}"))?;
     let model = if evaluate_only {
         ""
     } else {
         "model.safetensors "
     };
     println!(
-        "wrote {}/: {model}metrics.json weightings.png ({:.1} s in all)",
-        out_dir.display(),
+        "wrote {}/: {model}metrics.json weightings.png manifest.json ({:.1} s in all)",
+        dest.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
+/// An evaluation as metrics.json writes it.
+fn eval_json(e: &Evaluation) -> serde_json::Value {
+    json!({ "sequences": e.sequences, "loss": e.loss, "bit_errors": e.bit_errors })
+}
+
 /// Trains with a progress bar, printing every evaluation and checkpointing
-/// into `dir` (created here). On an error the last checkpoint is kept; a
-/// folder created here with no checkpoint in it is removed again.
+/// into the staging folder. Each checkpoint is saved under the run folder's
+/// lock (from its evaluation to the next step), and noted with the
+/// metrics.json of a run stopped there (`interrupted` plus the evaluations
+/// so far), so that a signal or an error keeps it as a run marked
+/// interrupted.
 #[allow(clippy::too_many_arguments)]
 fn train(
     a: &NtmArgs,
     ntm: Ntm,
     task: Task,
     train_config: NtmTrainConfig,
-    dir: &Path,
+    stage: &Staging,
+    interrupted_json: &serde_json::Value,
     max_sequences: usize,
     eval_size: usize,
     stop_below: Option<f64>,
@@ -307,11 +355,9 @@ fn train(
         eval_size,
         eval_seed: EVAL_SEED,
         stop_below,
-        checkpoint: Some(dir.join(MODEL_FILE)),
+        checkpoint: Some(stage.path().join(MODEL_FILE)),
     };
-    let created = top_created(dir);
-    std::fs::create_dir_all(dir)
-        .with_context(|| format!("{}: cannot create the folder", dir.display()))?;
+    stage.keep_checkpoint(MODEL_FILE);
 
     let bar = if a.quiet {
         ProgressBar::hidden()
@@ -333,8 +379,13 @@ fn train(
     // Training means since the last evaluation, per sequence.
     let (mut sum_errors, mut sum_loss, mut seen) = (0.0f64, 0.0f64, 0usize);
     let mut last_eval: Option<(usize, f64)> = None;
+    let mut evaluations: Vec<serde_json::Value> = Vec::new();
+    // Held from an evaluation (whose checkpoint the trainer saves next) to
+    // the next step.
+    let mut guard: Option<run_dir::Guard> = None;
     let result = trainer.run(&plan, |p| match p {
         Progress::Step { sequences, stats } => {
+            guard = None;
             sum_errors += stats.bit_errors * a.batch as f64;
             sum_loss += stats.loss * a.batch as f64;
             seen += a.batch;
@@ -348,7 +399,20 @@ fn train(
             ));
         }
         Progress::Evaluated(e) => {
+            guard = None;
             last_eval = Some((e.sequences, e.bit_errors));
+            evaluations.push(eval_json(&e));
+            let mut metrics = interrupted_json.clone();
+            metrics["evaluations"] = json!(evaluations);
+            metrics["checkpoint_sequences"] = json!(e.sequences);
+            let text = serde_json::to_string_pretty(&metrics).unwrap_or_default() + "\n";
+            let mut g = run_dir::lock();
+            run_dir::note_checkpoint(
+                &mut g,
+                format!("at training sequence {}", e.sequences),
+                vec![("metrics.json".to_string(), text.into_bytes())],
+            );
+            guard = Some(g);
             (sum_errors, sum_loss, seen) = (0.0, 0.0, 0);
             bar.suspend(|| {
                 println!(
@@ -361,30 +425,14 @@ fn train(
             });
         }
     });
+    drop(guard);
     bar.finish_and_clear();
     match result {
         Ok(report) => Ok((trainer.into_ntm(), report)),
-        Err(e) => {
-            let kept = match last_eval {
-                Some((n, _)) if dir.join(MODEL_FILE).is_file() => format!(
-                    "; the last checkpoint, at training sequence {n}, is kept in {}",
-                    dir.join(MODEL_FILE).display()
-                ),
-                _ => {
-                    if let Some(top) = &created {
-                        let _ = std::fs::remove_dir_all(top);
-                    }
-                    "; no checkpoint was written".into()
-                }
-            };
-            if matches!(e, recurrent::Error::NonFinite(_)) {
-                Err(anyhow!(
-                    "training diverged: {e}{kept} (try a lower --lr or a --clip-norm)"
-                ))
-            } else {
-                Err(anyhow!("{e}{kept}"))
-            }
-        }
+        Err(e) if matches!(e, recurrent::Error::NonFinite(_)) => Err(anyhow!(
+            "training diverged: {e} (try a lower --lr or a --clip-norm)"
+        )),
+        Err(e) => Err(anyhow!("{e}")),
     }
 }
 

@@ -44,12 +44,18 @@ pub(super) fn size_label(task: &Task, size: usize) -> String {
     }
 }
 
-/// Steps of the longest sequence of the given size.
+/// Steps of the longest sequence of the given size (`usize::MAX` when
+/// that overflows).
 pub(super) fn max_steps(task: &Task, size: usize) -> usize {
     match *task {
-        Task::Copy { .. } => 2 * size + 1,
-        Task::RepeatCopy { max_repeats, .. } => size + 2 + max_repeats * size + 1,
-        Task::AssociativeRecall { item_len, .. } => (size + 2) * (item_len + 1),
+        Task::Copy { .. } => size.saturating_mul(2).saturating_add(1),
+        Task::RepeatCopy { max_repeats, .. } => max_repeats
+            .saturating_add(1)
+            .saturating_mul(size)
+            .saturating_add(3),
+        Task::AssociativeRecall { item_len, .. } => size
+            .saturating_add(2)
+            .saturating_mul(item_len.saturating_add(1)),
     }
 }
 

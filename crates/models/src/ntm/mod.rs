@@ -13,6 +13,7 @@
 pub mod addressing;
 mod backward;
 mod config;
+pub mod footprint;
 mod io;
 pub mod memory;
 mod model;

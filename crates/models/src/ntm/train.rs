@@ -317,7 +317,9 @@ impl NtmTrainer {
             sequences: self.sequences,
             seconds: 0.0,
         };
-        let mut next_eval = self.sequences + plan.eval_every;
+        // Saturating: `eval_every` comes from the user (an evaluation past
+        // usize::MAX sequences is one at the end).
+        let mut next_eval = self.sequences.saturating_add(plan.eval_every);
         while self.sequences < plan.max_sequences {
             let stats = self.step()?;
             progress(Progress::Step {
@@ -326,7 +328,7 @@ impl NtmTrainer {
             });
             let last = self.sequences >= plan.max_sequences;
             if self.sequences >= next_eval || last {
-                next_eval += plan.eval_every;
+                next_eval = next_eval.saturating_add(plan.eval_every);
                 let e = self.evaluate(plan.eval_size, plan.eval_sequences, plan.eval_seed)?;
                 if !e.loss.is_finite() {
                     return Err(Error::NonFinite(format!(
