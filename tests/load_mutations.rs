@@ -46,6 +46,7 @@ use std::time::Instant;
 
 use recurrent::Recurrent;
 use recurrent::ntm::Ntm;
+use recurrent::rng::SplitMix64;
 
 // ---------------------------------------------------------------------------
 // The counting allocator.
@@ -197,22 +198,16 @@ fn bound(file_len: usize) -> usize {
 // ---------------------------------------------------------------------------
 // A deterministic PRNG.
 
-struct Rng(u64);
+/// The library's SplitMix64 with the draws the mutations need.
+struct Rng(SplitMix64);
 
 impl Rng {
     fn new(seed: u64) -> Self {
-        let mut r = Rng(seed);
-        r.next();
-        r
+        Rng(SplitMix64::new(seed))
     }
 
-    /// SplitMix64.
     fn next(&mut self) -> u64 {
-        self.0 = self.0.wrapping_add(0x9E37_79B9_7F4A_7C15);
-        let mut z = self.0;
-        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
-        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
-        z ^ (z >> 31)
+        self.0.next_u64()
     }
 
     /// Uniform in `0..n` (`n > 0`).

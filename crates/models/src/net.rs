@@ -244,23 +244,37 @@ pub(crate) fn is_parameter_name(name: &str) -> bool {
 
 /// PyTorch's names and shapes of every parameter of `c`, in buffer order.
 pub fn param_layout(c: &NetConfig) -> Vec<(String, Vec<usize>)> {
+    param_layout_iter(c).collect()
+}
+
+/// [`param_layout`], one tensor at a time (a loader compares each with the
+/// file before the next is made, so that a configuration claiming many
+/// layers costs nothing beyond the tensors the file really has).
+fn param_layout_iter(c: &NetConfig) -> impl Iterator<Item = (String, Vec<usize>)> + '_ {
     let gh = c.cell.gates() * c.hidden_size;
-    let mut out = Vec::new();
-    for k in 0..c.num_layers {
-        for d in 0..c.directions() {
+    (0..c.num_layers).flat_map(move |k| {
+        (0..c.directions()).flat_map(move |d| {
             let s = if d == 1 { "_reverse" } else { "" };
-            out.push((
-                format!("weight_ih_l{k}{s}"),
-                vec![gh, c.layer_input_size(k)],
-            ));
-            out.push((format!("weight_hh_l{k}{s}"), vec![gh, c.hidden_size]));
-            if c.bias {
-                out.push((format!("bias_ih_l{k}{s}"), vec![gh]));
-                out.push((format!("bias_hh_l{k}{s}"), vec![gh]));
-            }
-        }
-    }
-    out
+            let weights = [
+                (
+                    format!("weight_ih_l{k}{s}"),
+                    vec![gh, c.layer_input_size(k)],
+                ),
+                (format!("weight_hh_l{k}{s}"), vec![gh, c.hidden_size]),
+            ];
+            let biases = c
+                .bias
+                .then(|| {
+                    [
+                        (format!("bias_ih_l{k}{s}"), vec![gh]),
+                        (format!("bias_hh_l{k}{s}"), vec![gh]),
+                    ]
+                })
+                .into_iter()
+                .flatten();
+            weights.into_iter().chain(biases)
+        })
+    })
 }
 
 impl Recurrent {
@@ -300,7 +314,8 @@ impl Recurrent {
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
     ) -> Result<Self> {
         config.validate()?;
-        let params = Params::try_from_tensors(param_layout(&config), tensors, is_parameter_name)?;
+        let params =
+            Params::try_from_tensors(param_layout_iter(&config), tensors, is_parameter_name)?;
         Ok(Self {
             config,
             params,

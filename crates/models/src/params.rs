@@ -153,25 +153,28 @@ impl Params {
     /// given twice, an unused parameter-like tensor ([`Error::Unexpected`]),
     /// no memory for the buffer.
     pub fn try_from_tensors<'a>(
-        layout: impl IntoIterator<Item = (String, Vec<usize>)>,
+        layout_entries: impl IntoIterator<Item = (String, Vec<usize>)>,
         tensors: impl IntoIterator<Item = (&'a str, &'a [usize], &'a [f32])>,
         param_like: impl Fn(&str) -> bool,
     ) -> Result<Self> {
-        let layout: Vec<(String, Vec<usize>)> = layout.into_iter().collect();
         let mut given: HashMap<&str, (&[usize], &[f32])> = HashMap::new();
         for (name, shape, values) in tensors {
             if given.insert(name, (shape, values)).is_some() {
                 return Err(Error::Unexpected(format!("tensor {name} given twice")));
             }
         }
-        for (name, want) in &layout {
+        // Each entry is checked before the next is taken: the layout held
+        // is never longer than the tensors given.
+        let mut layout: Vec<(String, Vec<usize>)> = Vec::new();
+        for (name, want) in layout_entries {
             let Some(&(shape, values)) = given.get(name.as_str()) else {
-                return Err(Error::MissingParameter { name: name.clone() });
+                return Err(Error::MissingParameter { name });
             };
             if shape != want.as_slice() {
-                return Err(Error::shape(name.as_str(), want, shape));
+                return Err(Error::shape(name.as_str(), &want, shape));
             }
-            crate::error::check_len(name, values, shape)?;
+            crate::error::check_len(&name, values, shape)?;
+            layout.push((name, want));
         }
         let mut unused: Vec<&str> = given
             .keys()

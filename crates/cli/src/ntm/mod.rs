@@ -137,16 +137,18 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         "threads": threads,
         "simd": simd.to_string(),
     });
-    // What metrics.json says of a run stopped at a checkpoint.
-    let interrupted_json = json!({
+    // What every metrics.json says of the run; a run stopped at a
+    // checkpoint says no more, with "interrupted": true.
+    let run_json = json!({
         "version": env!("CARGO_PKG_VERSION"),
         "task": task.name(),
         "task_config": task_json(&task),
         "config": config_json(&config),
         "loaded_from": a.load.as_ref().map(|p| p.display().to_string()),
         "train_config": train_json,
-        "interrupted": true,
     });
+    let mut interrupted_json = run_json.clone();
+    interrupted_json["interrupted"] = json!(true);
 
     let outcome = (|| -> Result<Option<(String, Vec<u8>)>> {
         // What the run is.
@@ -265,13 +267,8 @@ pub fn run(a: &NtmArgs) -> Result<()> {
             ),
             None => (Vec::new(), None, 0, 0.0),
         };
-        let metrics = json!({
-            "version": env!("CARGO_PKG_VERSION"),
-            "task": task.name(),
-            "task_config": task_json(&task),
-            "config": config_json(&config),
-            "loaded_from": a.load.as_ref().map(|p| p.display().to_string()),
-            "train_config": train_json,
+        let mut metrics = run_json.clone();
+        let results = json!({
             "evaluations": evaluations,
             "converged_at": converged_at,
             "sequences": sequences,
@@ -287,6 +284,9 @@ pub fn run(a: &NtmArgs) -> Result<()> {
             })).collect::<Vec<_>>(),
             "wall_seconds": started.elapsed().as_secs_f64(),
         });
+        if let (Some(m), serde_json::Value::Object(r)) = (metrics.as_object_mut(), results) {
+            m.extend(r);
+        }
         Ok(Some((serde_json::to_string_pretty(&metrics)? + "\n", png)))
     })();
 
