@@ -2,11 +2,13 @@
 //! W_hh^T` (`X_t` the input projection with both biases), on the team time
 //! loop shared with the LSTM and GRU ([`crate::team`]; the per-step product
 //! over `W_hh` packed once per call), the activation per thread on its
-//! units.
+//! units. Rows past their sequence's end keep their state (forward) and
+//! pass their gradient through (backward).
 
 use crate::activation::{self, Activation};
 use crate::sequence::{
-    self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref,
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
+    Upstream, part_mut, part_ref,
 };
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
@@ -22,8 +24,8 @@ pub struct Sequence<'a> {
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
     pub states: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
@@ -45,7 +47,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemor
     let (pre, states, act) = (Shared::new(seq.pre), Shared::new(seq.states), seq.act);
     let kernel = move |p: &Part| {
         let (u0, n) = (p.units.start, p.units.len());
-        for r in 0..b {
+        for r in 0..p.rows {
             // SAFETY: row `r < B`, units `u0 + n <= H` of step `t`'s `P` and
             // slot `out`'s `h`, inside the buffers (asserted above) and this
             // thread's alone during the step (the team's contract).
@@ -54,13 +56,18 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemor
             activation::forward(act, x, h);
         }
     };
-    let out = Product {
-        buf: pre,
-        per_step: true,
-        accumulate: true,
+    let phase = FwdPhase {
+        blocks: 0..1,
+        operand: Operand::Prev,
+        out: Product {
+            buf: pre,
+            per_step: true,
+            accumulate: true,
+        },
+        kernel: &kernel,
     };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
+    unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[]) }
 }
 
 /// The buffers of a whole Elman layer-direction's backward pass (row-major;
@@ -81,8 +88,8 @@ pub struct SequenceGrads<'a> {
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
 /// The whole backward pass of one layer-direction (without the weight
@@ -105,7 +112,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoM
     let (states, act) = (g.states, g.act);
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
         let (u0, n) = (p.units.start, p.units.len());
-        for r in 0..b {
+        for r in 0..p.rows {
             // SAFETY: row `r < B`, units `u0 + n <= H` of `[B, H]` and `[T,
             // B, H]` buffers (sized by `sequence::backward` and above), this
             // thread's alone during the phase.
@@ -115,7 +122,22 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoM
             activation::backward(act, h, dh, dp);
         }
     };
+    let phases = [
+        BwdPhase {
+            product: None,
+            kernel: Some(&kernel),
+        },
+        BwdPhase {
+            product: Some(BwdProduct {
+                blocks: 0..1,
+                src: dpre,
+                dst: None,
+                accumulate: false,
+            }),
+            kernel: None,
+        },
+    ];
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dpre, false, g.up, g.dh, g.dh_spare, &kernel) }
+    unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
 }

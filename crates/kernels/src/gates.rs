@@ -1,5 +1,10 @@
 //! Gate-block layout shared by the fused gate kernels: a gates buffer is
-//! `[B, G*H]`, each row `G` blocks of `H` values side by side.
+//! `[B, G*H]`, each row `G` blocks of `H` values side by side; and the one
+//! driver of their lane bodies ([`on_units`]).
+
+use pulp::{Simd, WithSimd};
+
+use crate::simd::{Lanes, dispatch, zip_map};
 
 /// Number of rows `B` of a `[B, G*H]` buffer of `len` values.
 ///
@@ -12,17 +17,67 @@ pub(crate) fn rows<const G: usize>(len: usize, hidden: usize) -> usize {
     len / (G * hidden)
 }
 
-/// One `[G*H]` row split into its `G` gate blocks.
-pub(crate) fn blocks<const G: usize>(row: &[f32], h: usize) -> [&[f32]; G] {
-    core::array::from_fn(|g| &row[g * h..(g + 1) * h])
+/// An operand of [`on_units`] read only: element `(r, u)` at `ptr + r *
+/// stride + u` (stride 0 for a `[H]` row shared by every row).
+pub(crate) type In = (*const f32, usize);
+
+/// An operand of [`on_units`] read and written, as [`In`].
+pub(crate) type Out = (*mut f32, usize);
+
+/// The one body of every fused gate kernel: the lanes `L` over units
+/// `units` of rows `0..rows` of `NI` read-only and `NO` read-write
+/// row-strided operands. The whole-slice kernels run it on units `0..H` of
+/// every row, the whole-sequence kernels on a thread's units of the rows
+/// inside their sequences.
+struct OnUnits<'l, L, const NI: usize, const NO: usize> {
+    ins: [In; NI],
+    outs: [Out; NO],
+    rows: usize,
+    units: std::ops::Range<usize>,
+    lanes: &'l L,
 }
 
-/// One `[G*H]` row split into its `G` gate blocks, mutable.
-pub(crate) fn blocks_mut<const G: usize>(row: &mut [f32], h: usize) -> [&mut [f32]; G] {
-    let mut rest = row;
-    core::array::from_fn(|_| {
-        let (block, tail) = core::mem::take(&mut rest).split_at_mut(h);
-        rest = tail;
-        block
-    })
+impl<L: Lanes<NI, NO>, const NI: usize, const NO: usize> WithSimd for OnUnits<'_, L, NI, NO> {
+    type Output = ();
+    #[inline(always)]
+    fn with_simd<S: Simd>(self, simd: S) {
+        let (u0, n) = (self.units.start, self.units.len());
+        for r in 0..self.rows {
+            // SAFETY: `on_units`'s contract: every operand's row `r`, units
+            // `u0..u0 + n`, valid and, for the outputs, pairwise disjoint
+            // and accessed by no one else during the call.
+            let ins = self
+                .ins
+                .map(|(p, s)| unsafe { std::slice::from_raw_parts(p.add(r * s + u0), n) });
+            let outs = self
+                .outs
+                .map(|(p, s)| unsafe { std::slice::from_raw_parts_mut(p.add(r * s + u0), n) });
+            zip_map(simd, ins, outs, self.lanes);
+        }
+    }
+}
+
+/// Runs `lanes` over units `units` of rows `0..rows` of the operands, at
+/// the current SIMD level.
+///
+/// # Safety
+/// For every row `r < rows`, every operand's elements `ptr + r * stride +
+/// u`, `u` in `units`, must be valid; the outputs' must not overlap each
+/// other or an input's, and no other thread may write any of them (or read
+/// the outputs') during the call.
+#[inline(always)]
+pub(crate) unsafe fn on_units<L: Lanes<NI, NO>, const NI: usize, const NO: usize>(
+    lanes: &L,
+    ins: [In; NI],
+    outs: [Out; NO],
+    rows: usize,
+    units: std::ops::Range<usize>,
+) {
+    dispatch(OnUnits {
+        ins,
+        outs,
+        rows,
+        units,
+        lanes,
+    });
 }

@@ -14,14 +14,15 @@
 //! it is split in two kernels around that product: [`rbl_forward_rz`] then
 //! [`rbl_forward_n`]; backward: [`rbl_backward_n`] then [`rbl_backward_r`].
 
-use pulp::{Simd, WithSimd};
+use pulp::Simd;
 
 use crate::gates;
 use crate::math;
 use crate::sequence::{
-    self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut, part_ref,
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
+    Upstream,
 };
-use crate::simd::{Lanes, dispatch, zip_map};
+use crate::simd::Lanes;
 
 fn check_states(b: usize, hidden: usize, states: &[usize]) {
     assert!(
@@ -154,43 +155,185 @@ impl Lanes<3, 2> for RblBackwardRLanes {
     }
 }
 
-// ---------------------------------------------------------------- linear before reset
+// ---------------------------------------------------------------- one step
 
-struct LbrForward<'a> {
-    gates: &'a mut [f32],
-    hw: &'a [f32],
-    b_hn: &'a [f32],
-    h_prev: &'a [f32],
-    h: &'a mut [f32],
-    hn: &'a mut [f32],
+/// One step's buffers: `gates` `[B, 3H]`; `hw` `[B, 3H]` (linear before
+/// reset: `h_{t-1} W_hh^T`); `b_hn` `[H]`; `h_prev`, `h` `[B, H]`; `saved`
+/// `[B, H]`, what the step keeps for backward (`W_hn h_{t-1} + b_hn`, or
+/// `r * h_{t-1}`). Null for what a kernel does not use.
+struct Step {
+    gates: *mut f32,
+    hw: *const f32,
+    b_hn: *const f32,
+    h_prev: *const f32,
+    h: *mut f32,
+    saved: *mut f32,
     hidden: usize,
 }
 
-impl WithSimd for LbrForward<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        let rows = self
-            .gates
-            .chunks_exact_mut(3 * hd)
-            .zip(self.hw.chunks_exact(3 * hd));
-        let states = self
-            .h_prev
-            .chunks_exact(hd)
-            .zip(self.h.chunks_exact_mut(hd));
-        for (((row, hw), (h_prev, h)), hn) in rows.zip(states).zip(self.hn.chunks_exact_mut(hd)) {
-            let [r, z, n] = gates::blocks_mut::<3>(row, hd);
-            let [hr, hz, hnn] = gates::blocks::<3>(hw, hd);
-            zip_map(
-                simd,
-                [hr, hz, hnn, self.b_hn, h_prev],
-                [r, z, n, h, hn],
-                &LbrForwardLanes,
-            );
-        }
+/// A step's gradient buffers: `dh` `[B, H]` (read), `dgates` and `dhw`
+/// `[B, 3H]`, `dh_prev` `[B, H]`, `drh` `[B, H]` (the gradient w.r.t. `r *
+/// h_{t-1}`, read).
+struct StepGrads {
+    dh: *const f32,
+    dgates: *mut f32,
+    dhw: *mut f32,
+    dh_prev: *mut f32,
+    drh: *const f32,
+}
+
+impl Step {
+    /// Gate block `k` of a `[B, 3H]` buffer, as an operand.
+    fn block<P: Copy>(&self, p: P, k: usize, add: impl Fn(P, usize) -> P) -> (P, usize) {
+        (add(p, k * self.hidden), 3 * self.hidden)
+    }
+    fn gate(&self, k: usize) -> gates::Out {
+        self.block(self.gates, k, <*mut f32>::wrapping_add)
+    }
+    fn gate_in(&self, k: usize) -> gates::In {
+        self.block(self.gates.cast_const(), k, <*const f32>::wrapping_add)
+    }
+    fn state_in(&self, p: *const f32) -> gates::In {
+        (p, self.hidden)
+    }
+    fn state(&self, p: *mut f32) -> gates::Out {
+        (p, self.hidden)
+    }
+
+    /// Linear before reset, forward, on units `units` of rows `0..rows`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn lbr_forward(&self, rows: usize, units: std::ops::Range<usize>) {
+        let hw = |k| self.block(self.hw, k, <*const f32>::wrapping_add);
+        let ins = [
+            hw(0),
+            hw(1),
+            hw(2),
+            (self.b_hn, 0),
+            self.state_in(self.h_prev),
+        ];
+        let outs = [
+            self.gate(0),
+            self.gate(1),
+            self.gate(2),
+            self.state(self.h),
+            self.state(self.saved),
+        ];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&LbrForwardLanes, ins, outs, rows, units) }
+    }
+
+    /// Linear before reset, backward: `dgates`, `dhw` and the direct part
+    /// `dh * z` of `dh_prev`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn lbr_backward(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+        let ins = [
+            self.gate_in(0),
+            self.gate_in(1),
+            self.gate_in(2),
+            self.state_in(self.saved.cast_const()),
+            self.state_in(self.h_prev),
+            self.state_in(d.dh),
+        ];
+        let dg = |k| self.block(d.dgates, k, <*mut f32>::wrapping_add);
+        let dw = |k| self.block(d.dhw, k, <*mut f32>::wrapping_add);
+        let outs = [
+            dg(0),
+            dg(1),
+            dg(2),
+            dw(0),
+            dw(1),
+            dw(2),
+            self.state(d.dh_prev),
+        ];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&LbrBackwardLanes, ins, outs, rows, units) }
+    }
+
+    /// Reset before linear, forward, first half: activates `r`, `z` and
+    /// writes `saved = r * h_prev`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn rbl_forward_rz(&self, rows: usize, units: std::ops::Range<usize>) {
+        let outs = [self.gate(0), self.gate(1), self.state(self.saved)];
+        let ins = [self.state_in(self.h_prev)];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&RblForwardRzLanes, ins, outs, rows, units) }
+    }
+
+    /// Reset before linear, forward, second half: activates `n`, writes `h`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn rbl_forward_n(&self, rows: usize, units: std::ops::Range<usize>) {
+        let ins = [self.gate_in(1), self.state_in(self.h_prev)];
+        let outs = [self.gate(2), self.state(self.h)];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&RblForwardNLanes, ins, outs, rows, units) }
+    }
+
+    /// Reset before linear, backward, first half: the `z` and `n` blocks of
+    /// `dgates` and the direct part `dh * z` of `dh_prev`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn rbl_backward_n(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+        let ins = [
+            self.gate_in(1),
+            self.gate_in(2),
+            self.state_in(self.h_prev),
+            self.state_in(d.dh),
+        ];
+        let dg = |k| self.block(d.dgates, k, <*mut f32>::wrapping_add);
+        let outs = [dg(1), dg(2), self.state(d.dh_prev)];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&RblBackwardNLanes, ins, outs, rows, units) }
+    }
+
+    /// Reset before linear, backward, second half: the `r` block of
+    /// `dgates` from `drh`, and `dh_prev += drh * r`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn rbl_backward_r(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+        let ins = [
+            self.gate_in(0),
+            self.state_in(self.h_prev),
+            self.state_in(d.drh),
+        ];
+        let dr = self.block(d.dgates, 0, <*mut f32>::wrapping_add);
+        let outs = [dr, self.state(d.dh_prev)];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&RblBackwardRLanes, ins, outs, rows, units) }
     }
 }
+
+/// A step with nothing attached; the kernels' entry points fill in what
+/// they use.
+const NO_STEP: Step = Step {
+    gates: std::ptr::null_mut(),
+    hw: std::ptr::null(),
+    b_hn: std::ptr::null(),
+    h_prev: std::ptr::null(),
+    h: std::ptr::null_mut(),
+    saved: std::ptr::null_mut(),
+    hidden: 0,
+};
+
+/// Gradients with nothing attached, as [`NO_STEP`].
+const NO_GRADS: StepGrads = StepGrads {
+    dh: std::ptr::null(),
+    dgates: std::ptr::null_mut(),
+    dhw: std::ptr::null_mut(),
+    dh_prev: std::ptr::null_mut(),
+    drh: std::ptr::null(),
+};
+
+// ---------------------------------------------------------------- linear before reset
 
 /// One forward step, linear-before-reset variant.
 ///
@@ -215,54 +358,17 @@ pub fn lbr_forward(
     assert_eq!(hw.len(), gates.len());
     assert_eq!(b_hn.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), h.len(), hn.len()]);
-    dispatch(LbrForward {
-        gates,
-        hw,
-        b_hn,
-        h_prev,
-        h,
-        hn,
+    let at = Step {
+        gates: gates.as_mut_ptr(),
+        hw: hw.as_ptr(),
+        b_hn: b_hn.as_ptr(),
+        h_prev: h_prev.as_ptr(),
+        h: h.as_mut_ptr(),
+        saved: hn.as_mut_ptr(),
         hidden,
-    });
-}
-
-struct LbrBackward<'a> {
-    gates: &'a [f32],
-    hn: &'a [f32],
-    h_prev: &'a [f32],
-    dh: &'a [f32],
-    dgates: &'a mut [f32],
-    dhw: &'a mut [f32],
-    dh_prev: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for LbrBackward<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        for b in 0..self.dh.len() / hd {
-            let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [r, z, n] = gates::blocks::<3>(&self.gates[g.clone()], hd);
-            let [dr, dz, dn] = gates::blocks_mut::<3>(&mut self.dgates[g.clone()], hd);
-            let [dhr, dhz, dhn] = gates::blocks_mut::<3>(&mut self.dhw[g], hd);
-            let ins = [
-                r,
-                z,
-                n,
-                &self.hn[s.clone()],
-                &self.h_prev[s.clone()],
-                &self.dh[s.clone()],
-            ];
-            zip_map(
-                simd,
-                ins,
-                [dr, dz, dn, dhr, dhz, dhn, &mut self.dh_prev[s]],
-                &LbrBackwardLanes,
-            );
-        }
-    }
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes.
+    unsafe { at.lbr_forward(b, 0..hidden) }
 }
 
 /// One backward step, linear-before-reset variant.
@@ -293,45 +399,26 @@ pub fn lbr_backward(
         hidden,
         &[hn.len(), h_prev.len(), dh.len(), dh_prev.len()],
     );
-    dispatch(LbrBackward {
-        gates,
-        hn,
-        h_prev,
-        dh,
-        dgates,
-        dhw,
-        dh_prev,
+    let at = Step {
+        gates: gates.as_ptr().cast_mut(),
+        h_prev: h_prev.as_ptr(),
+        saved: hn.as_ptr().cast_mut(),
         hidden,
-    });
+        ..NO_STEP
+    };
+    let d = StepGrads {
+        dh: dh.as_ptr(),
+        dgates: dgates.as_mut_ptr(),
+        dhw: dhw.as_mut_ptr(),
+        dh_prev: dh_prev.as_mut_ptr(),
+        ..NO_GRADS
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes
+    // (`gates` and `hn` only read).
+    unsafe { at.lbr_backward(&d, b, 0..hidden) }
 }
 
 // ---------------------------------------------------------------- reset before linear
-
-struct RblForwardRz<'a> {
-    gates: &'a mut [f32],
-    h_prev: &'a [f32],
-    rh: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for RblForwardRz<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        for b in 0..self.h_prev.len() / hd {
-            let s = b * hd..(b + 1) * hd;
-            let [r, z, _] =
-                gates::blocks_mut::<3>(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(
-                simd,
-                [&self.h_prev[s.clone()]],
-                [r, z, &mut self.rh[s]],
-                &RblForwardRzLanes,
-            );
-        }
-    }
-}
 
 /// First half of a reset-before-linear forward step.
 ///
@@ -345,38 +432,15 @@ impl WithSimd for RblForwardRz<'_> {
 pub fn rbl_forward_rz(gates: &mut [f32], h_prev: &[f32], rh: &mut [f32], hidden: usize) {
     let b = gates::rows::<3>(gates.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), rh.len()]);
-    dispatch(RblForwardRz {
-        gates,
-        h_prev,
-        rh,
+    let at = Step {
+        gates: gates.as_mut_ptr(),
+        h_prev: h_prev.as_ptr(),
+        saved: rh.as_mut_ptr(),
         hidden,
-    });
-}
-
-struct RblForwardN<'a> {
-    gates: &'a mut [f32],
-    h_prev: &'a [f32],
-    h: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for RblForwardN<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        for b in 0..self.h_prev.len() / hd {
-            let s = b * hd..(b + 1) * hd;
-            let [_, z, n] =
-                gates::blocks_mut::<3>(&mut self.gates[b * 3 * hd..(b + 1) * 3 * hd], hd);
-            zip_map(
-                simd,
-                [&*z, &self.h_prev[s.clone()]],
-                [n, &mut self.h[s]],
-                &RblForwardNLanes,
-            );
-        }
-    }
+        ..NO_STEP
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes.
+    unsafe { at.rbl_forward_rz(b, 0..hidden) }
 }
 
 /// Second half of a reset-before-linear forward step.
@@ -390,41 +454,15 @@ impl WithSimd for RblForwardN<'_> {
 pub fn rbl_forward_n(gates: &mut [f32], h_prev: &[f32], h: &mut [f32], hidden: usize) {
     let b = gates::rows::<3>(gates.len(), hidden);
     check_states(b, hidden, &[h_prev.len(), h.len()]);
-    dispatch(RblForwardN {
-        gates,
-        h_prev,
-        h,
+    let at = Step {
+        gates: gates.as_mut_ptr(),
+        h_prev: h_prev.as_ptr(),
+        h: h.as_mut_ptr(),
         hidden,
-    });
-}
-
-struct RblBackwardN<'a> {
-    gates: &'a [f32],
-    h_prev: &'a [f32],
-    dh: &'a [f32],
-    dgates: &'a mut [f32],
-    dh_prev: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for RblBackwardN<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        for b in 0..self.dh.len() / hd {
-            let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [_, z, n] = gates::blocks::<3>(&self.gates[g.clone()], hd);
-            let [_, dz, dn] = gates::blocks_mut::<3>(&mut self.dgates[g], hd);
-            let ins = [z, n, &self.h_prev[s.clone()], &self.dh[s.clone()]];
-            zip_map(
-                simd,
-                ins,
-                [dz, dn, &mut self.dh_prev[s]],
-                &RblBackwardNLanes,
-            );
-        }
-    }
+        ..NO_STEP
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes.
+    unsafe { at.rbl_forward_n(b, 0..hidden) }
 }
 
 /// First half of a reset-before-linear backward step.
@@ -447,38 +485,21 @@ pub fn rbl_backward_n(
     let b = gates::rows::<3>(gates.len(), hidden);
     assert_eq!(dgates.len(), gates.len());
     check_states(b, hidden, &[h_prev.len(), dh.len(), dh_prev.len()]);
-    dispatch(RblBackwardN {
-        gates,
-        h_prev,
-        dh,
-        dgates,
-        dh_prev,
+    let at = Step {
+        gates: gates.as_ptr().cast_mut(),
+        h_prev: h_prev.as_ptr(),
         hidden,
-    });
-}
-
-struct RblBackwardR<'a> {
-    gates: &'a [f32],
-    h_prev: &'a [f32],
-    drh: &'a [f32],
-    dgates: &'a mut [f32],
-    dh_prev: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for RblBackwardR<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        for b in 0..self.drh.len() / hd {
-            let (s, g) = (b * hd..(b + 1) * hd, b * 3 * hd..(b + 1) * 3 * hd);
-            let [r, _, _] = gates::blocks::<3>(&self.gates[g.clone()], hd);
-            let [dr, _, _] = gates::blocks_mut::<3>(&mut self.dgates[g], hd);
-            let ins = [r, &self.h_prev[s.clone()], &self.drh[s.clone()]];
-            zip_map(simd, ins, [dr, &mut self.dh_prev[s]], &RblBackwardRLanes);
-        }
-    }
+        ..NO_STEP
+    };
+    let d = StepGrads {
+        dh: dh.as_ptr(),
+        dgates: dgates.as_mut_ptr(),
+        dh_prev: dh_prev.as_mut_ptr(),
+        ..NO_GRADS
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes
+    // (`gates` only read).
+    unsafe { at.rbl_backward_n(&d, b, 0..hidden) }
 }
 
 /// Second half of a reset-before-linear backward step.
@@ -500,14 +521,21 @@ pub fn rbl_backward_r(
     let b = gates::rows::<3>(gates.len(), hidden);
     assert_eq!(dgates.len(), gates.len());
     check_states(b, hidden, &[h_prev.len(), drh.len(), dh_prev.len()]);
-    dispatch(RblBackwardR {
-        gates,
-        h_prev,
-        drh,
-        dgates,
-        dh_prev,
+    let at = Step {
+        gates: gates.as_ptr().cast_mut(),
+        h_prev: h_prev.as_ptr(),
         hidden,
-    });
+        ..NO_STEP
+    };
+    let d = StepGrads {
+        dgates: dgates.as_mut_ptr(),
+        dh_prev: dh_prev.as_mut_ptr(),
+        drh: drh.as_ptr(),
+        ..NO_GRADS
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes
+    // (`gates` only read).
+    unsafe { at.rbl_backward_r(&d, b, 0..hidden) }
 }
 
 /// Scalar twins of this module's kernels, written from the equations.
@@ -648,190 +676,261 @@ pub mod scalar {
 
 // ---------------------------------------------------------------- whole sequences
 
-/// The buffers of a whole linear-before-reset GRU layer-direction's forward
-/// pass (row-major; state slots as in [`crate::lstm::Sequence`]).
-pub struct LbrSequence<'a> {
+/// The buffers of a whole GRU layer-direction's forward pass (row-major;
+/// state slots as in [`crate::lstm::Sequence`]), either form.
+pub struct Sequence<'a> {
     /// `[T, B, 3H]`: the input projections in (as [`lbr_forward`]'s
-    /// `gates`), activated `r, z, n` out.
+    /// `gates`, or with every bias folded in for reset before linear),
+    /// activated `r, z, n` out (rows past their sequence's end untouched).
     pub gates: &'a mut [f32],
-    /// `[B, 3H]` scratch for `h_{t-1} W_hh^T`.
-    pub hw: &'a mut [f32],
-    /// `[H]` (zeros without bias).
-    pub b_hn: &'a [f32],
     /// `[3H, H]`.
     pub w_hh: &'a [f32],
     /// `[T+1, B, H]` hidden-state slots, the initial state in place.
     pub states: &'a mut [f32],
-    /// `[T, B, H]`: `W_hn h_{t-1} + b_hn` per step, written (for backward).
-    pub hn: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// `[T, B, H]` kept for backward, written: `W_hn h_{t-1} + b_hn`
+    /// (linear before reset) or `r * h_{t-1}` (reset before linear).
+    pub saved: &'a mut [f32],
+    /// The form, with what only linear before reset needs.
+    pub form: Form<'a>,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
+}
+
+/// A GRU form and the forward buffers only it needs.
+pub enum Form<'a> {
+    /// PyTorch's: `hw` is `[B, 3H]` scratch for `h_{t-1} W_hh^T`, `b_hn`
+    /// `[H]` (zeros without bias).
+    LinearBeforeReset {
+        /// `[B, 3H]` scratch.
+        hw: &'a mut [f32],
+        /// `[H]`.
+        b_hn: &'a [f32],
+    },
+    /// Cho et al.'s: every bias folded into the input projection.
+    ResetBeforeLinear,
 }
 
 /// The whole forward pass of one layer-direction, the hidden units split
-/// over up to `threads` threads ([`crate::team`]): per step, each
-/// thread's columns of `h_{t-1} W_hh^T`, then [`lbr_forward`] on its units.
+/// over up to `threads` threads ([`crate::team`]). Linear before reset,
+/// per step: each thread's columns of `h_{t-1} W_hh^T`, then
+/// [`lbr_forward`] on its units. Reset before linear, per step in two
+/// phases: the `r, z` blocks' product and [`rbl_forward_rz`], then (once
+/// all of `r * h_{t-1}` is there) the `n` block's product and
+/// [`rbl_forward_n`]. Rows past their sequence's end keep their state.
 ///
 /// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
 /// allocated; nothing is computed then.
 ///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn lbr_forward_sequence(seq: LbrSequence<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = seq.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
-    assert_eq!(seq.hw.len(), b * gh, "hw");
-    assert_eq!(seq.b_hn.len(), hd, "b_hn");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
-    assert_eq!(seq.hn.len(), t_len * bh, "hn");
+    assert_eq!(seq.saved.len(), t_len * bh, "saved");
     let l = Loop::new(seq.shape, 3, threads);
-    let (gates, hw, states, hn) = (
+    let (gates, states, saved) = (
         Shared::new(seq.gates),
-        Shared::new(seq.hw),
         Shared::new(seq.states),
-        Shared::new(seq.hn),
+        Shared::new(seq.saved),
     );
-    let b_hn = seq.b_hn;
-    let kernel = move |p: &Part| {
-        dispatch(LbrForwardUnits {
-            // SAFETY: offsets inside the buffers asserted above.
-            gates: unsafe { gates.get().add(p.t * b * gh) },
-            hw: hw.get(),
-            b_hn,
-            h_prev: unsafe { states.get().add(p.prev * bh) },
-            h: unsafe { states.get().add(p.out * bh) },
-            hn: unsafe { hn.get().add(p.t * bh) },
-            batch: b,
-            hidden: hd,
-            units: p.units.clone(),
-        });
+    let step = move |p: &Part| Step {
+        gates: gates.get().wrapping_add(p.t * b * gh),
+        hw: std::ptr::null(),
+        b_hn: std::ptr::null(),
+        h_prev: states.get().wrapping_add(p.prev * bh),
+        h: states.get().wrapping_add(p.out * bh),
+        saved: saved.get().wrapping_add(p.t * bh),
+        hidden: hd,
     };
-    let out = Product {
-        buf: hw,
-        per_step: false,
-        accumulate: false,
+    let per_step = Product {
+        buf: gates,
+        per_step: true,
+        accumulate: true,
     };
-    // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
-}
-
-/// [`LbrForward`] on the units `units` of every row, through raw pointers
-/// (disjoint between threads, see [`lbr_forward_sequence`]).
-struct LbrForwardUnits<'a> {
-    gates: *mut f32,
-    hw: *mut f32,
-    b_hn: &'a [f32],
-    h_prev: *mut f32,
-    h: *mut f32,
-    hn: *mut f32,
-    batch: usize,
-    hidden: usize,
-    units: std::ops::Range<usize>,
-}
-
-impl WithSimd for LbrForwardUnits<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
-        for r in 0..self.batch {
-            let (row, st) = (r * 3 * hd + u0, r * hd + u0);
-            // SAFETY: rows `r < batch`, units `u0 + n <= hidden` of buffers
-            // sized `[B, 3H]` / `[B, H]`, which this thread alone touches
-            // during the step (`h_prev` is read only); pairwise disjoint.
-            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
-            let read = |p: *mut f32, at: usize| unsafe { part_ref(p, at, n) };
-            let [gr, gz, gn] = [0, 1, 2].map(|k| part(self.gates, row + k * hd));
-            let [hr, hz, hnn] = [0, 1, 2].map(|k| read(self.hw, row + k * hd));
-            zip_map(
-                simd,
-                [hr, hz, hnn, &self.b_hn[u0..u0 + n], read(self.h_prev, st)],
-                [gr, gz, gn, part(self.h, st), part(self.hn, st)],
-                &LbrForwardLanes,
-            );
+    // SAFETY (every kernel below): step `t`'s buffers, of the sizes
+    // asserted here; the part's units are this thread's alone during the
+    // phase (the team's contract), and slot `prev` is only read.
+    match seq.form {
+        Form::LinearBeforeReset { hw, b_hn } => {
+            assert_eq!(hw.len(), b * gh, "hw");
+            assert_eq!(b_hn.len(), hd, "b_hn");
+            let hw = Shared::new(hw);
+            let kernel = move |p: &Part| {
+                let at = Step {
+                    hw: hw.get().cast_const(),
+                    b_hn: b_hn.as_ptr(),
+                    ..step(p)
+                };
+                unsafe { at.lbr_forward(p.rows, p.units.clone()) }
+            };
+            let phase = FwdPhase {
+                blocks: 0..3,
+                operand: Operand::Prev,
+                out: Product {
+                    buf: hw,
+                    per_step: false,
+                    accumulate: false,
+                },
+                kernel: &kernel,
+            };
+            // SAFETY: sizes asserted above; the kernel touches only its
+            // units.
+            unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[]) }
+        }
+        Form::ResetBeforeLinear => {
+            let rz = move |p: &Part| unsafe { step(p).rbl_forward_rz(p.rows, p.units.clone()) };
+            let n = move |p: &Part| unsafe { step(p).rbl_forward_n(p.rows, p.units.clone()) };
+            let phases = [
+                FwdPhase {
+                    blocks: 0..2,
+                    operand: Operand::Prev,
+                    out: per_step,
+                    kernel: &rz,
+                },
+                FwdPhase {
+                    blocks: 2..3,
+                    operand: Operand::PerStep(saved),
+                    out: per_step,
+                    kernel: &n,
+                },
+            ];
+            // SAFETY: sizes asserted above; the kernels touch only their
+            // units.
+            unsafe { sequence::forward(l, seq.w_hh, &phases, states, &[]) }
         }
     }
 }
 
-/// The buffers of a whole linear-before-reset GRU layer-direction's
-/// backward pass (the weight gradients excepted).
-pub struct LbrSequenceGrads<'a> {
+/// The buffers of a whole GRU layer-direction's backward pass (the weight
+/// gradients excepted), either form.
+pub struct SequenceGrads<'a> {
     /// `[T, B, 3H]` activated gates.
     pub gates: &'a [f32],
-    /// `[T, B, H]` from [`lbr_forward_sequence`].
-    pub hn: &'a [f32],
+    /// `[T, B, H]` from [`forward_sequence`].
+    pub saved: &'a [f32],
     /// `[T+1, B, H]` hidden-state slots.
     pub states: &'a [f32],
     /// `[3H, H]`.
     pub w_hh: &'a [f32],
     /// The upstream gradient w.r.t. the outputs.
     pub up: Upstream<'a>,
-    /// `[T, B, 3H]`, the gradient w.r.t. the input projections, written.
+    /// `[T, B, 3H]`, the gradient w.r.t. the input projections, written
+    /// (rows past their sequence's end untouched).
     pub dgates: &'a mut [f32],
-    /// `[T, B, 3H]`, the gradient w.r.t. the recurrent products, written.
+    /// Linear before reset: `[T, B, 3H]`, the gradient w.r.t. the recurrent
+    /// products, written. Reset before linear: `[B, H]` scratch for the
+    /// gradient w.r.t. `r * h_{t-1}`.
     pub dhw: &'a mut [f32],
     /// `[B, H]`: gradient w.r.t. the final hidden state in, initial out.
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// Which form.
+    pub reset_after: bool,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
-/// The whole backward pass of one layer-direction: per step in reverse,
-/// `dh_t += dy_t`, [`lbr_backward`] on each thread's units (its columns of
-/// `dP_t`, `dhw_t` and the direct part of `dh_{t-1}`), then its columns of
-/// `dh_{t-1} += dhw_t W_hh`.
+/// The whole backward pass of one layer-direction. Linear before reset,
+/// per step in reverse: `dh_t += dy_t`, [`lbr_backward`] on each thread's
+/// units, then its columns of `dh_{t-1} += dhw_t W_hh`. Reset before
+/// linear: [`rbl_backward_n`], then `d(r h) = dP_n W_hn` and
+/// [`rbl_backward_r`], then `dh_{t-1} += dP_{r,z} W_h{r,z}`. Rows past their
+/// sequence's end pass `dh` through.
 ///
 /// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
 /// allocated; nothing is computed then.
 ///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn lbr_backward_sequence(g: LbrSequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
-    assert!(g.dgates.len() == g.gates.len() && g.dhw.len() == g.gates.len());
-    assert_eq!(g.hn.len(), t_len * bh, "hn");
+    assert_eq!(g.dgates.len(), g.gates.len(), "dgates");
+    let dhw_len = if g.reset_after { g.gates.len() } else { bh };
+    assert_eq!(g.dhw.len(), dhw_len, "dhw");
+    assert_eq!(g.saved.len(), t_len * bh, "saved");
     assert_eq!(g.states.len(), (t_len + 1) * bh, "states");
     let l = Loop::new(g.shape, 3, threads);
     let (dgates, dhw) = (Shared::new(g.dgates), Shared::new(g.dhw));
-    let (gates, hn, states) = (g.gates, g.hn, g.states);
-    let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| {
-        let (hd3, u0, n) = (gh, p.units.start, p.units.len());
-        for r in 0..b {
-            let (row, st) = (p.t * b * hd3 + r * hd3 + u0, r * hd + u0);
-            // SAFETY: row `r`, the part's units, of buffers sized above;
-            // this thread alone touches them during the phase.
-            let part = |q: *mut f32, at: usize| unsafe { part_mut(q, at, n) };
-            let d = part(dh, st);
-            let [gr, gz, gn] = [0, 1, 2].map(|k| &gates[row + k * hd..][..n]);
-            let [dr, dz, dn] = [0, 1, 2].map(|k| part(dgates.get(), row + k * hd));
-            let [dhr, dhz, dhn] = [0, 1, 2].map(|k| part(dhw.get(), row + k * hd));
-            let hn_t = &hn[p.t * bh + st..][..n];
-            let hp = &states[p.prev * bh + st..][..n];
-            dispatch(LbrBackwardUnits {
-                ins: [gr, gz, gn, hn_t, hp, &*d],
-                outs: [dr, dz, dn, dhr, dhz, dhn, part(dh_prev, st)],
-            });
-        }
+    let (gates, saved, states) = (
+        Shared(g.gates.as_ptr().cast_mut()),
+        Shared(g.saved.as_ptr().cast_mut()),
+        Shared(g.states.as_ptr().cast_mut()),
+    );
+    let step = move |p: &Part| Step {
+        gates: gates.get().wrapping_add(p.t * b * gh),
+        h_prev: states.get().wrapping_add(p.prev * bh),
+        saved: saved.get().wrapping_add(p.t * bh),
+        hidden: hd,
+        ..NO_STEP
     };
-    // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::backward(l, g.w_hh, dhw, true, g.up, g.dh, g.dh_spare, &kernel) }
-}
-
-/// [`LbrBackwardLanes`] on one row's units.
-struct LbrBackwardUnits<'a> {
-    ins: [&'a [f32]; 6],
-    outs: [&'a mut [f32]; 7],
-}
-
-impl WithSimd for LbrBackwardUnits<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        zip_map(simd, self.ins, self.outs, &LbrBackwardLanes);
+    let grads = move |dh: *mut f32, dh_prev: *mut f32, p: &Part| StepGrads {
+        dh: dh.cast_const(),
+        dgates: dgates.get().wrapping_add(p.t * b * gh),
+        dhw: dhw.get().wrapping_add(p.t * b * gh),
+        dh_prev,
+        drh: dhw.get().cast_const(),
+    };
+    // SAFETY (every kernel below): step `t`'s buffers, of the sizes
+    // asserted here, read except the part's units of `dgates`, `dhw` and
+    // `dh_prev`, this thread's alone during the phase.
+    if g.reset_after {
+        let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
+            step(p).lbr_backward(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+        };
+        let phases = [
+            BwdPhase {
+                product: None,
+                kernel: Some(&kernel),
+            },
+            BwdPhase {
+                product: Some(BwdProduct {
+                    blocks: 0..3,
+                    src: dhw,
+                    dst: None,
+                    accumulate: true,
+                }),
+                kernel: None,
+            },
+        ];
+        // SAFETY: sizes asserted above; the kernel touches only its units.
+        unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
+    } else {
+        let n = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
+            step(p).rbl_backward_n(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+        };
+        let r = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
+            step(p).rbl_backward_r(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+        };
+        let phases = [
+            BwdPhase {
+                product: None,
+                kernel: Some(&n),
+            },
+            BwdPhase {
+                product: Some(BwdProduct {
+                    blocks: 2..3,
+                    src: dgates,
+                    dst: Some(dhw),
+                    accumulate: false,
+                }),
+                kernel: Some(&r),
+            },
+            BwdPhase {
+                product: Some(BwdProduct {
+                    blocks: 0..2,
+                    src: dgates,
+                    dst: None,
+                    accumulate: true,
+                }),
+                kernel: None,
+            },
+        ];
+        // SAFETY: sizes asserted above; the kernels touch only their units.
+        unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
     }
 }

@@ -6,13 +6,17 @@
 //! in [`reduce`]). The Elman cell's fused step is an [`activation`] kernel
 //! (`h = act(P)` forward, `dP = dh * act'(h)` backward).
 //!
-//! Whole time loops: [`lstm::forward_sequence`],
-//! [`lstm::backward_sequence`], the GRU's `lbr_*_sequence` and
+//! Whole time loops, one per cell: [`lstm::forward_sequence`] /
+//! [`lstm::backward_sequence`], [`gru::forward_sequence`] /
+//! [`gru::backward_sequence`] (both GRU forms) and
 //! [`elman::forward_sequence`] / [`elman::backward_sequence`] run every step
 //! of a layer on a team of threads ([`team`]) that split the hidden units,
-//! with a spin barrier per step instead of a fork-join; their per-step
-//! products run over `W_hh` packed once per call (a register-blocked pulp
-//! kernel, not faer: faer repacks its operand at every call).
+//! with spin barriers instead of a fork-join per step, for uniform and
+//! variable-length batches (rows sorted by length, see [`SeqShape`]); their
+//! per-step products run over `W_hh` packed once per call (a
+//! register-blocked pulp kernel, not faer: faer repacks its operand at every
+//! call). The whole-slice step kernels (`lstm::forward`, ...) run the same
+//! lane bodies on all units of one step.
 //!
 //! Every SIMD kernel runs at the best level the CPU offers (AVX-512,
 //! AVX2+FMA, or a portable fallback; see [`simd`]) and has a plain scalar

@@ -15,12 +15,15 @@
 //! dP_o = dh tanh(c) o (1-o)                         dc_prev = dc' f
 //! ```
 
-use pulp::{Simd, WithSimd};
+use pulp::Simd;
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, Loop, NoMemory, Part, Product, SeqShape, Shared, Upstream, part_mut};
-use crate::simd::{Lanes, dispatch, zip_map};
+use crate::sequence::{
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
+    Upstream,
+};
+use crate::simd::Lanes;
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
 struct ForwardLanes;
@@ -68,31 +71,6 @@ impl Lanes<7, 5> for BackwardLanes {
     }
 }
 
-struct Forward<'a> {
-    gates: &'a mut [f32],
-    c_prev: &'a [f32],
-    c: &'a mut [f32],
-    h: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for Forward<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        let rows = self.gates.chunks_exact_mut(4 * hd);
-        let states = self
-            .c_prev
-            .chunks_exact(hd)
-            .zip(self.c.chunks_exact_mut(hd));
-        for ((row, (c_prev, c)), h) in rows.zip(states).zip(self.h.chunks_exact_mut(hd)) {
-            let [i, f, g, o] = gates::blocks_mut::<4>(row, hd);
-            zip_map(simd, [c_prev], [i, f, g, o, c, h], &ForwardLanes);
-        }
-    }
-}
-
 /// One forward step. `gates`: `[B, 4H]`, pre-activations in, activated gates
 /// out (kept for backward); `c_prev`: `[B, H]`; `c`, `h`: `[B, H]`, written.
 ///
@@ -101,47 +79,16 @@ impl WithSimd for Forward<'_> {
 pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], hidden: usize) {
     let b = gates::rows::<4>(gates.len(), hidden);
     assert!(c_prev.len() == b * hidden && c.len() == b * hidden && h.len() == b * hidden);
-    dispatch(Forward {
-        gates,
-        c_prev,
-        c,
-        h,
+    let at = Step {
+        gates: gates.as_mut_ptr(),
+        c_prev: c_prev.as_ptr(),
+        c: c.as_mut_ptr(),
+        h: h.as_mut_ptr(),
         hidden,
-    });
-}
-
-struct Backward<'a> {
-    gates: &'a [f32],
-    c_prev: &'a [f32],
-    c: &'a [f32],
-    dh: &'a [f32],
-    dc: &'a mut [f32],
-    dgates: &'a mut [f32],
-    hidden: usize,
-}
-
-impl WithSimd for Backward<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let hd = self.hidden;
-        let rows = self
-            .gates
-            .chunks_exact(4 * hd)
-            .zip(self.dgates.chunks_exact_mut(4 * hd));
-        let states = self.c_prev.chunks_exact(hd).zip(self.c.chunks_exact(hd));
-        let grads = self.dh.chunks_exact(hd).zip(self.dc.chunks_exact_mut(hd));
-        for (((row, drow), (c_prev, c)), (dh, dc)) in rows.zip(states).zip(grads) {
-            let [i, f, g, o] = gates::blocks::<4>(row, hd);
-            let [di, df, dg, dout] = gates::blocks_mut::<4>(drow, hd);
-            zip_map(
-                simd,
-                [i, f, g, o, c_prev, c, dh],
-                [dc, di, df, dg, dout],
-                &BackwardLanes,
-            );
-        }
-    }
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes,
+    // borrowed for the call.
+    unsafe { at.forward(b, 0..hidden) }
 }
 
 /// One backward step. `gates`: `[B, 4H]` activated gates from [`forward`];
@@ -165,21 +112,93 @@ pub fn backward(
     let n = b * hidden;
     assert!(c_prev.len() == n && c.len() == n && dh.len() == n && dc.len() == n);
     assert_eq!(dgates.len(), gates.len());
-    dispatch(Backward {
-        gates,
-        c_prev,
-        c,
-        dh,
-        dc,
-        dgates,
+    let at = Step {
+        gates: gates.as_ptr().cast_mut(),
+        c_prev: c_prev.as_ptr(),
+        c: c.as_ptr().cast_mut(),
+        h: std::ptr::null_mut(),
         hidden,
-    });
+    };
+    // SAFETY: every unit of every row of buffers of the asserted sizes,
+    // borrowed for the call (`gates` and `c` are only read).
+    unsafe {
+        at.backward(
+            dh.as_ptr(),
+            dc.as_mut_ptr(),
+            dgates.as_mut_ptr(),
+            b,
+            0..hidden,
+        )
+    }
+}
+
+/// One step's forward buffers: `gates` `[B, 4H]`, `c_prev`, `c`, `h`
+/// `[B, H]`.
+struct Step {
+    gates: *mut f32,
+    c_prev: *const f32,
+    c: *mut f32,
+    h: *mut f32,
+    hidden: usize,
+}
+
+impl Step {
+    /// The forward kernel on units `units` of rows `0..rows`.
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn forward(&self, rows: usize, units: std::ops::Range<usize>) {
+        let (hd, g) = (self.hidden, self.gates);
+        let gate = |k: usize| (g.wrapping_add(k * hd), 4 * hd);
+        let outs = [
+            gate(0),
+            gate(1),
+            gate(2),
+            gate(3),
+            (self.c, hd),
+            (self.h, hd),
+        ];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&ForwardLanes, [(self.c_prev, hd)], outs, rows, units) }
+    }
+
+    /// The backward kernel on units `units` of rows `0..rows`: reads the
+    /// activated gates, `c_prev`, `c` and `dh` (`[B, H]`); `dc` (`[B, H]`)
+    /// in and out; writes `dgates` (`[B, 4H]`).
+    ///
+    /// # Safety
+    /// As [`gates::on_units`] for these buffers.
+    unsafe fn backward(
+        &self,
+        dh: *const f32,
+        dc: *mut f32,
+        dgates: *mut f32,
+        rows: usize,
+        units: std::ops::Range<usize>,
+    ) {
+        let hd = self.hidden;
+        let gate = |k: usize| (self.gates.cast_const().wrapping_add(k * hd), 4 * hd);
+        let dgate = |k: usize| (dgates.wrapping_add(k * hd), 4 * hd);
+        let ins = [
+            gate(0),
+            gate(1),
+            gate(2),
+            gate(3),
+            (self.c_prev, hd),
+            (self.c.cast_const(), hd),
+            (dh, hd),
+        ];
+        let outs = [(dc, hd), dgate(0), dgate(1), dgate(2), dgate(3)];
+        // SAFETY: the caller's contract.
+        unsafe { gates::on_units(&BackwardLanes, ins, outs, rows, units) }
+    }
 }
 
 /// The buffers of a whole LSTM layer-direction's forward pass (row-major).
 pub struct Sequence<'a> {
     /// `[T, B, 4H]`: the input projections with the biases in; the
-    /// activated gates out (kept for backward).
+    /// activated gates out (kept for backward; rows past their sequence's
+    /// end untouched).
     pub gates: &'a mut [f32],
     /// `[4H, H]`, the recurrent weights.
     pub w_hh: &'a [f32],
@@ -189,8 +208,22 @@ pub struct Sequence<'a> {
     pub states: &'a mut [f32],
     /// `[T+1, B, H]` cell-state slots, as `states`.
     pub cells: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
+}
+
+impl Sequence<'_> {
+    /// Step `t`'s buffers, between slots `prev` and `out`.
+    fn step(gates: Shared, states: Shared, cells: Shared, p: &Part, b: usize, hd: usize) -> Step {
+        let bh = b * hd;
+        Step {
+            gates: gates.get().wrapping_add(p.t * 4 * bh),
+            c_prev: cells.get().wrapping_add(p.prev * bh),
+            c: cells.get().wrapping_add(p.out * bh),
+            h: states.get().wrapping_add(p.out * bh),
+            hidden: hd,
+        }
+    }
 }
 
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
@@ -198,7 +231,8 @@ pub struct Sequence<'a> {
 /// over up to `threads` threads that walk the steps together
 /// ([`crate::team`]): each thread owns a block of units (its rows of each
 /// gate block of `W_hh`, its columns of `P`, `c` and `h`), so a step needs
-/// no fork-join, only the others' `h_{t-1}`.
+/// no fork-join, only the others' `h_{t-1}`. Rows past their sequence's
+/// end keep their `h` and `c`.
 ///
 /// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
 /// allocated; nothing is computed then.
@@ -219,62 +253,25 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemor
         Shared::new(seq.cells),
     );
     let kernel = move |p: &Part| {
-        // SAFETY: offsets inside the buffers asserted above; the kernel
-        // touches only the part's units (the team's contract).
-        dispatch(ForwardUnits {
-            gates: unsafe { gates.get().add(p.t * b * 4 * hd) },
-            c_prev: unsafe { cells.get().add(p.prev * bh) },
-            c: unsafe { cells.get().add(p.out * bh) },
-            h: unsafe { states.get().add(p.out * bh) },
-            batch: b,
-            hidden: hd,
-            units: p.units.clone(),
-        });
+        let at = Sequence::step(gates, states, cells, p, b, hd);
+        // SAFETY: step `t`'s buffers (sizes asserted above); the part's
+        // units are this thread's alone during the step (the team's
+        // contract), and slot `prev` is only read.
+        unsafe { at.forward(p.rows, p.units.clone()) }
+    };
+    let phase = FwdPhase {
+        blocks: 0..4,
+        operand: Operand::Prev,
+        out: Product {
+            buf: gates,
+            per_step: true,
+            accumulate: true,
+        },
+        kernel: &kernel,
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
-    // mutably for the call; `ForwardUnits` writes only its units.
-    let out = Product {
-        buf: gates,
-        per_step: true,
-        accumulate: true,
-    };
-    unsafe { sequence::forward(l, seq.w_hh, out, states, &kernel) }
-}
-
-/// [`Forward`] on the units `units` of every row, through raw pointers
-/// (see [`forward_sequence`] for why they are disjoint between threads).
-struct ForwardUnits {
-    gates: *mut f32,
-    c_prev: *mut f32,
-    c: *mut f32,
-    h: *mut f32,
-    batch: usize,
-    hidden: usize,
-    units: std::ops::Range<usize>,
-}
-
-impl WithSimd for ForwardUnits {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
-        for r in 0..self.batch {
-            // SAFETY: rows `r < batch` and units `u0 + n <= hidden` of
-            // buffers sized `[B, 4H]` / `[B, H]` (asserted by the caller),
-            // which this thread alone accesses during the step; the eight
-            // slices are pairwise disjoint.
-            let (row, st) = (r * 4 * hd + u0, r * hd + u0);
-            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
-            let c_prev = unsafe { std::slice::from_raw_parts(self.c_prev.add(st), n) };
-            let [i, f, g, o] = [0, 1, 2, 3].map(|k| part(self.gates, row + k * hd));
-            zip_map(
-                simd,
-                [c_prev],
-                [i, f, g, o, part(self.c, st), part(self.h, st)],
-                &ForwardLanes,
-            );
-        }
-    }
+    // mutably for the call; the kernel writes only its units.
+    unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[cells]) }
 }
 
 /// The buffers of a whole LSTM layer-direction's backward pass (row-major;
@@ -288,7 +285,8 @@ pub struct SequenceGrads<'a> {
     pub cells: &'a [f32],
     /// The upstream gradient w.r.t. the outputs.
     pub up: Upstream<'a>,
-    /// `[T, B, 4H]`, the gradient w.r.t. the pre-activations, written.
+    /// `[T, B, 4H]`, the gradient w.r.t. the pre-activations, written (rows
+    /// past their sequence's end untouched).
     pub dgates: &'a mut [f32],
     /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
     /// initial one out.
@@ -298,16 +296,17 @@ pub struct SequenceGrads<'a> {
     /// `[B, H]`: the gradient w.r.t. the final cell state in, w.r.t. the
     /// initial one out.
     pub dc: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: SeqShape,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
 /// The whole backward pass of one layer-direction (without the weight
-/// gradients, which are single GEMMs over all steps): per step in reverse,
+/// gradients, which are GEMMs over all steps): per step in reverse,
 /// `dh_t += dy_t`, the fused kernel of [`backward`] giving `dP_t` and
 /// `dc_{t-1}`, then `dh_{t-1} = dP_t W_hh`. The hidden units are split over
 /// up to `threads` threads as in [`forward_sequence`], with two barriers per
 /// step: the kernel needs only its units, the product needs all of `dP_t`.
+/// Rows past their sequence's end pass `dh` and `dc` through.
 ///
 /// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
 /// allocated; nothing is computed then.
@@ -323,70 +322,35 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoM
     assert_eq!(g.dc.len(), bh, "dc");
     let l = Loop::new(g.shape, 4, threads);
     let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
-    let (gates, cells) = (g.gates, g.cells);
+    // Read only, through the same `Step` as forward.
+    let gates = Shared(g.gates.as_ptr().cast_mut());
+    let cells = Shared(g.cells.as_ptr().cast_mut());
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
-        dispatch(BackwardUnits {
-            gates: &gates[p.t * b * gh..(p.t + 1) * b * gh],
-            c_prev: &cells[p.prev * bh..(p.prev + 1) * bh],
-            c: &cells[p.out * bh..(p.out + 1) * bh],
-            dh,
-            dc: dc.get(),
-            // SAFETY: inside `dgates`, asserted above.
-            dgates: unsafe { dgates.get().add(p.t * b * gh) },
-            batch: b,
-            hidden: hd,
-            units: p.units.clone(),
-        });
+        let at = Sequence::step(gates, Shared(std::ptr::null_mut()), cells, p, b, hd);
+        let dg = dgates.get().wrapping_add(p.t * b * gh);
+        // SAFETY: step `t`'s buffers (sizes asserted above), read except
+        // the part's units of `dc` and `dP_t`, this thread's alone during
+        // the phase.
+        unsafe { at.backward(dh, dc.get(), dg, p.rows, p.units.clone()) }
     };
+    let phases = [
+        BwdPhase {
+            product: None,
+            kernel: Some(&kernel),
+        },
+        BwdPhase {
+            product: Some(BwdProduct {
+                blocks: 0..4,
+                src: dgates,
+                dst: None,
+                accumulate: false,
+            }),
+            kernel: None,
+        },
+    ];
     // SAFETY: the buffers have the sizes asserted above and are borrowed
-    // mutably for the call; `BackwardUnits` writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, dgates, false, g.up, g.dh, g.dh_spare, &kernel) }
-}
-
-/// [`Backward`] on the units `units` of every row, through raw pointers
-/// (disjoint between threads, see [`backward_sequence`]).
-struct BackwardUnits<'a> {
-    gates: &'a [f32],
-    c_prev: &'a [f32],
-    c: &'a [f32],
-    dh: *mut f32,
-    dc: *mut f32,
-    dgates: *mut f32,
-    batch: usize,
-    hidden: usize,
-    units: std::ops::Range<usize>,
-}
-
-impl WithSimd for BackwardUnits<'_> {
-    type Output = ();
-    #[inline(always)]
-    fn with_simd<S: Simd>(self, simd: S) {
-        let (hd, u0, n) = (self.hidden, self.units.start, self.units.len());
-        for r in 0..self.batch {
-            let (row, st) = (r * 4 * hd + u0, r * hd + u0);
-            // SAFETY: rows `r < batch`, units `u0 + n <= hidden` of buffers
-            // sized `[B, 4H]` / `[B, H]`, accessed by this thread alone
-            // during the phase; the slices are pairwise disjoint.
-            let part = |p: *mut f32, at: usize| unsafe { part_mut(p, at, n) };
-            let dh = part(self.dh, st);
-            let [i, f, g, o] = [0, 1, 2, 3].map(|k| &self.gates[row + k * hd..][..n]);
-            let [di, df, dg, dout] = [0, 1, 2, 3].map(|k| part(self.dgates, row + k * hd));
-            zip_map(
-                simd,
-                [
-                    i,
-                    f,
-                    g,
-                    o,
-                    &self.c_prev[st..st + n],
-                    &self.c[st..st + n],
-                    &*dh,
-                ],
-                [part(self.dc, st), di, df, dg, dout],
-                &BackwardLanes,
-            );
-        }
-    }
+    // for the call; the kernel writes only its units.
+    unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
 }
 
 /// Scalar twins of this module's kernels.

@@ -1,15 +1,25 @@
 //! The time loop of a recurrent layer-direction on a team of threads
-//! ([`crate::team`]), shared by the cells' whole-sequence kernels.
+//! ([`crate::team`]): the one loop of every cell's whole-sequence kernels.
 //!
-//! The hidden units are cut in one block per thread. Forward, per step, each
-//! thread computes its units' columns of every gate block, `P_t[:, g*H + u]
-//! += h_{t-1} W_hh[g*H + u, :]^T`, then runs the cell's fused kernel on its
-//! units; the next step waits for every thread's `h_t`. Backward, per step,
-//! each thread runs the cell's backward kernel on its units (giving its
-//! columns of `dP_t`), then, once all of `dP_t` is there, its columns of
-//! `dh_{t-1} = dP_t W_hh`. No fork-join per step: one barrier forward, two
-//! backward. The products run over each block's part of `W_hh` packed once
-//! per call by the block's first step ([`crate::panel`]).
+//! The hidden units are cut in one block per thread. A step is a short
+//! list of phases, each ending at a barrier. A forward phase computes the
+//! thread's units' columns of one product, `out[:, g*H + u] (+)= a
+//! W_hh[g*H + u, :]^T` for the phase's gate blocks `g` (`a` the state
+//! before the step, or a per-step operand such as the GRU's `r * h_{t-1}`),
+//! then runs the cell's fused kernel on its units. A backward phase starts
+//! with `dh_t += dy_t`, and may compute the thread's columns of `dst (+)= dP
+//! W_hh[blocks, u]` (once all of `dP_t` is there), then run a kernel. The
+//! LSTM and Elman cells and the linear-before-reset GRU need one forward
+//! phase and two backward; the reset-before-linear GRU, whose `n` block
+//! multiplies `r * h_{t-1}`, two forward and three backward. No fork-join
+//! per step, only barriers. The products run over each block's part of
+//! `W_hh` packed once per call by the block's first step ([`crate::panel`]).
+//!
+//! **Variable lengths**: rows sorted by length, longest first, so that the
+//! rows inside their sequence at step `t` are the first `active[t]`. The
+//! products and kernels run over those rows only; a row past its end keeps
+//! its state (the loop copies it to the next slot) and passes its state
+//! gradient through unchanged (its `dP` rows are not written).
 //!
 //! State slots as in the models crate's layer driver: forward, the state
 //! before step `t` is slot `t` and after it `t + 1`; reverse, `t + 1` and
@@ -26,7 +36,7 @@ const MIN_UNITS_PER_CHUNK: usize = 16;
 /// A raw pointer shared by the team's threads, each touching its own
 /// elements.
 #[derive(Clone, Copy)]
-pub(crate) struct Shared(*mut f32);
+pub(crate) struct Shared(pub(crate) *mut f32);
 // SAFETY: the drivers below hand each thread disjoint elements per phase,
 // and `run_steps` orders the phases with release/acquire.
 unsafe impl Send for Shared {}
@@ -44,8 +54,7 @@ impl Shared {
 }
 
 /// A whole-sequence kernel could not allocate its packed copy of `W_hh`
-/// (as large as `W_hh`): it computed and wrote nothing, and the caller can
-/// run the step-by-step loop instead, which needs no such copy.
+/// (as large as `W_hh`): it computed and wrote nothing.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 #[must_use]
 pub struct NoMemory;
@@ -53,7 +62,7 @@ pub struct NoMemory;
 /// The shape of a layer-direction's time loop, shared by the cells'
 /// whole-sequence kernels: state slots as in the module documentation.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct SeqShape {
+pub struct SeqShape<'a> {
     /// `T`, the steps.
     pub seq_len: usize,
     /// `B`, the batch rows.
@@ -63,24 +72,40 @@ pub struct SeqShape {
     /// Whether time runs backwards (the reverse direction of a
     /// bidirectional layer).
     pub reverse: bool,
+    /// `[T]`: the rows inside their sequence at each step, `None` when every
+    /// row runs all `T` steps. With `Some(active)`, rows are sorted by
+    /// length (longest first) and rows `0..active[t]` are inside their
+    /// sequence at time `t` (in either direction); each `active[t] <= B`.
+    pub active: Option<&'a [usize]>,
 }
 
-impl SeqShape {
+impl SeqShape<'_> {
     /// `(T, B, H)`.
     pub fn sizes(&self) -> (usize, usize, usize) {
         (self.seq_len, self.batch, self.hidden)
+    }
+
+    /// Rows inside their sequence at time `t`.
+    pub fn rows_at(&self, t: usize) -> usize {
+        self.active.map_or(self.batch, |a| a[t])
+    }
+
+    /// # Panics
+    /// If `active` has the wrong length or a count above `B`.
+    fn check(&self) {
+        if let Some(a) = self.active {
+            assert_eq!(a.len(), self.seq_len, "active");
+            assert!(a.iter().all(|&n| n <= self.batch), "active rows");
+        }
     }
 }
 
 /// The sizes of a layer-direction's time loop.
 #[derive(Clone, Copy, Debug)]
-pub(crate) struct Loop {
-    pub seq_len: usize,
-    pub batch: usize,
-    pub hidden: usize,
+pub(crate) struct Loop<'a> {
+    pub shape: SeqShape<'a>,
     /// Gate blocks `G`: `W_hh` is `[G*H, H]`, gate rows `[G*H]`.
     pub gates: usize,
-    pub reverse: bool,
     pub threads: usize,
 }
 
@@ -92,19 +117,22 @@ pub(crate) struct Part {
     pub prev: usize,
     /// The state slot after the step.
     pub out: usize,
+    /// The rows inside their sequence at this step: `0..rows`.
+    pub rows: usize,
     /// This thread's hidden units.
     pub units: Range<usize>,
 }
 
-impl Loop {
+impl<'a> Loop<'a> {
     /// The loop of `shape` with `gates` gate blocks on up to `threads`.
-    pub(crate) fn new(shape: SeqShape, gates: usize, threads: usize) -> Self {
+    ///
+    /// # Panics
+    /// If `shape.active` disagrees with its sizes.
+    pub(crate) fn new(shape: SeqShape<'a>, gates: usize, threads: usize) -> Self {
+        shape.check();
         Self {
-            seq_len: shape.seq_len,
-            batch: shape.batch,
-            hidden: shape.hidden,
+            shape,
             gates,
-            reverse: shape.reverse,
             threads,
         }
     }
@@ -113,33 +141,40 @@ impl Loop {
     /// product is below the GEMM's parallel threshold, where the barriers
     /// would cost more than a second core gives.
     fn chunks(&self) -> usize {
-        let work = self.batch * self.gates * self.hidden * self.hidden;
+        let s = &self.shape;
+        let work = s.batch * self.gates * s.hidden * s.hidden;
         if work < crate::gemm::PARALLEL_FLOP_THRESHOLD {
             return 1;
         }
-        self.threads.min(self.hidden / MIN_UNITS_PER_CHUNK).max(1)
+        self.threads.min(s.hidden / MIN_UNITS_PER_CHUNK).max(1)
+    }
+
+    fn units(&self, chunk: usize) -> Range<usize> {
+        split_range(self.shape.hidden, self.chunks(), 8, chunk)
     }
 
     fn part(&self, step: usize, chunk: usize, backward: bool) -> Part {
+        let s = &self.shape;
         // Time runs down for the forward pass of the reverse direction and
         // the backward pass of the forward one, up otherwise.
-        let descending = backward != self.reverse;
+        let descending = backward != s.reverse;
         let t = if descending {
-            self.seq_len - 1 - step
+            s.seq_len - 1 - step
         } else {
             step
         };
-        let (prev, out) = if self.reverse { (t + 1, t) } else { (t, t + 1) };
+        let (prev, out) = if s.reverse { (t + 1, t) } else { (t, t + 1) };
         Part {
             t,
             prev,
             out,
-            units: split_range(self.hidden, self.chunks(), 8, chunk),
+            rows: s.rows_at(t),
+            units: self.units(chunk),
         }
     }
 }
 
-/// Where the forward recurrent product `h_{t-1} W_hh^T` goes.
+/// Where a forward product `a W^T` goes.
 #[derive(Clone, Copy)]
 pub(crate) struct Product {
     /// `[T, B, G*H]` (indexed by step) or `[B, G*H]` (reused every step).
@@ -150,66 +185,115 @@ pub(crate) struct Product {
     pub accumulate: bool,
 }
 
-/// Forward: per step and thread, `out[:, g*H + u] (+)= h_prev W_hh[g*H +
-/// u]^T` for every gate block `g` and the thread's units `u`, then
-/// `kernel(part)`, which must write only its units' columns.
+/// The left operand `[B, H]` of a forward product.
+#[derive(Clone, Copy)]
+pub(crate) enum Operand {
+    /// The hidden state before the step (slot `prev` of the states).
+    Prev,
+    /// Step `t`'s block of a `[T, B, H]` buffer written by an earlier phase
+    /// of the step.
+    PerStep(Shared),
+}
+
+/// One forward phase: the product `out[:, g*H + u] (+)= a W_hh[g*H + u,
+/// :]^T` for the gate blocks `blocks` and the thread's units `u`, then
+/// `kernel(part)`, which must write only its units' columns (rows
+/// `0..part.rows`).
+pub(crate) struct FwdPhase<'k> {
+    pub blocks: Range<usize>,
+    pub operand: Operand,
+    pub out: Product,
+    pub kernel: &'k (dyn Fn(&Part) + Sync),
+}
+
+/// Forward over every step: the phases in order, then, for the rows past
+/// their sequence's end, the thread's units of every buffer of `carried`
+/// (`[T+1, B, H]` state slots: the hidden states, the LSTM's cell states)
+/// copied from slot `prev` to slot `out`.
 ///
 /// # Safety
-/// `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values and
-/// `states` to `[T+1, B, H]`, valid for the call, accessed by nobody else;
-/// `kernel` must touch only the units of its part (and slot `prev`
-/// read-only).
+/// Every `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values,
+/// every `Operand::PerStep` to `[T, B, H]`, `states` and `carried` to
+/// `[T+1, B, H]`, valid for the call, accessed by nobody else; the kernels
+/// must touch only the units of their part (and slot `prev` read-only).
 ///
 /// Errors: [`NoMemory`] for the packed weights, before anything is written.
 pub(crate) unsafe fn forward(
-    l: Loop,
+    l: Loop<'_>,
     w_hh: &[f32],
-    out: Product,
+    phases: &[FwdPhase<'_>],
     states: Shared,
-    kernel: &(dyn Fn(&Part) + Sync),
+    carried: &[Shared],
 ) -> Result<(), NoMemory> {
-    let (b, hd) = (l.batch, l.hidden);
+    let (b, hd) = (l.shape.batch, l.shape.hidden);
     let (gh, bh) = (l.gates * hd, b * hd);
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
-    // Each chunk's rows of every gate block of W_hh, packed by the chunk's
-    // first step.
-    let mut packed = Packed::new(&l, l.gates, hd)?;
-    let panels = Shared::new(&mut packed.data);
-    let packed = &packed;
-    let work = move |step: usize, chunk: usize| {
+    // Per phase, each chunk's rows of the phase's gate blocks of W_hh,
+    // packed by the chunk's first step.
+    let packs = phases
+        .iter()
+        .map(|ph| Packed::new(&l, ph.blocks.len(), hd))
+        .collect::<Result<Vec<_>, _>>()?;
+    let np = phases.len();
+    let work = move |k: usize, chunk: usize| {
+        let (step, ph) = (k / np, k % np);
+        let (phase, packed) = (&phases[ph], &packs[ph]);
         let p = l.part(step, chunk, false);
         let n = p.units.len();
         let seg = packed_len(n, hd);
-        // SAFETY: slot `prev` was completed by the previous step and is
-        // written by no one during this one; the gate columns of this
-        // thread's units are its alone (see the caller's contract); the
-        // chunk's packed weights are written at its first step only, and
-        // read after it (ordered by `run_steps`).
-        let h_prev = unsafe { std::slice::from_raw_parts(states.get().add(p.prev * bh), bh) };
+        // SAFETY: slot `prev` was completed by the previous step, a
+        // per-step operand by the previous phase, and neither is written
+        // during this one; the output columns of this thread's units are
+        // its alone (see the caller's contract); the chunk's packed weights
+        // are written at its first step only, and read after it (ordered
+        // by `run_steps`).
+        let a = match phase.operand {
+            Operand::Prev => unsafe { part_ref(states.get(), p.prev * bh, bh) },
+            Operand::PerStep(buf) => unsafe { part_ref(buf.get(), p.t * bh, bh) },
+        };
+        let out = phase.out;
         let at = if out.per_step { p.t * b * gh } else { 0 };
-        let g_t = unsafe { out.buf.get().add(at) };
+        let dst = unsafe { out.buf.get().add(at) };
         let mine = packed.range(chunk);
         if step == 0 {
-            let dst = unsafe { part_mut(panels.get(), mine.start, mine.len()) };
-            for (g, dst) in dst.chunks_exact_mut(seg.max(1)).enumerate() {
+            let panels = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
+            for (g, dst) in phase
+                .blocks
+                .clone()
+                .zip(panels.chunks_exact_mut(seg.max(1)))
+            {
                 pack(&w_hh[(g * hd + p.units.start) * hd..], n, hd, hd, 1, dst);
             }
         }
-        let mine = unsafe { part_ref(panels.get(), mine.start, mine.len()) };
-        for g in 0..l.gates {
-            let c = unsafe { g_t.add(g * hd + p.units.start) };
-            let w = &mine[g * seg..(g + 1) * seg];
-            unsafe { product(h_prev, b, hd, w, n, hd, c, gh, out.accumulate) };
+        let mine = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
+        for (i, g) in phase.blocks.clone().enumerate() {
+            let c = unsafe { dst.add(g * hd + p.units.start) };
+            let w = &mine[i * seg..(i + 1) * seg];
+            unsafe { product(a, p.rows, hd, w, n, hd, c, gh, out.accumulate) };
         }
-        kernel(&p);
+        (phase.kernel)(&p);
+        if ph + 1 == np {
+            for buf in std::iter::once(&states).chain(carried) {
+                for r in p.rows..b {
+                    let (from, to) = ((p.prev * b + r) * hd, (p.out * b + r) * hd);
+                    // SAFETY: row `r` of two distinct slots, the part's
+                    // units: this thread's alone during the step.
+                    let src = unsafe { part_ref(buf.get(), from + p.units.start, n) };
+                    let dst = unsafe { part_mut(buf.get(), to + p.units.start, n) };
+                    dst.copy_from_slice(src);
+                }
+            }
+        }
     };
-    run_steps(l.threads, l.seq_len, l.chunks(), &work);
+    run_steps(l.threads, l.shape.seq_len * np, l.chunks(), &work);
     Ok(())
 }
 
 /// Weights packed per chunk of units (see [`crate::panel`]).
 struct Packed {
     data: Vec<f32>,
+    /// `data`'s pointer, for the chunks' writes at their first step.
+    ptr: Shared,
     /// Where each chunk's panels start (and, last, the end).
     starts: Vec<usize>,
 }
@@ -218,21 +302,23 @@ impl Packed {
     /// Room for `blocks` packed blocks of depth `depth` per chunk of `l`,
     /// each as wide as the chunk's units (zeros until packed), or
     /// [`NoMemory`] when it cannot be allocated.
-    fn new(l: &Loop, blocks: usize, depth: usize) -> Result<Self, NoMemory> {
+    fn new(l: &Loop<'_>, blocks: usize, depth: usize) -> Result<Self, NoMemory> {
         let chunks = l.chunks();
         let mut starts = vec![0];
         for c in 0..chunks {
-            let n = split_range(l.hidden, chunks, 8, c).len();
+            let n = l.units(c).len();
             starts.push(starts[c] + blocks * packed_len(n, depth));
         }
         let mut data = Vec::new();
         data.try_reserve_exact(starts[chunks])
             .map_err(|_| NoMemory)?;
         data.resize(starts[chunks], 0.0);
-        Ok(Self { data, starts })
+        let ptr = Shared::new(&mut data);
+        Ok(Self { data, ptr, starts })
     }
 
     fn range(&self, chunk: usize) -> Range<usize> {
+        debug_assert!(self.starts[chunk + 1] <= self.data.len());
         self.starts[chunk]..self.starts[chunk + 1]
     }
 }
@@ -250,84 +336,117 @@ pub struct Upstream<'a> {
     pub stride: usize,
 }
 
-/// Backward: per step, on the thread's units, `dh_t += dy_t`, then
-/// `kernel(part, dh, dh_prev)`: `dh` is the `[B, H]` gradient w.r.t. the
-/// step's output, from which the kernel writes its columns of `dP_t` into
-/// `src` (the gradient w.r.t. the recurrent product) and, for cells with a
-/// direct path from `h_{t-1}` to `h_t`, its columns of `dh_prev`. Then,
-/// once every thread's columns of `dP_t` are there, the thread's columns of
-/// `dh_prev (+)= dP_t W_hh` (added when `accumulate`). `dh` holds the
-/// gradient w.r.t. the final state on entry and w.r.t. the initial state on
-/// return; `dh_spare` is scratch.
+/// A backward product `dst[:, u] (+)= dP_t[:, blocks] W_hh[blocks, u]`
+/// over the thread's units `u` (columns of `W_hh`).
+pub(crate) struct BwdProduct {
+    /// The gate blocks of `dP_t` and rows of `W_hh`.
+    pub blocks: Range<usize>,
+    /// `[T, B, G*H]`, the gradient w.r.t. the recurrent product.
+    pub src: Shared,
+    /// A `[B, H]` buffer, or `None` for the gradient w.r.t. `h_{t-1}`.
+    pub dst: Option<Shared>,
+    /// Add to `dst` or overwrite it.
+    pub accumulate: bool,
+}
+
+/// The kernel of a backward phase: `kernel(part, dh, dh_prev)`, `dh` the
+/// `[B, H]` gradient w.r.t. the step's output, `dh_prev` w.r.t. the state
+/// before it; it must touch only its units' columns of rows `0..part.rows`.
+pub(crate) type BwdKernel<'k> = &'k (dyn Fn(&Part, *mut f32, *mut f32) + Sync);
+
+/// One backward phase: the product if any, then the kernel if any.
+pub(crate) struct BwdPhase<'k> {
+    pub product: Option<BwdProduct>,
+    pub kernel: Option<BwdKernel<'k>>,
+}
+
+/// Backward over every step in reverse. Each step's first phase begins,
+/// on the thread's units, with `dh_t += dy_t` for the rows inside their
+/// sequence and `dh_prev = dh_t` for the others; then every phase runs its
+/// product and kernel. `dh` holds the gradient w.r.t. the final state on
+/// entry and w.r.t. the initial state on return; `dh_spare` is scratch.
 ///
 /// # Panics
 /// If `dh`, `dh_spare` or `up` disagree with the sizes.
 ///
 /// # Safety
-/// `src` must point to `[T, B, G*H]` values, valid and accessed by nobody
-/// else during the call; `kernel` must touch only its units' columns.
+/// Every product's `src` must point to `[T, B, G*H]` values and `dst` to
+/// `[B, H]`, valid and accessed by nobody else during the call; the kernels
+/// must touch only their units' columns.
 ///
 /// Errors: [`NoMemory`] for the packed weights, before anything is written.
-#[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn backward(
-    l: Loop,
+    l: Loop<'_>,
     w_hh: &[f32],
-    src: Shared,
-    accumulate: bool,
+    phases: &[BwdPhase<'_>],
     up: Upstream<'_>,
     dh: &mut [f32],
     dh_spare: &mut [f32],
-    kernel: &(dyn Fn(&Part, *mut f32, *mut f32) + Sync),
 ) -> Result<(), NoMemory> {
-    let (b, hd) = (l.batch, l.hidden);
+    let (t_len, b, hd) = l.shape.sizes();
     let gh = l.gates * hd;
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
     assert!(dh.len() == b * hd && dh_spare.len() == b * hd, "dh");
     assert!(
-        up.offset + hd <= up.stride && up.dy.len() >= l.seq_len * b * up.stride,
+        up.offset + hd <= up.stride && up.dy.len() >= t_len * b * up.stride,
         "dy"
     );
     let bufs = [Shared::new(dh), Shared::new(dh_spare)];
-    // Each chunk's columns of W_hh, packed by its first product.
-    let mut packed = Packed::new(&l, 1, gh)?;
-    let panels = Shared::new(&mut packed.data);
-    let packed = &packed;
-    // Phase 2s: the kernel of (backward) step s; 2s + 1: its product.
-    let work = move |phase: usize, chunk: usize| {
-        let s = phase / 2;
+    // Per phase with a product, each chunk's columns of its rows of W_hh,
+    // packed by the chunk's first product.
+    let packs = phases
+        .iter()
+        .map(|ph| {
+            let blocks = ph.product.as_ref().map_or(0, |p| p.blocks.len());
+            Packed::new(&l, 1, blocks * hd)
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let np = phases.len();
+    let work = move |k: usize, chunk: usize| {
+        let (s, ph) = (k / np, k % np);
         let p = l.part(s, chunk, true);
-        if phase % 2 == 0 {
-            let (u0, n) = (p.units.start, p.units.len());
+        let (u0, n) = (p.units.start, p.units.len());
+        let (cur, next) = (bufs[s % 2].get(), bufs[(s + 1) % 2].get());
+        if ph == 0 {
             for r in 0..b {
-                // SAFETY: row `r`, the part's units, of a `[B, H]` buffer
+                // SAFETY: row `r`, the part's units, of two `[B, H]` buffers
                 // (asserted above) that this thread alone touches now.
-                let d = unsafe { part_mut(bufs[s % 2].get(), r * hd + u0, n) };
-                let g = &up.dy[(p.t * b + r) * up.stride + up.offset + u0..][..n];
-                d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+                let d = unsafe { part_mut(cur, r * hd + u0, n) };
+                if r < p.rows {
+                    let g = &up.dy[(p.t * b + r) * up.stride + up.offset + u0..][..n];
+                    d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+                } else {
+                    unsafe { part_mut(next, r * hd + u0, n) }.copy_from_slice(d);
+                }
             }
-            kernel(&p, bufs[s % 2].get(), bufs[(s + 1) % 2].get());
-        } else {
-            // SAFETY: dP_t was completed by the previous phase; this
-            // thread alone writes its columns of bufs[(s + 1) % 2]; the
-            // chunk's packed weights are written at its first product
-            // only, and read after it (ordered by `run_steps`).
-            let dg = unsafe {
-                std::slice::from_raw_parts(src.get().add(p.t * b * gh).cast_const(), b * gh)
-            };
-            let out = unsafe { bufs[(s + 1) % 2].get().add(p.units.start) };
-            let n = p.units.len();
+        }
+        let phase = &phases[ph];
+        if let Some(prod) = &phase.product {
+            // SAFETY: dP_t was completed by an earlier phase; this thread
+            // alone writes its columns of `dst`; the chunk's packed weights
+            // are written at its first product only, and read after it
+            // (ordered by `run_steps`).
+            let depth = prod.blocks.len() * hd;
+            let first = prod.blocks.start * hd;
+            let dp =
+                unsafe { part_ref(prod.src.get(), p.t * b * gh + first, (b - 1) * gh + depth) };
+            let packed = &packs[ph];
             let mine = packed.range(chunk);
             if s == 0 {
-                let dst = unsafe { part_mut(panels.get(), mine.start, mine.len()) };
-                pack(&w_hh[p.units.start..], n, gh, 1, hd, dst);
+                let dst = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
+                pack(&w_hh[first * hd + u0..], n, depth, 1, hd, dst);
             }
-            let w = unsafe { part_ref(panels.get(), mine.start, mine.len()) };
-            unsafe { product(dg, b, gh, w, n, gh, out, hd, accumulate) };
+            let w = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
+            let out = unsafe { prod.dst.map_or(next, Shared::get).add(u0) };
+            unsafe { product(dp, p.rows, gh, w, n, depth, out, hd, prod.accumulate) };
+        }
+        if let Some(kernel) = phase.kernel {
+            kernel(&p, cur, next);
         }
     };
-    run_steps(l.threads, 2 * l.seq_len, l.chunks(), &work);
+    run_steps(l.threads, np * t_len, l.chunks(), &work);
     // The gradient w.r.t. the initial state is in `bufs[T % 2]`.
-    if l.seq_len % 2 == 1 {
+    if t_len % 2 == 1 {
         dh.copy_from_slice(dh_spare);
     }
     Ok(())

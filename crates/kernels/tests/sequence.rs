@@ -84,12 +84,13 @@ fn add_upstream(dh: &mut [f32], dy: &[f32], t: usize, hd: usize, (stride, offset
 }
 
 /// The loop shape of a case.
-fn shape(seq_len: usize, batch: usize, hidden: usize, reverse: bool) -> SeqShape {
+fn shape(seq_len: usize, batch: usize, hidden: usize, reverse: bool) -> SeqShape<'static> {
     SeqShape {
         seq_len,
         batch,
         hidden,
         reverse,
+        active: None,
     }
 }
 
@@ -349,23 +350,25 @@ fn team_gru_equals_stepwise_gru() {
                 );
                 let (mut dh2, mut spare) = (dh_n.clone(), vec![0.0; bh]);
                 rnn_kernels::threads::install(|| {
-                    gru::lbr_forward_sequence(
-                        gru::LbrSequence {
+                    gru::forward_sequence(
+                        gru::Sequence {
                             gates: &mut g,
-                            hw: &mut hw,
-                            b_hn: &b_hn,
                             w_hh: &w_hh,
                             states: &mut st,
-                            hn: &mut hn,
+                            saved: &mut hn,
+                            form: gru::Form::LinearBeforeReset {
+                                hw: &mut hw,
+                                b_hn: &b_hn,
+                            },
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
                     )
                     .expect("memory for the packed weights");
-                    gru::lbr_backward_sequence(
-                        gru::LbrSequenceGrads {
+                    gru::backward_sequence(
+                        gru::SequenceGrads {
                             gates: &g,
-                            hn: &hn,
+                            saved: &hn,
                             states: &st,
                             w_hh: &w_hh,
                             up: Upstream {
@@ -377,6 +380,7 @@ fn team_gru_equals_stepwise_gru() {
                             dhw: &mut dhw,
                             dh: &mut dh2,
                             dh_spare: &mut spare,
+                            reset_after: true,
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
@@ -523,4 +527,305 @@ fn team_elman_equals_stepwise_elman() {
             }
         }
     }
+}
+
+/// The four cells' whole-sequence kernels behind one call, for the tests
+/// that hold them to themselves on other shapes.
+#[derive(Clone, Copy, Debug)]
+enum Cell {
+    Lstm,
+    Elman,
+    GruLinearBeforeReset,
+    GruResetBeforeLinear,
+}
+
+impl Cell {
+    const ALL: [Cell; 4] = [
+        Cell::Lstm,
+        Cell::Elman,
+        Cell::GruLinearBeforeReset,
+        Cell::GruResetBeforeLinear,
+    ];
+
+    fn gates(self) -> usize {
+        match self {
+            Cell::Lstm => 4,
+            Cell::Elman => 1,
+            _ => 3,
+        }
+    }
+}
+
+/// What one forward and backward pass of a cell gives.
+#[derive(Clone, Debug, Default)]
+struct Pass {
+    /// `[T, B, G*H]` activated gates.
+    gates: Vec<f32>,
+    /// `[T+1, B, H]`.
+    states: Vec<f32>,
+    /// `[T+1, B, H]` (LSTM).
+    cells: Vec<f32>,
+    /// `[T, B, H]` (GRU).
+    saved: Vec<f32>,
+    /// `[T, B, G*H]`.
+    dgates: Vec<f32>,
+    /// `[B, H]` gradient w.r.t. the initial states.
+    dh0: Vec<f32>,
+    dc0: Vec<f32>,
+}
+
+/// The inputs of a pass: `gates0` `[T, B, G*H]`, `h0`, `c0`, `dh_n`,
+/// `dc_n` `[B, H]`, `dy` `[T, B, H]`.
+struct Inputs<'a> {
+    w_hh: &'a [f32],
+    b_hn: &'a [f32],
+    gates0: Vec<f32>,
+    h0: Vec<f32>,
+    c0: Vec<f32>,
+    dy: Vec<f32>,
+    dh_n: Vec<f32>,
+    dc_n: Vec<f32>,
+}
+
+fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize) -> Pass {
+    use rnn_kernels::gru;
+    let (t_len, b, hd) = shape.sizes();
+    let bh = b * hd;
+    let init = if shape.reverse { t_len } else { 0 };
+    let mut p = Pass {
+        gates: x.gates0.clone(),
+        states: vec![0.0; (t_len + 1) * bh],
+        cells: vec![0.0; (t_len + 1) * bh],
+        saved: vec![0.0; t_len * bh],
+        dgates: vec![0.0; x.gates0.len()],
+        dh0: x.dh_n.clone(),
+        dc0: x.dc_n.clone(),
+    };
+    p.states[init * bh..(init + 1) * bh].copy_from_slice(&x.h0);
+    p.cells[init * bh..(init + 1) * bh].copy_from_slice(&x.c0);
+    let up = Upstream {
+        dy: &x.dy,
+        offset: 0,
+        stride: hd,
+    };
+    let mut spare = vec![0.0; bh];
+    let mut hw = vec![0.0; 3 * bh];
+    let mut dhw = vec![0.0; x.gates0.len()];
+    rnn_kernels::threads::install(|| {
+        let ok = match cell {
+            Cell::Lstm => lstm::forward_sequence(
+                lstm::Sequence {
+                    gates: &mut p.gates,
+                    w_hh: x.w_hh,
+                    states: &mut p.states,
+                    cells: &mut p.cells,
+                    shape,
+                },
+                threads,
+            )
+            .and_then(|()| {
+                lstm::backward_sequence(
+                    lstm::SequenceGrads {
+                        gates: &p.gates,
+                        w_hh: x.w_hh,
+                        cells: &p.cells,
+                        up,
+                        dgates: &mut p.dgates,
+                        dh: &mut p.dh0,
+                        dh_spare: &mut spare,
+                        dc: &mut p.dc0,
+                        shape,
+                    },
+                    threads,
+                )
+            }),
+            Cell::Elman => elman::forward_sequence(
+                elman::Sequence {
+                    act: Activation::Tanh,
+                    pre: &mut p.gates,
+                    w_hh: x.w_hh,
+                    states: &mut p.states,
+                    shape,
+                },
+                threads,
+            )
+            .and_then(|()| {
+                elman::backward_sequence(
+                    elman::SequenceGrads {
+                        act: Activation::Tanh,
+                        w_hh: x.w_hh,
+                        states: &p.states,
+                        up,
+                        dpre: &mut p.dgates,
+                        dh: &mut p.dh0,
+                        dh_spare: &mut spare,
+                        shape,
+                    },
+                    threads,
+                )
+            }),
+            Cell::GruLinearBeforeReset | Cell::GruResetBeforeLinear => {
+                let reset_after = matches!(cell, Cell::GruLinearBeforeReset);
+                let form = if reset_after {
+                    gru::Form::LinearBeforeReset {
+                        hw: &mut hw,
+                        b_hn: x.b_hn,
+                    }
+                } else {
+                    dhw.truncate(bh);
+                    gru::Form::ResetBeforeLinear
+                };
+                gru::forward_sequence(
+                    gru::Sequence {
+                        gates: &mut p.gates,
+                        w_hh: x.w_hh,
+                        states: &mut p.states,
+                        saved: &mut p.saved,
+                        form,
+                        shape,
+                    },
+                    threads,
+                )
+                .and_then(|()| {
+                    gru::backward_sequence(
+                        gru::SequenceGrads {
+                            gates: &p.gates,
+                            saved: &p.saved,
+                            states: &p.states,
+                            w_hh: x.w_hh,
+                            up,
+                            dgates: &mut p.dgates,
+                            dhw: &mut dhw,
+                            dh: &mut p.dh0,
+                            dh_spare: &mut spare,
+                            reset_after,
+                            shape,
+                        },
+                        threads,
+                    )
+                })
+            }
+        };
+        ok.expect("memory for the packed weights");
+    });
+    p
+}
+
+/// Rows `rows` (each `width` values) of every `[.., B, width]` block of
+/// `v`, for the steps `steps`.
+fn pick(
+    v: &[f32],
+    b: usize,
+    width: usize,
+    steps: impl Iterator<Item = usize>,
+    row: usize,
+) -> Vec<f32> {
+    steps
+        .flat_map(|t| v[(t * b + row) * width..][..width].iter().copied())
+        .collect()
+}
+
+/// A variable-length batch (rows sorted longest first) equals each row run
+/// alone over its own length, for every cell, both directions and thread
+/// counts that split the units: the rows inside their sequence compute
+/// exactly what they would alone, the others keep their state and pass
+/// their gradient through.
+#[test]
+fn variable_lengths_equal_each_row_alone() {
+    // T, H, B; lengths from T down to 1, longest first, with ties. The
+    // first two split the units over the threads for every cell (above
+    // the team's threshold: B * G * H * H >= 2^18 for G >= 1).
+    let cases = [(7, 88, 36), (5, 100, 40), (6, 5, 3)];
+    for cell in Cell::ALL {
+        let gates = cell.gates();
+        for &(t_len, hd, b) in &cases {
+            assert!(b * gates * hd * hd >= PARALLEL_FLOP_THRESHOLD || hd < 16);
+            let lens: Vec<usize> = (0..b).map(|r| (t_len - r * t_len / b).max(1)).collect();
+            let active: Vec<usize> = (0..t_len)
+                .map(|t| lens.iter().filter(|&&l| l > t).count())
+                .collect();
+            let (gh, bh) = (gates * hd, b * hd);
+            let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
+            let b_hn = data(hd, 11);
+            let x = Inputs {
+                w_hh: &w_hh,
+                b_hn: &b_hn,
+                gates0: data(t_len * b * gh, 2),
+                h0: data(bh, 3),
+                c0: data(bh, 4),
+                dy: data(t_len * bh, 7),
+                dh_n: data(bh, 8),
+                dc_n: data(bh, 9),
+            };
+            for reverse in [false, true] {
+                for threads in [1, 2, 3] {
+                    let shape = SeqShape {
+                        seq_len: t_len,
+                        batch: b,
+                        hidden: hd,
+                        reverse,
+                        active: Some(&active),
+                    };
+                    let all = run_cell(cell, shape, &x, threads);
+                    for (r, &len) in lens.iter().enumerate() {
+                        let alone_x = Inputs {
+                            w_hh: &w_hh,
+                            b_hn: &b_hn,
+                            gates0: pick(&x.gates0, b, gh, 0..len, r),
+                            h0: pick(&x.h0, b, hd, 0..1, r),
+                            c0: pick(&x.c0, b, hd, 0..1, r),
+                            dy: pick(&x.dy, b, hd, 0..len, r),
+                            dh_n: pick(&x.dh_n, b, hd, 0..1, r),
+                            dc_n: pick(&x.dc_n, b, hd, 0..1, r),
+                        };
+                        let alone = run_cell(cell, shape_of(len, 1, hd, reverse), &alone_x, 1);
+                        let slots = (0..=t_len).map(|s| s.min(len));
+                        let case = format!(
+                            "{cell:?} T={t_len} B={b} H={hd} reverse={reverse} threads={threads} row {r} (length {len})"
+                        );
+                        let mut pairs = vec![
+                            (
+                                "gates",
+                                pick(&all.gates, b, gh, 0..len, r),
+                                alone.gates.clone(),
+                            ),
+                            (
+                                "dgates",
+                                pick(&all.dgates, b, gh, 0..len, r),
+                                alone.dgates.clone(),
+                            ),
+                            (
+                                "states",
+                                pick(&all.states, b, hd, 0..=t_len, r),
+                                pick(&alone.states, 1, hd, slots.clone(), 0),
+                            ),
+                            ("dh0", pick(&all.dh0, b, hd, 0..1, r), alone.dh0.clone()),
+                        ];
+                        if matches!(cell, Cell::Lstm) {
+                            pairs.push((
+                                "cells",
+                                pick(&all.cells, b, hd, 0..=t_len, r),
+                                pick(&alone.cells, 1, hd, slots, 0),
+                            ));
+                            pairs.push(("dc0", pick(&all.dc0, b, hd, 0..1, r), alone.dc0.clone()));
+                        }
+                        if gates == 3 {
+                            pairs.push((
+                                "saved",
+                                pick(&all.saved, b, hd, 0..len, r),
+                                alone.saved.clone(),
+                            ));
+                        }
+                        let pairs: Vec<(&str, &[f32], &[f32])> =
+                            pairs.iter().map(|(n, a, b)| (*n, &a[..], &b[..])).collect();
+                        assert_close(&case, 1e-5, &pairs);
+                    }
+                }
+            }
+        }
+    }
+}
+
+fn shape_of(seq_len: usize, batch: usize, hidden: usize, reverse: bool) -> SeqShape<'static> {
+    shape(seq_len, batch, hidden, reverse)
 }

@@ -1,13 +1,20 @@
 //! The shared driver of one layer in one direction, for every cell kind:
 //!
-//! 1. the input projection of all steps in one GEMM,
-//!    `P[T*B, G*H] = X[T*B, I] W_ih^T + folded biases`;
-//! 2. per step, the cell's recurrent GEMM(s) and fused kernel(s);
-//! 3. backward, per step in reverse, the cell's fused kernel(s) and the GEMM
-//!    giving `dh_{t-1}`;
-//! 4. after the time loop, the weight gradients as single GEMMs over all
-//!    `T*B` rows: `dW_ih = dP^T X`, `dX = dP W_ih`, `dW_hh = dP^T H_prev`,
-//!    biases as column sums.
+//! 1. the input projection in one GEMM per band of steps,
+//!    `P[rows, G*H] = X[rows, I] W_ih^T + folded biases`;
+//! 2. the time loop: the cell's whole-sequence kernel (recurrent products
+//!    and fused kernels, the hidden units split over the threads);
+//! 3. backward, the cell's reverse time loop, giving `dP` and `dh_0`;
+//! 4. the weight gradients as GEMMs per band: `dW_ih = dP^T X`,
+//!    `dX = dP W_ih`, `dW_hh = dP^T H_prev`, biases as column sums.
+//!
+//! Variable lengths: the network sorts the batch rows by length, longest
+//! first, so that the rows inside their sequence at step `t` are the first
+//! `active[t]` ([`Run::active`]). The time loop runs over those rows only,
+//! and the GEMMs of steps 1 and 4 over [`bands`] of steps that hold few
+//! other rows (the rows are time-major, so a band of steps is contiguous
+//! only with the rows past their end in between; those rows' `dP` is set
+//! to zero, so that they add nothing).
 //!
 //! Nothing is allocated inside the time loops: the buffers live in a
 //! [`LayerTape`] and [`LayerGradBuffers`], sized once per call and reused
@@ -17,15 +24,15 @@
 //! state before step `t` is slot `t` and after it slot `t+1`; in reverse,
 //! before is slot `t+1` and after is slot `t`. Either way the states before
 //! every step are `T` consecutive slots aligned with time, so `dW_hh` is one
-//! GEMM.
+//! GEMM per band.
 
-use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
+use std::ops::Range;
+
+use rnn_kernels::{Mat, MatMut, NoMemory, Op, SeqShape, gemm, reduce};
 
 pub(crate) use crate::alloc::{product, resize};
-use crate::cells::{
-    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
-};
-use crate::error::Result;
+use crate::cells::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
+use crate::error::{Error, Result};
 
 /// Sizes and direction of one layer run.
 #[derive(Clone, Copy, Debug)]
@@ -36,36 +43,37 @@ pub(crate) struct Run<'a> {
     pub reverse: bool,
     /// Whether the cell carries a cell state (LSTM).
     pub has_cell_state: bool,
-    /// Per-row sequence lengths (`[B]`, each in `1..=T`), or `None` when all
-    /// rows run `T` steps. Row `b` is frozen at steps `t >= lengths[b]`: its
-    /// state passes through unchanged, and so does its gradient.
-    pub lengths: Option<&'a [usize]>,
+    /// `[T]`, the rows inside their sequence at each step, or `None` when
+    /// all rows run `T` steps. The rows are sorted by length, longest
+    /// first: rows `0..active[t]` run step `t`; the others are past their
+    /// end, and their state passes through unchanged, and so does its
+    /// gradient.
+    pub active: Option<&'a [usize]>,
 }
 
-impl Run<'_> {
+impl<'a> Run<'a> {
     /// The time loop's shape, for the cells' whole-sequence kernels.
-    fn shape(&self) -> SeqShape {
+    fn shape(&self) -> SeqShape<'a> {
         SeqShape {
             seq_len: self.seq_len,
             batch: self.dims.batch,
             hidden: self.dims.hidden,
             reverse: self.reverse,
+            active: self.active,
         }
-    }
-
-    /// Rows frozen at time `t` (past their sequence's end).
-    fn frozen_rows(&self, t: usize) -> impl Iterator<Item = usize> + '_ {
-        self.lengths
-            .into_iter()
-            .flatten()
-            .enumerate()
-            .filter(move |&(_, &l)| t >= l)
-            .map(|(b, _)| b)
     }
 
     /// Whether row `b` is inside its sequence at time `t`.
     pub fn valid(&self, t: usize, b: usize) -> bool {
-        self.lengths.is_none_or(|l| t < l[b])
+        self.active.is_none_or(|a| b < a[t])
+    }
+
+    /// The rows past their sequence's end at step `t`, as a range of rows
+    /// of a `[T*B, ..]` buffer.
+    fn frozen(&self, t: usize) -> Range<usize> {
+        let b = self.dims.batch;
+        let active = self.active.map_or(b, |a| a[t]);
+        t * b + active..(t + 1) * b
     }
 
     fn prev_slot(&self, t: usize) -> usize {
@@ -77,11 +85,6 @@ impl Run<'_> {
     /// Slot holding the final state.
     pub fn last_slot(&self) -> usize {
         if self.reverse { 0 } else { self.seq_len }
-    }
-    /// Time steps in processing order.
-    fn times(&self) -> impl DoubleEndedIterator<Item = usize> + use<> {
-        let (t, rev) = (self.seq_len, self.reverse);
-        (0..t).map(move |s| if rev { t - 1 - s } else { s })
     }
     fn bh(&self) -> usize {
         self.dims.batch * self.dims.hidden
@@ -157,30 +160,63 @@ impl LayerTape {
     }
 }
 
-/// `(buf[read slot], buf[write slot])`, two distinct slots of `size` values.
-fn slots(buf: &mut [f32], size: usize, read: usize, write: usize) -> (&[f32], &mut [f32]) {
-    debug_assert_ne!(read, write);
-    if read < write {
-        let (a, b) = buf.split_at_mut(write * size);
-        (&a[read * size..(read + 1) * size], &mut b[..size])
-    } else {
-        let (a, b) = buf.split_at_mut(read * size);
-        (&b[..size], &mut a[write * size..(write + 1) * size])
-    }
+/// A run of consecutive steps whose rows are handled by one GEMM: rows
+/// `rows` of a time-major `[T*B, ..]` buffer (every row of the steps but
+/// the last, then the last step's rows inside their sequences).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct Band {
+    /// The steps.
+    pub steps: Range<usize>,
+    /// The rows.
+    pub rows: Range<usize>,
 }
 
-fn slot(buf: &[f32], size: usize, i: usize) -> &[f32] {
-    if buf.is_empty() {
-        &[]
-    } else {
-        &buf[i * size..(i + 1) * size]
+/// The bands of a run: one for all `T*B` rows without lengths; with them,
+/// steps grouped greedily while the rows past their end inside a band stay
+/// at most an eighth of the rows inside their sequences.
+pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
+    let (t_len, b) = (run.seq_len, run.dims.batch);
+    let Some(active) = run.active else {
+        return vec![Band {
+            steps: 0..t_len,
+            rows: 0..t_len * b,
+        }];
+    };
+    let mut out = Vec::new();
+    let mut t0 = 0;
+    while t0 < t_len {
+        let (mut t1, mut real, mut waste) = (t0 + 1, active[t0], 0);
+        while t1 < t_len && 8 * (waste + b - active[t1 - 1]) <= real + active[t1] {
+            waste += b - active[t1 - 1];
+            real += active[t1];
+            t1 += 1;
+        }
+        if active[t1 - 1] > 0 || t1 - 1 > t0 {
+            out.push(Band {
+                steps: t0..t1,
+                rows: t0 * b..(t1 - 1) * b + active[t1 - 1],
+            });
+        }
+        t0 = t1;
+    }
+    out
+}
+
+/// The error for a time loop that could not allocate its packed weights.
+fn no_memory(_: NoMemory) -> Error {
+    Error::OutOfMemory {
+        what: "packed recurrent weights".into(),
+        bytes: 0,
     }
 }
 
 /// Forward over the whole sequence.
 ///
-/// `x`: `[T*B, I]` (time-major rows); `h0`, `c0`: `[B, H]` or `None` for
-/// zeros (`c0` read only by cells with a cell state).
+/// `x`: `[T*B, I]` (time-major rows, rows past their sequence's end
+/// finite, e.g. zero); `h0`, `c0`: `[B, H]` or `None` for zeros (`c0` read
+/// only by cells with a cell state).
+///
+/// Errors: no memory for the time loop's packed weights.
 pub(crate) fn forward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
@@ -189,28 +225,37 @@ pub(crate) fn forward(
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
     tape: &mut LayerTape,
-) {
+) -> Result<()> {
     let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
-    let (bh, bgh, gh) = (run.bh(), run.bgh(), d.gh());
+    let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
         tape.gates.len(),
-        t_len * bgh,
+        t_len * run.bgh(),
         "LayerTape::prepare not called"
     );
 
-    // 1. Input projection of every step, biases folded in.
+    // 1. Input projection of every step inside its sequence, biases folded
+    // in.
     let (scratch, bias_row) = tape.scratch.split_at_mut(cell.scratch_len(d));
     cell.input_bias(w, bias_row);
-    reduce::broadcast_rows(bias_row, &mut tape.gates);
-    gemm(
-        1.0,
-        Mat::new(x, t_len * d.batch, run.input_size),
-        Op::N,
-        Mat::new(w.w_ih, gh, run.input_size),
-        Op::T,
-        1.0,
-        MatMut::new(&mut tape.gates, t_len * d.batch, gh),
-    );
+    for band in bands(run) {
+        let (r0, n) = (band.rows.start, band.rows.len());
+        let gates = &mut tape.gates[r0 * gh..(r0 + n) * gh];
+        reduce::broadcast_rows(bias_row, gates);
+        gemm(
+            1.0,
+            Mat::new(
+                &x[r0 * run.input_size..(r0 + n) * run.input_size],
+                n,
+                run.input_size,
+            ),
+            Op::N,
+            Mat::new(w.w_ih, gh, run.input_size),
+            Op::T,
+            1.0,
+            MatMut::new(gates, n, gh),
+        );
+    }
 
     // Initial states.
     let first = run.prev_slot(if run.reverse { t_len - 1 } else { 0 });
@@ -226,53 +271,28 @@ pub(crate) fn forward(
         init(&mut tape.cells, c0);
     }
 
-    // 2. The time loop: the cell's threaded sequence kernel when it has one
-    // (variable-length batches keep the per-step loop, which freezes rows).
-    if run.lengths.is_none() {
-        let seq = FwdSequence {
-            gates: &mut tape.gates,
-            states: &mut tape.states,
-            cells: &mut tape.cells,
-            saved: &mut tape.saved,
-            scratch: &mut *scratch,
-            shape: run.shape(),
-        };
-        if cell.forward_sequence(w, d, seq) {
-            return;
-        }
-    }
-    for t in run.times() {
-        let (h_prev, h) = slots(&mut tape.states, bh, run.prev_slot(t), run.out_slot(t));
-        let (c_prev, c): (&[f32], &mut [f32]) = if has_cell_state {
-            slots(&mut tape.cells, bh, run.prev_slot(t), run.out_slot(t))
-        } else {
-            (&[], &mut [])
-        };
-        let saved: &mut [f32] = if tape.saved.is_empty() {
-            &mut []
-        } else {
-            &mut tape.saved[t * bh..(t + 1) * bh]
-        };
-        let step = FwdStep {
-            gates: &mut tape.gates[t * bgh..(t + 1) * bgh],
-            h_prev,
-            h,
-            c_prev,
-            c,
-            saved,
-            scratch: &mut *scratch,
-        };
-        cell.forward_step(w, d, step);
-        for b in run.frozen_rows(t) {
-            let row =
-                |slot: usize| (slot * d.batch + b) * d.hidden..(slot * d.batch + b + 1) * d.hidden;
-            let (from, to) = (row(run.prev_slot(t)), row(run.out_slot(t)));
-            tape.states.copy_within(from.clone(), to.start);
-            if has_cell_state {
-                tape.cells.copy_within(from, to.start);
+    // 2. The time loop.
+    let seq = FwdSequence {
+        gates: &mut tape.gates,
+        states: &mut tape.states,
+        cells: &mut tape.cells,
+        saved: &mut tape.saved,
+        scratch,
+        shape: run.shape(),
+    };
+    cell.forward_sequence(w, d, seq).map_err(no_memory)?;
+    // What a cell saves per step may be a GEMM operand of backward (the
+    // reset-before-linear GRU's `r * h_prev`): zero, not stale, where a
+    // band holds rows past their end.
+    if !tape.saved.is_empty() && run.active.is_some() {
+        for band in bands(run) {
+            for t in band.steps.start..band.steps.end - 1 {
+                let r = run.frozen(t);
+                tape.saved[r.start * d.hidden..r.end * d.hidden].fill(0.0);
             }
         }
     }
+    Ok(())
 }
 
 /// Buffers of one layer-direction's backward pass, reusable across calls.
@@ -284,9 +304,6 @@ pub(crate) struct LayerGradBuffers {
     dh_prev: Vec<f32>,
     dc: Vec<f32>,
     scratch: Vec<f32>,
-    /// `[B, H]` copies of frozen rows' `dh` and `dc` around a step.
-    carry_dh: Vec<f32>,
-    carry_dc: Vec<f32>,
 }
 
 impl LayerGradBuffers {
@@ -309,14 +326,8 @@ impl LayerGradBuffers {
             if has_cell_state { bh } else { 0 },
             "state gradients",
         )?;
-        resize(&mut self.scratch, cell.scratch_len(d), "scratch")?;
-        let carry = if run.lengths.is_some() { bh } else { 0 };
-        resize(&mut self.carry_dh, carry, "state gradients")?;
-        resize(
-            &mut self.carry_dc,
-            if has_cell_state { carry } else { 0 },
-            "state gradients",
-        )
+        // Bounded as in `LayerTape::prepare`.
+        resize(&mut self.scratch, cell.scratch_len(d), "scratch")
     }
 }
 
@@ -365,7 +376,7 @@ pub(crate) struct BackwardJob<'a> {
 
 impl BackwardJob<'_> {
     /// Runs [`backward`].
-    pub fn run(self, cell: &dyn Cell) {
+    pub fn run(self, cell: &dyn Cell) -> Result<()> {
         backward(
             cell,
             &self.weights,
@@ -376,12 +387,14 @@ impl BackwardJob<'_> {
             self.grads,
             self.out,
             self.bufs,
-        );
+        )
     }
 }
 
 /// Backward over the whole sequence, from a tape filled by [`forward`] with
 /// the same weights, `run` and `x`.
+///
+/// Errors: no memory for the time loop's packed weights (nothing written).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     cell: &dyn Cell,
@@ -393,13 +406,12 @@ pub(crate) fn backward(
     grads: LayerGrads<'_>,
     out: InputGrads<'_>,
     buf: &mut LayerGradBuffers,
-) {
+) -> Result<()> {
     let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
-    let (bh, bgh, gh) = (run.bh(), run.bgh(), d.gh());
-    let rows = t_len * d.batch;
+    let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
         buf.dgates.len(),
-        t_len * bgh,
+        t_len * run.bgh(),
         "LayerGradBuffers::prepare not called"
     );
 
@@ -414,138 +426,95 @@ pub(crate) fn backward(
         }
     }
 
-    // 3. The reverse time loop: the cell's threaded sequence kernel when it
-    // has one (not for variable-length batches), else step by step.
-    let whole = run.lengths.is_none()
-        && cell.backward_sequence(
-            w,
-            d,
-            BwdSequence {
-                gates: &tape.gates,
-                states: &tape.states,
-                cells: &tape.cells,
-                saved: &tape.saved,
-                up: rnn_kernels::Upstream {
-                    dy: up.dy,
-                    offset: up.offset,
-                    stride: up.stride,
-                },
-                dgates: &mut buf.dgates,
-                dhw: &mut buf.dhw,
-                dh: &mut buf.dh,
-                dh_spare: &mut buf.dh_prev,
-                dc: &mut buf.dc,
-                shape: run.shape(),
-            },
-        );
-    if !whole {
-        backward_steps(cell, w, run, tape, &up, buf);
-    }
+    // 3. The reverse time loop.
+    let seq = BwdSequence {
+        gates: &tape.gates,
+        states: &tape.states,
+        cells: &tape.cells,
+        saved: &tape.saved,
+        up: rnn_kernels::Upstream {
+            dy: up.dy,
+            offset: up.offset,
+            stride: up.stride,
+        },
+        dgates: &mut buf.dgates,
+        dhw: &mut buf.dhw,
+        dh: &mut buf.dh,
+        dh_spare: &mut buf.dh_prev,
+        dc: &mut buf.dc,
+        scratch: &mut buf.scratch,
+        shape: run.shape(),
+    };
+    cell.backward_sequence(w, d, seq).map_err(no_memory)?;
     out.dh0.copy_from_slice(&buf.dh);
     if has_cell_state {
         out.dc0.copy_from_slice(&buf.dc);
     }
 
-    // 4. Weight gradients over all T*B rows at once.
-    let dgates = Mat::new(&buf.dgates, rows, gh);
-    let xm = Mat::new(x, rows, run.input_size);
-    gemm(
-        1.0,
-        dgates,
-        Op::T,
-        xm,
-        Op::N,
-        1.0,
-        MatMut::new(grads.w_ih, gh, run.input_size),
-    );
-    let w_ih = Mat::new(w.w_ih, gh, run.input_size);
-    gemm(
-        1.0,
-        dgates,
-        Op::N,
-        w_ih,
-        Op::N,
-        0.0,
-        MatMut::new(out.dx, rows, run.input_size),
-    );
-    if let Some(db) = grads.b_ih {
-        reduce::colsum_add(&buf.dgates, db);
+    // 4. Weight gradients, one GEMM per band. The rows past their end
+    // inside a band get a zero `dP` (the time loop leaves them alone), and
+    // the rows of `dX` outside every band are zero.
+    let bands = bands(run);
+    if run.active.is_some() {
+        out.dx.fill(0.0);
+        for band in &bands {
+            for t in band.steps.start..band.steps.end - 1 {
+                let r = run.frozen(t);
+                buf.dgates[r.start * gh..r.end * gh].fill(0.0);
+                if !buf.dhw.is_empty() {
+                    buf.dhw[r.start * gh..r.end * gh].fill(0.0);
+                }
+            }
+        }
     }
-    let first_prev = run.prev_slot(0).min(run.prev_slot(t_len - 1));
-    let inputs = HiddenGradInputs {
-        dgates: &buf.dgates,
-        dhw: &buf.dhw,
-        h_prev: &tape.states[first_prev * bh..(first_prev + t_len) * bh],
-        saved: &tape.saved,
-        rows,
-    };
-    cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh);
+    let (i_len, first_prev) = (
+        run.input_size,
+        run.prev_slot(0).min(run.prev_slot(t_len - 1)),
+    );
+    let mut grads = grads;
+    for band in &bands {
+        let (r0, n) = (band.rows.start, band.rows.len());
+        let dgates = Mat::new(&buf.dgates[r0 * gh..(r0 + n) * gh], n, gh);
+        let xm = Mat::new(&x[r0 * i_len..(r0 + n) * i_len], n, i_len);
+        gemm(
+            1.0,
+            dgates,
+            Op::T,
+            xm,
+            Op::N,
+            1.0,
+            MatMut::new(grads.w_ih, gh, i_len),
+        );
+        gemm(
+            1.0,
+            dgates,
+            Op::N,
+            Mat::new(w.w_ih, gh, i_len),
+            Op::N,
+            0.0,
+            MatMut::new(&mut out.dx[r0 * i_len..(r0 + n) * i_len], n, i_len),
+        );
+        if let Some(db) = grads.b_ih.as_deref_mut() {
+            reduce::colsum_add(&buf.dgates[r0 * gh..(r0 + n) * gh], db);
+        }
+        let h0 = first_prev * bh + r0 * d.hidden;
+        let inputs = HiddenGradInputs {
+            dgates: &buf.dgates[r0 * gh..(r0 + n) * gh],
+            dhw: rows_of(&buf.dhw, &band.rows, gh),
+            h_prev: &tape.states[h0..h0 + n * d.hidden],
+            saved: rows_of(&tape.saved, &band.rows, d.hidden),
+            rows: n,
+        };
+        cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh.as_deref_mut());
+    }
+    Ok(())
 }
 
-/// The reverse time loop one step at a time (cells without a sequence
-/// kernel, and variable-length batches, whose frozen rows pass their
-/// gradients through unchanged): leaves the gradient w.r.t. the initial
-/// state in `buf.dh` (and `buf.dc`).
-fn backward_steps(
-    cell: &dyn Cell,
-    w: &LayerWeights<'_>,
-    run: &Run<'_>,
-    tape: &LayerTape,
-    up: &Upstream<'_>,
-    buf: &mut LayerGradBuffers,
-) {
-    let (d, has_cell_state) = (run.dims, run.has_cell_state);
-    let (bh, bgh, gh, hd) = (run.bh(), run.bgh(), d.gh(), d.hidden);
-    for t in run.times().rev() {
-        for (b, dh) in buf.dh.chunks_exact_mut(hd).enumerate() {
-            if run.valid(t, b) {
-                let row = (t * d.batch + b) * up.stride + up.offset;
-                dh.iter_mut()
-                    .zip(&up.dy[row..row + hd])
-                    .for_each(|(a, g)| *a += g);
-            }
-        }
-        // Frozen rows pass their gradients through the step unchanged.
-        for b in run.frozen_rows(t) {
-            let r = b * hd..(b + 1) * hd;
-            buf.carry_dh[r.clone()].copy_from_slice(&buf.dh[r.clone()]);
-            if has_cell_state {
-                buf.carry_dc[r.clone()].copy_from_slice(&buf.dc[r]);
-            }
-        }
-        let (prev, cur) = (run.prev_slot(t), run.out_slot(t));
-        let dhw: &mut [f32] = if buf.dhw.is_empty() {
-            &mut []
-        } else {
-            &mut buf.dhw[t * bgh..(t + 1) * bgh]
-        };
-        let step = BwdStep {
-            gates: &tape.gates[t * bgh..(t + 1) * bgh],
-            dgates: &mut buf.dgates[t * bgh..(t + 1) * bgh],
-            dhw,
-            h_prev: slot(&tape.states, bh, prev),
-            h: slot(&tape.states, bh, cur),
-            c_prev: slot(&tape.cells, bh, prev),
-            c: slot(&tape.cells, bh, cur),
-            saved: slot(&tape.saved, bh, t),
-            dh: &buf.dh,
-            dc: &mut buf.dc,
-            dh_prev: &mut buf.dh_prev,
-            scratch: &mut buf.scratch,
-        };
-        cell.backward_step(w, d, step);
-        for b in run.frozen_rows(t) {
-            let r = b * hd..(b + 1) * hd;
-            buf.dh_prev[r.clone()].copy_from_slice(&buf.carry_dh[r.clone()]);
-            if has_cell_state {
-                buf.dc[r.clone()].copy_from_slice(&buf.carry_dc[r]);
-            }
-            let g = (t * d.batch + b) * gh..(t * d.batch + b + 1) * gh;
-            buf.dgates[g.clone()].fill(0.0);
-            if !buf.dhw.is_empty() {
-                buf.dhw[g].fill(0.0);
-            }
-        }
-        std::mem::swap(&mut buf.dh, &mut buf.dh_prev);
+/// Rows `rows` of a `[T*B, width]` buffer, or the empty buffer itself.
+fn rows_of<'a>(v: &'a [f32], rows: &Range<usize>, width: usize) -> &'a [f32] {
+    if v.is_empty() {
+        v
+    } else {
+        &v[rows.start * width..rows.end * width]
     }
 }

@@ -3,8 +3,14 @@
 //! Elman RNN, LSTM and GRU networks (stacked, optionally bidirectional) and
 //! the Neural Turing Machine ([`ntm`]), with batched forward and
 //! backpropagation through time, exact against PyTorch.
-//! All forward and backward math of librnn lives here, on the kernels of
-//! `rnn-kernels`.
+//!
+//! Where the math lives: each cell's gate equations and its time loop
+//! (forward and backward, uniform or variable lengths, both directions) are
+//! `rnn-kernels`' whole-sequence kernels; this crate holds the models
+//! around them: the layer driver (input projections and weight gradients
+//! as GEMMs, the batch sorted by length), stacking and directions, the
+//! architectures, losses, optimizers, files and the NTM, whose controller
+//! step calls the same LSTM kernel.
 //!
 //! Conventions: `f32`; sequences time-major `[T, B, F]`, row-major;
 //! parameters under PyTorch's names, shapes and gate order, in one
@@ -14,6 +20,7 @@
 
 pub mod alloc;
 pub mod arch;
+mod batch_order;
 mod cells;
 pub mod config;
 pub mod error;

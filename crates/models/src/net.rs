@@ -2,6 +2,7 @@
 //! with forward, training forward and backpropagation through time.
 
 use crate::alloc;
+use crate::batch_order::BatchOrder;
 use crate::cells::{Cell, Dims, LayerWeights, cell_for};
 use crate::config::NetConfig;
 use crate::error::{Error, Result, check_len};
@@ -158,8 +159,18 @@ pub struct Tape {
     config: Option<NetConfig>,
     seq_len: usize,
     batch: usize,
-    lengths: Option<Vec<usize>>,
+    /// The batch's order for the time loops (variable lengths).
+    order: BatchOrder,
+    /// `[T, B, I]`, the input in that order.
     x: Vec<f32>,
+    /// `[L*D, B, H]` initial states in that order (variable lengths only).
+    h0: Vec<f32>,
+    c0: Vec<f32>,
+    /// `[L*D, B, H]` final-state gradients in that order, then the
+    /// initial-state gradients before they go back to the caller's order
+    /// (variable lengths only).
+    dh_n: Vec<f32>,
+    dc_n: Vec<f32>,
     layers: Vec<LayerRecord>,
     dy: Vec<f32>,
     dx: Vec<f32>,
@@ -406,7 +417,7 @@ impl Recurrent {
         dir: usize,
         seq_len: usize,
         batch: usize,
-        lengths: Option<&'a [usize]>,
+        active: Option<&'a [usize]>,
     ) -> Run<'a> {
         Run {
             dims: Dims {
@@ -418,7 +429,7 @@ impl Recurrent {
             input_size: self.config.layer_input_size(layer),
             reverse: dir == 1,
             has_cell_state: self.config.cell.has_cell_state(),
-            lengths,
+            active,
         }
     }
 
@@ -491,7 +502,7 @@ impl Recurrent {
         self.check_input(&input)?;
         self.prepare_forward(&input, tape)?;
         let work = self.work(input.seq_len, input.batch);
-        rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape));
+        rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape))?;
         tape.config = Some(self.config.clone());
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
@@ -515,6 +526,16 @@ impl Recurrent {
                 }
             }
         }
+        if tape.order.is_sorted_batch() {
+            // Back to the caller's row order.
+            let last = &tape.layers[c.num_layers - 1].output;
+            tape.order.scatter(last, &mut out.y, dirs * h);
+            for states in [&mut out.h_n, &mut out.c_n] {
+                tape.dh_n.clear();
+                tape.dh_n.extend_from_slice(states); // capacity from prepare
+                tape.order.scatter(&tape.dh_n, states, h);
+            }
+        }
         Ok(out)
     }
 
@@ -527,15 +548,31 @@ impl Recurrent {
         tape.config = None; // invalid until the forward pass completes
         tape.seq_len = t;
         tape.batch = b;
-        tape.lengths = input.lengths.map(<[usize]>::to_vec);
+        tape.order.set(input.lengths, t)?;
         layer::resize(&mut tape.x, input.x.len(), "input copy")?;
-        tape.x.copy_from_slice(input.x);
+        if tape.order.is_sorted_batch() {
+            tape.order.gather(input.x, &mut tape.x, c.input_size, true);
+            // Room for the sorted initial states, and for the final states
+            // on their way back to the caller's order.
+            let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "states")?;
+            for (buf, v) in [(&mut tape.h0, input.h0), (&mut tape.c0, input.c0)] {
+                buf.clear();
+                if let Some(v) = v {
+                    layer::resize(buf, n_state, "initial states")?;
+                    tape.order.gather(v, buf, c.hidden_size, false);
+                }
+            }
+            alloc::reserve(&mut tape.dh_n, n_state, "final states")?;
+        } else {
+            tape.x.copy_from_slice(input.x);
+        }
         tape.layers.resize_with(c.num_layers, LayerRecord::default);
         let cell = self.cell_impl();
+        let active = tape.order.active();
         for (l, rec) in tape.layers.iter_mut().enumerate() {
             rec.dirs.resize_with(dirs, LayerTape::default);
             for (d, lt) in rec.dirs.iter_mut().enumerate() {
-                lt.prepare(cell, &self.layer_run(l, d, t, b, input.lengths))?;
+                lt.prepare(cell, &self.layer_run(l, d, t, b, active))?;
             }
             let n = layer::product(&[t, b, dirs, c.hidden_size], "layer output")?;
             layer::resize(&mut rec.output, n, "layer output")?;
@@ -543,12 +580,18 @@ impl Recurrent {
         Ok(())
     }
 
-    fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) {
+    fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<()> {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
         let cell = self.cell_impl();
-        let lengths = input.lengths;
+        let sorted = tape.order.is_sorted_batch();
+        let lengths = tape.order.active();
+        let (h0s, c0s) = if sorted {
+            (non_empty(&tape.h0), non_empty(&tape.c0))
+        } else {
+            (input.h0, input.c0)
+        };
         let (x0, layers) = (&tape.x, &mut tape.layers);
         for l in 0..c.num_layers {
             let (below, rest) = layers.split_at_mut(l);
@@ -558,15 +601,16 @@ impl Recurrent {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
                 let (h0, c0) = (
-                    state_slot(input.h0, l * dirs + d, bh),
-                    state_slot(input.c0, l * dirs + d, bh),
+                    state_slot(h0s, l * dirs + d, bh),
+                    state_slot(c0s, l * dirs + d, bh),
                 );
-                layer::forward(cell, &w, &run, x, h0, c0, lt);
+                layer::forward(cell, &w, &run, x, h0, c0, lt)
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
-                rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
+                let (a, b) = rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
+                a.and(b)?;
             } else {
-                run_dir(0, &mut rec.dirs[0]);
+                run_dir(0, &mut rec.dirs[0])?;
             }
             // Merge the directions' outputs into [T, B, D*H].
             for (d, lt) in rec.dirs.iter().enumerate() {
@@ -584,6 +628,7 @@ impl Recurrent {
                 }
             }
         }
+        Ok(())
     }
 
     /// Backpropagation through time, from a `tape` filled by
@@ -631,8 +676,7 @@ impl Recurrent {
         }
         self.prepare_backward(tape, out)?;
         let work = self.work(tape.seq_len, tape.batch).saturating_mul(2);
-        rnn_kernels::threads::install_sized(work, || self.backward_impl(tape, grads, out));
-        Ok(())
+        rnn_kernels::threads::install_sized(work, || self.backward_impl(tape, grads, out))
     }
 
     /// Sizes every backward buffer (allocating only to grow) before any
@@ -658,19 +702,29 @@ impl Recurrent {
             layer::product(&[t, b, c.input_size], "input gradients")?,
             "input gradients",
         )?;
+        if tape.order.is_sorted_batch() {
+            layer::resize(&mut tape.dh_n, n_state, "state gradients")?;
+            let n_c = if c.cell.has_cell_state() { n_state } else { 0 };
+            layer::resize(&mut tape.dc_n, n_c, "state gradients")?;
+        }
         let cell = self.cell_impl();
-        let lengths = tape.lengths.clone();
+        let active = tape.order.active();
         for (l, rec) in tape.layers.iter_mut().enumerate().take(c.num_layers) {
             rec.grad_bufs.resize_with(dirs, LayerGradBuffers::default);
             for (d, bufs) in rec.grad_bufs.iter_mut().enumerate() {
-                let run = self.layer_run(l, d, t, b, lengths.as_deref());
+                let run = self.layer_run(l, d, t, b, active);
                 bufs.prepare(cell, &run)?;
             }
         }
         Ok(())
     }
 
-    fn backward_impl(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) {
+    fn backward_impl(
+        &self,
+        tape: &mut Tape,
+        grads: OutputGrads<'_>,
+        out: &mut Gradients,
+    ) -> Result<()> {
         let c = &self.config;
         let (t, b, h, dirs) = (tape.seq_len, tape.batch, c.hidden_size, c.directions());
         let bh = b * h;
@@ -689,12 +743,24 @@ impl Recurrent {
             dy,
             dx,
             dx_rev,
-            lengths,
+            order,
+            dh_n,
+            dc_n,
             ..
         } = tape;
-        let lengths = lengths.as_deref();
-        dy.clear();
-        dy.extend_from_slice(grads.y);
+        let sorted = order.is_sorted_batch();
+        let lengths = order.active();
+        dy.resize(grads.y.len(), 0.0); // within the capacity reserved by prepare_backward
+        let (grad_h_n, grad_c_n) = if sorted {
+            order.gather(grads.y, dy, dirs * h, true);
+            (
+                sorted_copy(order, grads.h_n, dh_n, h),
+                sorted_copy(order, grads.c_n, dc_n, h),
+            )
+        } else {
+            dy.copy_from_slice(grads.y);
+            (grads.h_n, grads.c_n)
+        };
         let per_layer = self.entries_per_dir() * dirs;
         for l in (0..c.num_layers).rev() {
             let (below, rest) = layers.split_at_mut(l);
@@ -736,8 +802,8 @@ impl Recurrent {
                             dy,
                             offset: d * h,
                             stride: dirs * h,
-                            dh_n: state_slot(grads.h_n, l * dirs + d, bh),
-                            dc_n: state_slot(grads.c_n, l * dirs + d, bh),
+                            dh_n: state_slot(grad_h_n, l * dirs + d, bh),
+                            dc_n: state_slot(grad_c_n, l * dirs + d, bh),
                         },
                         grads: LayerGrads {
                             w_ih,
@@ -760,9 +826,10 @@ impl Recurrent {
                 let mut jobs = jobs.into_iter();
                 match (jobs.next(), jobs.next()) {
                     (Some(fwd), Some(rev)) => {
-                        rnn_kernels::threads::join(|| fwd.run(cell), || rev.run(cell));
+                        let (a, b) = rnn_kernels::threads::join(|| fwd.run(cell), || rev.run(cell));
+                        a.and(b)?;
                     }
-                    (Some(only), None) => only.run(cell),
+                    (Some(only), None) => only.run(cell)?,
                     _ => unreachable!("a layer has one or two directions"),
                 }
             }
@@ -773,6 +840,16 @@ impl Recurrent {
         }
         out.x.clear();
         out.x.extend_from_slice(dy);
+        if sorted {
+            // Back to the caller's row order.
+            order.scatter(dy, &mut out.x, c.input_size);
+            for (states, scratch) in [(&mut out.h0, dh_n), (&mut out.c0, dc_n)] {
+                scratch.clear();
+                scratch.extend_from_slice(states); // capacity from prepare_backward
+                order.scatter(scratch, states, h);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -785,6 +862,23 @@ fn split_by_lens<'a>(mut s: &'a mut [f32], lens: &[usize]) -> Vec<&'a mut [f32]>
             head
         })
         .collect()
+}
+
+/// `v`, or `None` when empty.
+fn non_empty(v: &[f32]) -> Option<&[f32]> {
+    (!v.is_empty()).then_some(v)
+}
+
+/// `g` (`[L*D, B, H]`) in the batch's sorted order, in `buf`.
+fn sorted_copy<'a>(
+    order: &BatchOrder,
+    g: Option<&[f32]>,
+    buf: &'a mut [f32],
+    h: usize,
+) -> Option<&'a [f32]> {
+    let g = g?;
+    order.gather(g, buf, h, false);
+    Some(buf)
 }
 
 /// Slot `i` (`[B, H]`, `bh` values) of an optional `[L*D, B, H]` state tensor.

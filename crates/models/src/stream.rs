@@ -121,10 +121,12 @@ impl Recurrent {
         for (l, tape) in state.tapes.iter_mut().enumerate() {
             tape.prepare(self.cell_impl(), &self.layer_run(l, 0, 1, b, None))?;
         }
+        // Every layer first (each reads its state, unchanged until all
+        // succeeded), then the new states: an error changes nothing.
         rnn_kernels::threads::install_sized(self.work(1, b), || {
             let StreamState {
                 h, c: cs, tapes, ..
-            } = state;
+            } = &mut *state;
             for l in 0..c.num_layers {
                 let (below, rest) = tapes.split_at_mut(l);
                 let run = self.layer_run(l, 0, 1, b, None);
@@ -133,29 +135,26 @@ impl Recurrent {
                 } else {
                     below[l - 1].output(&run, 0)
                 };
-                let (h0, c0) = (
-                    &mut h[l * bh..(l + 1) * bh],
-                    if has_c {
-                        &mut cs[l * bh..(l + 1) * bh]
-                    } else {
-                        &mut [][..]
-                    },
-                );
+                let c0 = has_c.then(|| &cs[l * bh..(l + 1) * bh]);
                 layer::forward(
                     self.cell_impl(),
                     &self.layer_weights(l, 0),
                     &run,
                     x,
-                    Some(h0),
-                    has_c.then_some(&*c0),
+                    Some(&h[l * bh..(l + 1) * bh]),
+                    c0,
                     &mut rest[0],
-                );
-                h0.copy_from_slice(rest[0].state(&run, run.last_slot()));
-                if has_c {
-                    c0.copy_from_slice(rest[0].cell(&run, run.last_slot()));
-                }
+                )?;
             }
-        });
+            Ok::<(), Error>(())
+        })?;
+        for (l, tape) in state.tapes.iter().enumerate() {
+            let run = self.layer_run(l, 0, 1, b, None);
+            state.h[l * bh..(l + 1) * bh].copy_from_slice(tape.state(&run, run.last_slot()));
+            if has_c {
+                state.c[l * bh..(l + 1) * bh].copy_from_slice(tape.cell(&run, run.last_slot()));
+            }
+        }
         let run = self.layer_run(c.num_layers - 1, 0, 1, b, None);
         y_t.copy_from_slice(state.tapes[c.num_layers - 1].output(&run, 0));
         Ok(())

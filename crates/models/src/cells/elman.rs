@@ -1,13 +1,11 @@
-//! Elman cell: `h = act(P)`, `P = x W_ih^T + b_ih + b_hh + h_prev W_hh^T`.
+//! Elman cell: `h = act(P)`, `P = x W_ih^T + b_ih + b_hh + h_prev W_hh^T`,
+//! on the whole-sequence kernels of `rnn_kernels::elman`.
 
-use rnn_kernels::{Activation, activation, elman};
+use rnn_kernels::{Activation, NoMemory, elman, threads::current_threads};
 
 use crate::config::Nonlinearity;
 
-use super::{
-    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient,
-    recurrent_product, rows,
-};
+use super::{BwdSequence, Cell, Dims, FwdSequence, LayerWeights};
 
 pub(crate) struct ElmanCell(Activation);
 
@@ -22,19 +20,12 @@ pub(crate) fn for_nonlinearity(n: Nonlinearity) -> &'static ElmanCell {
 }
 
 impl Cell for ElmanCell {
-    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
-        recurrent_product(
-            s.h_prev,
-            rows(w.w_hh, 0, d.hidden, d),
-            d,
-            s.gates,
-            d.hidden,
-            true,
-        );
-        activation::forward(self.0, s.gates, s.h);
-    }
-
-    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+    fn forward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: FwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
         let seq = elman::Sequence {
             act: self.0,
             pre: s.gates,
@@ -42,11 +33,15 @@ impl Cell for ElmanCell {
             states: s.states,
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        elman::forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
+        elman::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
+    fn backward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: BwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
         let grads = elman::SequenceGrads {
             act: self.0,
             w_hh: &w.w_hh[..d.hidden * d.hidden],
@@ -57,19 +52,6 @@ impl Cell for ElmanCell {
             dh_spare: s.dh_spare,
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        elman::backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
-    }
-
-    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
-        activation::backward(self.0, s.h, s.dh, s.dgates);
-        recurrent_gradient(
-            s.dgates,
-            d.hidden,
-            rows(w.w_hh, 0, d.hidden, d),
-            d,
-            s.dh_prev,
-            false,
-        );
+        elman::backward_sequence(grads, current_threads())
     }
 }

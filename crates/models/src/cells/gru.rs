@@ -1,21 +1,21 @@
 //! GRU cells (gates `r, z, n`), both formulations.
 //!
-//! Linear before reset: one recurrent GEMM into a `[B, 3H]` scratch (the
-//! reset gate multiplies its `n` block, so it cannot be added to the input
-//! projection), then one fused kernel. Saved per step: `W_hn h_prev + b_hn`.
+//! Both run on `rnn_kernels::gru`'s whole-sequence kernels.
 //!
-//! Reset before linear: the `r, z` blocks' recurrent GEMM is accumulated
-//! into the pre-activations, a kernel makes `r, z` and `r * h_prev`, then the
-//! `n` block's GEMM on `r * h_prev` and a second kernel. Saved per step:
-//! `r * h_prev` (the operand of `W_hn`'s gradient). All biases fold into the
-//! input projection.
+//! Linear before reset: per step one recurrent product into a `[B, 3H]`
+//! scratch (the reset gate multiplies its `n` block, so it cannot be added
+//! to the input projection), then one fused kernel. Saved per step: `W_hn
+//! h_prev + b_hn`.
+//!
+//! Reset before linear: per step the `r, z` blocks' recurrent product is
+//! accumulated into the pre-activations, a kernel makes `r, z` and `r *
+//! h_prev`, then the `n` block's product on `r * h_prev` and a second
+//! kernel. Saved per step: `r * h_prev` (the operand of `W_hn`'s gradient).
+//! All biases fold into the input projection.
 
-use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce};
+use rnn_kernels::{Mat, MatMut, NoMemory, Op, gemm, gru, reduce, threads::current_threads};
 
-use super::{
-    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, HiddenGradInputs, LayerWeights,
-    recurrent_gradient, recurrent_product, rows,
-};
+use super::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
 
 pub(crate) struct GruLinearBeforeReset;
 
@@ -48,21 +48,12 @@ impl Cell for GruLinearBeforeReset {
         d.batch * d.gh() + d.hidden
     }
 
-    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
-        let gh = d.gh();
-        let (hw, zeros) = s.scratch.split_at_mut(d.batch * gh);
-        let b_hn: &[f32] = match w.b_hh {
-            Some(b) => &b[2 * d.hidden..],
-            None => {
-                zeros.fill(0.0);
-                zeros
-            }
-        };
-        recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, hw, gh, false);
-        gru::lbr_forward(s.gates, hw, b_hn, s.h_prev, s.h, s.saved, d.hidden);
-    }
-
-    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+    fn forward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: FwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
         let (hw, zeros) = s.scratch.split_at_mut(d.batch * d.gh());
         let b_hn: &[f32] = match w.b_hh {
             Some(b) => &b[2 * d.hidden..],
@@ -71,23 +62,26 @@ impl Cell for GruLinearBeforeReset {
                 zeros
             }
         };
-        let seq = gru::LbrSequence {
+        let seq = gru::Sequence {
             gates: s.gates,
-            hw,
-            b_hn,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states: s.states,
-            hn: s.saved,
+            saved: s.saved,
+            form: gru::Form::LinearBeforeReset { hw, b_hn },
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        gru::lbr_forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
+        gru::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
-        let grads = gru::LbrSequenceGrads {
+    fn backward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: BwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
+        let grads = gru::SequenceGrads {
             gates: s.gates,
-            hn: s.saved,
+            saved: s.saved,
             states: s.states,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             up: s.up,
@@ -95,18 +89,10 @@ impl Cell for GruLinearBeforeReset {
             dhw: s.dhw,
             dh: s.dh,
             dh_spare: s.dh_spare,
+            reset_after: true,
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        gru::lbr_backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
-    }
-
-    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
-        let gh = d.gh();
-        gru::lbr_backward(
-            s.gates, s.saved, s.h_prev, s.dh, s.dgates, s.dhw, s.dh_prev, d.hidden,
-        );
-        recurrent_gradient(s.dhw, gh, rows(w.w_hh, 0, gh, d), d, s.dh_prev, true);
+        gru::backward_sequence(grads, current_threads())
     }
 }
 
@@ -122,35 +108,44 @@ impl Cell for GruResetBeforeLinear {
         d.batch * d.hidden
     }
 
-    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
-        let (h, gh) = (d.hidden, d.gh());
-        recurrent_product(s.h_prev, rows(w.w_hh, 0, 2 * h, d), d, s.gates, gh, true);
-        gru::rbl_forward_rz(s.gates, s.h_prev, s.saved, h);
-        recurrent_product(
-            s.saved,
-            rows(w.w_hh, 2 * h, h, d),
-            d,
-            &mut s.gates[2 * h..],
-            gh,
-            true,
-        );
-        gru::rbl_forward_n(s.gates, s.h_prev, s.h, h);
+    fn forward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: FwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
+        let seq = gru::Sequence {
+            gates: s.gates,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            states: s.states,
+            saved: s.saved,
+            form: gru::Form::ResetBeforeLinear,
+            shape: s.shape,
+        };
+        gru::forward_sequence(seq, current_threads())
     }
 
-    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
-        let (h, gh) = (d.hidden, d.gh());
-        gru::rbl_backward_n(s.gates, s.h_prev, s.dh, s.dgates, s.dh_prev, h);
-        let drh = s.scratch;
-        recurrent_gradient(
-            &s.dgates[2 * h..],
-            gh,
-            rows(w.w_hh, 2 * h, h, d),
-            d,
-            drh,
-            false,
-        );
-        gru::rbl_backward_r(s.gates, s.h_prev, drh, s.dgates, s.dh_prev, h);
-        recurrent_gradient(s.dgates, gh, rows(w.w_hh, 0, 2 * h, d), d, s.dh_prev, true);
+    /// The gradient w.r.t. `r * h_prev` lives in the scratch.
+    fn backward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: BwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
+        let grads = gru::SequenceGrads {
+            gates: s.gates,
+            saved: s.saved,
+            states: s.states,
+            w_hh: &w.w_hh[..d.gh() * d.hidden],
+            up: s.up,
+            dgates: s.dgates,
+            dhw: &mut s.scratch[..d.batch * d.hidden],
+            dh: s.dh,
+            dh_spare: s.dh_spare,
+            reset_after: false,
+            shape: s.shape,
+        };
+        gru::backward_sequence(grads, current_threads())
     }
 
     /// `dW_h{r,z} += dP_{r,z}^T H_prev`, `dW_hn += dP_n^T (r * H_prev)`.

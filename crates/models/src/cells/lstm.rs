@@ -1,23 +1,20 @@
-//! LSTM cell (gates `i, f, g, o`): one recurrent GEMM into the `[B, 4H]`
-//! pre-activations, then the fused kernel of `rnn_kernels::lstm`.
+//! LSTM cell (gates `i, f, g, o`): the whole-sequence kernels of
+//! `rnn_kernels::lstm`, whose steps are one recurrent product into the
+//! `[B, 4H]` pre-activations and one fused kernel.
 
-use rnn_kernels::lstm;
+use rnn_kernels::{NoMemory, lstm, threads::current_threads};
 
-use super::{
-    BwdSequence, BwdStep, Cell, Dims, FwdSequence, FwdStep, LayerWeights, recurrent_gradient,
-    recurrent_product, rows,
-};
+use super::{BwdSequence, Cell, Dims, FwdSequence, LayerWeights};
 
 pub(crate) struct LstmCell;
 
 impl Cell for LstmCell {
-    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>) {
-        let gh = d.gh();
-        recurrent_product(s.h_prev, rows(w.w_hh, 0, gh, d), d, s.gates, gh, true);
-        lstm::forward(s.gates, s.c_prev, s.c, s.h, d.hidden);
-    }
-
-    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) -> bool {
+    fn forward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: FwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
         let seq = lstm::Sequence {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
@@ -25,11 +22,15 @@ impl Cell for LstmCell {
             cells: s.cells,
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        lstm::forward_sequence(seq, rnn_kernels::threads::current_threads()).is_ok()
+        lstm::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) -> bool {
+    fn backward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: BwdSequence<'_>,
+    ) -> Result<(), NoMemory> {
         let grads = lstm::SequenceGrads {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
@@ -41,13 +42,6 @@ impl Cell for LstmCell {
             dc: s.dc,
             shape: s.shape,
         };
-        // Without memory for the packed W_hh, the per-step loop runs instead.
-        lstm::backward_sequence(grads, rnn_kernels::threads::current_threads()).is_ok()
-    }
-
-    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>) {
-        let gh = d.gh();
-        lstm::backward(s.gates, s.c_prev, s.c, s.dh, s.dc, s.dgates, d.hidden);
-        recurrent_gradient(s.dgates, gh, rows(w.w_hh, 0, gh, d), d, s.dh_prev, false);
+        lstm::backward_sequence(grads, current_threads())
     }
 }

@@ -2,16 +2,17 @@
 //! ([`crate::layer`]).
 //!
 //! A cell says how its biases fold into the input projection, what it keeps
-//! for backward, and how one step runs forward and backward: the recurrent
-//! GEMM(s) and the fused kernel(s) of `rnn-kernels`. Everything else (the
-//! input projection over all steps, the time loop, the weight gradients as
-//! single GEMMs over all `T*B` rows) is the driver's, shared by all cells.
+//! for backward, and which whole-sequence kernel of `rnn-kernels` runs its
+//! time loop (one loop per cell, for uniform and variable lengths, both
+//! directions). Everything else (the input projection, the weight
+//! gradients as GEMMs over the rows inside their sequences) is the
+//! driver's, shared by all cells.
 
 mod elman;
 mod gru;
 mod lstm;
 
-use rnn_kernels::{Mat, MatMut, Op, gemm};
+use rnn_kernels::{Mat, MatMut, NoMemory, Op, SeqShape, gemm};
 
 use crate::config::{CellKind, GruVariant};
 
@@ -43,24 +44,6 @@ impl Dims {
     }
 }
 
-/// The buffers of one forward step (all row-major).
-pub(crate) struct FwdStep<'a> {
-    /// `[B, G*H]`: input projection with folded biases in, activated gates out.
-    pub gates: &'a mut [f32],
-    /// `[B, H]`.
-    pub h_prev: &'a [f32],
-    /// `[B, H]`, written.
-    pub h: &'a mut [f32],
-    /// `[B, H]` cell state before the step (LSTM; empty otherwise).
-    pub c_prev: &'a [f32],
-    /// `[B, H]` cell state after the step (LSTM; empty otherwise).
-    pub c: &'a mut [f32],
-    /// `[B, H]` kept for backward (GRU; empty otherwise).
-    pub saved: &'a mut [f32],
-    /// Cell-defined scratch of [`Cell::scratch_len`] values.
-    pub scratch: &'a mut [f32],
-}
-
 /// The buffers of a whole layer-direction's forward pass (row-major; state
 /// slots as in [`crate::layer`]).
 pub(crate) struct FwdSequence<'a> {
@@ -75,8 +58,8 @@ pub(crate) struct FwdSequence<'a> {
     pub saved: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: rnn_kernels::SeqShape,
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
 /// The buffers of a whole layer-direction's backward pass (row-major).
@@ -103,37 +86,10 @@ pub(crate) struct BwdSequence<'a> {
     pub dh_spare: &'a mut [f32],
     /// `[B, H]` (LSTM): gradient w.r.t. the final cell state in, initial out.
     pub dc: &'a mut [f32],
-    /// `T`, `B`, `H` and the direction.
-    pub shape: rnn_kernels::SeqShape,
-}
-
-/// The buffers of one backward step (all row-major).
-pub(crate) struct BwdStep<'a> {
-    /// `[B, G*H]` activated gates from the forward step.
-    pub gates: &'a [f32],
-    /// `[B, G*H]`, gradient w.r.t. the input projection, written.
-    pub dgates: &'a mut [f32],
-    /// `[B, G*H]`, gradient w.r.t. the recurrent projection when it differs
-    /// from `dgates` (GRU linear-before-reset; empty otherwise), written.
-    pub dhw: &'a mut [f32],
-    /// `[B, H]`.
-    pub h_prev: &'a [f32],
-    /// `[B, H]`, the step's output.
-    pub h: &'a [f32],
-    /// `[B, H]` (LSTM; empty otherwise).
-    pub c_prev: &'a [f32],
-    /// `[B, H]` (LSTM; empty otherwise).
-    pub c: &'a [f32],
-    /// `[B, H]` what the forward step saved (GRU; empty otherwise).
-    pub saved: &'a [f32],
-    /// `[B, H]` gradient w.r.t. `h`.
-    pub dh: &'a [f32],
-    /// `[B, H]` gradient w.r.t. `c` in, w.r.t. `c_prev` out (LSTM; empty otherwise).
-    pub dc: &'a mut [f32],
-    /// `[B, H]` gradient w.r.t. `h_prev`, written.
-    pub dh_prev: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
+    /// `T`, `B`, `H`, the direction and the rows inside their sequences.
+    pub shape: SeqShape<'a>,
 }
 
 /// The recurrent-gradient inputs of [`Cell::hidden_weight_grads`], over all steps.
@@ -171,32 +127,29 @@ pub(crate) trait Cell: Sync {
         false
     }
 
-    /// Scratch needed by a step.
+    /// Scratch the time loops need (forward and backward alike).
     fn scratch_len(&self, _d: Dims) -> usize {
         0
     }
 
-    /// One forward step: recurrent GEMM(s) and fused kernel(s).
-    fn forward_step(&self, w: &LayerWeights<'_>, d: Dims, s: FwdStep<'_>);
+    /// The whole time loop: the cell's whole-sequence kernel of
+    /// `rnn-kernels`, the hidden units split over the pool's threads.
+    /// Errors: no memory for the kernel's packed weights (nothing computed).
+    fn forward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: FwdSequence<'_>,
+    ) -> Result<(), NoMemory>;
 
-    /// The whole time loop at once, when the cell has a threaded sequence
-    /// kernel (the hidden units split over the pool's threads, no fork-join
-    /// per step); returns `false` (touching nothing) when it has none, and
-    /// the driver then runs [`Cell::forward_step`] per step.
-    fn forward_sequence(&self, _w: &LayerWeights<'_>, _d: Dims, _s: FwdSequence<'_>) -> bool {
-        false
-    }
-
-    /// One backward step: fused kernel(s), then `dh_prev` including the
-    /// recurrent GEMM(s).
-    fn backward_step(&self, w: &LayerWeights<'_>, d: Dims, s: BwdStep<'_>);
-
-    /// The whole reverse time loop at once (see [`Cell::forward_sequence`]);
-    /// returns `false`, touching nothing, when the cell has no sequence
-    /// kernel.
-    fn backward_sequence(&self, _w: &LayerWeights<'_>, _d: Dims, _s: BwdSequence<'_>) -> bool {
-        false
-    }
+    /// The whole reverse time loop (the weight gradients excepted), as
+    /// [`Cell::forward_sequence`].
+    fn backward_sequence(
+        &self,
+        w: &LayerWeights<'_>,
+        d: Dims,
+        s: BwdSequence<'_>,
+    ) -> Result<(), NoMemory>;
 
     /// `dw_hh += D^T H_prev` and `db_hh += colsum(D)`, `D` the gradient
     /// w.r.t. the recurrent projection. Default: `D = dhw` if the cell has a
@@ -233,60 +186,4 @@ pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
         CellKind::Gru(GruVariant::LinearBeforeReset) => &gru::GruLinearBeforeReset,
         CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruResetBeforeLinear,
     }
-}
-
-/// Rows `first..first + rows` of `W_hh` (`[G*H, H]`): the weights of some
-/// gate blocks.
-#[derive(Clone, Copy, Debug)]
-pub(crate) struct Rows<'a> {
-    w: &'a [f32],
-    rows: usize,
-}
-
-/// Rows `first..first + rows` of `w_hh` (`[G*H, H]` with `H = d.hidden`).
-pub(crate) fn rows<'a>(w_hh: &'a [f32], first: usize, rows: usize, d: Dims) -> Rows<'a> {
-    Rows {
-        w: &w_hh[first * d.hidden..(first + rows) * d.hidden],
-        rows,
-    }
-}
-
-/// `out (+)= h [B, H] * W^T`; `out` is `[B, rows]` with row stride `out_stride`.
-pub(crate) fn recurrent_product(
-    h: &[f32],
-    w: Rows<'_>,
-    d: Dims,
-    out: &mut [f32],
-    out_stride: usize,
-    accumulate: bool,
-) {
-    gemm(
-        1.0,
-        Mat::new(h, d.batch, d.hidden),
-        Op::N,
-        Mat::new(w.w, w.rows, d.hidden),
-        Op::T,
-        if accumulate { 1.0 } else { 0.0 },
-        MatMut::strided(out, d.batch, w.rows, out_stride),
-    );
-}
-
-/// `dh (+)= dp [B, rows] * W`; `dp` has row stride `dp_stride`.
-pub(crate) fn recurrent_gradient(
-    dp: &[f32],
-    dp_stride: usize,
-    w: Rows<'_>,
-    d: Dims,
-    dh: &mut [f32],
-    accumulate: bool,
-) {
-    gemm(
-        1.0,
-        Mat::strided(dp, d.batch, w.rows, dp_stride),
-        Op::N,
-        Mat::new(w.w, w.rows, d.hidden),
-        Op::N,
-        if accumulate { 1.0 } else { 0.0 },
-        MatMut::new(dh, d.batch, d.hidden),
-    );
 }
