@@ -1,7 +1,9 @@
 //! Runs one cell's forward or train step in a loop, for profiling
 //! (`perf record`, `valgrind --tool=callgrind`).
 //!
-//! `cargo run --release --example profile_cell -- <rnn_tanh|lstm|gru> <forward|train> T B I H [iters] [bi]`
+//! `cargo run --release --example profile_cell -- <rnn_tanh|lstm|gru|gru_reset_before> <forward|train> T B I H [iters] [bi|uni] [len]`
+//!
+//! `len`: variable lengths, uniform in `[T/2, T]` (row 0 of length `T`).
 
 use recurrent::{CellKind, Gradients, NetConfig, OutputGrads, Recurrent, SeqInput, Tape};
 
@@ -23,12 +25,30 @@ fn main() -> recurrent::Result<()> {
     let d = if net.config().bidirectional { 2 } else { 1 };
     let x = vec![0.1f32; t * b * i];
     let g = vec![0.01f32; t * b * d * h];
+    let lengths: Vec<usize> = (0..b)
+        .map(|r| {
+            if r == 0 {
+                t
+            } else {
+                t / 2 + (r * 7919) % (t - t / 2 + 1)
+            }
+        })
+        .collect();
+    let varlen = a.get(8).is_some_and(|s| s == "len");
+    let input = || {
+        let input = SeqInput::new(&x, t, b);
+        if varlen {
+            input.lengths(&lengths)
+        } else {
+            input
+        }
+    };
     let mut tape = Tape::new();
     let mut grads = Gradients::for_net(&net);
     let mut times = Vec::new();
     for _ in 0..iters {
         let start = std::time::Instant::now();
-        net.forward_train(SeqInput::new(&x, t, b), &mut tape)?;
+        net.forward_train(input(), &mut tape)?;
         if train {
             net.backward(&mut tape, OutputGrads::new(&g), &mut grads)?;
         }

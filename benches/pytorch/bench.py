@@ -22,7 +22,10 @@ Two ways to run it:
   file is a librnn model (safetensors, PyTorch parameter names, metadata
   `cell`, `input_size`, `hidden_size`, `num_layers`, `bias`,
   `bidirectional`) or a librnn NTM file (metadata `model = ntm` and the keys
-  of docs/ntm.md; the model is benches/pytorch/ntm.py's); the inputs file holds `x` [T, B, I] and `g` [T, B, D*H].
+  of docs/ntm.md; the model is benches/pytorch/ntm.py's); the inputs file holds `x` [T, B, I] and `g` [T, B, D*H],
+  and for a variable-length row `lengths` [B] (float32 values of integers):
+  then the model runs as its users must write it, pack_padded_sequence(x,
+  lengths, enforce_sorted=False) -> module -> pad_packed_sequence.
   `check` writes `y` (forward) or `y`, `grad.x` and `grad.<param>` (train).
 
 * standalone, on a grid given as JSON (or the default grid), printing medians:
@@ -101,9 +104,31 @@ def load(model_path, inputs_path):
     with safe_open(inputs_path, "pt") as f:
         x = f.get_tensor("x").contiguous()
         g = f.get_tensor("g").contiguous()
+        lengths = f.get_tensor("lengths").to(torch.int64) if "lengths" in f.keys() else None
+    if lengths is not None:
+        m = Packed(m, lengths, x.shape[0])
     _cache.clear()
     _cache[key] = (m, x, g)
     return m, x, g
+
+
+class Packed(torch.nn.Module):
+    """A module on a padded batch with lengths, as PyTorch users write it."""
+
+    def __init__(self, inner, lengths, total_length):
+        super().__init__()
+        self.inner = inner
+        self.lengths = lengths
+        self.total_length = total_length
+
+    def forward(self, x):
+        rnn = torch.nn.utils.rnn
+        packed = rnn.pack_padded_sequence(x, self.lengths, enforce_sorted=False)
+        y, _ = self.inner(packed)
+        return rnn.pad_packed_sequence(y, total_length=self.total_length)[0]
+
+    def named_parameters(self, *args, **kwargs):
+        return self.inner.named_parameters(*args, **kwargs)
 
 
 def forward(m, x):

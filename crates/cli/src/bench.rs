@@ -28,8 +28,8 @@ use anyhow::{Context, Result, anyhow, bail};
 use recurrent::kernels::{Mat, MatMut, Op, gemm};
 use recurrent::ntm::{Ntm, NtmConfig, NtmGradScratch, NtmTape};
 use recurrent::{
-    CellKind, Gradients, NetConfig, Nonlinearity, OutputGrads, Params, Recurrent, SeqInput, Tape,
-    TensorFile,
+    CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Params, Recurrent,
+    SeqInput, Tape, TensorFile,
 };
 
 /// Options of `rnn bench`.
@@ -67,11 +67,20 @@ struct Shape {
     i: usize,
     h: usize,
     bidirectional: bool,
+    /// Variable lengths (drawn once by [`bench_lengths`]).
+    varlen: bool,
 }
 
 impl Shape {
     fn directions(&self) -> usize {
         if self.bidirectional { 2 } else { 1 }
+    }
+
+    fn with_lengths(self) -> Self {
+        Self {
+            varlen: true,
+            ..self
+        }
     }
 }
 
@@ -90,7 +99,26 @@ const fn shape(
         i,
         h,
         bidirectional,
+        varlen: false,
     }
+}
+
+/// The lengths of a variable-length row: uniform in `[T/2, T]` from a
+/// fixed seed, unsorted, row 0 of full length.
+fn bench_lengths(t: usize, b: usize) -> Vec<usize> {
+    let mut s = 0x5eed_u64;
+    (0..b)
+        .map(|r| {
+            s = s
+                .wrapping_mul(6364136223846793005)
+                .wrapping_add(1442695040888963407);
+            if r == 0 {
+                t
+            } else {
+                t / 2 + ((s >> 33) as usize) % (t - t / 2 + 1)
+            }
+        })
+        .collect()
 }
 
 /// The default grid: (config, cells).
@@ -104,6 +132,14 @@ fn grid(quick: bool) -> Vec<(Shape, Vec<CellKind>)> {
         (shape("tiny", 50, 1, 32, 64, false), cells.clone()),
         (shape("finance", 20, 64, 6, 64, false), cells.clone()),
         (shape("medium", 100, 32, 128, 256, false), cells.clone()),
+        (
+            shape("medium-len", 100, 32, 128, 256, false).with_lengths(),
+            cells.clone(),
+        ),
+        (
+            shape("medium", 100, 32, 128, 256, false),
+            vec![CellKind::Gru(GruVariant::ResetBeforeLinear)],
+        ),
         (
             shape("medium-bi", 100, 32, 128, 256, true),
             vec![CellKind::Lstm],
@@ -137,6 +173,8 @@ struct Row {
     max_abs_diff: Option<f64>,
     /// Every tensor within the parity tolerance (when compared).
     within_tolerance: Option<bool>,
+    /// The mean sequence length of a variable-length row.
+    mean_length: Option<f64>,
 }
 
 impl Row {
@@ -150,7 +188,7 @@ impl Row {
         format!(
             "{{\"name\": \"{}\", \"cell\": \"{}\", \"T\": {}, \"B\": {}, \"I\": {}, \"H\": {}, \"bidirectional\": {}, \
              \"mode\": \"{}\", \"librnn_ms\": {:.6}, \"pytorch_ms\": {}, \"speedup\": {}, \"gflops\": {:.3}, \
-             \"peak_gflops\": {:.3}, \"max_abs_diff\": {}}}",
+             \"peak_gflops\": {:.3}, \"max_abs_diff\": {}, \"parity\": {}{}}}",
             s.name,
             self.cell,
             s.t,
@@ -166,6 +204,13 @@ impl Row {
             self.peak_gflops,
             self.max_abs_diff
                 .map_or("null".to_string(), |d| format!("{d:e}")),
+            match self.within_tolerance {
+                Some(true) => "\"ok\"",
+                Some(false) => "\"FAIL\"",
+                None => "null",
+            },
+            self.mean_length
+                .map_or(String::new(), |m| format!(", \"mean_length\": {m:.2}")),
         )
     }
 
@@ -185,7 +230,7 @@ impl Row {
                 .map_or("-".to_string(), |d| format!("{d:.2e}")),
             match self.within_tolerance {
                 Some(true) => "ok",
-                Some(false) => "OVER TOLERANCE",
+                Some(false) => "FAIL (over tolerance)",
                 None => "",
             },
         );
@@ -335,8 +380,10 @@ struct Case {
     s: Shape,
     /// `cell` column.
     cell: &'static str,
-    /// GEMM FLOPs of one forward.
+    /// GEMM FLOPs of one forward (of the rows inside their sequences).
     flops: f64,
+    /// `[B]` sequence lengths of a variable-length row.
+    lengths: Option<Vec<usize>>,
 }
 
 impl Case {
@@ -346,6 +393,8 @@ impl Case {
         cfg.seed = 1;
         let net = Recurrent::new(cfg)?;
         let grads = Gradients::for_net(&net);
+        let lengths = s.varlen.then(|| bench_lengths(s.t, s.b));
+        let steps = lengths.as_ref().map_or(s.t * s.b, |l| l.iter().sum());
         Ok(Self {
             x: data(s.t * s.b * s.i, 2),
             g: data(s.t * s.b * s.directions() * s.h, 3),
@@ -356,7 +405,8 @@ impl Case {
             },
             s: s.clone(),
             cell: cell.name(),
-            flops: 2.0 * (s.t * s.b * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64,
+            flops: 2.0 * (steps * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64,
+            lengths,
         })
     }
 
@@ -388,6 +438,7 @@ impl Case {
             s: s.clone(),
             cell: "ntm",
             flops: 2.0 * (s.t * s.b * per_row) as f64,
+            lengths: None,
         })
     }
 
@@ -404,11 +455,20 @@ impl Case {
         [self.s.t, self.s.b, self.g.len() / (self.s.t * self.s.b)]
     }
 
+    /// The network input: `x`, and the lengths of a variable-length row.
+    fn input<'a>(x: &'a [f32], s: &Shape, lengths: Option<&'a [usize]>) -> SeqInput<'a> {
+        let input = SeqInput::new(x, s.t, s.b);
+        match lengths {
+            Some(l) => input.lengths(l),
+            None => input,
+        }
+    }
+
     fn run(&mut self, mode: &str) -> Result<()> {
         let (t, b) = (self.s.t, self.s.b);
         match &mut self.model {
             Model::Net { net, tape, grads } => {
-                let input = SeqInput::new(&self.x, t, b);
+                let input = Self::input(&self.x, &self.s, self.lengths.as_deref());
                 if mode == "forward" {
                     std::hint::black_box(net.forward(input)?);
                 } else {
@@ -451,7 +511,7 @@ impl Case {
         let mut pairs = Vec::new();
         match &mut self.model {
             Model::Net { net, tape, grads } => {
-                let input = SeqInput::new(&self.x, t, b);
+                let input = Self::input(&self.x, &self.s, self.lengths.as_deref());
                 pairs.push(("y".into(), net.forward_train(input, tape)?.y));
                 if mode == "train" {
                     net.backward(tape, OutputGrads::new(&self.g), grads)?;
@@ -607,6 +667,10 @@ fn measure(
         peak_gflops: peak,
         max_abs_diff: diff.map(|d| d.0),
         within_tolerance: diff.map(|d| d.1),
+        mean_length: case
+            .lengths
+            .as_ref()
+            .map(|l| l.iter().sum::<usize>() as f64 / l.len() as f64),
     })
 }
 
@@ -676,25 +740,34 @@ pub fn run(args: &BenchArgs) -> Result<()> {
             exchange.path(&format!("{tag}.model.safetensors")),
             exchange.path(&format!("{tag}.inputs.safetensors")),
         );
-        if torch.is_some() {
+        // PyTorch has no reset-before-linear GRU: librnn alone there.
+        let torch_side = case.cell != "gru_reset_before";
+        if torch.is_some() && torch_side {
             case.save(&model)?;
             let s = &case.s;
-            recurrent::io::write_tensors(
-                Path::new(&inputs),
-                &[
-                    ("x", &[s.t, s.b, s.i], &case.x),
-                    ("g", &case.g_shape(), &case.g),
-                ],
-                Default::default(),
-            )?;
+            // Lengths as float32 values (exact below 2^24), read back as
+            // integers by bench.py.
+            let lengths: Vec<f32> = case.lengths.iter().flatten().map(|&l| l as f32).collect();
+            let (x_shape, g_shape, b) = ([s.t, s.b, s.i], case.g_shape(), [s.b]);
+            let mut tensors = vec![
+                ("x", &x_shape[..], &case.x[..]),
+                ("g", &g_shape[..], &case.g[..]),
+            ];
+            if !lengths.is_empty() {
+                tensors.push(("lengths", &b[..], &lengths[..]));
+            }
+            recurrent::io::write_tensors(Path::new(&inputs), &tensors, Default::default())?;
         }
         for mode in ["forward", "train"] {
-            let side = torch.as_mut().map(|torch| TorchCase {
-                torch,
-                model: model.clone(),
-                inputs: inputs.clone(),
-                out: exchange.path(&format!("{tag}.{mode}.out.safetensors")),
-            });
+            let side = torch
+                .as_mut()
+                .filter(|_| torch_side)
+                .map(|torch| TorchCase {
+                    torch,
+                    model: model.clone(),
+                    inputs: inputs.clone(),
+                    out: exchange.path(&format!("{tag}.{mode}.out.safetensors")),
+                });
             let row = measure(&mut case, mode, repeats, peak, side)?;
             row.print();
             rows.push(row);
