@@ -200,6 +200,15 @@ impl Product<'_> {
                         p += 2;
                     }
                 }
+                // A panel is one AVX-512 vector: two at once, so that a
+                // block of 6 rows has 12 accumulators, not 6 (measured on
+                // the medium LSTM forward of `examples/profile_cell`).
+                _ if NV == 1 => {
+                    while p + 2 <= panels {
+                        self.rows::<S, NV, 2>(simd, p, ks.clone(), add);
+                        p += 2;
+                    }
+                }
                 _ => {}
             }
             while p < panels {
