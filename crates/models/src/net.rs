@@ -147,9 +147,24 @@ impl Gradients {
 #[derive(Clone, Debug, Default)]
 struct LayerRecord {
     dirs: Vec<LayerTape>,
-    /// `[T, B, D*H]`.
-    output: Vec<f32>,
+    /// `[T, B, D*H]`, the directions' outputs merged, with zeros past each
+    /// sequence's end; empty for one direction over whole sequences, whose
+    /// output is its state slots as they are ([`LayerRecord::output`]).
+    merged: Vec<f32>,
     grad_bufs: Vec<LayerGradBuffers>,
+}
+
+impl LayerRecord {
+    /// `[T, B, D*H]`, the layer's output: the merged buffer, or the state
+    /// slots after every step of the one forward direction (slots `1..=T`,
+    /// `bh` = `B*H` values each).
+    fn output(&self, bh: usize) -> &[f32] {
+        if self.merged.is_empty() {
+            &self.dirs[0].states[bh..]
+        } else {
+            &self.merged
+        }
+    }
 }
 
 /// What a training forward keeps for backward; reusable across calls (its
@@ -491,7 +506,9 @@ impl Recurrent {
     /// are kept and reused across calls (a few, one per concurrent caller).
     pub fn forward(&self, input: SeqInput<'_>) -> Result<Output> {
         let mut tape = self.spare.take();
-        let out = self.forward_train(input, &mut tape);
+        let out = self.run_forward(input, &mut tape, false);
+        // Not a training tape: its input is the caller's, not a copy.
+        tape.config = None;
         self.spare.give_back(tape);
         out
     }
@@ -499,8 +516,19 @@ impl Recurrent {
     /// Training forward: as [`Recurrent::forward`], and records in `tape`
     /// what [`Recurrent::backward`] needs. The tape's buffers are reused.
     pub fn forward_train(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<Output> {
+        self.run_forward(input, tape, true)
+    }
+
+    /// Forward; `keep_input`: copy `x` into the tape (for backward) even
+    /// where the time loops could read the caller's.
+    fn run_forward(
+        &self,
+        input: SeqInput<'_>,
+        tape: &mut Tape,
+        keep_input: bool,
+    ) -> Result<Output> {
         self.check_input(&input)?;
-        self.prepare_forward(&input, tape)?;
+        self.prepare_forward(&input, tape, keep_input)?;
         let work = self.work(input.seq_len, input.batch);
         rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape))?;
         tape.config = Some(self.config.clone());
@@ -509,7 +537,7 @@ impl Recurrent {
         let bh = b * h;
         let n_state = layer::product(&[c.num_layers, dirs, bh], "final states")?;
         let mut out = Output {
-            y: alloc::copy_of(&tape.layers[c.num_layers - 1].output, "output y")?,
+            y: alloc::copy_of(tape.layers[c.num_layers - 1].output(bh), "output y")?,
             h_n: Vec::new(),
             c_n: Vec::new(),
         };
@@ -528,7 +556,7 @@ impl Recurrent {
         }
         if tape.order.is_sorted_batch() {
             // Back to the caller's row order.
-            let last = &tape.layers[c.num_layers - 1].output;
+            let last = tape.layers[c.num_layers - 1].output(bh);
             tape.order.scatter(last, &mut out.y, dirs * h);
             for states in [&mut out.h_n, &mut out.c_n] {
                 tape.dh_n.clear();
@@ -542,14 +570,24 @@ impl Recurrent {
     /// Sizes every forward buffer of `tape` (allocating only to grow) and
     /// records the call's shapes, before any compute: a size that cannot be
     /// allocated is an error, not an abort.
-    fn prepare_forward(&self, input: &SeqInput<'_>, tape: &mut Tape) -> Result<()> {
+    fn prepare_forward(
+        &self,
+        input: &SeqInput<'_>,
+        tape: &mut Tape,
+        keep_input: bool,
+    ) -> Result<()> {
         let c = &self.config;
         let (t, b, dirs) = (input.seq_len, input.batch, c.directions());
         tape.config = None; // invalid until the forward pass completes
         tape.seq_len = t;
         tape.batch = b;
         tape.order.set(input.lengths, t)?;
-        layer::resize(&mut tape.x, input.x.len(), "input copy")?;
+        let copy = keep_input || input.lengths.is_some();
+        layer::resize(
+            &mut tape.x,
+            if copy { input.x.len() } else { 0 },
+            "input copy",
+        )?;
         if tape.order.is_sorted_batch() {
             tape.order.gather(input.x, &mut tape.x, c.input_size, true);
             // Room for the sorted initial states, and for the final states
@@ -563,7 +601,7 @@ impl Recurrent {
                 }
             }
             alloc::reserve(&mut tape.dh_n, n_state, "final states")?;
-        } else {
+        } else if copy {
             tape.x.copy_from_slice(input.x);
         }
         tape.layers.resize_with(c.num_layers, LayerRecord::default);
@@ -574,8 +612,13 @@ impl Recurrent {
             for (d, lt) in rec.dirs.iter_mut().enumerate() {
                 lt.prepare(cell, &self.layer_run(l, d, t, b, active))?;
             }
-            let n = layer::product(&[t, b, dirs, c.hidden_size], "layer output")?;
-            layer::resize(&mut rec.output, n, "layer output")?;
+            let n = if dirs == 1 && !tape.order.is_sorted_batch() {
+                0
+            } else {
+                layer::product(&[t, b, dirs, c.hidden_size], "layer output")?
+            };
+            rec.merged.clear();
+            layer::resize(&mut rec.merged, n, "layer output")?;
         }
         Ok(())
     }
@@ -592,11 +635,13 @@ impl Recurrent {
         } else {
             (input.h0, input.c0)
         };
-        let (x0, layers) = (&tape.x, &mut tape.layers);
+        // Empty where the caller's input is read as it is (inference).
+        let x0: &[f32] = if tape.x.is_empty() { input.x } else { &tape.x };
+        let layers = &mut tape.layers;
         for l in 0..c.num_layers {
             let (below, rest) = layers.split_at_mut(l);
             let rec = &mut rest[0];
-            let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
+            let x: &[f32] = if l == 0 { x0 } else { below[l - 1].output(bh) };
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
@@ -612,13 +657,17 @@ impl Recurrent {
             } else {
                 run_dir(0, &mut rec.dirs[0])?;
             }
-            // Merge the directions' outputs into [T, B, D*H].
+            // Merge the directions' outputs into [T, B, D*H] (where the
+            // layer's output is not its state slots as they are).
+            if rec.merged.is_empty() {
+                continue;
+            }
             for (d, lt) in rec.dirs.iter().enumerate() {
                 let run = self.layer_run(l, d, t, b, lengths);
                 for tt in 0..t {
                     let src = lt.output(&run, tt);
                     for bb in 0..b {
-                        let dst = &mut rec.output[((tt * b + bb) * dirs + d) * h..][..h];
+                        let dst = &mut rec.merged[((tt * b + bb) * dirs + d) * h..][..h];
                         if run.valid(tt, bb) {
                             dst.copy_from_slice(&src[bb * h..(bb + 1) * h]);
                         } else {
@@ -765,7 +814,7 @@ impl Recurrent {
         for l in (0..c.num_layers).rev() {
             let (below, rest) = layers.split_at_mut(l);
             let rec = &mut rest[0];
-            let x: &[f32] = if l == 0 { x0 } else { &below[l - 1].output };
+            let x: &[f32] = if l == 0 { x0 } else { below[l - 1].output(bh) };
             let in_size = c.layer_input_size(l);
             dx.resize(t * b * in_size, 0.0); // within the capacity reserved by prepare_backward
             let first = l * per_layer;
