@@ -74,16 +74,22 @@ impl BatchOrder {
     }
 
     /// `dst` = `src` (sorted) with the rows of every `[B, width]` block back
-    /// in the caller's order.
-    pub fn scatter(&self, src: &[f32], dst: &mut [f32], width: usize) {
+    /// in the caller's order; with `zero_past_end` (`src` time-major `[T,
+    /// B, width]`), the rows past their sequence's end are zero instead.
+    pub fn scatter(&self, src: &[f32], dst: &mut [f32], width: usize, zero_past_end: bool) {
         let b = self.order.len();
-        for (s, d) in src
+        for (k, (s, d)) in src
             .chunks_exact(b * width)
             .zip(dst.chunks_exact_mut(b * width))
+            .enumerate()
         {
             for (i, row) in s.chunks_exact(width).enumerate() {
-                let to = self.order[i] * width;
-                d[to..to + width].copy_from_slice(row);
+                let to = &mut d[self.order[i] * width..][..width];
+                if zero_past_end && i >= self.active[k] {
+                    to.fill(0.0);
+                } else {
+                    to.copy_from_slice(row);
+                }
             }
         }
     }
@@ -104,8 +110,10 @@ mod tests {
         o.gather(&x, &mut g, 1, true);
         assert_eq!(g, [1.0, 3.0, 0.0, 2.0, 5.0, 7.0, 4.0, 0.0]);
         let mut back = vec![0.0; 8];
-        o.scatter(&g, &mut back, 1);
+        o.scatter(&g, &mut back, 1, false);
         assert_eq!(back, [0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 0.0, 7.0]);
+        o.scatter(&x, &mut back, 1, true);
+        assert_eq!(back, [2.0, 0.0, 3.0, 1.0, 6.0, 4.0, 0.0, 5.0]);
         o.set(None, 4).unwrap();
         assert!(o.active().is_none() && !o.is_sorted_batch());
     }

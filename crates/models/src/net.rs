@@ -147,9 +147,12 @@ impl Gradients {
 #[derive(Clone, Debug, Default)]
 struct LayerRecord {
     dirs: Vec<LayerTape>,
-    /// `[T, B, D*H]`, the directions' outputs merged, with zeros past each
-    /// sequence's end; empty for one direction over whole sequences, whose
-    /// output is its state slots as they are ([`LayerRecord::output`]).
+    /// `[T, B, 2H]`, the two directions' outputs merged, with zeros past
+    /// each sequence's end; empty for one direction, whose output is its
+    /// state slots as they are ([`LayerRecord::output`]: past a sequence's
+    /// end they hold its last state, which the next layer's time loop does
+    /// not read and whose gradient rows are zero; the network's `y` gets
+    /// zeros there).
     merged: Vec<f32>,
     grad_bufs: Vec<LayerGradBuffers>,
 }
@@ -557,11 +560,11 @@ impl Recurrent {
         if tape.order.is_sorted_batch() {
             // Back to the caller's row order.
             let last = tape.layers[c.num_layers - 1].output(bh);
-            tape.order.scatter(last, &mut out.y, dirs * h);
+            tape.order.scatter(last, &mut out.y, dirs * h, true);
             for states in [&mut out.h_n, &mut out.c_n] {
                 tape.dh_n.clear();
                 tape.dh_n.extend_from_slice(states); // capacity from prepare
-                tape.order.scatter(&tape.dh_n, states, h);
+                tape.order.scatter(&tape.dh_n, states, h, false);
             }
         }
         Ok(out)
@@ -612,7 +615,7 @@ impl Recurrent {
             for (d, lt) in rec.dirs.iter_mut().enumerate() {
                 lt.prepare(cell, &self.layer_run(l, d, t, b, active))?;
             }
-            let n = if dirs == 1 && !tape.order.is_sorted_batch() {
+            let n = if dirs == 1 {
                 0
             } else {
                 layer::product(&[t, b, dirs, c.hidden_size], "layer output")?
@@ -891,11 +894,11 @@ impl Recurrent {
         out.x.extend_from_slice(dy);
         if sorted {
             // Back to the caller's row order.
-            order.scatter(dy, &mut out.x, c.input_size);
+            order.scatter(dy, &mut out.x, c.input_size, false);
             for (states, scratch) in [(&mut out.h0, dh_n), (&mut out.c0, dc_n)] {
                 scratch.clear();
                 scratch.extend_from_slice(states); // capacity from prepare_backward
-                order.scatter(scratch, states, h);
+                order.scatter(scratch, states, h, false);
             }
         }
         Ok(())
