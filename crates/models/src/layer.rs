@@ -202,11 +202,12 @@ pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
     out
 }
 
-/// The error for a time loop that could not allocate its packed weights.
-fn no_memory(_: NoMemory) -> Error {
-    Error::OutOfMemory {
+/// The error for a time loop that could not allocate its packed copy of
+/// `w_hh` (about as large as `w_hh`).
+fn no_memory(w_hh: &[f32]) -> impl Fn(NoMemory) -> Error + '_ {
+    move |_| Error::OutOfMemory {
         what: "packed recurrent weights".into(),
-        bytes: 0,
+        bytes: std::mem::size_of_val(w_hh),
     }
 }
 
@@ -280,7 +281,8 @@ pub(crate) fn forward(
         scratch,
         shape: run.shape(),
     };
-    cell.forward_sequence(w, d, seq).map_err(no_memory)?;
+    cell.forward_sequence(w, d, seq)
+        .map_err(no_memory(w.w_hh))?;
     // What a cell saves per step may be a GEMM operand of backward (the
     // reset-before-linear GRU's `r * h_prev`): zero, not stale, where a
     // band holds rows past their end.
@@ -445,7 +447,8 @@ pub(crate) fn backward(
         scratch: &mut buf.scratch,
         shape: run.shape(),
     };
-    cell.backward_sequence(w, d, seq).map_err(no_memory)?;
+    cell.backward_sequence(w, d, seq)
+        .map_err(no_memory(w.w_hh))?;
     out.dh0.copy_from_slice(&buf.dh);
     if has_cell_state {
         out.dc0.copy_from_slice(&buf.dc);
