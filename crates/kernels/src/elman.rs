@@ -7,8 +7,8 @@
 
 use crate::activation::{self, Activation};
 use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
-    Upstream, part_mut, part_ref,
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
+    part_mut, part_ref,
 };
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
@@ -32,13 +32,10 @@ pub struct Sequence<'a> {
 /// W_hh^T`, then `h_t = act(P_t)`, the hidden units split over up to
 /// `threads` threads that walk the steps together ([`crate::team`]).
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
-pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.pre.len(), t_len * bh, "pre");
@@ -97,12 +94,9 @@ pub struct SequenceGrads<'a> {
 /// then `dh_{t-1} = dP_t W_hh`, the hidden units split over up to `threads`
 /// threads as in [`forward_sequence`].
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (t_len, b, hd) = g.shape.sizes();
     let bh = b * hd;
     assert_eq!(g.dpre.len(), t_len * bh, "dpre");

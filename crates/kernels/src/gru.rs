@@ -19,8 +19,7 @@ use pulp::Simd;
 use crate::gates;
 use crate::math;
 use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
-    Upstream,
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
 };
 use crate::simd::Lanes;
 
@@ -718,12 +717,9 @@ pub enum Form<'a> {
 /// all of `r * h_{t-1}` is there) the `n` block's product and
 /// [`rbl_forward_n`]. Rows past their sequence's end keep their state.
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
@@ -840,12 +836,9 @@ pub struct SequenceGrads<'a> {
 /// [`rbl_backward_r`], then `dh_{t-1} += dP_{r,z} W_h{r,z}`. Rows past their
 /// sequence's end pass `dh` through.
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");

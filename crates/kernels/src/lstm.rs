@@ -20,8 +20,7 @@ use pulp::Simd;
 use crate::gates;
 use crate::math;
 use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, NoMemory, Operand, Part, Product, SeqShape, Shared,
-    Upstream,
+    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
 };
 use crate::simd::Lanes;
 
@@ -234,13 +233,10 @@ impl Sequence<'_> {
 /// no fork-join, only the others' `h_{t-1}`. Rows past their sequence's
 /// end keep their `h` and `c`.
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes (a broken internal
 /// invariant).
-pub fn forward_sequence(seq: Sequence<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
@@ -308,12 +304,9 @@ pub struct SequenceGrads<'a> {
 /// step: the kernel needs only its units, the product needs all of `dP_t`.
 /// Rows past their sequence's end pass `dh` and `dc` through.
 ///
-/// Errors: [`NoMemory`] when the packed copy of `W_hh` cannot be
-/// allocated; nothing is computed then.
-///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
-pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) -> Result<(), NoMemory> {
+pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (4 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");

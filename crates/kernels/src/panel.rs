@@ -143,6 +143,79 @@ pub(crate) unsafe fn product(
     });
 }
 
+/// The product of [`product`] with `w(j, k) = src[j * j_stride + k *
+/// k_stride]` read in place, for when the packed copy cannot be allocated:
+/// dot products over `k` (`k_stride == 1`) or row updates over `j`
+/// (`j_stride == 1`), slower than the panels but needing no memory.
+///
+/// # Safety
+/// As [`product`].
+///
+/// # Panics
+/// If neither stride is 1, or `a` or `src` is too short (broken internal
+/// invariants).
+#[allow(clippy::too_many_arguments)]
+pub(crate) unsafe fn product_in_place(
+    a: &[f32],
+    m: usize,
+    lda: usize,
+    src: &[f32],
+    (n, depth): (usize, usize),
+    (j_stride, k_stride): (usize, usize),
+    c: *mut f32,
+    ldc: usize,
+    accumulate: bool,
+) {
+    if m == 0 || n == 0 {
+        return;
+    }
+    assert!((m - 1) * lda + depth <= a.len(), "product: a too short");
+    assert!(
+        depth == 0 || (n - 1) * j_stride + (depth - 1) * k_stride < src.len(),
+        "product: src too short"
+    );
+    for r in 0..m {
+        let a_r = &a[r * lda..r * lda + depth];
+        // SAFETY: row `r < m`, columns `0..n` of `c`: valid and ours (the
+        // caller's contract).
+        let c_r = unsafe { std::slice::from_raw_parts_mut(c.add(r * ldc), n) };
+        if k_stride == 1 {
+            for (j, out) in c_r.iter_mut().enumerate() {
+                let w = &src[j * j_stride..j * j_stride + depth];
+                let d = dot(a_r, w);
+                *out = if accumulate { *out + d } else { d };
+            }
+        } else {
+            assert_eq!(j_stride, 1, "product: strides");
+            if !accumulate {
+                c_r.fill(0.0);
+            }
+            for (k, &x) in a_r.iter().enumerate() {
+                let w = &src[k * k_stride..k * k_stride + n];
+                c_r.iter_mut().zip(w).for_each(|(o, &w)| *o += x * w);
+            }
+        }
+    }
+}
+
+/// `sum_k a[k] * b[k]`, in 8 partial sums (which the compiler vectorizes).
+fn dot(a: &[f32], b: &[f32]) -> f32 {
+    let mut acc = [0.0f32; 8];
+    let (ac, bc) = (a.chunks_exact(8), b.chunks_exact(8));
+    let tail: f32 = ac
+        .remainder()
+        .iter()
+        .zip(bc.remainder())
+        .map(|(x, y)| x * y)
+        .sum();
+    for (x, y) in ac.zip(bc) {
+        for i in 0..8 {
+            acc[i] += x[i] * y[i];
+        }
+    }
+    acc.iter().sum::<f32>() + tail
+}
+
 /// [`product`]'s arguments, checked.
 struct Product<'a> {
     a: &'a [f32],

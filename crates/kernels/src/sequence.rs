@@ -13,7 +13,9 @@
 //! phase and two backward; the reset-before-linear GRU, whose `n` block
 //! multiplies `r * h_{t-1}`, two forward and three backward. No fork-join
 //! per step, only barriers. The products run over each block's part of
-//! `W_hh` packed once per call by the block's first step ([`crate::panel`]).
+//! `W_hh` packed once per call by the block's first step ([`crate::panel`]);
+//! where that copy (as large as `W_hh`) cannot be allocated, they read
+//! `W_hh` in place, slower, so that a loop never fails for want of memory.
 //!
 //! **Variable lengths**: rows sorted by length, longest first, so that the
 //! rows inside their sequence at step `t` are the first `active[t]`. The
@@ -27,7 +29,7 @@
 
 use std::ops::Range;
 
-use crate::panel::{pack, packed_len, product};
+use crate::panel::{pack, packed_len, product, product_in_place};
 use crate::team::{run_steps, split_range};
 
 /// Hidden units per thread at least (a few SIMD vectors each).
@@ -52,12 +54,6 @@ impl Shared {
         self.0
     }
 }
-
-/// A whole-sequence kernel could not allocate its packed copy of `W_hh`
-/// (as large as `W_hh`): it computed and wrote nothing.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-#[must_use]
-pub struct NoMemory;
 
 /// The shape of a layer-direction's time loop, shared by the cells'
 /// whole-sequence kernels: state slots as in the module documentation.
@@ -217,27 +213,41 @@ pub(crate) struct FwdPhase<'k> {
 /// `[T+1, B, H]`, valid for the call, accessed by nobody else; the kernels
 /// must touch only the units of their part (and slot `prev` read-only).
 ///
-/// Errors: [`NoMemory`] for the packed weights, before anything is written.
 pub(crate) unsafe fn forward(
     l: Loop<'_>,
     w_hh: &[f32],
     phases: &[FwdPhase<'_>],
     states: Shared,
     carried: &[Shared],
-) -> Result<(), NoMemory> {
+) {
     let (b, hd) = (l.shape.batch, l.shape.hidden);
     let (gh, bh) = (l.gates * hd, b * hd);
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
     // Per phase, each chunk's rows of the phase's gate blocks of W_hh,
     // packed by the chunk's first step.
-    let packs = phases
+    let packs: Vec<_> = phases
         .iter()
         .map(|ph| Packed::new(&l, ph.blocks.len(), hd))
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let np = phases.len();
+    // The rows past their end keep their state: the part's units of slot
+    // `prev` copied to slot `out`, for every state buffer.
+    let carry = move |p: &Part| {
+        let n = p.units.len();
+        for buf in std::iter::once(&states).chain(carried) {
+            for r in p.rows..b {
+                let (from, to) = ((p.prev * b + r) * hd, (p.out * b + r) * hd);
+                // SAFETY: row `r` of two distinct slots, the part's units:
+                // this thread's alone during the step.
+                let src = unsafe { part_ref(buf.get(), from + p.units.start, n) };
+                let dst = unsafe { part_mut(buf.get(), to + p.units.start, n) };
+                dst.copy_from_slice(src);
+            }
+        }
+    };
     let work = move |k: usize, chunk: usize| {
         let (step, ph) = (k / np, k % np);
-        let (phase, packed) = (&phases[ph], &packs[ph]);
+        let (phase, packed) = (&phases[ph], packs[ph].as_ref());
         let p = l.part(step, chunk, false);
         let n = p.units.len();
         let seg = packed_len(n, hd);
@@ -254,6 +264,19 @@ pub(crate) unsafe fn forward(
         let out = phase.out;
         let at = if out.per_step { p.t * b * gh } else { 0 };
         let dst = unsafe { out.buf.get().add(at) };
+        let Some(packed) = packed else {
+            for g in phase.blocks.clone() {
+                let c = unsafe { dst.add(g * hd + p.units.start) };
+                let w = &w_hh[(g * hd + p.units.start) * hd..];
+                let shape = ((n, hd), (hd, 1));
+                unsafe {
+                    product_in_place(a, p.rows, hd, w, shape.0, shape.1, c, gh, out.accumulate)
+                };
+            }
+            (phase.kernel)(&p);
+            carry(&p);
+            return;
+        };
         let mine = packed.range(chunk);
         if step == 0 {
             let panels = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
@@ -273,20 +296,22 @@ pub(crate) unsafe fn forward(
         }
         (phase.kernel)(&p);
         if ph + 1 == np {
-            for buf in std::iter::once(&states).chain(carried) {
-                for r in p.rows..b {
-                    let (from, to) = ((p.prev * b + r) * hd, (p.out * b + r) * hd);
-                    // SAFETY: row `r` of two distinct slots, the part's
-                    // units: this thread's alone during the step.
-                    let src = unsafe { part_ref(buf.get(), from + p.units.start, n) };
-                    let dst = unsafe { part_mut(buf.get(), to + p.units.start, n) };
-                    dst.copy_from_slice(src);
-                }
-            }
+            carry(&p);
         }
     };
     run_steps(l.threads, l.shape.seq_len * np, l.chunks(), &work);
-    Ok(())
+}
+
+/// Whether the products read `W_hh` in place even when the packed copy
+/// could be allocated (a test hook: [`read_weights_in_place`]).
+static IN_PLACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+
+/// Makes every time loop of this process read `W_hh` in place, as when
+/// its packed copy cannot be allocated (`true`), or pack it again
+/// (`false`): for the tests that hold the two equal.
+#[doc(hidden)]
+pub fn read_weights_in_place(on: bool) {
+    IN_PLACE.store(on, std::sync::atomic::Ordering::Relaxed);
 }
 
 /// Weights packed per chunk of units (see [`crate::panel`]).
@@ -300,9 +325,12 @@ struct Packed {
 
 impl Packed {
     /// Room for `blocks` packed blocks of depth `depth` per chunk of `l`,
-    /// each as wide as the chunk's units (zeros until packed), or
-    /// [`NoMemory`] when it cannot be allocated.
-    fn new(l: &Loop<'_>, blocks: usize, depth: usize) -> Result<Self, NoMemory> {
+    /// each as wide as the chunk's units (zeros until packed), or `None`
+    /// when it cannot be allocated.
+    fn new(l: &Loop<'_>, blocks: usize, depth: usize) -> Option<Self> {
+        if IN_PLACE.load(std::sync::atomic::Ordering::Relaxed) {
+            return None;
+        }
         let chunks = l.chunks();
         let mut starts = vec![0];
         for c in 0..chunks {
@@ -310,11 +338,10 @@ impl Packed {
             starts.push(starts[c] + blocks * packed_len(n, depth));
         }
         let mut data = Vec::new();
-        data.try_reserve_exact(starts[chunks])
-            .map_err(|_| NoMemory)?;
+        data.try_reserve_exact(starts[chunks]).ok()?;
         data.resize(starts[chunks], 0.0);
         let ptr = Shared::new(&mut data);
-        Ok(Self { data, ptr, starts })
+        Some(Self { data, ptr, starts })
     }
 
     fn range(&self, chunk: usize) -> Range<usize> {
@@ -374,7 +401,6 @@ pub(crate) struct BwdPhase<'k> {
 /// `[B, H]`, valid and accessed by nobody else during the call; the kernels
 /// must touch only their units' columns.
 ///
-/// Errors: [`NoMemory`] for the packed weights, before anything is written.
 pub(crate) unsafe fn backward(
     l: Loop<'_>,
     w_hh: &[f32],
@@ -382,7 +408,7 @@ pub(crate) unsafe fn backward(
     up: Upstream<'_>,
     dh: &mut [f32],
     dh_spare: &mut [f32],
-) -> Result<(), NoMemory> {
+) {
     let (t_len, b, hd) = l.shape.sizes();
     let gh = l.gates * hd;
     assert_eq!(w_hh.len(), gh * hd, "w_hh");
@@ -394,13 +420,13 @@ pub(crate) unsafe fn backward(
     let bufs = [Shared::new(dh), Shared::new(dh_spare)];
     // Per phase with a product, each chunk's columns of its rows of W_hh,
     // packed by the chunk's first product.
-    let packs = phases
+    let packs: Vec<_> = phases
         .iter()
         .map(|ph| {
             let blocks = ph.product.as_ref().map_or(0, |p| p.blocks.len());
             Packed::new(&l, 1, blocks * hd)
         })
-        .collect::<Result<Vec<_>, _>>()?;
+        .collect();
     let np = phases.len();
     let work = move |k: usize, chunk: usize| {
         let (s, ph) = (k / np, k % np);
@@ -430,15 +456,32 @@ pub(crate) unsafe fn backward(
             let first = prod.blocks.start * hd;
             let dp =
                 unsafe { part_ref(prod.src.get(), p.t * b * gh + first, (b - 1) * gh + depth) };
-            let packed = &packs[ph];
-            let mine = packed.range(chunk);
-            if s == 0 {
-                let dst = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
-                pack(&w_hh[first * hd + u0..], n, depth, 1, hd, dst);
-            }
-            let w = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
             let out = unsafe { prod.dst.map_or(next, Shared::get).add(u0) };
-            unsafe { product(dp, p.rows, gh, w, n, depth, out, hd, prod.accumulate) };
+            let src = &w_hh[first * hd + u0..];
+            if let Some(packed) = &packs[ph] {
+                let mine = packed.range(chunk);
+                if s == 0 {
+                    let dst = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
+                    pack(src, n, depth, 1, hd, dst);
+                }
+                let w = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
+                unsafe { product(dp, p.rows, gh, w, n, depth, out, hd, prod.accumulate) };
+            } else {
+                let shape = ((n, depth), (1, hd));
+                unsafe {
+                    product_in_place(
+                        dp,
+                        p.rows,
+                        gh,
+                        src,
+                        shape.0,
+                        shape.1,
+                        out,
+                        hd,
+                        prod.accumulate,
+                    )
+                };
+            }
         }
         if let Some(kernel) = phase.kernel {
             kernel(&p, cur, next);
@@ -449,7 +492,6 @@ pub(crate) unsafe fn backward(
     if t_len % 2 == 1 {
         dh.copy_from_slice(dh_spare);
     }
-    Ok(())
 }
 
 /// `len` values at `p + at`, as a mutable slice.

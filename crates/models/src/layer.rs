@@ -28,11 +28,11 @@
 
 use std::ops::Range;
 
-use rnn_kernels::{Mat, MatMut, NoMemory, Op, SeqShape, gemm, reduce};
+use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
 
 pub(crate) use crate::alloc::{product, resize};
 use crate::cells::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Sizes and direction of one layer run.
 #[derive(Clone, Copy, Debug)]
@@ -202,22 +202,11 @@ pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
     out
 }
 
-/// The error for a time loop that could not allocate its packed copy of
-/// `w_hh` (about as large as `w_hh`).
-fn no_memory(w_hh: &[f32]) -> impl Fn(NoMemory) -> Error + '_ {
-    move |_| Error::OutOfMemory {
-        what: "packed recurrent weights".into(),
-        bytes: std::mem::size_of_val(w_hh),
-    }
-}
-
 /// Forward over the whole sequence.
 ///
 /// `x`: `[T*B, I]` (time-major rows, rows past their sequence's end
 /// finite, e.g. zero); `h0`, `c0`: `[B, H]` or `None` for zeros (`c0` read
 /// only by cells with a cell state).
-///
-/// Errors: no memory for the time loop's packed weights.
 pub(crate) fn forward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
@@ -226,7 +215,7 @@ pub(crate) fn forward(
     h0: Option<&[f32]>,
     c0: Option<&[f32]>,
     tape: &mut LayerTape,
-) -> Result<()> {
+) {
     let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
     let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
@@ -281,8 +270,7 @@ pub(crate) fn forward(
         scratch,
         shape: run.shape(),
     };
-    cell.forward_sequence(w, d, seq)
-        .map_err(no_memory(w.w_hh))?;
+    cell.forward_sequence(w, d, seq);
     // What a cell saves per step may be a GEMM operand of backward (the
     // reset-before-linear GRU's `r * h_prev`): zero, not stale, where a
     // band holds rows past their end.
@@ -294,7 +282,6 @@ pub(crate) fn forward(
             }
         }
     }
-    Ok(())
 }
 
 /// Buffers of one layer-direction's backward pass, reusable across calls.
@@ -378,7 +365,7 @@ pub(crate) struct BackwardJob<'a> {
 
 impl BackwardJob<'_> {
     /// Runs [`backward`].
-    pub fn run(self, cell: &dyn Cell) -> Result<()> {
+    pub fn run(self, cell: &dyn Cell) {
         backward(
             cell,
             &self.weights,
@@ -395,8 +382,6 @@ impl BackwardJob<'_> {
 
 /// Backward over the whole sequence, from a tape filled by [`forward`] with
 /// the same weights, `run` and `x`.
-///
-/// Errors: no memory for the time loop's packed weights (nothing written).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn backward(
     cell: &dyn Cell,
@@ -408,7 +393,7 @@ pub(crate) fn backward(
     grads: LayerGrads<'_>,
     out: InputGrads<'_>,
     buf: &mut LayerGradBuffers,
-) -> Result<()> {
+) {
     let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
     let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
@@ -447,8 +432,7 @@ pub(crate) fn backward(
         scratch: &mut buf.scratch,
         shape: run.shape(),
     };
-    cell.backward_sequence(w, d, seq)
-        .map_err(no_memory(w.w_hh))?;
+    cell.backward_sequence(w, d, seq);
     out.dh0.copy_from_slice(&buf.dh);
     if has_cell_state {
         out.dc0.copy_from_slice(&buf.dc);
@@ -510,7 +494,6 @@ pub(crate) fn backward(
         };
         cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh.as_deref_mut());
     }
-    Ok(())
 }
 
 /// Rows `rows` of a `[T*B, width]` buffer, or the empty buffer itself.

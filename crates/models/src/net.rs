@@ -533,7 +533,7 @@ impl Recurrent {
         self.check_input(&input)?;
         self.prepare_forward(&input, tape, keep_input)?;
         let work = self.work(input.seq_len, input.batch);
-        rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape))?;
+        rnn_kernels::threads::install_sized(work, || self.forward_impl(input, tape));
         tape.config = Some(self.config.clone());
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
@@ -626,7 +626,7 @@ impl Recurrent {
         Ok(())
     }
 
-    fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) -> Result<()> {
+    fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
@@ -655,10 +655,9 @@ impl Recurrent {
                 layer::forward(cell, &w, &run, x, h0, c0, lt)
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
-                let (a, b) = rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
-                a.and(b)?;
+                rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
             } else {
-                run_dir(0, &mut rec.dirs[0])?;
+                run_dir(0, &mut rec.dirs[0]);
             }
             // Merge the directions' outputs into [T, B, D*H] (where the
             // layer's output is not its state slots as they are).
@@ -680,7 +679,6 @@ impl Recurrent {
                 }
             }
         }
-        Ok(())
     }
 
     /// Backpropagation through time, from a `tape` filled by
@@ -728,7 +726,8 @@ impl Recurrent {
         }
         self.prepare_backward(tape, out)?;
         let work = self.work(tape.seq_len, tape.batch).saturating_mul(2);
-        rnn_kernels::threads::install_sized(work, || self.backward_impl(tape, grads, out))
+        rnn_kernels::threads::install_sized(work, || self.backward_impl(tape, grads, out));
+        Ok(())
     }
 
     /// Sizes every backward buffer (allocating only to grow) before any
@@ -771,12 +770,7 @@ impl Recurrent {
         Ok(())
     }
 
-    fn backward_impl(
-        &self,
-        tape: &mut Tape,
-        grads: OutputGrads<'_>,
-        out: &mut Gradients,
-    ) -> Result<()> {
+    fn backward_impl(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) {
         let c = &self.config;
         let (t, b, h, dirs) = (tape.seq_len, tape.batch, c.hidden_size, c.directions());
         let bh = b * h;
@@ -878,10 +872,9 @@ impl Recurrent {
                 let mut jobs = jobs.into_iter();
                 match (jobs.next(), jobs.next()) {
                     (Some(fwd), Some(rev)) => {
-                        let (a, b) = rnn_kernels::threads::join(|| fwd.run(cell), || rev.run(cell));
-                        a.and(b)?;
+                        rnn_kernels::threads::join(|| fwd.run(cell), || rev.run(cell));
                     }
-                    (Some(only), None) => only.run(cell)?,
+                    (Some(only), None) => only.run(cell),
                     _ => unreachable!("a layer has one or two directions"),
                 }
             }
@@ -901,7 +894,6 @@ impl Recurrent {
                 order.scatter(scratch, states, h, false);
             }
         }
-        Ok(())
     }
 }
 

@@ -1,7 +1,7 @@
 //! Elman cell: `h = act(P)`, `P = x W_ih^T + b_ih + b_hh + h_prev W_hh^T`,
 //! on the whole-sequence kernels of `rnn_kernels::elman`.
 
-use rnn_kernels::{Activation, NoMemory, elman, threads::current_threads};
+use rnn_kernels::{Activation, elman, threads::current_threads};
 
 use crate::config::Nonlinearity;
 
@@ -20,12 +20,7 @@ pub(crate) fn for_nonlinearity(n: Nonlinearity) -> &'static ElmanCell {
 }
 
 impl Cell for ElmanCell {
-    fn forward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: FwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
         let seq = elman::Sequence {
             act: self.0,
             pre: s.gates,
@@ -36,12 +31,7 @@ impl Cell for ElmanCell {
         elman::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: BwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
         let grads = elman::SequenceGrads {
             act: self.0,
             w_hh: &w.w_hh[..d.hidden * d.hidden],

@@ -13,7 +13,7 @@
 //! kernel. Saved per step: `r * h_prev` (the operand of `W_hn`'s gradient).
 //! All biases fold into the input projection.
 
-use rnn_kernels::{Mat, MatMut, NoMemory, Op, gemm, gru, reduce, threads::current_threads};
+use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce, threads::current_threads};
 
 use super::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
 
@@ -48,12 +48,7 @@ impl Cell for GruLinearBeforeReset {
         d.batch * d.gh() + d.hidden
     }
 
-    fn forward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: FwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
         let (hw, zeros) = s.scratch.split_at_mut(d.batch * d.gh());
         let b_hn: &[f32] = match w.b_hh {
             Some(b) => &b[2 * d.hidden..],
@@ -73,12 +68,7 @@ impl Cell for GruLinearBeforeReset {
         gru::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: BwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
         let grads = gru::SequenceGrads {
             gates: s.gates,
             saved: s.saved,
@@ -108,12 +98,7 @@ impl Cell for GruResetBeforeLinear {
         d.batch * d.hidden
     }
 
-    fn forward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: FwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
         let seq = gru::Sequence {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
@@ -126,12 +111,7 @@ impl Cell for GruResetBeforeLinear {
     }
 
     /// The gradient w.r.t. `r * h_prev` lives in the scratch.
-    fn backward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: BwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
         let grads = gru::SequenceGrads {
             gates: s.gates,
             saved: s.saved,

@@ -2,19 +2,14 @@
 //! `rnn_kernels::lstm`, whose steps are one recurrent product into the
 //! `[B, 4H]` pre-activations and one fused kernel.
 
-use rnn_kernels::{NoMemory, lstm, threads::current_threads};
+use rnn_kernels::{lstm, threads::current_threads};
 
 use super::{BwdSequence, Cell, Dims, FwdSequence, LayerWeights};
 
 pub(crate) struct LstmCell;
 
 impl Cell for LstmCell {
-    fn forward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: FwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
         let seq = lstm::Sequence {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
@@ -25,12 +20,7 @@ impl Cell for LstmCell {
         lstm::forward_sequence(seq, current_threads())
     }
 
-    fn backward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: BwdSequence<'_>,
-    ) -> Result<(), NoMemory> {
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
         let grads = lstm::SequenceGrads {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],

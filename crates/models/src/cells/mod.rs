@@ -12,7 +12,7 @@ mod elman;
 mod gru;
 mod lstm;
 
-use rnn_kernels::{Mat, MatMut, NoMemory, Op, SeqShape, gemm};
+use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm};
 
 use crate::config::{CellKind, GruVariant};
 
@@ -134,22 +134,11 @@ pub(crate) trait Cell: Sync {
 
     /// The whole time loop: the cell's whole-sequence kernel of
     /// `rnn-kernels`, the hidden units split over the pool's threads.
-    /// Errors: no memory for the kernel's packed weights (nothing computed).
-    fn forward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: FwdSequence<'_>,
-    ) -> Result<(), NoMemory>;
+    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>);
 
     /// The whole reverse time loop (the weight gradients excepted), as
     /// [`Cell::forward_sequence`].
-    fn backward_sequence(
-        &self,
-        w: &LayerWeights<'_>,
-        d: Dims,
-        s: BwdSequence<'_>,
-    ) -> Result<(), NoMemory>;
+    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>);
 
     /// `dw_hh += D^T H_prev` and `db_hh += colsum(D)`, `D` the gradient
     /// w.r.t. the recurrent projection. Default: `D = dhw` if the cell has a
