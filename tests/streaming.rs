@@ -2,19 +2,11 @@
 //! time, for every cell kind, 1-2 layers, with non-zero initial states; and a
 //! bidirectional network refuses to stream.
 
-use recurrent::{CellKind, GruVariant, NetConfig, Nonlinearity, Recurrent, SeqInput};
+mod common;
 
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
+use common::data;
+
+use recurrent::{CellKind, GruVariant, NetConfig, Nonlinearity, Recurrent, SeqInput};
 
 #[test]
 fn step_by_step_equals_batched_forward() {

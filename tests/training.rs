@@ -4,24 +4,16 @@
 //! updates nothing), and determinism (same seed and thread count give
 //! bit-identical trained weights).
 
+mod common;
+
+use common::data;
+
 use recurrent::arch::{SequenceTagger, one_hot};
 use recurrent::optim::{Adam, AdamConfig, Optimizer, Sgd, SgdConfig};
 use recurrent::{
     CellKind, Gradients, GruVariant, NetConfig, OutputGrads, Recurrent, SeqInput, Tape,
     TruncatedBptt,
 };
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 #[test]
 fn chunked_forward_equals_full_forward_and_truncation_cuts_gradients() {

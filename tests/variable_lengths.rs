@@ -7,22 +7,14 @@
 //! inside its sequence), and so is a tape reused from a call without
 //! lengths (whose buffers hold values past the sequences' ends).
 
+mod common;
+
+use common::data;
+
 use recurrent::{
     CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput,
     Tape,
 };
-
-fn data(n: usize, seed: u64) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            ((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0
-        })
-        .collect()
-}
 
 /// Rows `row` of every `[B, width]` block of `v`, for the first `steps`
 /// blocks.

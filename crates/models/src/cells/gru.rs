@@ -15,23 +15,26 @@
 
 use rnn_kernels::{Mat, MatMut, Op, gemm, gru, reduce, threads::current_threads};
 
-use super::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
+use super::{
+    BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights,
+    default_hidden_weight_grads,
+};
 
-pub(crate) struct GruLinearBeforeReset;
+/// A GRU cell: PyTorch's linear-before-reset form (`reset_after`) or Cho
+/// et al.'s reset-before-linear one.
+pub(crate) struct GruCell {
+    pub reset_after: bool,
+}
 
-impl Cell for GruLinearBeforeReset {
+impl Cell for GruCell {
+    /// Linear before reset keeps `b_hn` inside the reset product; the
+    /// other form folds every bias.
     fn input_bias(&self, w: &LayerWeights<'_>, out: &mut [f32]) {
         let h = out.len() / 3;
+        let folded = if self.reset_after { 2 * h } else { 3 * h };
         out.fill(0.0);
-        if let Some(b) = w.b_ih {
-            out.copy_from_slice(b);
-        }
-        if let Some(b) = w.b_hh {
-            // b_hr and b_hz fold in; b_hn stays inside the reset product.
-            out[..2 * h]
-                .iter_mut()
-                .zip(&b[..2 * h])
-                .for_each(|(o, v)| *o += v);
+        for b in [w.b_ih, w.b_hh.map(|b| &b[..folded])].into_iter().flatten() {
+            out.iter_mut().zip(b).for_each(|(o, v)| *o += v);
         }
     }
 
@@ -40,35 +43,50 @@ impl Cell for GruLinearBeforeReset {
     }
 
     fn separate_dhw(&self) -> bool {
-        true
+        self.reset_after
     }
 
-    /// `hw` `[B, 3H]`, then `[H]` zeros standing for `b_hn` without bias.
+    /// Linear before reset: `hw` `[B, 3H]`, then `[H]` zeros standing for
+    /// `b_hn` without bias. Reset before linear: `d(r * h_prev)`, `[B, H]`.
     fn scratch_len(&self, d: Dims) -> usize {
-        d.batch * d.gh() + d.hidden
+        if self.reset_after {
+            d.batch * d.gh() + d.hidden
+        } else {
+            d.batch * d.hidden
+        }
     }
 
     fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
-        let (hw, zeros) = s.scratch.split_at_mut(d.batch * d.gh());
-        let b_hn: &[f32] = match w.b_hh {
-            Some(b) => &b[2 * d.hidden..],
-            None => {
-                zeros.fill(0.0);
-                zeros
-            }
+        let form = if self.reset_after {
+            let (hw, zeros) = s.scratch.split_at_mut(d.batch * d.gh());
+            let b_hn: &[f32] = match w.b_hh {
+                Some(b) => &b[2 * d.hidden..],
+                None => {
+                    zeros.fill(0.0);
+                    zeros
+                }
+            };
+            gru::Form::LinearBeforeReset { hw, b_hn }
+        } else {
+            gru::Form::ResetBeforeLinear
         };
         let seq = gru::Sequence {
             gates: s.gates,
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states: s.states,
             saved: s.saved,
-            form: gru::Form::LinearBeforeReset { hw, b_hn },
+            form,
             shape: s.shape,
         };
-        gru::forward_sequence(seq, current_threads())
+        gru::forward_sequence(seq, current_threads());
     }
 
     fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
+        let dhw = if self.reset_after {
+            s.dhw
+        } else {
+            &mut s.scratch[..d.batch * d.hidden]
+        };
         let grads = gru::SequenceGrads {
             gates: s.gates,
             saved: s.saved,
@@ -76,59 +94,18 @@ impl Cell for GruLinearBeforeReset {
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             up: s.up,
             dgates: s.dgates,
-            dhw: s.dhw,
+            dhw,
             dh: s.dh,
             dh_spare: s.dh_spare,
-            reset_after: true,
+            reset_after: self.reset_after,
             shape: s.shape,
         };
-        gru::backward_sequence(grads, current_threads())
-    }
-}
-
-pub(crate) struct GruResetBeforeLinear;
-
-impl Cell for GruResetBeforeLinear {
-    fn saves_per_step(&self) -> bool {
-        true
+        gru::backward_sequence(grads, current_threads());
     }
 
-    /// `d(r * h_prev)`, `[B, H]`.
-    fn scratch_len(&self, d: Dims) -> usize {
-        d.batch * d.hidden
-    }
-
-    fn forward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: FwdSequence<'_>) {
-        let seq = gru::Sequence {
-            gates: s.gates,
-            w_hh: &w.w_hh[..d.gh() * d.hidden],
-            states: s.states,
-            saved: s.saved,
-            form: gru::Form::ResetBeforeLinear,
-            shape: s.shape,
-        };
-        gru::forward_sequence(seq, current_threads())
-    }
-
-    /// The gradient w.r.t. `r * h_prev` lives in the scratch.
-    fn backward_sequence(&self, w: &LayerWeights<'_>, d: Dims, s: BwdSequence<'_>) {
-        let grads = gru::SequenceGrads {
-            gates: s.gates,
-            saved: s.saved,
-            states: s.states,
-            w_hh: &w.w_hh[..d.gh() * d.hidden],
-            up: s.up,
-            dgates: s.dgates,
-            dhw: &mut s.scratch[..d.batch * d.hidden],
-            dh: s.dh,
-            dh_spare: s.dh_spare,
-            reset_after: false,
-            shape: s.shape,
-        };
-        gru::backward_sequence(grads, current_threads())
-    }
-
-    /// `dW_h{r,z} += dP_{r,z}^T H_prev`, `dW_hn += dP_n^T (r * H_prev)`.
+    /// Linear before reset: `dW_hh += dhw^T H_prev` (the default).
+    /// Reset before linear: `dW_h{r,z} += dP_{r,z}^T H_prev`, `dW_hn +=
+    /// dP_n^T (r * H_prev)`.
     fn hidden_weight_grads(
         &self,
         d: Dims,
@@ -136,6 +113,9 @@ impl Cell for GruResetBeforeLinear {
         dw_hh: &mut [f32],
         db_hh: Option<&mut [f32]>,
     ) {
+        if self.reset_after {
+            return default_hidden_weight_grads(self, d, g, dw_hh, db_hh);
+        }
         let (h, gh) = (d.hidden, d.gh());
         let (dw_rz, dw_n) = dw_hh.split_at_mut(2 * h * h);
         gemm(

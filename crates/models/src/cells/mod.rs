@@ -150,20 +150,32 @@ pub(crate) trait Cell: Sync {
         dw_hh: &mut [f32],
         db_hh: Option<&mut [f32]>,
     ) {
-        let dp = if self.separate_dhw() { g.dhw } else { g.dgates };
-        let gh = d.gh();
-        gemm(
-            1.0,
-            Mat::new(dp, g.rows, gh),
-            Op::T,
-            Mat::new(g.h_prev, g.rows, d.hidden),
-            Op::N,
-            1.0,
-            MatMut::new(dw_hh, gh, d.hidden),
-        );
-        if let Some(db) = db_hh {
-            rnn_kernels::reduce::colsum_add(dp, db);
-        }
+        default_hidden_weight_grads(self, d, g, dw_hh, db_hh);
+    }
+}
+
+/// The default of [`Cell::hidden_weight_grads`], for the cells that
+/// override it in some of their forms.
+pub(crate) fn default_hidden_weight_grads<C: Cell + ?Sized>(
+    cell: &C,
+    d: Dims,
+    g: HiddenGradInputs<'_>,
+    dw_hh: &mut [f32],
+    db_hh: Option<&mut [f32]>,
+) {
+    let dp = if cell.separate_dhw() { g.dhw } else { g.dgates };
+    let gh = d.gh();
+    gemm(
+        1.0,
+        Mat::new(dp, g.rows, gh),
+        Op::T,
+        Mat::new(g.h_prev, g.rows, d.hidden),
+        Op::N,
+        1.0,
+        MatMut::new(dw_hh, gh, d.hidden),
+    );
+    if let Some(db) = db_hh {
+        rnn_kernels::reduce::colsum_add(dp, db);
     }
 }
 
@@ -172,7 +184,7 @@ pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
     match kind {
         CellKind::Elman(n) => elman::for_nonlinearity(n),
         CellKind::Lstm => &lstm::LstmCell,
-        CellKind::Gru(GruVariant::LinearBeforeReset) => &gru::GruLinearBeforeReset,
-        CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruResetBeforeLinear,
+        CellKind::Gru(GruVariant::LinearBeforeReset) => &gru::GruCell { reset_after: true },
+        CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruCell { reset_after: false },
     }
 }
