@@ -7,8 +7,7 @@
 
 use crate::activation::{self, Activation};
 use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
-    part_mut, part_ref,
+    self, BwdPhase, FwdPhase, Loop, Part, SeqShape, Shared, Upstream, part_mut, part_ref,
 };
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
@@ -53,16 +52,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
             activation::forward(act, x, h);
         }
     };
-    let phase = FwdPhase {
-        blocks: 0..1,
-        operand: Operand::Prev,
-        out: Product {
-            buf: pre,
-            per_step: true,
-            accumulate: true,
-        },
-        kernel: &kernel,
-    };
+    let phase = FwdPhase::into_gates(&l, pre, &kernel);
     // SAFETY: sizes asserted above; the kernel touches only its units.
     unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[]) }
 }
@@ -116,21 +106,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
             activation::backward(act, h, dh, dp);
         }
     };
-    let phases = [
-        BwdPhase {
-            product: None,
-            kernel: Some(&kernel),
-        },
-        BwdPhase {
-            product: Some(BwdProduct {
-                blocks: 0..1,
-                src: dpre,
-                dst: None,
-                accumulate: false,
-            }),
-            kernel: None,
-        },
-    ];
+    let phases = BwdPhase::one_product(&l, &kernel, dpre, false);
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
     unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }

@@ -875,21 +875,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
             step(p).lbr_backward(&grads(dh, dh_prev, p), p.rows, p.units.clone())
         };
-        let phases = [
-            BwdPhase {
-                product: None,
-                kernel: Some(&kernel),
-            },
-            BwdPhase {
-                product: Some(BwdProduct {
-                    blocks: 0..3,
-                    src: dhw,
-                    dst: None,
-                    accumulate: true,
-                }),
-                kernel: None,
-            },
-        ];
+        let phases = BwdPhase::one_product(&l, &kernel, dhw, true);
         // SAFETY: sizes asserted above; the kernel touches only its units.
         unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
     } else {

@@ -19,9 +19,7 @@ use pulp::Simd;
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
-};
+use crate::sequence::{self, BwdPhase, FwdPhase, Loop, Part, SeqShape, Shared, Upstream};
 use crate::simd::Lanes;
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -255,16 +253,7 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         // contract), and slot `prev` is only read.
         unsafe { at.forward(p.rows, p.units.clone()) }
     };
-    let phase = FwdPhase {
-        blocks: 0..4,
-        operand: Operand::Prev,
-        out: Product {
-            buf: gates,
-            per_step: true,
-            accumulate: true,
-        },
-        kernel: &kernel,
-    };
+    let phase = FwdPhase::into_gates(&l, gates, &kernel);
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
     unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[cells]) }
@@ -326,21 +315,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         // the phase.
         unsafe { at.backward(dh, dc.get(), dg, p.rows, p.units.clone()) }
     };
-    let phases = [
-        BwdPhase {
-            product: None,
-            kernel: Some(&kernel),
-        },
-        BwdPhase {
-            product: Some(BwdProduct {
-                blocks: 0..4,
-                src: dgates,
-                dst: None,
-                accumulate: false,
-            }),
-            kernel: None,
-        },
-    ];
+    let phases = BwdPhase::one_product(&l, &kernel, dgates, false);
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // for the call; the kernel writes only its units.
     unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }

@@ -202,6 +202,28 @@ pub(crate) struct FwdPhase<'k> {
     pub kernel: &'k (dyn Fn(&Part) + Sync),
 }
 
+impl<'k> FwdPhase<'k> {
+    /// The one phase of a cell whose recurrent product is added to every
+    /// gate block of the step's input projection (`[T, B, G*H]` at
+    /// `gates`) before `kernel` (the LSTM's and the Elman cell's).
+    pub(crate) fn into_gates(
+        l: &Loop<'_>,
+        gates: Shared,
+        kernel: &'k (dyn Fn(&Part) + Sync),
+    ) -> Self {
+        Self {
+            blocks: 0..l.gates,
+            operand: Operand::Prev,
+            out: Product {
+                buf: gates,
+                per_step: true,
+                accumulate: true,
+            },
+            kernel,
+        }
+    }
+}
+
 /// Forward over every step: the phases in order, then, for the rows past
 /// their sequence's end, the thread's units of every buffer of `carried`
 /// (`[T+1, B, H]` state slots: the hidden states, the LSTM's cell states)
@@ -385,6 +407,34 @@ pub(crate) type BwdKernel<'k> = &'k (dyn Fn(&Part, *mut f32, *mut f32) + Sync);
 pub(crate) struct BwdPhase<'k> {
     pub product: Option<BwdProduct>,
     pub kernel: Option<BwdKernel<'k>>,
+}
+
+impl<'k> BwdPhase<'k> {
+    /// The two phases of a cell with one recurrent product: `kernel` (which
+    /// writes `dP_t` into `src`, `[T, B, G*H]`), then `dh_{t-1} (+)= dP_t
+    /// W_hh` (added to what the kernel wrote there when `accumulate`).
+    pub(crate) fn one_product(
+        l: &Loop<'_>,
+        kernel: BwdKernel<'k>,
+        src: Shared,
+        accumulate: bool,
+    ) -> [Self; 2] {
+        [
+            Self {
+                product: None,
+                kernel: Some(kernel),
+            },
+            Self {
+                product: Some(BwdProduct {
+                    blocks: 0..l.gates,
+                    src,
+                    dst: None,
+                    accumulate,
+                }),
+                kernel: None,
+            },
+        ]
+    }
 }
 
 /// Backward over every step in reverse. Each step's first phase begins,

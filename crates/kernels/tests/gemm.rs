@@ -287,10 +287,17 @@ fn gemm_edge_shapes() {
     }
 }
 
+/// The tests that set the process-wide thread count run one at a time (the
+/// test harness runs tests on several threads at once: one test's
+/// `set_num_threads(3)` between another's `set_num_threads(2)` and its
+/// check failed that check, rarely, under load).
+static THREAD_COUNT: std::sync::Mutex<()> = std::sync::Mutex::new(());
+
 /// A product above `PARALLEL_FLOP_THRESHOLD` on a 2-thread pool: within the
 /// bound, and bit-identical on a second run.
 #[test]
 fn gemm_parallel_path() {
+    let _serial = THREAD_COUNT.lock().unwrap_or_else(|e| e.into_inner());
     threads::set_num_threads(2).expect("two threads");
     let (m, n, k) = (150, 130, 67);
     assert!(m * n * k >= PARALLEL_FLOP_THRESHOLD);
@@ -359,6 +366,7 @@ fn gemm_parallel_path() {
 /// bound like any other.
 #[test]
 fn gemm_parallel_thin_shapes() {
+    let _serial = THREAD_COUNT.lock().unwrap_or_else(|e| e.into_inner());
     let k_big = PARALLEL_FLOP_THRESHOLD;
     let shapes = [
         (1, 1, k_big),

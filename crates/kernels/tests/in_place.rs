@@ -5,30 +5,15 @@
 
 mod common;
 
-use common::{Cell, Inputs, assert_close, data, run_cell};
+use common::{Cell, Inputs, assert_close, run_cell, sorted_lengths};
 use rnn_kernels::SeqShape;
 
 #[test]
 fn products_in_place_equal_packed_products() {
     let (t_len, hd, b) = (5, 100, 40);
-    let lens: Vec<usize> = (0..b).map(|r| (t_len - r * t_len / b).max(1)).collect();
-    let active: Vec<usize> = (0..t_len)
-        .map(|t| lens.iter().filter(|&&l| l > t).count())
-        .collect();
+    let (_, active) = sorted_lengths(t_len, b);
     for cell in Cell::ALL {
-        let gh = cell.gates() * hd;
-        let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
-        let b_hn = data(hd, 11);
-        let x = Inputs {
-            w_hh: &w_hh,
-            b_hn: &b_hn,
-            gates0: data(t_len * b * gh, 2),
-            h0: data(b * hd, 3),
-            c0: data(b * hd, 4),
-            dy: data(t_len * b * hd, 7),
-            dh_n: data(b * hd, 8),
-            dc_n: data(b * hd, 9),
-        };
+        let x = Inputs::new(cell, t_len, b, hd);
         for reverse in [false, true] {
             for lengths in [None, Some(&active[..])] {
                 for threads in [1, 2] {

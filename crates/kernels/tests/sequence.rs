@@ -7,7 +7,7 @@ use rnn_kernels::activation::{self, Activation};
 use rnn_kernels::gemm::PARALLEL_FLOP_THRESHOLD;
 mod common;
 
-use common::{Cell, Inputs, assert_close, data, run_cell, shape};
+use common::{Cell, Inputs, assert_close, data, run_cell, shape, sorted_lengths};
 use rnn_kernels::{Mat, MatMut, Op, SeqShape, Upstream, elman, gemm, lstm};
 
 /// Sizes `(T, B, H)` whose per-step product (`B * G * H * H` for `G` gate
@@ -521,23 +521,8 @@ fn variable_lengths_equal_each_row_alone() {
         let gates = cell.gates();
         for &(t_len, hd, b) in &cases {
             assert!(b * gates * hd * hd >= PARALLEL_FLOP_THRESHOLD || hd < 16);
-            let lens: Vec<usize> = (0..b).map(|r| (t_len - r * t_len / b).max(1)).collect();
-            let active: Vec<usize> = (0..t_len)
-                .map(|t| lens.iter().filter(|&&l| l > t).count())
-                .collect();
-            let (gh, bh) = (gates * hd, b * hd);
-            let w_hh: Vec<f32> = data(gh * hd, 1).iter().map(|v| v * 0.3).collect();
-            let b_hn = data(hd, 11);
-            let x = Inputs {
-                w_hh: &w_hh,
-                b_hn: &b_hn,
-                gates0: data(t_len * b * gh, 2),
-                h0: data(bh, 3),
-                c0: data(bh, 4),
-                dy: data(t_len * bh, 7),
-                dh_n: data(bh, 8),
-                dc_n: data(bh, 9),
-            };
+            let (lens, active) = sorted_lengths(t_len, b);
+            let (gh, x) = (gates * hd, Inputs::new(cell, t_len, b, hd));
             for reverse in [false, true] {
                 for threads in [1, 2, 3] {
                     let shape = SeqShape {
@@ -550,8 +535,8 @@ fn variable_lengths_equal_each_row_alone() {
                     let all = run_cell(cell, shape, &x, threads);
                     for (r, &len) in lens.iter().enumerate() {
                         let alone_x = Inputs {
-                            w_hh: &w_hh,
-                            b_hn: &b_hn,
+                            w_hh: x.w_hh.clone(),
+                            b_hn: x.b_hn.clone(),
                             gates0: pick(&x.gates0, b, gh, 0..len, r),
                             h0: pick(&x.h0, b, hd, 0..1, r),
                             c0: pick(&x.c0, b, hd, 0..1, r),

@@ -87,9 +87,9 @@ pub struct Pass {
 
 /// The inputs of a pass: `gates0` `[T, B, G*H]`, `h0`, `c0`, `dh_n`,
 /// `dc_n` `[B, H]`, `dy` `[T, B, H]`.
-pub struct Inputs<'a> {
-    pub w_hh: &'a [f32],
-    pub b_hn: &'a [f32],
+pub struct Inputs {
+    pub w_hh: Vec<f32>,
+    pub b_hn: Vec<f32>,
     pub gates0: Vec<f32>,
     pub h0: Vec<f32>,
     pub c0: Vec<f32>,
@@ -98,7 +98,7 @@ pub struct Inputs<'a> {
     pub dc_n: Vec<f32>,
 }
 
-pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize) -> Pass {
+pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> Pass {
     use rnn_kernels::gru;
     let (t_len, b, hd) = shape.sizes();
     let bh = b * hd;
@@ -127,7 +127,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
             lstm::forward_sequence(
                 lstm::Sequence {
                     gates: &mut p.gates,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     states: &mut p.states,
                     cells: &mut p.cells,
                     shape,
@@ -137,7 +137,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
             lstm::backward_sequence(
                 lstm::SequenceGrads {
                     gates: &p.gates,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     cells: &p.cells,
                     up,
                     dgates: &mut p.dgates,
@@ -154,7 +154,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
                 elman::Sequence {
                     act: Activation::Tanh,
                     pre: &mut p.gates,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     states: &mut p.states,
                     shape,
                 },
@@ -163,7 +163,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
             elman::backward_sequence(
                 elman::SequenceGrads {
                     act: Activation::Tanh,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     states: &p.states,
                     up,
                     dpre: &mut p.dgates,
@@ -179,7 +179,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
             let form = if reset_after {
                 gru::Form::LinearBeforeReset {
                     hw: &mut hw,
-                    b_hn: x.b_hn,
+                    b_hn: &x.b_hn,
                 }
             } else {
                 dhw.truncate(bh);
@@ -188,7 +188,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
             gru::forward_sequence(
                 gru::Sequence {
                     gates: &mut p.gates,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     states: &mut p.states,
                     saved: &mut p.saved,
                     form,
@@ -201,7 +201,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
                     gates: &p.gates,
                     saved: &p.saved,
                     states: &p.states,
-                    w_hh: x.w_hh,
+                    w_hh: &x.w_hh,
                     up,
                     dgates: &mut p.dgates,
                     dhw: &mut dhw,
@@ -215,4 +215,31 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs<'_>, threads: usize)
         }
     });
     p
+}
+
+impl Inputs {
+    /// Deterministic inputs of `cell` for `T` steps, `B` rows, `H` units.
+    pub fn new(cell: Cell, t_len: usize, b: usize, hd: usize) -> Self {
+        let (gh, bh) = (cell.gates() * hd, b * hd);
+        Self {
+            w_hh: data(gh * hd, 1).iter().map(|v| v * 0.3).collect(),
+            b_hn: data(hd, 11),
+            gates0: data(t_len * b * gh, 2),
+            h0: data(bh, 3),
+            c0: data(bh, 4),
+            dy: data(t_len * bh, 7),
+            dh_n: data(bh, 8),
+            dc_n: data(bh, 9),
+        }
+    }
+}
+
+/// Lengths from `T` down to 1 over `B` rows, longest first (with ties),
+/// and the rows inside their sequence at each step.
+pub fn sorted_lengths(t_len: usize, b: usize) -> (Vec<usize>, Vec<usize>) {
+    let lens: Vec<usize> = (0..b).map(|r| (t_len - r * t_len / b).max(1)).collect();
+    let active = (0..t_len)
+        .map(|t| lens.iter().filter(|&&l| l > t).count())
+        .collect();
+    (lens, active)
 }
