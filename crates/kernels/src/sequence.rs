@@ -234,7 +234,6 @@ impl<'k> FwdPhase<'k> {
 /// every `Operand::PerStep` to `[T, B, H]`, `states` and `carried` to
 /// `[T+1, B, H]`, valid for the call, accessed by nobody else; the kernels
 /// must touch only the units of their part (and slot `prev` read-only).
-///
 pub(crate) unsafe fn forward(
     l: Loop<'_>,
     w_hh: &[f32],
@@ -286,35 +285,23 @@ pub(crate) unsafe fn forward(
         let out = phase.out;
         let at = if out.per_step { p.t * b * gh } else { 0 };
         let dst = unsafe { out.buf.get().add(at) };
-        let Some(packed) = packed else {
-            for g in phase.blocks.clone() {
-                let c = unsafe { dst.add(g * hd + p.units.start) };
-                let w = &w_hh[(g * hd + p.units.start) * hd..];
+        for (i, g) in phase.blocks.clone().enumerate() {
+            let c = unsafe { dst.add(g * hd + p.units.start) };
+            let w = &w_hh[(g * hd + p.units.start) * hd..];
+            let Some(packed) = packed else {
                 let shape = ((n, hd), (hd, 1));
                 unsafe {
                     product_in_place(a, p.rows, hd, w, shape.0, shape.1, c, gh, out.accumulate)
                 };
+                continue;
+            };
+            let mine = packed.range(chunk);
+            if step == 0 {
+                let panel = unsafe { part_mut(packed.ptr.get(), mine.start + i * seg, seg) };
+                pack(w, n, hd, hd, 1, panel);
             }
-            (phase.kernel)(&p);
-            carry(&p);
-            return;
-        };
-        let mine = packed.range(chunk);
-        if step == 0 {
-            let panels = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
-            for (g, dst) in phase
-                .blocks
-                .clone()
-                .zip(panels.chunks_exact_mut(seg.max(1)))
-            {
-                pack(&w_hh[(g * hd + p.units.start) * hd..], n, hd, hd, 1, dst);
-            }
-        }
-        let mine = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
-        for (i, g) in phase.blocks.clone().enumerate() {
-            let c = unsafe { dst.add(g * hd + p.units.start) };
-            let w = &mine[i * seg..(i + 1) * seg];
-            unsafe { product(a, p.rows, hd, w, n, hd, c, gh, out.accumulate) };
+            let panel = unsafe { part_ref(packed.ptr.get(), mine.start + i * seg, seg) };
+            unsafe { product(a, p.rows, hd, panel, n, hd, c, gh, out.accumulate) };
         }
         (phase.kernel)(&p);
         if ph + 1 == np {
@@ -450,7 +437,6 @@ impl<'k> BwdPhase<'k> {
 /// Every product's `src` must point to `[T, B, G*H]` values and `dst` to
 /// `[B, H]`, valid and accessed by nobody else during the call; the kernels
 /// must touch only their units' columns.
-///
 pub(crate) unsafe fn backward(
     l: Loop<'_>,
     w_hh: &[f32],
