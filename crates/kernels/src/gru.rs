@@ -182,15 +182,19 @@ struct StepGrads {
 }
 
 impl Step {
-    /// Gate block `k` of a `[B, 3H]` buffer, as an operand.
-    fn block<P: Copy>(&self, p: P, k: usize, add: impl Fn(P, usize) -> P) -> (P, usize) {
-        (add(p, k * self.hidden), 3 * self.hidden)
+    /// Gate block `k` of a `[B, 3H]` buffer, read.
+    fn block(&self, p: *const f32, k: usize) -> gates::In {
+        (p.wrapping_add(k * self.hidden), 3 * self.hidden)
+    }
+    /// Gate block `k` of a `[B, 3H]` buffer, written.
+    fn block_mut(&self, p: *mut f32, k: usize) -> gates::Out {
+        (p.wrapping_add(k * self.hidden), 3 * self.hidden)
     }
     fn gate(&self, k: usize) -> gates::Out {
-        self.block(self.gates, k, <*mut f32>::wrapping_add)
+        self.block_mut(self.gates, k)
     }
     fn gate_in(&self, k: usize) -> gates::In {
-        self.block(self.gates.cast_const(), k, <*const f32>::wrapping_add)
+        self.block(self.gates, k)
     }
     fn state_in(&self, p: *const f32) -> gates::In {
         (p, self.hidden)
@@ -204,7 +208,7 @@ impl Step {
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
     unsafe fn lbr_forward(&self, rows: usize, units: std::ops::Range<usize>) {
-        let hw = |k| self.block(self.hw, k, <*const f32>::wrapping_add);
+        let hw = |k| self.block(self.hw, k);
         let ins = [
             hw(0),
             hw(1),
@@ -237,8 +241,8 @@ impl Step {
             self.state_in(self.h_prev),
             self.state_in(d.dh),
         ];
-        let dg = |k| self.block(d.dgates, k, <*mut f32>::wrapping_add);
-        let dw = |k| self.block(d.dhw, k, <*mut f32>::wrapping_add);
+        let dg = |k| self.block_mut(d.dgates, k);
+        let dw = |k| self.block_mut(d.dhw, k);
         let outs = [
             dg(0),
             dg(1),
@@ -287,7 +291,7 @@ impl Step {
             self.state_in(self.h_prev),
             self.state_in(d.dh),
         ];
-        let dg = |k| self.block(d.dgates, k, <*mut f32>::wrapping_add);
+        let dg = |k| self.block_mut(d.dgates, k);
         let outs = [dg(1), dg(2), self.state(d.dh_prev)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblBackwardNLanes, ins, outs, rows, units) }
@@ -304,7 +308,7 @@ impl Step {
             self.state_in(self.h_prev),
             self.state_in(d.drh),
         ];
-        let dr = self.block(d.dgates, 0, <*mut f32>::wrapping_add);
+        let dr = self.block_mut(d.dgates, 0);
         let outs = [dr, self.state(d.dh_prev)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblBackwardRLanes, ins, outs, rows, units) }
