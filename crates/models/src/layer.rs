@@ -228,7 +228,8 @@ pub(crate) fn forward(
     // in.
     let (scratch, bias_row) = tape.scratch.split_at_mut(cell.scratch_len(d));
     cell.input_bias(w, bias_row);
-    for band in bands(run) {
+    let bands = bands(run);
+    for band in &bands {
         let (r0, n) = (band.rows.start, band.rows.len());
         let gates = &mut tape.gates[r0 * gh..(r0 + n) * gh];
         reduce::broadcast_rows(bias_row, gates);
@@ -275,7 +276,7 @@ pub(crate) fn forward(
     // reset-before-linear GRU's `r * h_prev`): zero, not stale, where a
     // band holds rows past their end.
     if !tape.saved.is_empty() && run.active.is_some() {
-        for band in bands(run) {
+        for band in &bands {
             for t in band.steps.start..band.steps.end - 1 {
                 let r = run.frozen(t);
                 tape.saved[r.start * d.hidden..r.end * d.hidden].fill(0.0);
