@@ -31,7 +31,9 @@ use std::ops::Range;
 use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
 
 pub(crate) use crate::alloc::{product, resize};
-use crate::cells::{BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights};
+use crate::cells::{
+    BwdSequence, Cell, Dims, FwdSequence, HiddenGradInputs, LayerWeights, MAX_STATES,
+};
 use crate::error::Result;
 
 /// Sizes and direction of one layer run.
@@ -41,8 +43,8 @@ pub(crate) struct Run<'a> {
     pub seq_len: usize,
     pub input_size: usize,
     pub reverse: bool,
-    /// Whether the cell carries a cell state (LSTM).
-    pub has_cell_state: bool,
+    /// The state tensors the cell carries ([`Cell::states`]).
+    pub states: usize,
     /// `[T]`, the rows inside their sequence at each step, or `None` when
     /// all rows run `T` steps. The rows are sorted by length, longest
     /// first: rows `0..active[t]` run step `t`; the others are past their
@@ -99,11 +101,11 @@ impl<'a> Run<'a> {
 pub(crate) struct LayerTape {
     /// `[T, B, G*H]` activated gates, by time.
     pub gates: Vec<f32>,
-    /// `[T+1, B, H]` hidden-state slots (see the module docs).
+    /// `[S, T+1, B, H]`: the slots of each of the cell's states (see the
+    /// module docs), `h` first.
     pub states: Vec<f32>,
-    /// `[T+1, B, H]` cell-state slots (LSTM), else empty.
-    pub cells: Vec<f32>,
-    /// `[T, B, H]` per-step values the cell saves (GRU), else empty.
+    /// `[T, B, H]` per-step values the cell keeps, when it does
+    /// ([`Cell::saves_per_step`]).
     pub saved: Vec<f32>,
     scratch: Vec<f32>,
 }
@@ -112,7 +114,7 @@ impl LayerTape {
     /// Sizes the buffers for `run` (allocating only to grow). Errors: sizes
     /// that overflow or cannot be allocated.
     pub fn prepare(&mut self, cell: &dyn Cell, run: &Run<'_>) -> Result<()> {
-        let (d, t, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+        let (d, t) = (run.dims, run.seq_len);
         let step_gates = product(&[d.batch, d.gates, d.hidden], "gates")?;
         let bh = product(&[d.batch, d.hidden], "states")?;
         resize(
@@ -122,15 +124,9 @@ impl LayerTape {
         )?;
         resize(
             &mut self.states,
-            product(&[t + 1, bh], "hidden states")?,
-            "hidden states",
+            product(&[run.states, t + 1, bh], "states")?,
+            "states",
         )?;
-        let cells = if has_cell_state {
-            product(&[t + 1, bh], "cell states")?
-        } else {
-            0
-        };
-        resize(&mut self.cells, cells, "cell states")?;
         let saved = if cell.saves_per_step() {
             product(&[t, bh], "saved values")?
         } else {
@@ -146,14 +142,16 @@ impl LayerTape {
         resize(&mut self.scratch, cell.scratch_len(d) + d.gh(), "scratch")
     }
 
+    /// State `k` (0 is `h`) in slot `s`, `[B, H]`.
+    pub fn state_of(&self, run: &Run<'_>, k: usize, s: usize) -> &[f32] {
+        let slot = k * (run.seq_len + 1) + s;
+        &self.states[slot * run.bh()..(slot + 1) * run.bh()]
+    }
     /// The hidden state in slot `s`, `[B, H]`.
     pub fn state(&self, run: &Run<'_>, s: usize) -> &[f32] {
-        &self.states[s * run.bh()..(s + 1) * run.bh()]
+        self.state_of(run, 0, s)
     }
-    /// The cell state in slot `s`, `[B, H]` (LSTM).
-    pub fn cell(&self, run: &Run<'_>, s: usize) -> &[f32] {
-        &self.cells[s * run.bh()..(s + 1) * run.bh()]
-    }
+
     /// The output at time `t`, `[B, H]`.
     pub fn output(&self, run: &Run<'_>, t: usize) -> &[f32] {
         self.state(run, run.out_slot(t))
@@ -205,18 +203,18 @@ pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
 /// Forward over the whole sequence.
 ///
 /// `x`: `[T*B, I]` (time-major rows, rows past their sequence's end
-/// finite, e.g. zero); `h0`, `c0`: `[B, H]` or `None` for zeros (`c0` read
-/// only by cells with a cell state).
+/// finite, e.g. zero); `initial`: each state's initial value (`h0`, then
+/// an LSTM's `c0`), `[B, H]` or `None` for zeros (the first
+/// [`Cell::states`] read).
 pub(crate) fn forward(
     cell: &dyn Cell,
     w: &LayerWeights<'_>,
     run: &Run<'_>,
     x: &[f32],
-    h0: Option<&[f32]>,
-    c0: Option<&[f32]>,
+    initial: [Option<&[f32]>; MAX_STATES],
     tape: &mut LayerTape,
 ) {
-    let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+    let (d, t_len) = (run.dims, run.seq_len);
     let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
         tape.gates.len(),
@@ -250,23 +248,19 @@ pub(crate) fn forward(
 
     // Initial states.
     let first = run.prev_slot(if run.reverse { t_len - 1 } else { 0 });
-    let init = |buf: &mut [f32], v: Option<&[f32]>| {
-        let dst = &mut buf[first * bh..(first + 1) * bh];
+    for (k, v) in initial.into_iter().enumerate().take(run.states) {
+        let slot = k * (t_len + 1) + first;
+        let dst = &mut tape.states[slot * bh..(slot + 1) * bh];
         match v {
             Some(v) => dst.copy_from_slice(v),
             None => dst.fill(0.0),
         }
-    };
-    init(&mut tape.states, h0);
-    if has_cell_state {
-        init(&mut tape.cells, c0);
     }
 
     // 2. The time loop.
     let seq = FwdSequence {
         gates: &mut tape.gates,
         states: &mut tape.states,
-        cells: &mut tape.cells,
         saved: &mut tape.saved,
         scratch,
         shape: run.shape(),
@@ -290,9 +284,9 @@ pub(crate) fn forward(
 pub(crate) struct LayerGradBuffers {
     dgates: Vec<f32>,
     dhw: Vec<f32>,
-    dh: Vec<f32>,
+    /// `[S, B, H]`, the gradients w.r.t. the states.
+    dstates: Vec<f32>,
     dh_prev: Vec<f32>,
-    dc: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -300,7 +294,7 @@ impl LayerGradBuffers {
     /// Sizes the buffers for `run` (allocating only to grow). Errors: sizes
     /// that overflow or cannot be allocated.
     pub fn prepare(&mut self, cell: &dyn Cell, run: &Run<'_>) -> Result<()> {
-        let (d, t, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+        let (d, t) = (run.dims, run.seq_len);
         let all_gates = product(&[t, d.batch, d.gates, d.hidden], "gate gradients")?;
         let bh = product(&[d.batch, d.hidden], "state gradients")?;
         resize(&mut self.dgates, all_gates, "gate gradients")?;
@@ -309,13 +303,9 @@ impl LayerGradBuffers {
             if cell.separate_dhw() { all_gates } else { 0 },
             "gate gradients",
         )?;
-        resize(&mut self.dh, bh, "state gradients")?;
+        let all_states = product(&[run.states, bh], "state gradients")?;
+        resize(&mut self.dstates, all_states, "state gradients")?;
         resize(&mut self.dh_prev, bh, "state gradients")?;
-        resize(
-            &mut self.dc,
-            if has_cell_state { bh } else { 0 },
-            "state gradients",
-        )?;
         // Bounded as in `LayerTape::prepare`.
         resize(&mut self.scratch, cell.scratch_len(d), "scratch")
     }
@@ -332,23 +322,21 @@ pub(crate) struct LayerGrads<'a> {
 
 /// The upstream gradient of one layer-direction: columns
 /// `offset..offset+H` of each row of `dy` (`[T*B, stride]`), plus the
-/// gradients w.r.t. the final states (`[B, H]`, `None` for zero).
+/// gradients w.r.t. the final states (`[B, H]` each, `h`'s first, `None`
+/// for zero).
 pub(crate) struct Upstream<'a> {
     pub dy: &'a [f32],
     pub offset: usize,
     pub stride: usize,
-    pub dh_n: Option<&'a [f32]>,
-    pub dc_n: Option<&'a [f32]>,
+    pub finals: [Option<&'a [f32]>; MAX_STATES],
 }
 
 /// Where backward writes the input and initial-state gradients.
 pub(crate) struct InputGrads<'a> {
     /// `[T*B, I]`, overwritten.
     pub dx: &'a mut [f32],
-    /// `[B, H]`.
-    pub dh0: &'a mut [f32],
-    /// `[B, H]` (LSTM), else empty.
-    pub dc0: &'a mut [f32],
+    /// `[B, H]` each, `h`'s first (the first [`Cell::states`] written).
+    pub initial: [&'a mut [f32]; MAX_STATES],
 }
 
 /// Everything one layer-direction's backward needs, so that the two
@@ -395,7 +383,7 @@ pub(crate) fn backward(
     out: InputGrads<'_>,
     buf: &mut LayerGradBuffers,
 ) {
-    let (d, t_len, has_cell_state) = (run.dims, run.seq_len, run.has_cell_state);
+    let (d, t_len) = (run.dims, run.seq_len);
     let (bh, gh) = (run.bh(), d.gh());
     debug_assert_eq!(
         buf.dgates.len(),
@@ -403,14 +391,10 @@ pub(crate) fn backward(
         "LayerGradBuffers::prepare not called"
     );
 
-    match up.dh_n {
-        Some(g) => buf.dh.copy_from_slice(g),
-        None => buf.dh.fill(0.0),
-    }
-    if has_cell_state {
-        match up.dc_n {
-            Some(g) => buf.dc.copy_from_slice(g),
-            None => buf.dc.fill(0.0),
+    for (d_state, g) in buf.dstates.chunks_exact_mut(bh).zip(up.finals) {
+        match g {
+            Some(g) => d_state.copy_from_slice(g),
+            None => d_state.fill(0.0),
         }
     }
 
@@ -418,7 +402,6 @@ pub(crate) fn backward(
     let seq = BwdSequence {
         gates: &tape.gates,
         states: &tape.states,
-        cells: &tape.cells,
         saved: &tape.saved,
         up: rnn_kernels::Upstream {
             dy: up.dy,
@@ -427,16 +410,15 @@ pub(crate) fn backward(
         },
         dgates: &mut buf.dgates,
         dhw: &mut buf.dhw,
-        dh: &mut buf.dh,
+        dstates: &mut buf.dstates,
         dh_spare: &mut buf.dh_prev,
-        dc: &mut buf.dc,
         scratch: &mut buf.scratch,
         shape: run.shape(),
     };
     cell.backward_sequence(w, d, seq);
-    out.dh0.copy_from_slice(&buf.dh);
-    if has_cell_state {
-        out.dc0.copy_from_slice(&buf.dc);
+    let mut out = out;
+    for (dst, g) in out.initial.iter_mut().zip(buf.dstates.chunks_exact(bh)) {
+        dst.copy_from_slice(g);
     }
 
     // 4. Weight gradients, one GEMM per band. The rows past their end

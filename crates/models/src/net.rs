@@ -158,12 +158,12 @@ struct LayerRecord {
 }
 
 impl LayerRecord {
-    /// `[T, B, D*H]`, the layer's output: the merged buffer, or the state
-    /// slots after every step of the one forward direction (slots `1..=T`,
-    /// `bh` = `B*H` values each).
-    fn output(&self, bh: usize) -> &[f32] {
+    /// `[T, B, D*H]`, the layer's output: the merged buffer, or the hidden
+    /// states after every step of the one forward direction (slots `1..=T`
+    /// of `h`, `bh` = `B*H` values each).
+    fn output(&self, bh: usize, t: usize) -> &[f32] {
         if self.merged.is_empty() {
-            &self.dirs[0].states[bh..]
+            &self.dirs[0].states[bh..(t + 1) * bh]
         } else {
             &self.merged
         }
@@ -446,7 +446,7 @@ impl Recurrent {
             seq_len,
             input_size: self.config.layer_input_size(layer),
             reverse: dir == 1,
-            has_cell_state: self.config.cell.has_cell_state(),
+            states: self.cell_impl().states(),
             active,
         }
     }
@@ -540,7 +540,7 @@ impl Recurrent {
         let bh = b * h;
         let n_state = layer::product(&[c.num_layers, dirs, bh], "final states")?;
         let mut out = Output {
-            y: alloc::copy_of(tape.layers[c.num_layers - 1].output(bh), "output y")?,
+            y: alloc::copy_of(tape.layers[c.num_layers - 1].output(bh, t), "output y")?,
             h_n: Vec::new(),
             c_n: Vec::new(),
         };
@@ -553,13 +553,14 @@ impl Recurrent {
                 let run = self.layer_run(l, d, t, b, None);
                 out.h_n.extend_from_slice(lt.state(&run, run.last_slot()));
                 if c.cell.has_cell_state() {
-                    out.c_n.extend_from_slice(lt.cell(&run, run.last_slot()));
+                    out.c_n
+                        .extend_from_slice(lt.state_of(&run, 1, run.last_slot()));
                 }
             }
         }
         if tape.order.is_sorted_batch() {
             // Back to the caller's row order.
-            let last = tape.layers[c.num_layers - 1].output(bh);
+            let last = tape.layers[c.num_layers - 1].output(bh, t);
             tape.order.scatter(last, &mut out.y, dirs * h, true);
             for states in [&mut out.h_n, &mut out.c_n] {
                 tape.dh_n.clear();
@@ -644,7 +645,11 @@ impl Recurrent {
         for l in 0..c.num_layers {
             let (below, rest) = layers.split_at_mut(l);
             let rec = &mut rest[0];
-            let x: &[f32] = if l == 0 { x0 } else { below[l - 1].output(bh) };
+            let x: &[f32] = if l == 0 {
+                x0
+            } else {
+                below[l - 1].output(bh, t)
+            };
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
@@ -652,7 +657,7 @@ impl Recurrent {
                     state_slot(h0s, l * dirs + d, bh),
                     state_slot(c0s, l * dirs + d, bh),
                 );
-                layer::forward(cell, &w, &run, x, h0, c0, lt)
+                layer::forward(cell, &w, &run, x, [h0, c0], lt)
             };
             if let [fwd, rev] = rec.dirs.as_mut_slice() {
                 rnn_kernels::threads::join(|| run_dir(0, fwd), || run_dir(1, rev));
@@ -811,7 +816,11 @@ impl Recurrent {
         for l in (0..c.num_layers).rev() {
             let (below, rest) = layers.split_at_mut(l);
             let rec = &mut rest[0];
-            let x: &[f32] = if l == 0 { x0 } else { below[l - 1].output(bh) };
+            let x: &[f32] = if l == 0 {
+                x0
+            } else {
+                below[l - 1].output(bh, t)
+            };
             let in_size = c.layer_input_size(l);
             dx.resize(t * b * in_size, 0.0); // within the capacity reserved by prepare_backward
             let first = l * per_layer;
@@ -848,8 +857,10 @@ impl Recurrent {
                             dy,
                             offset: d * h,
                             stride: dirs * h,
-                            dh_n: state_slot(grad_h_n, l * dirs + d, bh),
-                            dc_n: state_slot(grad_c_n, l * dirs + d, bh),
+                            finals: [
+                                state_slot(grad_h_n, l * dirs + d, bh),
+                                state_slot(grad_c_n, l * dirs + d, bh),
+                            ],
                         },
                         grads: LayerGrads {
                             w_ih,
@@ -859,12 +870,14 @@ impl Recurrent {
                         },
                         out: InputGrads {
                             dx: dx_slots.next().expect("one dx buffer per direction"),
-                            dh0: h0s.next().expect("one h0 slot per direction"),
-                            dc0: if has_c {
-                                c0s.next().expect("one c0 slot per direction")
-                            } else {
-                                &mut []
-                            },
+                            initial: [
+                                h0s.next().expect("one h0 slot per direction"),
+                                if has_c {
+                                    c0s.next().expect("one c0 slot per direction")
+                                } else {
+                                    &mut []
+                                },
+                            ],
                         },
                         bufs: bufs.next().expect("one buffer set per direction"),
                     });

@@ -140,8 +140,7 @@ impl Recurrent {
                     &self.layer_weights(l, 0),
                     &run,
                     x,
-                    Some(&h[l * bh..(l + 1) * bh]),
-                    c0,
+                    [Some(&h[l * bh..(l + 1) * bh]), c0],
                     &mut rest[0],
                 );
             }
@@ -150,7 +149,11 @@ impl Recurrent {
             let run = self.layer_run(l, 0, 1, b, None);
             state.h[l * bh..(l + 1) * bh].copy_from_slice(tape.state(&run, run.last_slot()));
             if has_c {
-                state.c[l * bh..(l + 1) * bh].copy_from_slice(tape.cell(&run, run.last_slot()));
+                state.c[l * bh..(l + 1) * bh].copy_from_slice(tape.state_of(
+                    &run,
+                    1,
+                    run.last_slot(),
+                ));
             }
         }
         let run = self.layer_run(c.num_layers - 1, 0, 1, b, None);

@@ -38,7 +38,7 @@ impl Cell for ElmanCell {
             states: s.states,
             up: s.up,
             dpre: s.dgates,
-            dh: s.dh,
+            dh: s.dstates,
             dh_spare: s.dh_spare,
             shape: s.shape,
         };

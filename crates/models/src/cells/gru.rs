@@ -95,7 +95,7 @@ impl Cell for GruCell {
             up: s.up,
             dgates: s.dgates,
             dhw,
-            dh: s.dh,
+            dh: s.dstates,
             dh_spare: s.dh_spare,
             reset_after: self.reset_after,
             shape: s.shape,

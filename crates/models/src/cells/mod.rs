@@ -44,17 +44,21 @@ impl Dims {
     }
 }
 
+/// The most state tensors a cell carries from step to step (an LSTM's `h`
+/// and `c`).
+pub(crate) const MAX_STATES: usize = 2;
+
 /// The buffers of a whole layer-direction's forward pass (row-major; state
 /// slots as in [`crate::layer`]).
 pub(crate) struct FwdSequence<'a> {
     /// `[T, B, G*H]`: input projections with folded biases in, activated
     /// gates out.
     pub gates: &'a mut [f32],
-    /// `[T+1, B, H]` hidden-state slots, the initial state in place.
+    /// `[S, T+1, B, H]`: the slots of each of the cell's
+    /// [`Cell::states`], `h` first, the initial states in place.
     pub states: &'a mut [f32],
-    /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
-    pub cells: &'a mut [f32],
-    /// `[T, B, H]` kept for backward (GRU; empty otherwise).
+    /// `[T, B, H]` that the cell keeps per step for backward, when it
+    /// does ([`Cell::saves_per_step`]).
     pub saved: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
@@ -66,26 +70,22 @@ pub(crate) struct FwdSequence<'a> {
 pub(crate) struct BwdSequence<'a> {
     /// `[T, B, G*H]` activated gates.
     pub gates: &'a [f32],
-    /// `[T+1, B, H]` hidden-state slots.
+    /// `[S, T+1, B, H]`: the slots of each state, `h` first.
     pub states: &'a [f32],
-    /// `[T+1, B, H]` cell-state slots (LSTM; empty otherwise).
-    pub cells: &'a [f32],
-    /// `[T, B, H]` saved per step (GRU; empty otherwise).
+    /// `[T, B, H]` that the cell kept per step ([`Cell::saves_per_step`]).
     pub saved: &'a [f32],
     /// The upstream gradient w.r.t. the outputs.
     pub up: rnn_kernels::Upstream<'a>,
     /// `[T, B, G*H]`, written.
     pub dgates: &'a mut [f32],
-    /// `[T, B, G*H]`, the gradient w.r.t. the recurrent products when the
-    /// cell keeps it apart (GRU linear-before-reset; empty otherwise),
-    /// written.
+    /// `[T, B, G*H]`, the gradient w.r.t. the recurrent products, written,
+    /// when the cell keeps it apart from `dgates` ([`Cell::separate_dhw`]).
     pub dhw: &'a mut [f32],
-    /// `[B, H]`: gradient w.r.t. the final hidden state in, initial out.
-    pub dh: &'a mut [f32],
+    /// `[S, B, H]`: the gradients w.r.t. the final states in, w.r.t. the
+    /// initial ones out, `h`'s first.
+    pub dstates: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
-    /// `[B, H]` (LSTM): gradient w.r.t. the final cell state in, initial out.
-    pub dc: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
@@ -115,6 +115,12 @@ pub(crate) trait Cell: Sync {
         for b in [w.b_ih, w.b_hh].into_iter().flatten() {
             out.iter_mut().zip(b).for_each(|(o, v)| *o += v);
         }
+    }
+
+    /// How many `[B, H]` state tensors the cell carries from step to step
+    /// (`h`, and an LSTM's cell state `c`), at most [`MAX_STATES`].
+    fn states(&self) -> usize {
+        1
     }
 
     /// Whether the cell keeps a `[B, H]` value per step in `saved`.
