@@ -5,15 +5,13 @@
 use recurrent::Linear;
 use recurrent::loss::{bce_with_logits, last_step, mse, scatter_last_step, softmax_cross_entropy};
 
+mod common;
+
+/// `n` deterministic values in [-scale, scale).
 fn data(n: usize, seed: u64, scale: f32) -> Vec<f32> {
-    let mut s = seed;
-    (0..n)
-        .map(|_| {
-            s = s
-                .wrapping_mul(6364136223846793005)
-                .wrapping_add(1442695040888963407);
-            (((s >> 40) as f32 / (1u64 << 24) as f32) * 2.0 - 1.0) * scale
-        })
+    common::data(n, seed)
+        .into_iter()
+        .map(|v| v * scale)
         .collect()
 }
 

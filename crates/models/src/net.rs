@@ -604,6 +604,7 @@ impl Recurrent {
                     tape.order.gather(v, buf, c.hidden_size, false);
                 }
             }
+            tape.dh_n.clear();
             alloc::reserve(&mut tape.dh_n, n_state, "final states")?;
         } else if copy {
             tape.x.copy_from_slice(input.x);

@@ -194,3 +194,25 @@ pub(crate) fn cell_for(kind: CellKind) -> &'static dyn Cell {
         CellKind::Gru(GruVariant::ResetBeforeLinear) => &gru::GruCell { reset_after: false },
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::config::Nonlinearity;
+
+    /// The driver's state count and the configuration's `c0`/`c_n` agree.
+    #[test]
+    fn every_cell_carries_the_states_its_kind_names() {
+        for kind in [
+            CellKind::Elman(Nonlinearity::Tanh),
+            CellKind::Elman(Nonlinearity::Relu),
+            CellKind::Lstm,
+            CellKind::Gru(GruVariant::LinearBeforeReset),
+            CellKind::Gru(GruVariant::ResetBeforeLinear),
+        ] {
+            let states = cell_for(kind).states();
+            assert_eq!(states, 1 + usize::from(kind.has_cell_state()), "{kind:?}");
+            assert!(states <= MAX_STATES);
+        }
+    }
+}
