@@ -7,7 +7,8 @@
 
 use crate::activation::{self, Activation};
 use crate::sequence::{
-    self, BwdPhase, FwdPhase, Loop, Part, SeqShape, Shared, Upstream, part_mut, part_ref,
+    self, BwdPhase, FwdPhase, Loop, Part, RecurrentMask, SeqShape, Shared, Slots, Upstream,
+    part_mut, part_ref,
 };
 
 /// The buffers of a whole Elman layer-direction's forward pass (row-major).
@@ -23,6 +24,8 @@ pub struct Sequence<'a> {
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
     pub states: &'a mut [f32],
+    /// A mask on `h_{t-1}` in the recurrent product, if any.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -52,9 +55,13 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
             activation::forward(act, x, h);
         }
     };
-    let phase = FwdPhase::into_gates(&l, pre, &kernel);
+    let phase = FwdPhase::into_gates(&l, seq.w_hh, pre, &kernel);
+    let states = Slots {
+        buf: states,
+        width: hd,
+    };
     // SAFETY: sizes asserted above; the kernel touches only its units.
-    unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[]) }
+    unsafe { sequence::forward(l, &[phase], states, &[], seq.mask) }
 }
 
 /// The buffers of a whole Elman layer-direction's backward pass (row-major;
@@ -75,6 +82,8 @@ pub struct SequenceGrads<'a> {
     pub dh: &'a mut [f32],
     /// `[B, H]` scratch.
     pub dh_spare: &'a mut [f32],
+    /// The forward pass's mask (with `[B, H]` scratch), if any.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -106,8 +115,8 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
             activation::backward(act, h, dh, dp);
         }
     };
-    let phases = BwdPhase::one_product(&l, &kernel, dpre, false);
+    let phases = BwdPhase::one_product(&l, g.w_hh, &kernel, dpre, false);
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
+    unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask) }
 }

@@ -19,7 +19,8 @@ use pulp::Simd;
 use crate::gates;
 use crate::math;
 use crate::sequence::{
-    self, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, SeqShape, Shared, Upstream,
+    self, At, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, RecurrentMask,
+    SeqShape, Shared, Slots, Src, Upstream,
 };
 use crate::simd::Lanes;
 
@@ -695,6 +696,10 @@ pub struct Sequence<'a> {
     pub saved: &'a mut [f32],
     /// The form, with what only linear before reset needs.
     pub form: Form<'a>,
+    /// A mask on `h_{t-1}` in the recurrent product, if any (linear before
+    /// reset only: the other form's `r * h_{t-1}` would need the masked
+    /// state in its kernels).
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -722,11 +727,13 @@ pub enum Form<'a> {
 /// [`rbl_forward_n`]. Rows past their sequence's end keep their state.
 ///
 /// # Panics
-/// If a buffer's length disagrees with the sizes.
+/// If a buffer's length disagrees with the sizes, or with a mask on the
+/// reset-before-linear form.
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(seq.gates.len(), t_len * b * gh, "gates");
+    assert_eq!(seq.w_hh.len(), gh * hd, "w_hh");
     assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
     assert_eq!(seq.saved.len(), t_len * bh, "saved");
     let l = Loop::new(seq.shape, 3, threads);
@@ -736,18 +743,31 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
         Shared::new(seq.saved),
     );
     let step = move |p: &Part| Step {
-        gates: gates.get().wrapping_add(p.t * b * gh),
-        hw: std::ptr::null(),
-        b_hn: std::ptr::null(),
-        h_prev: states.get().wrapping_add(p.prev * bh),
-        h: states.get().wrapping_add(p.out * bh),
-        saved: saved.get().wrapping_add(p.t * bh),
+        gates: gates.at(p.t * b * gh),
+        h_prev: states.at(p.prev * bh),
+        h: states.at(p.out * bh),
+        saved: saved.at(p.t * bh),
         hidden: hd,
+        ..NO_STEP
     };
-    let per_step = Product {
-        buf: gates,
-        per_step: true,
-        accumulate: true,
+    let into = |buf, at| Product {
+        buf,
+        at,
+        stride: gh,
+        accumulate: matches!(at, At::Step),
+    };
+    let phase = |blocks: std::ops::Range<usize>, operand, out, kernel| FwdPhase {
+        weights: seq.w_hh,
+        width: hd,
+        depth: hd,
+        blocks,
+        operand,
+        out,
+        kernel: Some(kernel),
+    };
+    let states = Slots {
+        buf: states,
+        width: hd,
     };
     // SAFETY (every kernel below): step `t`'s buffers, of the sizes
     // asserted here; the part's units are this thread's alone during the
@@ -765,40 +785,25 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
                 };
                 unsafe { at.lbr_forward(p.rows, p.units.clone()) }
             };
-            let phase = FwdPhase {
-                blocks: 0..3,
-                operand: Operand::Prev,
-                out: Product {
-                    buf: hw,
-                    per_step: false,
-                    accumulate: false,
-                },
-                kernel: &kernel,
-            };
+            let phases = [phase(0..3, Operand::Prev, into(hw, At::Fixed), &kernel)];
             // SAFETY: sizes asserted above; the kernel touches only its
             // units.
-            unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[]) }
+            unsafe { sequence::forward(l, &phases, states, &[], seq.mask) }
         }
         Form::ResetBeforeLinear => {
+            assert!(
+                seq.mask.is_none(),
+                "gru: a recurrent mask on the reset-before-linear form"
+            );
             let rz = move |p: &Part| unsafe { step(p).rbl_forward_rz(p.rows, p.units.clone()) };
             let n = move |p: &Part| unsafe { step(p).rbl_forward_n(p.rows, p.units.clone()) };
             let phases = [
-                FwdPhase {
-                    blocks: 0..2,
-                    operand: Operand::Prev,
-                    out: per_step,
-                    kernel: &rz,
-                },
-                FwdPhase {
-                    blocks: 2..3,
-                    operand: Operand::PerStep(saved),
-                    out: per_step,
-                    kernel: &n,
-                },
+                phase(0..2, Operand::Prev, into(gates, At::Step), &rz),
+                phase(2..3, Operand::PerStep(saved), into(gates, At::Step), &n),
             ];
             // SAFETY: sizes asserted above; the kernels touch only their
             // units.
-            unsafe { sequence::forward(l, seq.w_hh, &phases, states, &[]) }
+            unsafe { sequence::forward(l, &phases, states, &[], None) }
         }
     }
 }
@@ -829,6 +834,8 @@ pub struct SequenceGrads<'a> {
     pub dh_spare: &'a mut [f32],
     /// Which form.
     pub reset_after: bool,
+    /// The forward pass's mask (with `[B, H]` scratch), if any.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -847,6 +854,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (gh, bh) = (3 * hd, b * hd);
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), g.gates.len(), "dgates");
+    assert_eq!(g.w_hh.len(), gh * hd, "w_hh");
     let dhw_len = if g.reset_after { g.gates.len() } else { bh };
     assert_eq!(g.dhw.len(), dhw_len, "dhw");
     assert_eq!(g.saved.len(), t_len * bh, "saved");
@@ -854,21 +862,21 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let l = Loop::new(g.shape, 3, threads);
     let (dgates, dhw) = (Shared::new(g.dgates), Shared::new(g.dhw));
     let (gates, saved, states) = (
-        Shared(g.gates.as_ptr().cast_mut()),
-        Shared(g.saved.as_ptr().cast_mut()),
-        Shared(g.states.as_ptr().cast_mut()),
+        Shared::read(g.gates),
+        Shared::read(g.saved),
+        Shared::read(g.states),
     );
     let step = move |p: &Part| Step {
-        gates: gates.get().wrapping_add(p.t * b * gh),
-        h_prev: states.get().wrapping_add(p.prev * bh),
-        saved: saved.get().wrapping_add(p.t * bh),
+        gates: gates.at(p.t * b * gh),
+        h_prev: states.at(p.prev * bh),
+        saved: saved.at(p.t * bh),
         hidden: hd,
         ..NO_STEP
     };
     let grads = move |dh: *mut f32, dh_prev: *mut f32, p: &Part| StepGrads {
         dh: dh.cast_const(),
-        dgates: dgates.get().wrapping_add(p.t * b * gh),
-        dhw: dhw.get().wrapping_add(p.t * b * gh),
+        dgates: dgates.at(p.t * b * gh),
+        dhw: dhw.at(p.t * b * gh),
         dh_prev,
         drh: dhw.get().cast_const(),
     };
@@ -879,15 +887,32 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
             step(p).lbr_backward(&grads(dh, dh_prev, p), p.rows, p.units.clone())
         };
-        let phases = BwdPhase::one_product(&l, &kernel, dhw, true);
+        let phases = BwdPhase::one_product(&l, g.w_hh, &kernel, dhw, true);
         // SAFETY: sizes asserted above; the kernel touches only its units.
-        unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
+        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask) }
     } else {
+        assert!(
+            g.mask.is_none(),
+            "gru: a recurrent mask on the reset-before-linear form"
+        );
         let n = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
             step(p).rbl_backward_n(&grads(dh, dh_prev, p), p.rows, p.units.clone())
         };
         let r = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
             step(p).rbl_backward_r(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+        };
+        // `dst (+)= dP_t[:, blocks] W_hh[blocks, :]`.
+        let product = |blocks: std::ops::Range<usize>, dst, accumulate| BwdProduct {
+            weights: &g.w_hh[blocks.start * hd * hd..],
+            width: hd,
+            depth: blocks.len() * hd,
+            src: Src::PerStep {
+                buf: dgates,
+                stride: gh,
+                offset: blocks.start * hd,
+            },
+            dst,
+            accumulate,
         };
         let phases = [
             BwdPhase {
@@ -895,25 +920,15 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
                 kernel: Some(&n),
             },
             BwdPhase {
-                product: Some(BwdProduct {
-                    blocks: 2..3,
-                    src: dgates,
-                    dst: Some(dhw),
-                    accumulate: false,
-                }),
+                product: Some(product(2..3, Some(dhw), false)),
                 kernel: Some(&r),
             },
             BwdPhase {
-                product: Some(BwdProduct {
-                    blocks: 0..2,
-                    src: dgates,
-                    dst: None,
-                    accumulate: true,
-                }),
+                product: Some(product(0..2, None, true)),
                 kernel: None,
             },
         ];
         // SAFETY: sizes asserted above; the kernels touch only their units.
-        unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
+        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, None) }
     }
 }

@@ -45,7 +45,7 @@ pub mod threads;
 
 pub use activation::Activation;
 pub use gemm::{Mat, MatMut, Op, gemm};
-pub use sequence::{SeqShape, Upstream, read_weights_in_place};
+pub use sequence::{RecurrentMask, SeqShape, Upstream, read_weights_in_place};
 pub use simd::SimdLevel;
 
 /// Scalar reference activations (`std` math), the twins of the SIMD forms.

@@ -19,7 +19,10 @@ use pulp::Simd;
 
 use crate::gates;
 use crate::math;
-use crate::sequence::{self, BwdPhase, FwdPhase, Loop, Part, SeqShape, Shared, Upstream};
+use crate::sequence::{
+    self, At, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, RecurrentMask,
+    SeqShape, Shared, Slots, Src, Upstream,
+};
 use crate::simd::Lanes;
 
 /// Inputs `[c_prev]`; read-write `[i, f, g, o, c, h]` (pre-activations in).
@@ -191,45 +194,69 @@ impl Step {
     }
 }
 
-/// The buffers of a whole LSTM layer-direction's forward pass (row-major).
+/// An LSTM's projection of its output (PyTorch's `proj_size`, LSTMP): `h_t =
+/// W_hr (o_t * tanh(c_t))`, a state of `P < H` units.
+#[derive(Debug)]
+pub struct Projection<'a> {
+    /// `[P, H]`.
+    pub w_hr: &'a [f32],
+    /// Forward: `[T, B, H]`, `m_t = o_t * tanh(c_t)` written (`W_hr`'s
+    /// gradient multiplies these). Backward: `[B, H]` scratch for the
+    /// gradient w.r.t. `m_t`.
+    pub m: &'a mut [f32],
+}
+
+impl Projection<'_> {
+    /// `P`.
+    fn width(&self, hidden: usize) -> usize {
+        self.w_hr.len() / hidden.max(1)
+    }
+}
+
+/// The buffers of a whole LSTM layer-direction's forward pass (row-major;
+/// `S` the state's width: `H`, or `P` with a projection).
 pub struct Sequence<'a> {
     /// `[T, B, 4H]`: the input projections with the biases in; the
     /// activated gates out (kept for backward; rows past their sequence's
     /// end untouched).
     pub gates: &'a mut [f32],
-    /// `[4H, H]`, the recurrent weights.
+    /// `[4H, S]`, the recurrent weights.
     pub w_hh: &'a [f32],
-    /// `[T+1, B, H]` hidden-state slots: forward, the state before step `t`
+    /// `[T+1, B, S]` hidden-state slots: forward, the state before step `t`
     /// is slot `t` and after it slot `t + 1`; reverse, before is `t + 1` and
     /// after is `t`. The initial state is in place.
     pub states: &'a mut [f32],
     /// `[T+1, B, H]` cell-state slots, as `states`.
     pub cells: &'a mut [f32],
+    /// The projection, if any.
+    pub projection: Option<Projection<'a>>,
+    /// A mask on `h_{t-1}` in the recurrent product, if any.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
 
-impl Sequence<'_> {
-    /// Step `t`'s buffers, between slots `prev` and `out`.
-    fn step(gates: Shared, states: Shared, cells: Shared, p: &Part, b: usize, hd: usize) -> Step {
-        let bh = b * hd;
-        Step {
-            gates: gates.get().wrapping_add(p.t * 4 * bh),
-            c_prev: cells.get().wrapping_add(p.prev * bh),
-            c: cells.get().wrapping_add(p.out * bh),
-            h: states.get().wrapping_add(p.out * bh),
-            hidden: hd,
-        }
+/// Step `t`'s buffers, between slots `prev` and `out`; `h` is `m` at `t`
+/// with a projection, slot `out` of the states otherwise.
+fn step(gates: Shared, h: (Shared, bool), cells: Shared, p: &Part, b: usize, hd: usize) -> Step {
+    let bh = b * hd;
+    let (h, at_step) = h;
+    Step {
+        gates: gates.at(p.t * 4 * bh),
+        c_prev: cells.at(p.prev * bh),
+        c: cells.at(p.out * bh),
+        h: h.at((if at_step { p.t } else { p.out }) * bh),
+        hidden: hd,
     }
 }
 
 /// The whole forward pass of one layer-direction: per step, `P_t += h_{t-1}
-/// W_hh^T` and the fused kernel of [`forward`], with the hidden units split
-/// over up to `threads` threads that walk the steps together
-/// ([`crate::team`]): each thread owns a block of units (its rows of each
-/// gate block of `W_hh`, its columns of `P`, `c` and `h`), so a step needs
-/// no fork-join, only the others' `h_{t-1}`. Rows past their sequence's
-/// end keep their `h` and `c`.
+/// W_hh^T` and the fused kernel of [`forward`] (then, with a projection,
+/// `h_t = m_t W_hr^T`), with the hidden units split over up to `threads`
+/// threads that walk the steps together ([`crate::team`]): each thread owns
+/// a block of units (its rows of each gate block of `W_hh`, its columns of
+/// `P`, `c` and `h`), so a step needs no fork-join, only the others'
+/// `h_{t-1}`. Rows past their sequence's end keep their `h` and `c`.
 ///
 /// # Panics
 /// If a buffer's length disagrees with the sizes (a broken internal
@@ -237,34 +264,62 @@ impl Sequence<'_> {
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
+    let sw = seq.projection.as_ref().map_or(hd, |p| p.width(hd));
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
-    assert_eq!(seq.states.len(), (t_len + 1) * bh, "states");
+    assert_eq!(seq.w_hh.len(), 4 * hd * sw, "w_hh");
+    assert_eq!(seq.states.len(), (t_len + 1) * b * sw, "states");
     assert_eq!(seq.cells.len(), (t_len + 1) * bh, "cells");
-    let l = Loop::new(seq.shape, 4, threads);
+    let l = Loop::new(seq.shape, 4, threads).with_state(sw);
     let (gates, states, cells) = (
         Shared::new(seq.gates),
         Shared::new(seq.states),
         Shared::new(seq.cells),
     );
+    let (w_hr, m) = match seq.projection {
+        Some(pr) => {
+            assert_eq!(pr.w_hr.len(), sw * hd, "w_hr");
+            assert_eq!(pr.m.len(), t_len * bh, "m");
+            (pr.w_hr, Some(Shared::new(pr.m)))
+        }
+        None => (&[][..], None),
+    };
+    let h = m.map_or((states, false), |m| (m, true));
     let kernel = move |p: &Part| {
-        let at = Sequence::step(gates, states, cells, p, b, hd);
+        let at = step(gates, h, cells, p, b, hd);
         // SAFETY: step `t`'s buffers (sizes asserted above); the part's
         // units are this thread's alone during the step (the team's
         // contract), and slot `prev` is only read.
         unsafe { at.forward(p.rows, p.units.clone()) }
     };
-    let phase = FwdPhase::into_gates(&l, gates, &kernel);
+    let mut phases = vec![FwdPhase::into_gates(&l, seq.w_hh, gates, &kernel)];
+    if let Some(m) = m {
+        phases.push(FwdPhase {
+            weights: w_hr,
+            width: sw,
+            depth: hd,
+            blocks: 0..1,
+            operand: Operand::PerStep(m),
+            out: Product {
+                buf: states,
+                at: At::Slot,
+                stride: sw,
+                accumulate: false,
+            },
+            kernel: None,
+        });
+    }
+    let slots = |buf, width| Slots { buf, width };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::forward(l, seq.w_hh, &[phase], states, &[cells]) }
+    unsafe { sequence::forward(l, &phases, slots(states, sw), &[slots(cells, hd)], seq.mask) }
 }
 
 /// The buffers of a whole LSTM layer-direction's backward pass (row-major;
-/// slots as in [`Sequence`]).
+/// slots and `S` as in [`Sequence`]).
 pub struct SequenceGrads<'a> {
     /// `[T, B, 4H]` activated gates from the forward pass.
     pub gates: &'a [f32],
-    /// `[4H, H]`.
+    /// `[4H, S]`.
     pub w_hh: &'a [f32],
     /// `[T+1, B, H]` cell-state slots from the forward pass.
     pub cells: &'a [f32],
@@ -273,52 +328,81 @@ pub struct SequenceGrads<'a> {
     /// `[T, B, 4H]`, the gradient w.r.t. the pre-activations, written (rows
     /// past their sequence's end untouched).
     pub dgates: &'a mut [f32],
-    /// `[B, H]`: the gradient w.r.t. the final hidden state in, w.r.t. the
+    /// `[B, S]`: the gradient w.r.t. the final hidden state in, w.r.t. the
     /// initial one out.
     pub dh: &'a mut [f32],
-    /// `[B, H]` scratch.
+    /// `[B, S]` scratch.
     pub dh_spare: &'a mut [f32],
     /// `[B, H]`: the gradient w.r.t. the final cell state in, w.r.t. the
     /// initial one out.
     pub dc: &'a mut [f32],
+    /// The forward pass's projection (with `[B, H]` scratch), if any.
+    pub projection: Option<Projection<'a>>,
+    /// The forward pass's mask (with `[B, S]` scratch), if any.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
 
 /// The whole backward pass of one layer-direction (without the weight
 /// gradients, which are GEMMs over all steps): per step in reverse,
-/// `dh_t += dy_t`, the fused kernel of [`backward`] giving `dP_t` and
-/// `dc_{t-1}`, then `dh_{t-1} = dP_t W_hh`. The hidden units are split over
-/// up to `threads` threads as in [`forward_sequence`], with two barriers per
-/// step: the kernel needs only its units, the product needs all of `dP_t`.
-/// Rows past their sequence's end pass `dh` and `dc` through.
+/// `dh_t += dy_t` (with a projection, `dm_t = dh_t W_hr`), the fused
+/// kernel of [`backward`] giving `dP_t` and `dc_{t-1}`, then `dh_{t-1} =
+/// dP_t W_hh`. The hidden units are split over up to `threads` threads as
+/// in [`forward_sequence`], with two barriers per step: the kernel needs
+/// only its units, the product needs all of `dP_t`. Rows past their
+/// sequence's end pass `dh` and `dc` through.
 ///
 /// # Panics
 /// If a buffer's length disagrees with the sizes.
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (4 * hd, b * hd);
+    let sw = g.projection.as_ref().map_or(hd, |p| p.width(hd));
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
+    assert_eq!(g.w_hh.len(), gh * sw, "w_hh");
     assert_eq!(g.cells.len(), (t_len + 1) * bh, "cells");
     assert_eq!(g.dc.len(), bh, "dc");
-    let l = Loop::new(g.shape, 4, threads);
+    let l = Loop::new(g.shape, 4, threads).with_state(sw);
     let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
-    // Read only, through the same `Step` as forward.
-    let gates = Shared(g.gates.as_ptr().cast_mut());
-    let cells = Shared(g.cells.as_ptr().cast_mut());
+    let (gates, cells) = (Shared::read(g.gates), Shared::read(g.cells));
+    let (w_hr, dm) = match g.projection {
+        Some(pr) => {
+            assert_eq!(pr.w_hr.len(), sw * hd, "w_hr");
+            assert_eq!(pr.m.len(), bh, "dm");
+            (pr.w_hr, Some(Shared::new(pr.m)))
+        }
+        None => (&[][..], None),
+    };
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
-        let at = Sequence::step(gates, Shared(std::ptr::null_mut()), cells, p, b, hd);
-        let dg = dgates.get().wrapping_add(p.t * b * gh);
+        // Read only, through the same `Step` as forward (without `h`).
+        let at = step(gates, (Shared(std::ptr::null_mut()), true), cells, p, b, hd);
+        let dg = dgates.at(p.t * b * gh);
+        let dh = dm.map_or(dh, Shared::get);
         // SAFETY: step `t`'s buffers (sizes asserted above), read except
         // the part's units of `dc` and `dP_t`, this thread's alone during
         // the phase.
         unsafe { at.backward(dh, dc.get(), dg, p.rows, p.units.clone()) }
     };
-    let phases = BwdPhase::one_product(&l, &kernel, dgates, false);
+    let [first, second] = BwdPhase::one_product(&l, g.w_hh, &kernel, dgates, false);
+    let first = match dm {
+        Some(dm) => BwdPhase {
+            product: Some(BwdProduct {
+                weights: w_hr,
+                width: hd,
+                depth: sw,
+                src: Src::Grad,
+                dst: Some(dm),
+                accumulate: false,
+            }),
+            ..first
+        },
+        None => first,
+    };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, g.w_hh, &phases, g.up, g.dh, g.dh_spare) }
+    unsafe { sequence::backward(l, &[first, second], g.up, g.dh, g.dh_spare, g.mask) }
 }
 
 /// Scalar twins of this module's kernels.

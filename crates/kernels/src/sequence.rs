@@ -1,27 +1,43 @@
 //! The time loop of a recurrent layer-direction on a team of threads
 //! ([`crate::team`]): the one loop of every cell's whole-sequence kernels.
 //!
-//! The hidden units are cut in one block per thread. A step is a short
-//! list of phases, each ending at a barrier. A forward phase computes the
-//! thread's units' columns of one product, `out[:, g*H + u] (+)= a
-//! W_hh[g*H + u, :]^T` for the phase's gate blocks `g` (`a` the state
-//! before the step, or a per-step operand such as the GRU's `r * h_{t-1}`),
-//! then runs the cell's fused kernel on its units. A backward phase starts
-//! with `dh_t += dy_t`, and may compute the thread's columns of `dst (+)= dP
-//! W_hh[blocks, u]` (once all of `dP_t` is there), then run a kernel. The
-//! LSTM and Elman cells and the linear-before-reset GRU need one forward
-//! phase and two backward; the reset-before-linear GRU, whose `n` block
-//! multiplies `r * h_{t-1}`, two forward and three backward. No fork-join
-//! per step, only barriers. The products run over each block's part of
-//! `W_hh` packed once per call by the block's first step ([`crate::panel`]);
-//! where that copy (as large as `W_hh`) cannot be allocated, they read
-//! `W_hh` in place, slower, so that a loop never fails for want of memory.
+//! The units of each product's output are cut in one block per chunk of
+//! work (a thread's, [`crate::team`]). A step is a short list of phases,
+//! each ending at a barrier. A forward phase computes the chunk's columns
+//! of one product, `out[:, g*W + u] (+)= a M[g*W + u, :]^T` for the phase's
+//! gate blocks `g` of width `W` (`a` the state before the step, or a
+//! per-step operand such as the GRU's `r * h_{t-1}` or the LSTM's `o *
+//! tanh(c_t)` before a projection; `M` the phase's own weights: `W_hh`, or
+//! a projection's `W_hr` writing the state itself), then runs the cell's
+//! fused kernel, if any, on its units. A backward phase may compute the
+//! chunk's columns of `dst (+)= src M` (`src` a per-step gradient such as
+//! `dP_t`, or the running `dh_t` itself), then run a kernel. The LSTM and
+//! Elman cells and the linear-before-reset GRU need one forward phase and
+//! two backward; the reset-before-linear GRU, whose `n` block multiplies
+//! `r * h_{t-1}`, two forward and three backward; a projection adds one
+//! each way. No fork-join per step, only barriers. The products run over each
+//! chunk's part of the weights packed once per call by its first step
+//! ([`crate::panel`]); where that copy (as large as the weights) cannot be
+//! allocated, they read the weights in place, slower, so that a loop never
+//! fails for want of memory.
+//!
+//! The state `h` has its own width `S` (the hidden size `H`, or a
+//! projection's size): `[T+1, B, S]` slots, gradients `[B, S]`. Each
+//! step's last phase ends, on the chunk's units of every state buffer,
+//! with the bookkeeping of the rows past their end, the recurrent mask and,
+//! backward, the next step's upstream gradient `dh += dy`, so that the
+//! phases that read all of a state find it complete after the barrier.
 //!
 //! **Variable lengths**: rows sorted by length, longest first, so that the
 //! rows inside their sequence at step `t` are the first `active[t]`. The
 //! products and kernels run over those rows only; a row past its end keeps
 //! its state (the loop copies it to the next slot) and passes its state
-//! gradient through unchanged (its `dP` rows are not written).
+//! gradient through unchanged.
+//!
+//! **Recurrent mask** ([`RecurrentMask`], for recurrent dropout): every
+//! product of `h_{t-1}` reads `h_{t-1} * mask`, kept in slots of its own;
+//! backward, the gradient those products send to `h_{t-1}` is multiplied by
+//! the mask. The kernels see the unmasked states.
 //!
 //! State slots as in the models crate's layer driver: forward, the state
 //! before step `t` is slot `t` and after it `t + 1`; reverse, `t + 1` and
@@ -32,7 +48,7 @@ use std::ops::Range;
 use crate::panel::{pack, packed_len, product, product_in_place};
 use crate::team::{run_steps, split_range};
 
-/// Hidden units per thread at least (a few SIMD vectors each).
+/// Units per chunk at least (a few SIMD vectors each).
 const MIN_UNITS_PER_CHUNK: usize = 16;
 
 /// A raw pointer shared by the team's threads, each touching its own
@@ -49,9 +65,19 @@ impl Shared {
         Self(v.as_mut_ptr())
     }
 
+    /// A buffer the loop only reads.
+    pub(crate) fn read(v: &[f32]) -> Self {
+        Self(v.as_ptr().cast_mut())
+    }
+
     /// The pointer (a method, so that closures capture the whole `Shared`).
     pub(crate) fn get(self) -> *mut f32 {
         self.0
+    }
+
+    /// The pointer `at` elements on (not dereferenced here).
+    pub(crate) fn at(self, at: usize) -> *mut f32 {
+        self.0.wrapping_add(at)
     }
 }
 
@@ -86,6 +112,11 @@ impl SeqShape<'_> {
         self.active.map_or(self.batch, |a| a[t])
     }
 
+    /// The state slot before the first forward step.
+    pub fn initial_slot(&self) -> usize {
+        if self.reverse { self.seq_len } else { 0 }
+    }
+
     /// # Panics
     /// If `active` has the wrong length or a count above `B`.
     fn check(&self) {
@@ -96,16 +127,32 @@ impl SeqShape<'_> {
     }
 }
 
+/// A per-sequence mask on `h_{t-1}` in the recurrent products (recurrent
+/// dropout, one mask per sequence for all its steps) and the buffer the
+/// loop keeps the masked states in.
+#[derive(Debug)]
+pub struct RecurrentMask<'a> {
+    /// `[B, S]`: the mask of each row (in the loop's row order) and state
+    /// unit, for example zeros and `1 / (1 - p)`.
+    pub mask: &'a [f32],
+    /// Forward: `[T+1, B, S]`, the masked state slots, written (the
+    /// recurrent weights' gradient multiplies these). Backward: `[B, S]`
+    /// scratch.
+    pub masked: &'a mut [f32],
+}
+
 /// The sizes of a layer-direction's time loop.
 #[derive(Clone, Copy, Debug)]
 pub(crate) struct Loop<'a> {
     pub shape: SeqShape<'a>,
-    /// Gate blocks `G`: `W_hh` is `[G*H, H]`, gate rows `[G*H]`.
+    /// Gate blocks `G` of the recurrent product: `[T, B, G*H]` gates.
     pub gates: usize,
+    /// `S`, the width of the state `h` (`H` unless projected).
+    pub state: usize,
     pub threads: usize,
 }
 
-/// One thread's share of one step.
+/// One chunk's share of one phase of one step.
 pub(crate) struct Part {
     /// The time step.
     pub t: usize,
@@ -115,12 +162,14 @@ pub(crate) struct Part {
     pub out: usize,
     /// The rows inside their sequence at this step: `0..rows`.
     pub rows: usize,
-    /// This thread's hidden units.
+    /// This chunk's units of the phase's output (hidden units for the
+    /// cells' kernels).
     pub units: Range<usize>,
 }
 
 impl<'a> Loop<'a> {
-    /// The loop of `shape` with `gates` gate blocks on up to `threads`.
+    /// The loop of `shape` with `gates` gate blocks and a state of `H`
+    /// units, on up to `threads`.
     ///
     /// # Panics
     /// If `shape.active` disagrees with its sizes.
@@ -129,27 +178,38 @@ impl<'a> Loop<'a> {
         Self {
             shape,
             gates,
+            state: shape.hidden,
             threads,
         }
     }
 
-    /// Threads (one chunk of units each): one when a step's recurrent
+    /// The same loop with a state of `width` units (a projection's).
+    pub(crate) fn with_state(self, width: usize) -> Self {
+        Self {
+            state: width,
+            ..self
+        }
+    }
+
+    /// Chunks of units (one per thread): one when a step's recurrent
     /// product is below the GEMM's parallel threshold, where the barriers
     /// would cost more than a second core gives.
     fn chunks(&self) -> usize {
         let s = &self.shape;
-        let work = s.batch * self.gates * s.hidden * s.hidden;
+        let work = s.batch * self.gates * s.hidden * self.state;
         if work < crate::gemm::PARALLEL_FLOP_THRESHOLD {
             return 1;
         }
         self.threads.min(s.hidden / MIN_UNITS_PER_CHUNK).max(1)
     }
 
-    fn units(&self, chunk: usize) -> Range<usize> {
-        split_range(self.shape.hidden, self.chunks(), 8, chunk)
+    /// Chunk `chunk`'s units of an output `width` wide.
+    fn units(&self, width: usize, chunk: usize) -> Range<usize> {
+        split_range(width, self.chunks(), 8, chunk)
     }
 
-    fn part(&self, step: usize, chunk: usize, backward: bool) -> Part {
+    /// The time of step `step` (forward or backward pass) and its slots.
+    fn part(&self, step: usize, chunk: usize, backward: bool, width: usize) -> Part {
         let s = &self.shape;
         // Time runs down for the forward pass of the reverse direction and
         // the backward pass of the forward one, up otherwise.
@@ -165,158 +225,257 @@ impl<'a> Loop<'a> {
             prev,
             out,
             rows: s.rows_at(t),
-            units: self.units(chunk),
+            units: self.units(width, chunk),
         }
     }
 }
 
-/// Where a forward product `a W^T` goes.
+/// A buffer of `[T+1, B, width]` state slots.
+#[derive(Clone, Copy)]
+pub(crate) struct Slots {
+    pub buf: Shared,
+    pub width: usize,
+}
+
+/// Which `[B, stride]` block of a product's output buffer a step writes.
+#[derive(Clone, Copy)]
+pub(crate) enum At {
+    /// Block `t` of a `[T, B, stride]` buffer.
+    Step,
+    /// The one block of a `[B, stride]` buffer, reused every step.
+    Fixed,
+    /// Block `out` (the state slot after the step) of `[T+1, B, stride]`.
+    Slot,
+}
+
+/// Where a forward product goes.
 #[derive(Clone, Copy)]
 pub(crate) struct Product {
-    /// `[T, B, G*H]` (indexed by step) or `[B, G*H]` (reused every step).
     pub buf: Shared,
-    /// Whether `buf` holds one `[B, G*H]` block per time step.
-    pub per_step: bool,
+    pub at: At,
+    /// The row length of `buf`.
+    pub stride: usize,
     /// Add to `buf` (the gates' input projections) or overwrite it.
     pub accumulate: bool,
 }
 
-/// The left operand `[B, H]` of a forward product.
+/// The left operand `[B, depth]` of a forward product.
 #[derive(Clone, Copy)]
 pub(crate) enum Operand {
-    /// The hidden state before the step (slot `prev` of the states).
+    /// The state before the step (slot `prev`; masked with a
+    /// [`RecurrentMask`]).
     Prev,
-    /// Step `t`'s block of a `[T, B, H]` buffer written by an earlier phase
-    /// of the step.
+    /// Step `t`'s block of a `[T, B, depth]` buffer written by an earlier
+    /// phase of the step.
     PerStep(Shared),
 }
 
-/// One forward phase: the product `out[:, g*H + u] (+)= a W_hh[g*H + u,
-/// :]^T` for the gate blocks `blocks` and the thread's units `u`, then
-/// `kernel(part)`, which must write only its units' columns (rows
-/// `0..part.rows`).
+/// One forward phase: the product `out[:, g*width + u] (+)= a
+/// weights[g*width + u, :]^T` (`weights` `[G*width, depth]`) for the gate
+/// blocks `blocks` and the chunk's units `u < width`, then `kernel(part)`,
+/// which must write only its units' columns (rows `0..part.rows`).
 pub(crate) struct FwdPhase<'k> {
+    pub weights: &'k [f32],
+    pub width: usize,
+    pub depth: usize,
     pub blocks: Range<usize>,
     pub operand: Operand,
     pub out: Product,
-    pub kernel: &'k (dyn Fn(&Part) + Sync),
+    pub kernel: Option<&'k (dyn Fn(&Part) + Sync)>,
 }
 
 impl<'k> FwdPhase<'k> {
-    /// The one phase of a cell whose recurrent product is added to every
-    /// gate block of the step's input projection (`[T, B, G*H]` at
-    /// `gates`) before `kernel` (the LSTM's and the Elman cell's).
+    /// The phase of a cell whose recurrent product `h_{t-1} W_hh^T`
+    /// (`w_hh` `[G*H, S]`) is added to every gate block of the step's
+    /// input projection (`[T, B, G*H]` at `gates`) before `kernel` (the
+    /// LSTM's and the Elman cell's).
     pub(crate) fn into_gates(
         l: &Loop<'_>,
+        w_hh: &'k [f32],
         gates: Shared,
         kernel: &'k (dyn Fn(&Part) + Sync),
     ) -> Self {
+        let hd = l.shape.hidden;
         Self {
+            weights: w_hh,
+            width: hd,
+            depth: l.state,
             blocks: 0..l.gates,
             operand: Operand::Prev,
             out: Product {
                 buf: gates,
-                per_step: true,
+                at: At::Step,
+                stride: l.gates * hd,
                 accumulate: true,
             },
-            kernel,
+            kernel: Some(kernel),
         }
     }
 }
 
-/// Forward over every step: the phases in order, then, for the rows past
-/// their sequence's end, the thread's units of every buffer of `carried`
-/// (`[T+1, B, H]` state slots: the hidden states, the LSTM's cell states)
-/// copied from slot `prev` to slot `out`.
+/// Forward over every step: the phases in order. Each step's last phase
+/// ends, on the chunk's units of each buffer of `states` and `carried` (the
+/// LSTM's cell states), with the rows past their sequence's end copied from
+/// slot `prev` to slot `out`, and with a mask, `masked[out] = states[out] *
+/// mask` on every row.
+///
+/// # Panics
+/// If a phase's weights, widths or the mask disagree with the sizes.
 ///
 /// # Safety
-/// Every `out.buf` must point to `[T, B, G*H]` (or `[B, G*H]`) values,
-/// every `Operand::PerStep` to `[T, B, H]`, `states` and `carried` to
-/// `[T+1, B, H]`, valid for the call, accessed by nobody else; the kernels
-/// must touch only the units of their part (and slot `prev` read-only).
+/// Every product's output must point to `[T, B, stride]`, `[B, stride]` or
+/// `[T+1, B, stride]` values (as its [`At`]), every `Operand::PerStep` to
+/// `[T, B, depth]`, `states` and `carried` to `[T+1, B, width]` slots, valid
+/// for the call and accessed by nobody else; the kernels must touch only
+/// the units of their part (and slot `prev` read-only).
 pub(crate) unsafe fn forward(
     l: Loop<'_>,
-    w_hh: &[f32],
     phases: &[FwdPhase<'_>],
-    states: Shared,
-    carried: &[Shared],
+    states: Slots,
+    carried: &[Slots],
+    mask: Option<RecurrentMask<'_>>,
 ) {
-    let (b, hd) = (l.shape.batch, l.shape.hidden);
-    let (gh, bh) = (l.gates * hd, b * hd);
-    assert_eq!(w_hh.len(), gh * hd, "w_hh");
-    // Per phase, each chunk's rows of the phase's gate blocks of W_hh,
-    // packed by the chunk's first step.
+    let (t_len, b, hd) = l.shape.sizes();
+    let sw = l.state;
+    assert_eq!(states.width, sw, "state width");
+    for ph in phases {
+        let rows = ph.blocks.end * ph.width;
+        assert!(ph.weights.len() >= rows * ph.depth, "weights");
+        assert!(ph.out.stride >= rows, "product stride");
+        assert!(
+            !matches!(ph.operand, Operand::Prev) || ph.depth == sw,
+            "operand"
+        );
+        assert!(ph.kernel.is_none() || ph.width == hd, "kernel units");
+    }
+    let masked = mask.map(|m| {
+        let bs = b * sw;
+        assert_eq!(m.mask.len(), bs, "mask");
+        assert_eq!(m.masked.len(), (t_len + 1) * bs, "masked states");
+        let first = l.shape.initial_slot() * bs;
+        // SAFETY: the initial slot of `states` (the caller's contract).
+        let h0 = unsafe { part_ref(states.buf.get(), first, bs) };
+        let m0 = m.masked[first..first + bs].iter_mut();
+        m0.zip(h0.iter().zip(m.mask))
+            .for_each(|(m, (h, k))| *m = h * k);
+        (Shared::new(m.masked), Shared::read(m.mask))
+    });
     let packs: Vec<_> = phases
         .iter()
-        .map(|ph| Packed::new(&l, ph.blocks.len(), hd))
+        .map(|ph| Packed::new(&l, ph.blocks.len(), ph.depth, ph.width))
         .collect();
     let np = phases.len();
-    // The rows past their end keep their state: the part's units of slot
-    // `prev` copied to slot `out`, for every state buffer.
-    let carry = move |p: &Part| {
-        let n = p.units.len();
-        for buf in std::iter::once(&states).chain(carried) {
+    let finish = move |p: &Part, chunk: usize| {
+        for s in std::iter::once(&states).chain(carried) {
+            let u = l.units(s.width, chunk);
             for r in p.rows..b {
-                let (from, to) = ((p.prev * b + r) * hd, (p.out * b + r) * hd);
-                // SAFETY: row `r` of two distinct slots, the part's units:
-                // this thread's alone during the step.
-                let src = unsafe { part_ref(buf.get(), from + p.units.start, n) };
-                let dst = unsafe { part_mut(buf.get(), to + p.units.start, n) };
+                let (from, to) = ((p.prev * b + r) * s.width, (p.out * b + r) * s.width);
+                // SAFETY: row `r` of two distinct slots, the chunk's units:
+                // its alone during the step.
+                let src = unsafe { part_ref(s.buf.get(), from + u.start, u.len()) };
+                let dst = unsafe { part_mut(s.buf.get(), to + u.start, u.len()) };
                 dst.copy_from_slice(src);
+            }
+        }
+        if let Some((masked, mask)) = masked {
+            let u = l.units(sw, chunk);
+            for r in 0..b {
+                let at = (p.out * b + r) * sw + u.start;
+                // SAFETY: the chunk's units of row `r` of slot `out`, its
+                // alone during the step (and complete: written by this
+                // chunk's last phase or copied above).
+                let h = unsafe { part_ref(states.buf.get(), at, u.len()) };
+                let k = unsafe { part_ref(mask.get(), r * sw + u.start, u.len()) };
+                let m = unsafe { part_mut(masked.get(), at, u.len()) };
+                m.iter_mut()
+                    .zip(h.iter().zip(k))
+                    .for_each(|(m, (h, k))| *m = h * k);
             }
         }
     };
     let work = move |k: usize, chunk: usize| {
         let (step, ph) = (k / np, k % np);
         let (phase, packed) = (&phases[ph], packs[ph].as_ref());
-        let p = l.part(step, chunk, false);
-        let n = p.units.len();
-        let seg = packed_len(n, hd);
+        let p = l.part(step, chunk, false, phase.width);
+        let (u0, n, depth) = (p.units.start, p.units.len(), phase.depth);
         // SAFETY: slot `prev` was completed by the previous step, a
         // per-step operand by the previous phase, and neither is written
-        // during this one; the output columns of this thread's units are
-        // its alone (see the caller's contract); the chunk's packed weights
-        // are written at its first step only, and read after it (ordered
-        // by `run_steps`).
+        // during this one; the output columns of this chunk's units are its
+        // alone (see the caller's contract); the chunk's packed weights are
+        // written at its first step only, and read after it (ordered by
+        // `run_steps`).
         let a = match phase.operand {
-            Operand::Prev => unsafe { part_ref(states.get(), p.prev * bh, bh) },
-            Operand::PerStep(buf) => unsafe { part_ref(buf.get(), p.t * bh, bh) },
+            Operand::Prev => {
+                let src = masked.map_or(states.buf, |(m, _)| m);
+                unsafe { part_ref(src.get(), p.prev * b * depth, b * depth) }
+            }
+            Operand::PerStep(buf) => unsafe { part_ref(buf.get(), p.t * b * depth, b * depth) },
         };
         let out = phase.out;
-        let at = if out.per_step { p.t * b * gh } else { 0 };
-        let dst = unsafe { out.buf.get().add(at) };
+        let block = match out.at {
+            At::Step => p.t,
+            At::Fixed => 0,
+            At::Slot => p.out,
+        };
+        let dst = out.buf.at(block * b * out.stride);
+        let seg = packed_len(n, depth);
         for (i, g) in phase.blocks.clone().enumerate() {
-            let c = unsafe { dst.add(g * hd + p.units.start) };
-            let w = &w_hh[(g * hd + p.units.start) * hd..];
+            let c = dst.wrapping_add(g * phase.width + u0);
+            let w = &phase.weights[(g * phase.width + u0) * depth..];
             let Some(packed) = packed else {
-                let shape = ((n, hd), (hd, 1));
+                let shape = ((n, depth), (depth, 1));
                 unsafe {
-                    product_in_place(a, p.rows, hd, w, shape.0, shape.1, c, gh, out.accumulate)
+                    product_in_place(
+                        a,
+                        p.rows,
+                        depth,
+                        w,
+                        shape.0,
+                        shape.1,
+                        c,
+                        out.stride,
+                        out.accumulate,
+                    )
                 };
                 continue;
             };
-            let mine = packed.range(chunk);
+            let at = packed.range(chunk).start + i * seg;
             if step == 0 {
-                let panel = unsafe { part_mut(packed.ptr.get(), mine.start + i * seg, seg) };
-                pack(w, n, hd, hd, 1, panel);
+                pack(w, n, depth, depth, 1, unsafe {
+                    part_mut(packed.ptr.get(), at, seg)
+                });
             }
-            let panel = unsafe { part_ref(packed.ptr.get(), mine.start + i * seg, seg) };
-            unsafe { product(a, p.rows, hd, panel, n, hd, c, gh, out.accumulate) };
+            let panel = unsafe { part_ref(packed.ptr.get(), at, seg) };
+            unsafe {
+                product(
+                    a,
+                    p.rows,
+                    depth,
+                    panel,
+                    n,
+                    depth,
+                    c,
+                    out.stride,
+                    out.accumulate,
+                )
+            };
         }
-        (phase.kernel)(&p);
+        if let Some(kernel) = phase.kernel {
+            kernel(&p);
+        }
         if ph + 1 == np {
-            carry(&p);
+            finish(&p, chunk);
         }
     };
-    run_steps(l.threads, l.shape.seq_len * np, l.chunks(), &work);
+    run_steps(l.threads, t_len * np, l.chunks(), &work);
 }
 
-/// Whether the products read `W_hh` in place even when the packed copy
-/// could be allocated (a test hook: [`read_weights_in_place`]).
+/// Whether the products read the weights in place even when the packed
+/// copy could be allocated (a test hook: [`read_weights_in_place`]).
 static IN_PLACE: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
 
-/// Makes every time loop of this process read `W_hh` in place, as when
-/// its packed copy cannot be allocated (`true`), or pack it again
+/// Makes every time loop of this process read its weights in place, as
+/// when their packed copy cannot be allocated (`true`), or pack them again
 /// (`false`): for the tests that hold the two equal.
 #[doc(hidden)]
 pub fn read_weights_in_place(on: bool) {
@@ -334,16 +493,16 @@ struct Packed {
 
 impl Packed {
     /// Room for `blocks` packed blocks of depth `depth` per chunk of `l`,
-    /// each as wide as the chunk's units (zeros until packed), or `None`
-    /// when it cannot be allocated.
-    fn new(l: &Loop<'_>, blocks: usize, depth: usize) -> Option<Self> {
+    /// each as wide as the chunk's units of an output `width` wide (zeros
+    /// until packed), or `None` when it cannot be allocated.
+    fn new(l: &Loop<'_>, blocks: usize, depth: usize, width: usize) -> Option<Self> {
         if IN_PLACE.load(std::sync::atomic::Ordering::Relaxed) {
             return None;
         }
         let chunks = l.chunks();
         let mut starts = vec![0];
         for c in 0..chunks {
-            let n = l.units(c).len();
+            let n = l.units(width, c).len();
             starts.push(starts[c] + blocks * packed_len(n, depth));
         }
         let mut data = Vec::new();
@@ -360,8 +519,8 @@ impl Packed {
 }
 
 /// The upstream gradient w.r.t. a layer-direction's outputs: row `t*B + b`
-/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+H`
-/// (a direction's columns of a bidirectional layer's `[T, B, 2H]`).
+/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+S`
+/// (a direction's columns of a bidirectional layer's `[T, B, 2S]`).
 #[derive(Clone, Copy, Debug)]
 pub struct Upstream<'a> {
     /// `[T*B, stride]`.
@@ -372,40 +531,85 @@ pub struct Upstream<'a> {
     pub stride: usize,
 }
 
-/// A backward product `dst[:, u] (+)= dP_t[:, blocks] W_hh[blocks, u]`
-/// over the thread's units `u` (columns of `W_hh`).
-pub(crate) struct BwdProduct {
-    /// The gate blocks of `dP_t` and rows of `W_hh`.
-    pub blocks: Range<usize>,
-    /// `[T, B, G*H]`, the gradient w.r.t. the recurrent product.
-    pub src: Shared,
-    /// A `[B, H]` buffer, or `None` for the gradient w.r.t. `h_{t-1}`.
+impl Upstream<'_> {
+    /// `d[r, units] += dy_t[r, units]` for the rows `0..rows` of a `[B,
+    /// width]` gradient.
+    ///
+    /// # Safety
+    /// `d` must point to `[B, width]` values whose `units` columns of those
+    /// rows nobody else touches during the call.
+    unsafe fn add_to(
+        &self,
+        d: *mut f32,
+        (t, b, width): (usize, usize, usize),
+        rows: usize,
+        units: &Range<usize>,
+    ) {
+        for r in 0..rows {
+            let g =
+                &self.dy[(t * b + r) * self.stride + self.offset + units.start..][..units.len()];
+            // SAFETY: the caller's contract.
+            let d = unsafe { part_mut(d, r * width + units.start, units.len()) };
+            d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
+        }
+    }
+}
+
+/// The left operand of a backward product.
+#[derive(Clone, Copy)]
+pub(crate) enum Src {
+    /// Columns `offset..offset + depth` of step `t`'s block of a `[T, B,
+    /// stride]` buffer (`dP_t`, written by an earlier phase).
+    PerStep {
+        buf: Shared,
+        stride: usize,
+        offset: usize,
+    },
+    /// The gradient w.r.t. the step's output state, `dh_t` (`[B, S]`,
+    /// upstream included).
+    Grad,
+}
+
+/// A backward product `dst[:, u] (+)= src[:, ..depth] weights[..depth, u]`
+/// (`weights` `[depth, width]` row-major) over the chunk's units `u <
+/// width`.
+pub(crate) struct BwdProduct<'w> {
+    pub weights: &'w [f32],
+    pub width: usize,
+    pub depth: usize,
+    pub src: Src,
+    /// A `[B, width]` buffer, or `None` for the gradient w.r.t. `h_{t-1}`
+    /// (`[B, S]`; masked with a [`RecurrentMask`]).
     pub dst: Option<Shared>,
     /// Add to `dst` or overwrite it.
     pub accumulate: bool,
 }
 
 /// The kernel of a backward phase: `kernel(part, dh, dh_prev)`, `dh` the
-/// `[B, H]` gradient w.r.t. the step's output, `dh_prev` w.r.t. the state
+/// `[B, S]` gradient w.r.t. the step's output, `dh_prev` w.r.t. the state
 /// before it; it must touch only its units' columns of rows `0..part.rows`.
 pub(crate) type BwdKernel<'k> = &'k (dyn Fn(&Part, *mut f32, *mut f32) + Sync);
 
-/// One backward phase: the product if any, then the kernel if any.
+/// One backward phase: the product if any, then the kernel if any (on the
+/// same units: a phase with both has a product `H` wide).
 pub(crate) struct BwdPhase<'k> {
-    pub product: Option<BwdProduct>,
+    pub product: Option<BwdProduct<'k>>,
     pub kernel: Option<BwdKernel<'k>>,
 }
 
 impl<'k> BwdPhase<'k> {
     /// The two phases of a cell with one recurrent product: `kernel` (which
     /// writes `dP_t` into `src`, `[T, B, G*H]`), then `dh_{t-1} (+)= dP_t
-    /// W_hh` (added to what the kernel wrote there when `accumulate`).
+    /// W_hh` (`w_hh` `[G*H, S]`; added to what the kernel wrote there when
+    /// `accumulate`).
     pub(crate) fn one_product(
         l: &Loop<'_>,
+        w_hh: &'k [f32],
         kernel: BwdKernel<'k>,
         src: Shared,
         accumulate: bool,
     ) -> [Self; 2] {
+        let gh = l.gates * l.shape.hidden;
         [
             Self {
                 product: None,
@@ -413,8 +617,14 @@ impl<'k> BwdPhase<'k> {
             },
             Self {
                 product: Some(BwdProduct {
-                    blocks: 0..l.gates,
-                    src,
+                    weights: w_hh,
+                    width: l.state,
+                    depth: gh,
+                    src: Src::PerStep {
+                        buf: src,
+                        stride: gh,
+                        offset: 0,
+                    },
                     dst: None,
                     accumulate,
                 }),
@@ -424,103 +634,147 @@ impl<'k> BwdPhase<'k> {
     }
 }
 
-/// Backward over every step in reverse. Each step's first phase begins,
-/// on the thread's units, with `dh_t += dy_t` for the rows inside their
-/// sequence and `dh_prev = dh_t` for the others; then every phase runs its
-/// product and kernel. `dh` holds the gradient w.r.t. the final state on
-/// entry and w.r.t. the initial state on return; `dh_spare` is scratch.
+/// Backward over every step in reverse: every phase runs its product and
+/// kernel; each step's last phase ends, on the chunk's units of the state
+/// gradient, with `dh_{t-1} = dh_t` for the rows past their end and the
+/// next step's `dh += dy` (the first step's is added before the loop).
+/// `dh` holds the gradient w.r.t. the final state on entry and w.r.t. the
+/// initial state on return; `dh_spare` is scratch.
 ///
 /// # Panics
-/// If `dh`, `dh_spare` or `up` disagree with the sizes.
+/// If `dh`, `dh_spare`, `up`, a product or the mask disagree with the sizes.
 ///
 /// # Safety
-/// Every product's `src` must point to `[T, B, G*H]` values and `dst` to
-/// `[B, H]`, valid and accessed by nobody else during the call; the kernels
-/// must touch only their units' columns.
+/// Every `Src::PerStep` must point to `[T, B, stride]` values and `dst` to
+/// `[B, width]`, valid and accessed by nobody else during the call; the
+/// kernels must touch only their units' columns.
 pub(crate) unsafe fn backward(
     l: Loop<'_>,
-    w_hh: &[f32],
     phases: &[BwdPhase<'_>],
     up: Upstream<'_>,
     dh: &mut [f32],
     dh_spare: &mut [f32],
+    mask: Option<RecurrentMask<'_>>,
 ) {
     let (t_len, b, hd) = l.shape.sizes();
-    let gh = l.gates * hd;
-    assert_eq!(w_hh.len(), gh * hd, "w_hh");
-    assert!(dh.len() == b * hd && dh_spare.len() == b * hd, "dh");
+    let sw = l.state;
+    assert!(dh.len() == b * sw && dh_spare.len() == b * sw, "dh");
     assert!(
-        up.offset + hd <= up.stride && up.dy.len() >= t_len * b * up.stride,
+        up.offset + sw <= up.stride && up.dy.len() >= t_len * b * up.stride,
         "dy"
     );
+    for ph in phases {
+        if let Some(pr) = &ph.product {
+            assert!(pr.weights.len() >= pr.depth * pr.width, "weights");
+            assert!(pr.dst.is_some() || pr.width == sw, "dh_prev width");
+            assert!(ph.kernel.is_none() || pr.width == hd, "kernel units");
+            if let Src::PerStep { stride, offset, .. } = pr.src {
+                assert!(offset + pr.depth <= stride, "product source");
+            } else {
+                assert_eq!(pr.depth, sw, "product source");
+            }
+        }
+    }
+    let mask = mask.map(|m| {
+        assert!(m.mask.len() == b * sw && m.masked.len() == b * sw, "mask");
+        (Shared::new(m.masked), Shared::read(m.mask))
+    });
     let bufs = [Shared::new(dh), Shared::new(dh_spare)];
-    // Per phase with a product, each chunk's columns of its rows of W_hh,
-    // packed by the chunk's first product.
+    if t_len > 0 {
+        let p = l.part(0, 0, true, sw);
+        // SAFETY: `dh`, `[B, S]` (asserted above), before the loop.
+        unsafe { up.add_to(bufs[0].get(), (p.t, b, sw), p.rows, &(0..sw)) };
+    }
+    // Per phase with a product, each chunk's columns of its weights, packed
+    // by the chunk's first product.
     let packs: Vec<_> = phases
         .iter()
         .map(|ph| {
-            let blocks = ph.product.as_ref().map_or(0, |p| p.blocks.len());
-            Packed::new(&l, 1, blocks * hd)
+            let pr = ph.product.as_ref()?;
+            Packed::new(&l, 1, pr.depth, pr.width)
         })
         .collect();
     let np = phases.len();
     let work = move |k: usize, chunk: usize| {
         let (s, ph) = (k / np, k % np);
-        let p = l.part(s, chunk, true);
-        let (u0, n) = (p.units.start, p.units.len());
-        let (cur, next) = (bufs[s % 2].get(), bufs[(s + 1) % 2].get());
-        if ph == 0 {
-            for r in 0..b {
-                // SAFETY: row `r`, the part's units, of two `[B, H]` buffers
-                // (asserted above) that this thread alone touches now.
-                let d = unsafe { part_mut(cur, r * hd + u0, n) };
-                if r < p.rows {
-                    let g = &up.dy[(p.t * b + r) * up.stride + up.offset + u0..][..n];
-                    d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
-                } else {
-                    unsafe { part_mut(next, r * hd + u0, n) }.copy_from_slice(d);
-                }
-            }
-        }
         let phase = &phases[ph];
+        let width = phase.product.as_ref().map_or(hd, |pr| pr.width);
+        let p = l.part(s, chunk, true, width);
+        let (cur, next) = (bufs[s % 2].get(), bufs[(s + 1) % 2].get());
         if let Some(prod) = &phase.product {
-            // SAFETY: dP_t was completed by an earlier phase; this thread
-            // alone writes its columns of `dst`; the chunk's packed weights
-            // are written at its first product only, and read after it
-            // (ordered by `run_steps`).
-            let depth = prod.blocks.len() * hd;
-            let first = prod.blocks.start * hd;
-            let dp =
-                unsafe { part_ref(prod.src.get(), p.t * b * gh + first, (b - 1) * gh + depth) };
-            let out = unsafe { prod.dst.map_or(next, Shared::get).add(u0) };
-            let src = &w_hh[first * hd + u0..];
+            let (u0, n, depth) = (p.units.start, p.units.len(), prod.depth);
+            // SAFETY: the source was completed by an earlier phase (or, for
+            // `dh_t`, by the previous step) and is only read now; this chunk
+            // alone writes its columns of the output; its packed weights are
+            // written at its first product only, and read after it (ordered
+            // by `run_steps`).
+            let (a, lda) = match prod.src {
+                Src::PerStep {
+                    buf,
+                    stride,
+                    offset,
+                } => {
+                    let a = unsafe {
+                        part_ref(buf.get(), p.t * b * stride + offset, b * stride - offset)
+                    };
+                    (a, stride)
+                }
+                Src::Grad => (unsafe { part_ref(cur, 0, b * sw) }, sw),
+            };
+            let (out, ldc, accumulate) = match (prod.dst, mask) {
+                (Some(d), _) => (d.at(u0), prod.width, prod.accumulate),
+                (None, Some((scratch, _))) => (scratch.at(u0), sw, false),
+                (None, None) => (next.wrapping_add(u0), sw, prod.accumulate),
+            };
+            let w = &prod.weights[u0..];
             if let Some(packed) = &packs[ph] {
                 let mine = packed.range(chunk);
                 if s == 0 {
-                    let dst = unsafe { part_mut(packed.ptr.get(), mine.start, mine.len()) };
-                    pack(src, n, depth, 1, hd, dst);
+                    pack(w, n, depth, 1, prod.width, unsafe {
+                        part_mut(packed.ptr.get(), mine.start, mine.len())
+                    });
                 }
                 let w = unsafe { part_ref(packed.ptr.get(), mine.start, mine.len()) };
-                unsafe { product(dp, p.rows, gh, w, n, depth, out, hd, prod.accumulate) };
+                unsafe { product(a, p.rows, lda, w, n, depth, out, ldc, accumulate) };
             } else {
-                let shape = ((n, depth), (1, hd));
+                let shape = ((n, depth), (1, prod.width));
                 unsafe {
-                    product_in_place(
-                        dp,
-                        p.rows,
-                        gh,
-                        src,
-                        shape.0,
-                        shape.1,
-                        out,
-                        hd,
-                        prod.accumulate,
-                    )
+                    product_in_place(a, p.rows, lda, w, shape.0, shape.1, out, ldc, accumulate)
                 };
+            }
+            if let (None, Some((scratch, mk))) = (prod.dst, mask) {
+                for r in 0..p.rows {
+                    let at = r * sw + u0;
+                    // SAFETY: the chunk's units of row `r` of three `[B, S]`
+                    // buffers, its alone during the phase.
+                    let d = unsafe { part_mut(next, at, n) };
+                    let g = unsafe { part_ref(scratch.get(), at, n) };
+                    let k = unsafe { part_ref(mk.get(), at, n) };
+                    let masked = g.iter().zip(k).map(|(g, k)| g * k);
+                    if prod.accumulate {
+                        d.iter_mut().zip(masked).for_each(|(d, g)| *d += g);
+                    } else {
+                        d.iter_mut().zip(masked).for_each(|(d, g)| *d = g);
+                    }
+                }
             }
         }
         if let Some(kernel) = phase.kernel {
             kernel(&p, cur, next);
+        }
+        if ph + 1 == np {
+            let u = l.units(sw, chunk);
+            for r in p.rows..b {
+                // SAFETY: the chunk's units of row `r` of the two `[B, S]`
+                // gradients, its alone during the phase.
+                let d = unsafe { part_ref(cur, r * sw + u.start, u.len()) };
+                unsafe { part_mut(next, r * sw + u.start, u.len()) }.copy_from_slice(d);
+            }
+            if s + 1 < t_len {
+                let q = l.part(s + 1, chunk, true, sw);
+                // SAFETY: as above, the next step's gradient `dh_t`.
+                unsafe { up.add_to(next, (q.t, b, sw), q.rows, &u) };
+            }
         }
     };
     run_steps(l.threads, np * t_len, l.chunks(), &work);

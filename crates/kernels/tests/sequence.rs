@@ -7,7 +7,7 @@ use rnn_kernels::activation::{self, Activation};
 use rnn_kernels::gemm::PARALLEL_FLOP_THRESHOLD;
 mod common;
 
-use common::{Cell, Inputs, assert_close, data, run_cell, shape, sorted_lengths};
+use common::{Cell, Inputs, assert_close, data, run_cell, shape, slots, sorted_lengths};
 use rnn_kernels::{Mat, MatMut, Op, SeqShape, Upstream, elman, gemm, lstm};
 
 /// Sizes `(T, B, H)` whose per-step product (`B * G * H * H` for `G` gate
@@ -34,7 +34,7 @@ fn stepwise(
 ) {
     let (gh, bh) = (4 * hd, b * hd);
     for s in 0..t_len {
-        let (t, prev, out) = step(t_len, reverse, s);
+        let (t, prev, out) = slots(t_len, reverse, s);
         let g = &mut gates[t * b * gh..(t + 1) * b * gh];
         let h_prev = states[prev * bh..(prev + 1) * bh].to_vec();
         gemm(
@@ -52,17 +52,6 @@ fn stepwise(
         lstm::forward(g, &c_prev, &mut c, &mut h, hd);
         cells[out * bh..(out + 1) * bh].copy_from_slice(&c);
         states[out * bh..(out + 1) * bh].copy_from_slice(&h);
-    }
-}
-
-/// Forward step `s` of a direction: its time `t` and its state slots
-/// `(t, prev, out)` (the reverse direction walks time down).
-fn step(t_len: usize, reverse: bool, s: usize) -> (usize, usize, usize) {
-    if reverse {
-        let t = t_len - 1 - s;
-        (t, t + 1, t)
-    } else {
-        (s, s, s + 1)
     }
 }
 
@@ -117,6 +106,8 @@ fn team_forward_equals_stepwise_forward() {
                             w_hh: &w_hh,
                             states: &mut s,
                             cells: &mut c,
+                            projection: None,
+                            mask: None,
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
@@ -166,7 +157,7 @@ fn team_backward_equals_stepwise_backward() {
                 let mut dg_ref = vec![0.0; t_len * b * gh];
                 let (mut dh, mut dc) = (dh_n.clone(), dc_n.clone());
                 for s in (0..t_len).rev() {
-                    let (t, prev, out) = step(t_len, reverse, s);
+                    let (t, prev, out) = slots(t_len, reverse, s);
                     add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                     let dg = &mut dg_ref[t * b * gh..(t + 1) * b * gh];
                     lstm::backward(
@@ -206,6 +197,8 @@ fn team_backward_equals_stepwise_backward() {
                             dh: &mut dh2,
                             dh_spare: &mut spare,
                             dc: &mut dc2,
+                            projection: None,
+                            mask: None,
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
@@ -255,7 +248,7 @@ fn team_gru_equals_stepwise_gru() {
                 let (mut g_ref, mut s_ref) = (gates0.clone(), states0.clone());
                 let mut hn_ref = vec![0.0; t_len * bh];
                 for s in 0..t_len {
-                    let (t, prev, out) = step(t_len, reverse, s);
+                    let (t, prev, out) = slots(t_len, reverse, s);
                     let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
                     let mut hw = vec![0.0; b * gh];
                     gemm(
@@ -283,7 +276,7 @@ fn team_gru_equals_stepwise_gru() {
                     (vec![0.0; t_len * b * gh], vec![0.0; t_len * b * gh]);
                 let mut dh = dh_n.clone();
                 for s in (0..t_len).rev() {
-                    let (t, prev, _) = step(t_len, reverse, s);
+                    let (t, prev, _) = slots(t_len, reverse, s);
                     add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                     let mut dh_prev = vec![0.0; bh];
                     let g = t * b * gh..(t + 1) * b * gh;
@@ -327,6 +320,7 @@ fn team_gru_equals_stepwise_gru() {
                                 hw: &mut hw,
                                 b_hn: &b_hn,
                             },
+                            mask: None,
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
@@ -347,6 +341,7 @@ fn team_gru_equals_stepwise_gru() {
                             dh: &mut dh2,
                             dh_spare: &mut spare,
                             reset_after: true,
+                            mask: None,
                             shape: shape(t_len, b, hd, reverse),
                         },
                         threads,
@@ -403,7 +398,7 @@ fn team_elman_equals_stepwise_elman() {
                     // Forward, step by step.
                     let (mut pre_ref, mut s_ref) = (pre0.clone(), states0.clone());
                     for s in 0..t_len {
-                        let (t, prev, out) = step(t_len, reverse, s);
+                        let (t, prev, out) = slots(t_len, reverse, s);
                         let h_prev = s_ref[prev * bh..(prev + 1) * bh].to_vec();
                         let p = &mut pre_ref[t * bh..(t + 1) * bh];
                         gemm(
@@ -425,6 +420,7 @@ fn team_elman_equals_stepwise_elman() {
                                 pre: &mut pre,
                                 w_hh: &w_hh,
                                 states: &mut states,
+                                mask: None,
                                 shape: shape(t_len, b, hd, reverse),
                             },
                             threads,
@@ -446,7 +442,7 @@ fn team_elman_equals_stepwise_elman() {
                     let mut dp_ref = vec![0.0; t_len * bh];
                     let mut dh = dh_n.clone();
                     for s in (0..t_len).rev() {
-                        let (t, _, out) = step(t_len, reverse, s);
+                        let (t, _, out) = slots(t_len, reverse, s);
                         add_upstream(&mut dh, &dy, t, hd, (stride, offset));
                         let dp = &mut dp_ref[t * bh..(t + 1) * bh];
                         activation::backward(act, &s_ref[out * bh..(out + 1) * bh], &dh, dp);
@@ -476,6 +472,7 @@ fn team_elman_equals_stepwise_elman() {
                                 dpre: &mut dpre,
                                 dh: &mut dh2,
                                 dh_spare: &mut spare,
+                                mask: None,
                                 shape: shape(t_len, b, hd, reverse),
                             },
                             threads,
@@ -517,12 +514,25 @@ fn variable_lengths_equal_each_row_alone() {
     // first two split the units over the threads for every cell (above
     // the team's threshold: B * G * H * H >= 2^18 for G >= 1).
     let cases = [(7, 88, 36), (5, 100, 40), (6, 5, 3)];
-    for cell in Cell::ALL {
+    // Each cell, and the loop's projection and recurrent mask: (cell,
+    // projected, masked).
+    let variants = Cell::ALL
+        .map(|c| (c, false, false))
+        .into_iter()
+        .chain([(Cell::Lstm, true, true), (Cell::Elman, false, true)]);
+    for (cell, projected, with_mask) in variants {
         let gates = cell.gates();
         for &(t_len, hd, b) in &cases {
             assert!(b * gates * hd * hd >= PARALLEL_FLOP_THRESHOLD || hd < 16);
             let (lens, active) = sorted_lengths(t_len, b);
-            let (gh, x) = (gates * hd, Inputs::new(cell, t_len, b, hd));
+            let mut x = Inputs::new(cell, t_len, b, hd);
+            if projected {
+                x = x.projected(hd / 2);
+            }
+            if with_mask {
+                x = x.masked();
+            }
+            let (gh, sw) = (gates * hd, x.h0.len() / b);
             for reverse in [false, true] {
                 for threads in [1, 2, 3] {
                     let shape = SeqShape {
@@ -536,18 +546,20 @@ fn variable_lengths_equal_each_row_alone() {
                     for (r, &len) in lens.iter().enumerate() {
                         let alone_x = Inputs {
                             w_hh: x.w_hh.clone(),
+                            w_hr: x.w_hr.clone(),
+                            mask: pick(&x.mask, b, sw, 0..x.mask.len().min(1), r),
                             b_hn: x.b_hn.clone(),
                             gates0: pick(&x.gates0, b, gh, 0..len, r),
-                            h0: pick(&x.h0, b, hd, 0..1, r),
+                            h0: pick(&x.h0, b, sw, 0..1, r),
                             c0: pick(&x.c0, b, hd, 0..1, r),
-                            dy: pick(&x.dy, b, hd, 0..len, r),
-                            dh_n: pick(&x.dh_n, b, hd, 0..1, r),
+                            dy: pick(&x.dy, b, sw, 0..len, r),
+                            dh_n: pick(&x.dh_n, b, sw, 0..1, r),
                             dc_n: pick(&x.dc_n, b, hd, 0..1, r),
                         };
                         let alone = run_cell(cell, shape_of(len, 1, hd, reverse), &alone_x, 1);
                         let slots = (0..=t_len).map(|s| s.min(len));
                         let case = format!(
-                            "{cell:?} T={t_len} B={b} H={hd} reverse={reverse} threads={threads} row {r} (length {len})"
+                            "{cell:?} projected {projected} masked {with_mask} T={t_len} B={b} H={hd} reverse={reverse} threads={threads} row {r} (length {len})"
                         );
                         let mut pairs = vec![
                             (
@@ -562,10 +574,15 @@ fn variable_lengths_equal_each_row_alone() {
                             ),
                             (
                                 "states",
-                                pick(&all.states, b, hd, 0..=t_len, r),
-                                pick(&alone.states, 1, hd, slots.clone(), 0),
+                                pick(&all.states, b, sw, 0..=t_len, r),
+                                pick(&alone.states, 1, sw, slots.clone(), 0),
                             ),
-                            ("dh0", pick(&all.dh0, b, hd, 0..1, r), alone.dh0.clone()),
+                            (
+                                "masked states",
+                                pick(&all.masked, b, sw, 0..=t_len, r),
+                                pick(&alone.masked, 1, sw, slots.clone(), 0),
+                            ),
+                            ("dh0", pick(&all.dh0, b, sw, 0..1, r), alone.dh0.clone()),
                         ];
                         if matches!(cell, Cell::Lstm) {
                             pairs.push((

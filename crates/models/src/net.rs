@@ -2,7 +2,7 @@
 //! with forward, training forward and backpropagation through time.
 
 use crate::alloc;
-use crate::batch_order::BatchOrder;
+use crate::batch_order::{BatchOrder, Layout};
 use crate::cells::{Cell, Dims, LayerWeights, cell_for};
 use crate::config::NetConfig;
 use crate::error::{Error, Result, check_len};
@@ -558,14 +558,14 @@ impl Recurrent {
                 }
             }
         }
-        if tape.order.is_sorted_batch() {
+        if tape.order.reorders() {
             // Back to the caller's row order.
             let last = tape.layers[c.num_layers - 1].output(bh, t);
-            tape.order.scatter(last, &mut out.y, dirs * h, true);
+            tape.order.scatter_steps(last, &mut out.y, dirs * h, true);
             for states in [&mut out.h_n, &mut out.c_n] {
                 tape.dh_n.clear();
                 tape.dh_n.extend_from_slice(states); // capacity from prepare
-                tape.order.scatter(&tape.dh_n, states, h, false);
+                tape.order.scatter_states(&tape.dh_n, states, h);
             }
         }
         Ok(out)
@@ -585,15 +585,16 @@ impl Recurrent {
         tape.config = None; // invalid until the forward pass completes
         tape.seq_len = t;
         tape.batch = b;
-        tape.order.set(input.lengths, t)?;
-        let copy = keep_input || input.lengths.is_some();
+        tape.order.set(input.lengths, t, b, Layout::TimeMajor)?;
+        let copy = keep_input || tape.order.reorders();
         layer::resize(
             &mut tape.x,
             if copy { input.x.len() } else { 0 },
             "input copy",
         )?;
-        if tape.order.is_sorted_batch() {
-            tape.order.gather(input.x, &mut tape.x, c.input_size, true);
+        if tape.order.reorders() {
+            tape.order
+                .gather_steps(input.x, &mut tape.x, c.input_size, true);
             // Room for the sorted initial states, and for the final states
             // on their way back to the caller's order.
             let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "states")?;
@@ -601,7 +602,7 @@ impl Recurrent {
                 buf.clear();
                 if let Some(v) = v {
                     layer::resize(buf, n_state, "initial states")?;
-                    tape.order.gather(v, buf, c.hidden_size, false);
+                    tape.order.gather_states(v, buf, c.hidden_size);
                 }
             }
             tape.dh_n.clear();
@@ -633,7 +634,7 @@ impl Recurrent {
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
         let cell = self.cell_impl();
-        let sorted = tape.order.is_sorted_batch();
+        let sorted = tape.order.reorders();
         let lengths = tape.order.active();
         let (h0s, c0s) = if sorted {
             (non_empty(&tape.h0), non_empty(&tape.c0))
@@ -759,7 +760,7 @@ impl Recurrent {
             layer::product(&[t, b, c.input_size], "input gradients")?,
             "input gradients",
         )?;
-        if tape.order.is_sorted_batch() {
+        if tape.order.reorders() {
             layer::resize(&mut tape.dh_n, n_state, "state gradients")?;
             let n_c = if c.cell.has_cell_state() { n_state } else { 0 };
             layer::resize(&mut tape.dc_n, n_c, "state gradients")?;
@@ -800,11 +801,11 @@ impl Recurrent {
             dc_n,
             ..
         } = tape;
-        let sorted = order.is_sorted_batch();
+        let sorted = order.reorders();
         let lengths = order.active();
         dy.resize(grads.y.len(), 0.0); // within the capacity reserved by prepare_backward
         let (grad_h_n, grad_c_n) = if sorted {
-            order.gather(grads.y, dy, dirs * h, true);
+            order.gather_steps(grads.y, dy, dirs * h, true);
             (
                 sorted_copy(order, grads.h_n, dh_n, h),
                 sorted_copy(order, grads.c_n, dc_n, h),
@@ -901,11 +902,11 @@ impl Recurrent {
         out.x.extend_from_slice(dy);
         if sorted {
             // Back to the caller's row order.
-            order.scatter(dy, &mut out.x, c.input_size, false);
+            order.scatter_steps(dy, &mut out.x, c.input_size, false);
             for (states, scratch) in [(&mut out.h0, dh_n), (&mut out.c0, dc_n)] {
                 scratch.clear();
                 scratch.extend_from_slice(states); // capacity from prepare_backward
-                order.scatter(scratch, states, h, false);
+                order.scatter_states(scratch, states, h);
             }
         }
     }
@@ -935,7 +936,7 @@ fn sorted_copy<'a>(
     h: usize,
 ) -> Option<&'a [f32]> {
     let g = g?;
-    order.gather(g, buf, h, false);
+    order.gather_states(g, buf, h);
     Some(buf)
 }
 

@@ -67,28 +67,46 @@ impl Cell {
     }
 }
 
-/// What one forward and backward pass of a cell gives.
+/// Forward step `s` of a direction: its time `t` and its state slots
+/// `(t, prev, out)` (the reverse direction walks time down).
+pub fn slots(t_len: usize, reverse: bool, s: usize) -> (usize, usize, usize) {
+    if reverse {
+        let t = t_len - 1 - s;
+        (t, t + 1, t)
+    } else {
+        (s, s, s + 1)
+    }
+}
+
+/// What one forward and backward pass of a cell gives (`S` the state
+/// width: `H`, or `P` with a projection).
 #[derive(Clone, Debug, Default)]
 pub struct Pass {
     /// `[T, B, G*H]` activated gates.
     pub gates: Vec<f32>,
-    /// `[T+1, B, H]`.
+    /// `[T+1, B, S]`.
     pub states: Vec<f32>,
+    /// `[T+1, B, S]`, the states times the mask (the states without one).
+    pub masked: Vec<f32>,
     /// `[T+1, B, H]` (LSTM).
     pub cells: Vec<f32>,
     /// `[T, B, H]` (GRU).
     pub saved: Vec<f32>,
     /// `[T, B, G*H]`.
     pub dgates: Vec<f32>,
-    /// `[B, H]` gradient w.r.t. the initial states.
+    /// `[B, S]` gradient w.r.t. the initial states.
     pub dh0: Vec<f32>,
     pub dc0: Vec<f32>,
 }
 
-/// The inputs of a pass: `gates0` `[T, B, G*H]`, `h0`, `c0`, `dh_n`,
-/// `dc_n` `[B, H]`, `dy` `[T, B, H]`.
+/// The inputs of a pass: `w_hh` `[G*H, S]`, `gates0` `[T, B, G*H]`, `h0`,
+/// `dh_n` `[B, S]`, `c0`, `dc_n` `[B, H]`, `dy` `[T, B, S]`; `w_hr` `[P,
+/// H]` (LSTM) and `mask` `[B, S]`, each empty for none.
+#[derive(Clone, Debug)]
 pub struct Inputs {
     pub w_hh: Vec<f32>,
+    pub w_hr: Vec<f32>,
+    pub mask: Vec<f32>,
     pub b_hn: Vec<f32>,
     pub gates0: Vec<f32>,
     pub h0: Vec<f32>,
@@ -99,29 +117,42 @@ pub struct Inputs {
 }
 
 pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> Pass {
-    use rnn_kernels::gru;
+    use rnn_kernels::{RecurrentMask, gru};
     let (t_len, b, hd) = shape.sizes();
-    let bh = b * hd;
+    let (bh, sw) = (b * hd, x.h0.len() / b.max(1));
     let init = if shape.reverse { t_len } else { 0 };
     let mut p = Pass {
         gates: x.gates0.clone(),
-        states: vec![0.0; (t_len + 1) * bh],
+        states: vec![0.0; (t_len + 1) * b * sw],
+        masked: vec![0.0; (t_len + 1) * b * sw],
         cells: vec![0.0; (t_len + 1) * bh],
         saved: vec![0.0; t_len * bh],
         dgates: vec![0.0; x.gates0.len()],
         dh0: x.dh_n.clone(),
         dc0: x.dc_n.clone(),
     };
-    p.states[init * bh..(init + 1) * bh].copy_from_slice(&x.h0);
-    p.cells[init * bh..(init + 1) * bh].copy_from_slice(&x.c0);
+    p.states[init * b * sw..][..b * sw].copy_from_slice(&x.h0);
+    p.cells[init * bh..][..bh].copy_from_slice(&x.c0);
     let up = Upstream {
         dy: &x.dy,
         offset: 0,
-        stride: hd,
+        stride: sw,
     };
-    let mut spare = vec![0.0; bh];
+    let mut spare = vec![0.0; b * sw];
     let mut hw = vec![0.0; 3 * bh];
     let mut dhw = vec![0.0; x.gates0.len()];
+    let (mut m, mut dm, mut mask_scratch) =
+        (vec![0.0; t_len * bh], vec![0.0; bh], vec![0.0; b * sw]);
+    let projection = |m| {
+        let w_hr = &x.w_hr[..];
+        (!w_hr.is_empty()).then_some(lstm::Projection { w_hr, m })
+    };
+    let mask = |masked| {
+        (!x.mask.is_empty()).then(|| RecurrentMask {
+            mask: &x.mask,
+            masked,
+        })
+    };
     rnn_kernels::threads::install(|| match cell {
         Cell::Lstm => {
             lstm::forward_sequence(
@@ -130,6 +161,8 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     w_hh: &x.w_hh,
                     states: &mut p.states,
                     cells: &mut p.cells,
+                    projection: projection(&mut m),
+                    mask: mask(&mut p.masked),
                     shape,
                 },
                 threads,
@@ -144,6 +177,8 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     dh: &mut p.dh0,
                     dh_spare: &mut spare,
                     dc: &mut p.dc0,
+                    projection: projection(&mut dm),
+                    mask: mask(&mut mask_scratch),
                     shape,
                 },
                 threads,
@@ -156,6 +191,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     pre: &mut p.gates,
                     w_hh: &x.w_hh,
                     states: &mut p.states,
+                    mask: mask(&mut p.masked),
                     shape,
                 },
                 threads,
@@ -169,6 +205,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     dpre: &mut p.dgates,
                     dh: &mut p.dh0,
                     dh_spare: &mut spare,
+                    mask: mask(&mut mask_scratch),
                     shape,
                 },
                 threads,
@@ -192,6 +229,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     states: &mut p.states,
                     saved: &mut p.saved,
                     form,
+                    mask: mask(&mut p.masked),
                     shape,
                 },
                 threads,
@@ -208,12 +246,16 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     dh: &mut p.dh0,
                     dh_spare: &mut spare,
                     reset_after,
+                    mask: mask(&mut mask_scratch),
                     shape,
                 },
                 threads,
             );
         }
     });
+    if x.mask.is_empty() {
+        p.masked.clone_from(&p.states);
+    }
     p
 }
 
@@ -223,6 +265,8 @@ impl Inputs {
         let (gh, bh) = (cell.gates() * hd, b * hd);
         Self {
             w_hh: data(gh * hd, 1).iter().map(|v| v * 0.3).collect(),
+            w_hr: Vec::new(),
+            mask: Vec::new(),
             b_hn: data(hd, 11),
             gates0: data(t_len * b * gh, 2),
             h0: data(bh, 3),
@@ -231,6 +275,35 @@ impl Inputs {
             dh_n: data(bh, 8),
             dc_n: data(bh, 9),
         }
+    }
+}
+
+impl Inputs {
+    /// The same inputs for an LSTM projected to `proj` units (`W_hr`, and
+    /// `W_hh`, `h0`, `dh_n`, `dy` `proj` wide).
+    pub fn projected(self, proj: usize) -> Self {
+        // `b_hn` is `[H]`, `c0` `[B, H]` and `dy` `[T, B, H]` before.
+        let hd = self.b_hn.len();
+        let b = self.c0.len() / hd;
+        let t_len = self.dy.len() / (b * hd);
+        Self {
+            w_hh: data(4 * hd * proj, 1).iter().map(|v| v * 0.3).collect(),
+            w_hr: data(proj * hd, 5).iter().map(|v| v * 0.3).collect(),
+            h0: data(b * proj, 3),
+            dy: data(t_len * b * proj, 7),
+            dh_n: data(b * proj, 8),
+            ..self
+        }
+    }
+
+    /// The same inputs with a dropout-like mask on `h_{t-1}` (zeros and
+    /// `1 / 0.75`).
+    pub fn masked(self) -> Self {
+        let mask = data(self.h0.len(), 13)
+            .iter()
+            .map(|&v| if v < -0.5 { 0.0 } else { 1.0 / 0.75 })
+            .collect();
+        Self { mask, ..self }
     }
 }
 

@@ -76,6 +76,7 @@ impl Cell for GruCell {
             states: s.states,
             saved: s.saved,
             form,
+            mask: None,
             shape: s.shape,
         };
         gru::forward_sequence(seq, current_threads());
@@ -98,6 +99,7 @@ impl Cell for GruCell {
             dh: s.dstates,
             dh_spare: s.dh_spare,
             reset_after: self.reset_after,
+            mask: None,
             shape: s.shape,
         };
         gru::backward_sequence(grads, current_threads());

@@ -21,6 +21,8 @@ impl Cell for LstmCell {
             w_hh: &w.w_hh[..d.gh() * d.hidden],
             states,
             cells,
+            projection: None,
+            mask: None,
             shape: s.shape,
         };
         lstm::forward_sequence(seq, current_threads())
@@ -38,6 +40,8 @@ impl Cell for LstmCell {
             dh,
             dh_spare: s.dh_spare,
             dc,
+            projection: None,
+            mask: None,
             shape: s.shape,
         };
         lstm::backward_sequence(grads, current_threads())
