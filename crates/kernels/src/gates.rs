@@ -1,10 +1,20 @@
 //! Gate-block layout shared by the fused gate kernels: a gates buffer is
-//! `[B, G*H]`, each row `G` blocks of `H` values side by side; and the one
-//! driver of their lane bodies ([`on_units`]).
+//! `[B, G*H]`, each row `G` blocks of `H` values side by side; the one
+//! driver of their lane bodies ([`on_units`]); and their scalar twins
+//! ([`Twin`]).
 
 use pulp::{Simd, WithSimd};
 
-use crate::simd::{Lanes, dispatch, zip_map};
+use crate::simd::{Lanes, dispatch, scalar_twins, zip_map};
+
+/// A gate kernel's scalar twin: the equations of its [`Lanes`] body written
+/// again from the math, one element at a time with `std` math (`x` the
+/// inputs, `y` the read-write values in, their new values out). Run in its
+/// place under [`crate::simd::with_scalar_twins`].
+pub(crate) trait Twin<const NI: usize, const NO: usize>: Lanes<NI, NO> {
+    /// The new read-write values of one element.
+    fn twin(&self, x: [f32; NI], y: [f32; NO]) -> [f32; NO];
+}
 
 /// Number of rows `B` of a `[B, G*H]` buffer of `len` values.
 ///
@@ -58,7 +68,7 @@ impl<L: Lanes<NI, NO>, const NI: usize, const NO: usize> WithSimd for OnUnits<'_
 }
 
 /// Runs `lanes` over units `units` of rows `0..rows` of the operands, at
-/// the current SIMD level.
+/// the current SIMD level (or its scalar twin, see [`Twin`]).
 ///
 /// # Safety
 /// For every row `r < rows`, every operand's elements `ptr + r * stride +
@@ -66,13 +76,29 @@ impl<L: Lanes<NI, NO>, const NI: usize, const NO: usize> WithSimd for OnUnits<'_
 /// other or an input's, and no other thread may write any of them (or read
 /// the outputs') during the call.
 #[inline(always)]
-pub(crate) unsafe fn on_units<L: Lanes<NI, NO>, const NI: usize, const NO: usize>(
+pub(crate) unsafe fn on_units<L: Twin<NI, NO>, const NI: usize, const NO: usize>(
     lanes: &L,
     ins: [In; NI],
     outs: [Out; NO],
     rows: usize,
     units: std::ops::Range<usize>,
 ) {
+    if scalar_twins() {
+        for r in 0..rows {
+            for u in units.clone() {
+                // SAFETY: the caller's contract, element by element; each
+                // element's outputs are read before any is written.
+                unsafe {
+                    let x = ins.map(|(p, s)| *p.add(r * s + u));
+                    let y = outs.map(|(p, s)| *p.add(r * s + u));
+                    for ((p, s), v) in outs.iter().zip(lanes.twin(x, y)) {
+                        *p.add(r * s + u) = v;
+                    }
+                }
+            }
+        }
+        return;
+    }
     dispatch(OnUnits {
         ins,
         outs,

@@ -16,8 +16,11 @@
 
 use pulp::Simd;
 
-use crate::gates;
-use crate::math;
+use crate::gates::{self, Twin};
+use crate::math::{
+    self,
+    scalar::{sigmoid, tanh},
+};
 use crate::sequence::{
     self, At, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, RecurrentMask,
     SeqShape, Shared, Slots, Src, Upstream,
@@ -83,6 +86,15 @@ impl Lanes<5, 5> for LbrForwardLanes {
     }
 }
 
+impl Twin<5, 5> for LbrForwardLanes {
+    fn twin(&self, [hr, hz, hnn, bn, hp]: [f32; 5], y: [f32; 5]) -> [f32; 5] {
+        let (r, z) = (sigmoid(y[0] + hr), sigmoid(y[1] + hz));
+        let hn = hnn + bn;
+        let n = tanh(y[2] + r * hn);
+        [r, z, n, (1.0 - z) * n + z * hp, hn]
+    }
+}
+
 /// Inputs `[r, z, n, hn, h_prev, dh]`; written `[dr, dz, dn, dhw_r, dhw_z,
 /// dhw_n, dh_prev]`.
 struct LbrBackwardLanes;
@@ -105,6 +117,14 @@ impl Lanes<6, 7> for LbrBackwardLanes {
     }
 }
 
+impl Twin<6, 7> for LbrBackwardLanes {
+    fn twin(&self, [r, z, n, hn, hp, dh]: [f32; 6], _: [f32; 7]) -> [f32; 7] {
+        let (dz, dn) = twin_update_grads(z, n, hp, dh);
+        let dr = dn * hn * r * (1.0 - r);
+        [dr, dz, dn, dr, dz, dn * r, dh * z]
+    }
+}
+
 /// Inputs `[h_prev]`; read-write `[r, z, r * h_prev]` (pre-activations in).
 struct RblForwardRzLanes;
 
@@ -117,6 +137,13 @@ impl Lanes<1, 3> for RblForwardRzLanes {
     }
 }
 
+impl Twin<1, 3> for RblForwardRzLanes {
+    fn twin(&self, [hp]: [f32; 1], y: [f32; 3]) -> [f32; 3] {
+        let r = sigmoid(y[0]);
+        [r, sigmoid(y[1]), r * hp]
+    }
+}
+
 /// Inputs `[z, h_prev]`; read-write `[n, h]` (pre-activation of `n` in).
 struct RblForwardNLanes;
 
@@ -125,6 +152,13 @@ impl Lanes<2, 2> for RblForwardNLanes {
     fn apply<S: Simd>(&self, simd: S, [z, hp]: [S::f32s; 2], y: [S::f32s; 2]) -> [S::f32s; 2] {
         let n = math::tanh(simd, y[0]);
         [n, update(simd, z, n, hp)]
+    }
+}
+
+impl Twin<2, 2> for RblForwardNLanes {
+    fn twin(&self, [z, hp]: [f32; 2], y: [f32; 2]) -> [f32; 2] {
+        let n = tanh(y[0]);
+        [n, (1.0 - z) * n + z * hp]
     }
 }
 
@@ -144,6 +178,13 @@ impl Lanes<4, 3> for RblBackwardNLanes {
     }
 }
 
+impl Twin<4, 3> for RblBackwardNLanes {
+    fn twin(&self, [z, n, hp, dh]: [f32; 4], _: [f32; 3]) -> [f32; 3] {
+        let (dz, dn) = twin_update_grads(z, n, hp, dh);
+        [dz, dn, dh * z]
+    }
+}
+
 /// Inputs `[r, h_prev, d(r h)]`; read-write `[dr, dh_prev]`.
 struct RblBackwardRLanes;
 
@@ -153,6 +194,20 @@ impl Lanes<3, 2> for RblBackwardRLanes {
         let dr = simd.mul_f32s(simd.mul_f32s(drh, hp), sigmoid_slope(simd, r));
         [dr, simd.mul_add_f32s(drh, r, y[1])]
     }
+}
+
+impl Twin<3, 2> for RblBackwardRLanes {
+    fn twin(&self, [r, hp, drh]: [f32; 3], y: [f32; 2]) -> [f32; 2] {
+        [drh * hp * r * (1.0 - r), y[1] + drh * r]
+    }
+}
+
+/// The twin of [`update_grads`], as `(dz, dn)`.
+fn twin_update_grads(z: f32, n: f32, hp: f32, dh: f32) -> (f32, f32) {
+    (
+        dh * (hp - n) * z * (1.0 - z),
+        dh * (1.0 - z) * (1.0 - n * n),
+    )
 }
 
 // ---------------------------------------------------------------- one step
@@ -540,142 +595,6 @@ pub fn rbl_backward_r(
     // SAFETY: every unit of every row of buffers of the asserted sizes
     // (`gates` only read).
     unsafe { at.rbl_backward_r(&d, b, 0..hidden) }
-}
-
-/// Scalar twins of this module's kernels, written from the equations.
-pub mod scalar {
-    use crate::math::scalar::{sigmoid, tanh};
-
-    /// Twin of [`super::lbr_forward`].
-    pub fn lbr_forward(
-        gates: &mut [f32],
-        hw: &[f32],
-        b_hn: &[f32],
-        h_prev: &[f32],
-        h: &mut [f32],
-        hn: &mut [f32],
-        hidden: usize,
-    ) {
-        let hd = hidden;
-        for b in 0..h.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let k = b * hd + j;
-                let r = sigmoid(gates[g + j] + hw[g + j]);
-                let z = sigmoid(gates[g + hd + j] + hw[g + hd + j]);
-                hn[k] = hw[g + 2 * hd + j] + b_hn[j];
-                let n = tanh(gates[g + 2 * hd + j] + r * hn[k]);
-                gates[g + j] = r;
-                gates[g + hd + j] = z;
-                gates[g + 2 * hd + j] = n;
-                h[k] = (1.0 - z) * n + z * h_prev[k];
-            }
-        }
-    }
-
-    /// Twin of [`super::lbr_backward`].
-    #[allow(clippy::too_many_arguments)]
-    pub fn lbr_backward(
-        gates: &[f32],
-        hn: &[f32],
-        h_prev: &[f32],
-        dh: &[f32],
-        dgates: &mut [f32],
-        dhw: &mut [f32],
-        dh_prev: &mut [f32],
-        hidden: usize,
-    ) {
-        let hd = hidden;
-        for b in 0..dh.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let k = b * hd + j;
-                let (r, z, n) = (gates[g + j], gates[g + hd + j], gates[g + 2 * hd + j]);
-                let dn = dh[k] * (1.0 - z) * (1.0 - n * n);
-                let dz = dh[k] * (h_prev[k] - n) * z * (1.0 - z);
-                let dr = dn * hn[k] * r * (1.0 - r);
-                dgates[g + j] = dr;
-                dgates[g + hd + j] = dz;
-                dgates[g + 2 * hd + j] = dn;
-                dhw[g + j] = dr;
-                dhw[g + hd + j] = dz;
-                dhw[g + 2 * hd + j] = dn * r;
-                dh_prev[k] = dh[k] * z;
-            }
-        }
-    }
-
-    /// Twin of [`super::rbl_forward_rz`].
-    pub fn rbl_forward_rz(gates: &mut [f32], h_prev: &[f32], rh: &mut [f32], hidden: usize) {
-        let hd = hidden;
-        for b in 0..h_prev.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let r = sigmoid(gates[g + j]);
-                gates[g + j] = r;
-                gates[g + hd + j] = sigmoid(gates[g + hd + j]);
-                rh[b * hd + j] = r * h_prev[b * hd + j];
-            }
-        }
-    }
-
-    /// Twin of [`super::rbl_forward_n`].
-    pub fn rbl_forward_n(gates: &mut [f32], h_prev: &[f32], h: &mut [f32], hidden: usize) {
-        let hd = hidden;
-        for b in 0..h_prev.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let k = b * hd + j;
-                let z = gates[g + hd + j];
-                let n = tanh(gates[g + 2 * hd + j]);
-                gates[g + 2 * hd + j] = n;
-                h[k] = (1.0 - z) * n + z * h_prev[k];
-            }
-        }
-    }
-
-    /// Twin of [`super::rbl_backward_n`].
-    pub fn rbl_backward_n(
-        gates: &[f32],
-        h_prev: &[f32],
-        dh: &[f32],
-        dgates: &mut [f32],
-        dh_prev: &mut [f32],
-        hidden: usize,
-    ) {
-        let hd = hidden;
-        for b in 0..dh.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let k = b * hd + j;
-                let (z, n) = (gates[g + hd + j], gates[g + 2 * hd + j]);
-                dgates[g + 2 * hd + j] = dh[k] * (1.0 - z) * (1.0 - n * n);
-                dgates[g + hd + j] = dh[k] * (h_prev[k] - n) * z * (1.0 - z);
-                dh_prev[k] = dh[k] * z;
-            }
-        }
-    }
-
-    /// Twin of [`super::rbl_backward_r`].
-    pub fn rbl_backward_r(
-        gates: &[f32],
-        h_prev: &[f32],
-        drh: &[f32],
-        dgates: &mut [f32],
-        dh_prev: &mut [f32],
-        hidden: usize,
-    ) {
-        let hd = hidden;
-        for b in 0..drh.len() / hd {
-            let g = b * 3 * hd;
-            for j in 0..hd {
-                let k = b * hd + j;
-                let r = gates[g + j];
-                dgates[g + j] = drh[k] * h_prev[k] * r * (1.0 - r);
-                dh_prev[k] += drh[k] * r;
-            }
-        }
-    }
 }
 
 // ---------------------------------------------------------------- whole sequences

@@ -12,15 +12,20 @@
 //! [`elman::forward_sequence`] / [`elman::backward_sequence`] run every step
 //! of a layer on a team of threads ([`team`]) that split the hidden units,
 //! with spin barriers instead of a fork-join per step, for uniform and
-//! variable-length batches (rows sorted by length, see [`SeqShape`]); their
-//! per-step products run over `W_hh` packed once per call (a
-//! register-blocked pulp kernel, not faer: faer repacks its operand at every
-//! call). The whole-slice step kernels (`lstm::forward`, ...) run the same
-//! lane bodies on all units of one step.
+//! variable-length batches (rows sorted by length, see [`SeqShape`]), with
+//! an LSTM's projection ([`lstm::Projection`]) and a recurrent mask
+//! ([`RecurrentMask`]); the loop itself is one, shared by the cells
+//! (`sequence.rs`). Their per-step products run over weights packed once
+//! per call (a register-blocked pulp kernel, not faer: faer repacks its
+//! operand at every call). The whole-slice step kernels (`lstm::forward`,
+//! ...) run the same lane bodies on all units of one step.
 //!
 //! Every SIMD kernel runs at the best level the CPU offers (AVX-512,
 //! AVX2+FMA, or a portable fallback; see [`simd`]) and has a plain scalar
-//! twin (`<module>::scalar`) that the property tests hold it equal to.
+//! twin that the property tests hold it equal to: a function of its own
+//! for the activations and reductions (`<module>::scalar`), the gate
+//! equations written one element at a time for the fused gate kernels (run
+//! in their place under [`simd::with_scalar_twins`]).
 //!
 //! Layout: all matrices are row-major `f32`. Gate buffers are `[B, G*H]` with
 //! the `G` gate blocks of `H` values side by side in each row, in PyTorch's

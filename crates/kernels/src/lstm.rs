@@ -17,8 +17,11 @@
 
 use pulp::Simd;
 
-use crate::gates;
-use crate::math;
+use crate::gates::{self, Twin};
+use crate::math::{
+    self,
+    scalar::{sigmoid, tanh},
+};
 use crate::sequence::{
     self, At, BwdPhase, BwdProduct, FwdPhase, Loop, Operand, Part, Product, RecurrentMask,
     SeqShape, Shared, Slots, Src, Upstream,
@@ -39,6 +42,14 @@ impl Lanes<1, 6> for ForwardLanes {
         let c = simd.mul_add_f32s(f, cp, simd.mul_f32s(i, g));
         let h = simd.mul_f32s(o, math::tanh(simd, c));
         [i, f, g, o, c, h]
+    }
+}
+
+impl Twin<1, 6> for ForwardLanes {
+    fn twin(&self, [cp]: [f32; 1], y: [f32; 6]) -> [f32; 6] {
+        let (i, f, g, o) = (sigmoid(y[0]), sigmoid(y[1]), tanh(y[2]), sigmoid(y[3]));
+        let c = f * cp + i * g;
+        [i, f, g, o, c, o * tanh(c)]
     }
 }
 
@@ -68,6 +79,20 @@ impl Lanes<7, 5> for BackwardLanes {
             simd.mul_f32s(o, simd.sub_f32s(one, o)),
         );
         [simd.mul_f32s(dct, f), di, df, dg, dout]
+    }
+}
+
+impl Twin<7, 5> for BackwardLanes {
+    fn twin(&self, [i, f, g, o, cp, c, dh]: [f32; 7], [dc, ..]: [f32; 5]) -> [f32; 5] {
+        let tc = tanh(c);
+        let dct = dc + dh * o * (1.0 - tc * tc);
+        [
+            dct * f,
+            dct * g * i * (1.0 - i),
+            dct * cp * f * (1.0 - f),
+            dct * i * (1.0 - g * g),
+            dh * tc * o * (1.0 - o),
+        ]
     }
 }
 
@@ -403,62 +428,4 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // for the call; the kernel writes only its units.
     unsafe { sequence::backward(l, &[first, second], g.up, g.dh, g.dh_spare, g.mask) }
-}
-
-/// Scalar twins of this module's kernels.
-pub mod scalar {
-    use crate::math::scalar::{sigmoid, tanh};
-
-    /// Twin of [`super::forward`].
-    pub fn forward(gates: &mut [f32], c_prev: &[f32], c: &mut [f32], h: &mut [f32], hidden: usize) {
-        let hd = hidden;
-        for b in 0..c.len() / hd {
-            let row = &mut gates[b * 4 * hd..(b + 1) * 4 * hd];
-            for j in 0..hd {
-                let i = sigmoid(row[j]);
-                let f = sigmoid(row[hd + j]);
-                let g = tanh(row[2 * hd + j]);
-                let o = sigmoid(row[3 * hd + j]);
-                row[j] = i;
-                row[hd + j] = f;
-                row[2 * hd + j] = g;
-                row[3 * hd + j] = o;
-                let k = b * hd + j;
-                c[k] = f * c_prev[k] + i * g;
-                h[k] = o * tanh(c[k]);
-            }
-        }
-    }
-
-    /// Twin of [`super::backward`].
-    pub fn backward(
-        gates: &[f32],
-        c_prev: &[f32],
-        c: &[f32],
-        dh: &[f32],
-        dc: &mut [f32],
-        dgates: &mut [f32],
-        hidden: usize,
-    ) {
-        let hd = hidden;
-        for b in 0..c.len() / hd {
-            let base = b * 4 * hd;
-            for j in 0..hd {
-                let (i, f, g, o) = (
-                    gates[base + j],
-                    gates[base + hd + j],
-                    gates[base + 2 * hd + j],
-                    gates[base + 3 * hd + j],
-                );
-                let k = b * hd + j;
-                let tc = tanh(c[k]);
-                let dct = dc[k] + dh[k] * o * (1.0 - tc * tc);
-                dgates[base + j] = dct * g * i * (1.0 - i);
-                dgates[base + hd + j] = dct * c_prev[k] * f * (1.0 - f);
-                dgates[base + 2 * hd + j] = dct * i * (1.0 - g * g);
-                dgates[base + 3 * hd + j] = dh[k] * tc * o * (1.0 - o);
-                dc[k] = dct * f;
-            }
-        }
-    }
 }

@@ -52,6 +52,28 @@ impl std::fmt::Display for SimdLevel {
 
 thread_local! {
     static FORCED: Cell<Option<SimdLevel>> = const { Cell::new(None) };
+    static TWINS: Cell<bool> = const { Cell::new(false) };
+}
+
+/// Runs `f` with the fused gate kernels (`lstm`, `gru`) called from this
+/// thread computing their scalar twins instead of their SIMD bodies: the
+/// same equations written one element at a time with `std` math, over the
+/// same operands. The reference of the twin tests.
+pub fn with_scalar_twins<R>(f: impl FnOnce() -> R) -> R {
+    let previous = TWINS.with(|c| c.replace(true));
+    struct Restore(bool);
+    impl Drop for Restore {
+        fn drop(&mut self) {
+            TWINS.with(|c| c.set(self.0));
+        }
+    }
+    let _restore = Restore(previous);
+    f()
+}
+
+/// Whether the gate kernels called from this thread run their scalar twins.
+pub(crate) fn scalar_twins() -> bool {
+    TWINS.with(|c| c.get())
 }
 
 /// The best level this CPU supports (detected once).

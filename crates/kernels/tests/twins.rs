@@ -11,14 +11,23 @@
 //! larger ones filled with a sentinel NaN, checks every sentinel bit for bit,
 //! and compares every output element with the twin's.
 //!
+//! The twin of an activation or reduction is a function of its own
+//! (`<module>::scalar`). The twin of a fused gate kernel (`lstm`, `gru`) is
+//! its equations written again one element at a time with `std` math, run
+//! over the same operands under [`simd::with_scalar_twins`]: these tests
+//! hold its lane math and lane driver (vector blocks, masked tails, no
+//! write outside the operands); which gate block of which buffer each
+//! operand is, is held by the PyTorch fixtures and gradient checks of the
+//! models crate.
+//!
 //! The bound of each kernel is `|simd - scalar| <= tol * scale` (NaN must
 //! match NaN), where `scale` is `1 + |scalar|` for kernels whose error comes
 //! from the activations, and `(1 + |scalar|) * max(1, |inputs of that
 //! element|)` for those that cancel terms or scale with a gradient (the fused
 //! SIMD forms and the unfused twins then differ by a few ulp of the inputs,
 //! not of the result); see [`Scale`]. `tol` and the measured maximum are
-//! stated on each kernel below, with 4-10x margin. Write-only outputs start filled with a NaN, so an element the
-//! SIMD kernel fails to write, or a kernel that reads an output before writing
+//! stated on each kernel below, with 4-10x margin. Write-only outputs start
+//! filled with a NaN, so an element the SIMD kernel fails to write, or a kernel that reads an output before writing
 //! it, shows up as a mismatch.
 //!
 //! Inputs: pre-activations, states and gradients are drawn mostly from
@@ -113,7 +122,9 @@ struct Kernel {
     /// Fills the buffers of a case with `rows` rows and hidden size (or row length) `h`.
     make: fn(&mut Draws<'_>, usize, usize) -> Bufs,
     simd: RunFn,
-    scalar: RunFn,
+    /// The scalar twin: a function of its own, or `None` for a gate kernel,
+    /// whose twin runs in its place under [`simd::with_scalar_twins`].
+    scalar: Option<RunFn>,
     /// What the error is measured against.
     scale: Scale,
     /// Bound: `|simd - scalar| <= tol * scale`.
@@ -234,7 +245,10 @@ fn check(k: &Kernel, case: &Case) -> Result<f64, String> {
     {
         let ins: Vec<&[f32]> = ins.iter().map(Vec::as_slice).collect();
         let mut outs: Vec<&mut [f32]> = want.iter_mut().map(Vec::as_mut_slice).collect();
-        (k.scalar)(case.h, &ins, &mut outs);
+        match k.scalar {
+            Some(twin) => twin(case.h, &ins, &mut outs),
+            None => simd::with_scalar_twins(|| (k.simd)(case.h, &ins, &mut outs)),
+        }
     }
     let levels = simd::available_levels();
     assert!(
@@ -314,7 +328,7 @@ macro_rules! activation_kernels {
                 )
             },
             simd: |_, i, o| activation::forward($act, i[0], o[0]),
-            scalar: |_, i, o| activation::scalar::forward($act, i[0], o[0]),
+            scalar: Some(|_, i, o| activation::scalar::forward($act, i[0], o[0])),
             scale: Scale::Output,
             tol: $tol_fwd,
         };
@@ -324,10 +338,10 @@ macro_rules! activation_kernels {
             min_h: 0,
             make: |d, rows, h| (vec![], vec![d.vec(rows * h, Fill::Pre)]),
             simd: |_, _, o| activation::forward_inplace($act, o[0]),
-            scalar: |_, _, o| {
+            scalar: Some(|_, _, o| {
                 let x = o[0].to_vec();
                 activation::scalar::forward($act, &x, o[0])
-            },
+            }),
             scale: Scale::Output,
             tol: $tol_fwd,
         };
@@ -343,7 +357,7 @@ macro_rules! activation_kernels {
                 )
             },
             simd: |_, i, o| activation::backward($act, i[0], i[1], o[0]),
-            scalar: |_, i, o| activation::scalar::backward($act, i[0], i[1], o[0]),
+            scalar: Some(|_, i, o| activation::scalar::backward($act, i[0], i[1], o[0])),
             scale: Scale::Inputs,
             tol: $tol_bwd,
         };
@@ -401,10 +415,7 @@ const LSTM_FWD: Kernel = Kernel {
         let [gates, c, h] = o else { unreachable!() };
         lstm::forward(gates, i[0], c, h, hd)
     },
-    scalar: |hd, i, o| {
-        let [gates, c, h] = o else { unreachable!() };
-        lstm::scalar::forward(gates, i[0], c, h, hd)
-    },
+    scalar: None,
     scale: Scale::Output,
     tol: 2e-6,
 };
@@ -432,10 +443,7 @@ const LSTM_BWD: Kernel = Kernel {
         let [dc, dgates] = o else { unreachable!() };
         lstm::backward(i[0], i[1], i[2], i[3], dc, dgates, hd)
     },
-    scalar: |hd, i, o| {
-        let [dc, dgates] = o else { unreachable!() };
-        lstm::scalar::backward(i[0], i[1], i[2], i[3], dc, dgates, hd)
-    },
+    scalar: None,
     scale: Scale::Inputs,
     tol: 1e-5,
 };
@@ -466,10 +474,7 @@ const LBR_FWD: Kernel = Kernel {
         let [gates, h, hn] = o else { unreachable!() };
         gru::lbr_forward(gates, i[0], i[1], i[2], h, hn, hd)
     },
-    scalar: |hd, i, o| {
-        let [gates, h, hn] = o else { unreachable!() };
-        gru::scalar::lbr_forward(gates, i[0], i[1], i[2], h, hn, hd)
-    },
+    scalar: None,
     scale: Scale::Inputs,
     tol: 7e-7,
 };
@@ -497,12 +502,7 @@ const LBR_BWD: Kernel = Kernel {
         };
         gru::lbr_backward(i[0], i[1], i[2], i[3], dgates, dhw, dh_prev, hd)
     },
-    scalar: |hd, i, o| {
-        let [dgates, dhw, dh_prev] = o else {
-            unreachable!()
-        };
-        gru::scalar::lbr_backward(i[0], i[1], i[2], i[3], dgates, dhw, dh_prev, hd)
-    },
+    scalar: None,
     scale: Scale::Inputs,
     tol: 2e-6,
 };
@@ -523,10 +523,7 @@ const RBL_FWD_RZ: Kernel = Kernel {
         let [gates, rh] = o else { unreachable!() };
         gru::rbl_forward_rz(gates, i[0], rh, hd)
     },
-    scalar: |hd, i, o| {
-        let [gates, rh] = o else { unreachable!() };
-        gru::scalar::rbl_forward_rz(gates, i[0], rh, hd)
-    },
+    scalar: None,
     scale: Scale::Output,
     tol: 1.5e-6,
 };
@@ -548,10 +545,7 @@ const RBL_FWD_N: Kernel = Kernel {
         let [gates, h] = o else { unreachable!() };
         gru::rbl_forward_n(gates, i[0], h, hd)
     },
-    scalar: |hd, i, o| {
-        let [gates, h] = o else { unreachable!() };
-        gru::scalar::rbl_forward_n(gates, i[0], h, hd)
-    },
+    scalar: None,
     scale: Scale::Output,
     tol: 1e-6,
 };
@@ -574,10 +568,7 @@ const RBL_BWD_N: Kernel = Kernel {
         let [dgates, dh_prev] = o else { unreachable!() };
         gru::rbl_backward_n(i[0], i[1], i[2], dgates, dh_prev, hd)
     },
-    scalar: |hd, i, o| {
-        let [dgates, dh_prev] = o else { unreachable!() };
-        gru::scalar::rbl_backward_n(i[0], i[1], i[2], dgates, dh_prev, hd)
-    },
+    scalar: None,
     scale: Scale::Inputs,
     tol: 5e-7,
 };
@@ -597,10 +588,7 @@ const RBL_BWD_R: Kernel = Kernel {
         let [dgates, dh_prev] = o else { unreachable!() };
         gru::rbl_backward_r(i[0], i[1], i[2], dgates, dh_prev, hd)
     },
-    scalar: |hd, i, o| {
-        let [dgates, dh_prev] = o else { unreachable!() };
-        gru::scalar::rbl_backward_r(i[0], i[1], i[2], dgates, dh_prev, hd)
-    },
+    scalar: None,
     scale: Scale::Inputs,
     tol: 5e-7,
 };
@@ -612,7 +600,7 @@ const COLSUM: Kernel = Kernel {
     min_h: 0,
     make: |d, rows, h| (vec![d.vec(rows * h, Fill::Pre)], vec![d.vec(h, Fill::Pre)]),
     simd: |_, i, o| reduce::colsum_add(i[0], o[0]),
-    scalar: |_, i, o| reduce::scalar::colsum_add(i[0], o[0]),
+    scalar: Some(|_, i, o| reduce::scalar::colsum_add(i[0], o[0])),
     scale: Scale::Output,
     tol: 0.0,
 };
