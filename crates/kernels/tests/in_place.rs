@@ -1,7 +1,8 @@
-//! Without memory for the packed copy of `W_hh`, the time loops read it in
-//! place: the same results (to rounding), for every cell, both directions,
-//! thread counts that split the units, with and without lengths. A test
-//! binary of its own: the switch that forces it is process-wide.
+//! Without memory for the packed copy of their weights, the time loops read
+//! them in place: the same results (to rounding), for every cell (with a
+//! recurrent mask, and an LSTM with a projection), both directions, thread
+//! counts that split the units, with and without lengths. A test binary of
+//! its own: the switch that forces it is process-wide.
 
 mod common;
 
@@ -13,8 +14,15 @@ fn products_in_place_equal_packed_products() {
     let (t_len, hd, b) = (5, 100, 40);
     let (_, active) = sorted_lengths(t_len, b);
     for cell in Cell::ALL {
-        let x = Inputs::new(cell, t_len, b, hd);
-        for reverse in [false, true] {
+        let plain = Inputs::new(cell, t_len, b, hd);
+        let mut variants = vec![plain.clone()];
+        if cell.takes_mask() {
+            variants.push(plain.clone().masked());
+        }
+        if let Cell::Lstm = cell {
+            variants.push(plain.projected(hd / 2).masked());
+        }
+        for (x, reverse) in variants.iter().flat_map(|x| [(x, false), (x, true)]) {
             for lengths in [None, Some(&active[..])] {
                 for threads in [1, 2] {
                     let shape = SeqShape {
@@ -24,12 +32,15 @@ fn products_in_place_equal_packed_products() {
                         reverse,
                         active: lengths,
                     };
-                    let packed = run_cell(cell, shape, &x, threads);
+                    let packed = run_cell(cell, shape, x, threads);
                     rnn_kernels::read_weights_in_place(true);
-                    let in_place = run_cell(cell, shape, &x, threads);
+                    let in_place = run_cell(cell, shape, x, threads);
                     rnn_kernels::read_weights_in_place(false);
                     let case = format!(
-                        "{cell:?} reverse={reverse} lengths={} threads={threads}",
+                        "{cell:?} projected={} masked={} reverse={reverse} lengths={} \
+                         threads={threads}",
+                        !x.w_hr.is_empty(),
+                        !x.mask.is_empty(),
                         lengths.is_some()
                     );
                     assert_close(
@@ -38,6 +49,7 @@ fn products_in_place_equal_packed_products() {
                         &[
                             ("gates", &in_place.gates[..], &packed.gates[..]),
                             ("states", &in_place.states[..], &packed.states[..]),
+                            ("masked", &in_place.masked[..], &packed.masked[..]),
                             ("cells", &in_place.cells[..], &packed.cells[..]),
                             ("dgates", &in_place.dgates[..], &packed.dgates[..]),
                             ("dh0", &in_place.dh0[..], &packed.dh0[..]),

@@ -1,9 +1,10 @@
 //! Helpers shared by the whole-sequence kernel tests: deterministic data,
-//! closeness, and the four cells' kernels behind one call.
+//! closeness, the cells' kernels behind one call ([`run_cell`]) and their
+//! step-by-step reference ([`stepwise`]).
 #![allow(dead_code)]
 
-use rnn_kernels::activation::Activation;
-use rnn_kernels::{SeqShape, Upstream, elman, lstm};
+use rnn_kernels::activation::{self, Activation};
+use rnn_kernels::{Mat, MatMut, Op, SeqShape, Upstream, elman, gemm, gru, lstm};
 
 /// Deterministic values in [-1, 1).
 pub fn data(n: usize, seed: u32) -> Vec<f32> {
@@ -28,15 +29,17 @@ pub fn shape(seq_len: usize, batch: usize, hidden: usize, reverse: bool) -> SeqS
     }
 }
 
-/// Asserts that every pair differs by at most `tol` anywhere.
+/// Asserts that every pair has the same length and differs by at most
+/// `tol * max(1, |y|)` anywhere (values of a ReLU cell grow large).
 pub fn assert_close(case: &str, tol: f32, pairs: &[(&str, &[f32], &[f32])]) {
     for &(name, x, y) in pairs {
+        assert_eq!(x.len(), y.len(), "{case}: {name} lengths");
         let d = x
             .iter()
             .zip(y)
-            .map(|(a, b)| (a - b).abs())
+            .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
             .fold(0.0, f32::max);
-        assert!(d <= tol, "{case}: {name} differs by {d}");
+        assert!(d <= tol, "{case}: {name} differs by {d} (relative above 1)");
     }
 }
 
@@ -45,7 +48,7 @@ pub fn assert_close(case: &str, tol: f32, pairs: &[(&str, &[f32], &[f32])]) {
 #[derive(Clone, Copy, Debug)]
 pub enum Cell {
     Lstm,
-    Elman,
+    Elman(Activation),
     GruLinearBeforeReset,
     GruResetBeforeLinear,
 }
@@ -53,15 +56,20 @@ pub enum Cell {
 impl Cell {
     pub const ALL: [Cell; 4] = [
         Cell::Lstm,
-        Cell::Elman,
+        Cell::Elman(Activation::Tanh),
         Cell::GruLinearBeforeReset,
         Cell::GruResetBeforeLinear,
     ];
 
+    /// Whether the cell's loop takes a recurrent mask.
+    pub fn takes_mask(self) -> bool {
+        !matches!(self, Cell::GruResetBeforeLinear)
+    }
+
     pub fn gates(self) -> usize {
         match self {
             Cell::Lstm => 4,
-            Cell::Elman => 1,
+            Cell::Elman(_) => 1,
             _ => 3,
         }
     }
@@ -100,10 +108,12 @@ pub struct Pass {
 }
 
 /// The inputs of a pass: `w_hh` `[G*H, S]`, `gates0` `[T, B, G*H]`, `h0`,
-/// `dh_n` `[B, S]`, `c0`, `dc_n` `[B, H]`, `dy` `[T, B, S]`; `w_hr` `[P,
-/// H]` (LSTM) and `mask` `[B, S]`, each empty for none.
+/// `dh_n` `[B, S]`, `c0`, `dc_n` `[B, H]`, `dy` `[T*B, stride]` (`dh_t` in
+/// columns `offset..+S`, `up = (stride, offset)`); `w_hr` `[P, H]` (LSTM)
+/// and `mask` `[B, S]`, each empty for none.
 #[derive(Clone, Debug)]
 pub struct Inputs {
+    pub up: (usize, usize),
     pub w_hh: Vec<f32>,
     pub w_hr: Vec<f32>,
     pub mask: Vec<f32>,
@@ -117,7 +127,7 @@ pub struct Inputs {
 }
 
 pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> Pass {
-    use rnn_kernels::{RecurrentMask, gru};
+    use rnn_kernels::RecurrentMask;
     let (t_len, b, hd) = shape.sizes();
     let (bh, sw) = (b * hd, x.h0.len() / b.max(1));
     let init = if shape.reverse { t_len } else { 0 };
@@ -135,8 +145,8 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
     p.cells[init * bh..][..bh].copy_from_slice(&x.c0);
     let up = Upstream {
         dy: &x.dy,
-        offset: 0,
-        stride: sw,
+        offset: x.up.1,
+        stride: x.up.0,
     };
     let mut spare = vec![0.0; b * sw];
     let mut hw = vec![0.0; 3 * bh];
@@ -184,10 +194,10 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                 threads,
             );
         }
-        Cell::Elman => {
+        Cell::Elman(act) => {
             elman::forward_sequence(
                 elman::Sequence {
-                    act: Activation::Tanh,
+                    act,
                     pre: &mut p.gates,
                     w_hh: &x.w_hh,
                     states: &mut p.states,
@@ -198,7 +208,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
             );
             elman::backward_sequence(
                 elman::SequenceGrads {
-                    act: Activation::Tanh,
+                    act,
                     w_hh: &x.w_hh,
                     states: &p.states,
                     up,
@@ -264,6 +274,7 @@ impl Inputs {
     pub fn new(cell: Cell, t_len: usize, b: usize, hd: usize) -> Self {
         let (gh, bh) = (cell.gates() * hd, b * hd);
         Self {
+            up: (hd, 0),
             w_hh: data(gh * hd, 1).iter().map(|v| v * 0.3).collect(),
             w_hr: Vec::new(),
             mask: Vec::new(),
@@ -292,6 +303,23 @@ impl Inputs {
             h0: data(b * proj, 3),
             dy: data(t_len * b * proj, 7),
             dh_n: data(b * proj, 8),
+            up: (proj, 0),
+            ..self
+        }
+    }
+
+    /// The same inputs with `dh_t` in some columns of wider `dy` rows (as a
+    /// direction's columns of a bidirectional layer's).
+    pub fn upstream_columns(self) -> Self {
+        let (stride, sw) = (
+            self.up.0,
+            self.dh_n.len() / (self.c0.len() / self.b_hn.len()),
+        );
+        let rows = self.dy.len() / stride;
+        let wide = 2 * sw + 3;
+        Self {
+            dy: data(rows * wide, 7),
+            up: (wide, sw / 2),
             ..self
         }
     }
@@ -305,6 +333,179 @@ impl Inputs {
             .collect();
         Self { mask, ..self }
     }
+}
+
+/// `c = beta c + a op(b)`.
+fn mm(a: Mat<'_>, b: Mat<'_>, op_b: Op, beta: f32, c: MatMut<'_>) {
+    gemm(1.0, a, Op::N, b, op_b, beta, c);
+}
+
+/// `h * mask`, or `h` without a mask.
+fn masked(h: &[f32], mask: &[f32]) -> Vec<f32> {
+    if mask.is_empty() {
+        return h.to_vec();
+    }
+    h.iter().zip(mask).map(|(h, m)| h * m).collect()
+}
+
+/// The reference of [`run_cell`]: one step at a time, with full GEMMs
+/// (faer) and the whole-slice step kernels.
+pub fn stepwise(
+    cell: Cell,
+    x: &Inputs,
+    (t_len, b, hd): (usize, usize, usize),
+    reverse: bool,
+) -> Pass {
+    let (bh, sw) = (b * hd, x.h0.len() / b);
+    let (bs, gh) = (b * sw, cell.gates() * hd);
+    let init = if reverse { t_len } else { 0 };
+    let mut p = Pass {
+        gates: x.gates0.clone(),
+        states: vec![0.0; (t_len + 1) * bs],
+        cells: vec![0.0; (t_len + 1) * bh],
+        saved: vec![0.0; t_len * bh],
+        dgates: vec![0.0; x.gates0.len()],
+        ..Pass::default()
+    };
+    p.states[init * bs..][..bs].copy_from_slice(&x.h0);
+    p.cells[init * bh..][..bh].copy_from_slice(&x.c0);
+    let w = &x.w_hh[..];
+    for s in 0..t_len {
+        let (t, prev, out) = slots(t_len, reverse, s);
+        let h_prev = p.states[prev * bs..][..bs].to_vec();
+        let a = masked(&h_prev, &x.mask);
+        let g = &mut p.gates[t * b * gh..][..b * gh];
+        let saved = &mut p.saved[t * bh..][..bh];
+        let mut h = vec![0.0; bh];
+        match cell {
+            Cell::Lstm => {
+                mm(
+                    Mat::new(&a, b, sw),
+                    Mat::new(w, gh, sw),
+                    Op::T,
+                    1.0,
+                    MatMut::new(g, b, gh),
+                );
+                let mut c = vec![0.0; bh];
+                lstm::forward(g, &p.cells[prev * bh..][..bh], &mut c, &mut h, hd);
+                p.cells[out * bh..][..bh].copy_from_slice(&c);
+                if !x.w_hr.is_empty() {
+                    let mut projected = vec![0.0; bs];
+                    let (m, w_hr) = (Mat::new(&h, b, hd), Mat::new(&x.w_hr, sw, hd));
+                    mm(m, w_hr, Op::T, 0.0, MatMut::new(&mut projected, b, sw));
+                    h = projected;
+                }
+            }
+            Cell::Elman(act) => {
+                mm(
+                    Mat::new(&a, b, hd),
+                    Mat::new(w, hd, hd),
+                    Op::T,
+                    1.0,
+                    MatMut::new(g, b, hd),
+                );
+                activation::forward(act, g, &mut h);
+            }
+            Cell::GruLinearBeforeReset => {
+                let mut hw = vec![0.0; b * gh];
+                mm(
+                    Mat::new(&a, b, hd),
+                    Mat::new(w, gh, hd),
+                    Op::T,
+                    0.0,
+                    MatMut::new(&mut hw, b, gh),
+                );
+                gru::lbr_forward(g, &hw, &x.b_hn, &h_prev, &mut h, saved, hd);
+            }
+            Cell::GruResetBeforeLinear => {
+                let w_rz = Mat::new(&w[..2 * hd * hd], 2 * hd, hd);
+                mm(
+                    Mat::new(&a, b, hd),
+                    w_rz,
+                    Op::T,
+                    1.0,
+                    MatMut::strided(g, b, 2 * hd, gh),
+                );
+                gru::rbl_forward_rz(g, &h_prev, saved, hd);
+                let (rh, w_n) = (Mat::new(saved, b, hd), Mat::new(&w[2 * hd * hd..], hd, hd));
+                mm(
+                    rh,
+                    w_n,
+                    Op::T,
+                    1.0,
+                    MatMut::strided(&mut g[2 * hd..], b, hd, gh),
+                );
+                gru::rbl_forward_n(g, &h_prev, &mut h, hd);
+            }
+        }
+        p.states[out * bs..][..bs].copy_from_slice(&h);
+    }
+    let (stride, offset) = x.up;
+    let (mut dh, mut dc) = (x.dh_n.clone(), x.dc_n.clone());
+    for s in (0..t_len).rev() {
+        let (t, prev, out) = slots(t_len, reverse, s);
+        for (r, d) in dh.chunks_exact_mut(sw).enumerate() {
+            let row = &x.dy[(t * b + r) * stride + offset..][..sw];
+            d.iter_mut().zip(row).for_each(|(a, g)| *a += g);
+        }
+        let g = &p.gates[t * b * gh..][..b * gh];
+        let dg = &mut p.dgates[t * b * gh..][..b * gh];
+        let h_prev = &p.states[prev * bs..][..bs];
+        let saved = &p.saved[t * bh..][..bh];
+        // `dP`, the gradient w.r.t. the recurrent product, and the part of
+        // `dh_{t-1}` outside it.
+        let mut dp = vec![0.0; b * gh];
+        let mut direct = vec![0.0; bs];
+        match cell {
+            Cell::Lstm => {
+                let mut dm = dh.clone();
+                if !x.w_hr.is_empty() {
+                    dm = vec![0.0; bh];
+                    let (d, w_hr) = (Mat::new(&dh, b, sw), Mat::new(&x.w_hr, sw, hd));
+                    mm(d, w_hr, Op::N, 0.0, MatMut::new(&mut dm, b, hd));
+                }
+                let (cp, c) = (&p.cells[prev * bh..][..bh], &p.cells[out * bh..][..bh]);
+                lstm::backward(g, cp, c, &dm, &mut dc, dg, hd);
+                dp.copy_from_slice(dg);
+            }
+            Cell::Elman(act) => {
+                activation::backward(act, &p.states[out * bs..][..bs], &dh, dg);
+                dp.copy_from_slice(dg);
+            }
+            Cell::GruLinearBeforeReset => {
+                gru::lbr_backward(g, saved, h_prev, &dh, dg, &mut dp, &mut direct, hd);
+            }
+            Cell::GruResetBeforeLinear => {
+                gru::rbl_backward_n(g, h_prev, &dh, dg, &mut direct, hd);
+                let mut drh = vec![0.0; bh];
+                let dn = Mat::strided(&dg[2 * hd..], b, hd, gh);
+                let w_n = Mat::new(&w[2 * hd * hd..], hd, hd);
+                mm(dn, w_n, Op::N, 0.0, MatMut::new(&mut drh, b, hd));
+                gru::rbl_backward_r(g, h_prev, &drh, dg, &mut direct, hd);
+                dp.copy_from_slice(dg);
+                dp.chunks_exact_mut(gh)
+                    .for_each(|row| row[2 * hd..].fill(0.0));
+            }
+        }
+        let mut through = vec![0.0; bs];
+        mm(
+            Mat::new(&dp, b, gh),
+            Mat::new(w, gh, sw),
+            Op::N,
+            0.0,
+            MatMut::new(&mut through, b, sw),
+        );
+        let through = masked(&through, &x.mask);
+        dh = direct.iter().zip(&through).map(|(a, b)| a + b).collect();
+    }
+    p.masked = p
+        .states
+        .chunks(bs.max(1))
+        .flat_map(|h| masked(h, &x.mask))
+        .collect();
+    p.dh0 = dh;
+    p.dc0 = dc;
+    p
 }
 
 /// Lengths from `T` down to 1 over `B` rows, longest first (with ties),
