@@ -153,17 +153,11 @@ impl NetConfig {
 
     /// Checks every size; returns the first problem.
     pub fn validate(&self) -> Result<()> {
-        if self.input_size == 0 {
-            return Err(Error::ZeroSize { what: "input_size" });
-        }
-        if self.hidden_size == 0 {
-            return Err(Error::ZeroSize {
-                what: "hidden_size",
-            });
-        }
-        if self.num_layers == 0 {
-            return Err(Error::ZeroSize { what: "num_layers" });
-        }
+        check_nonzero(&[
+            ("input_size", self.input_size),
+            ("hidden_size", self.hidden_size),
+            ("num_layers", self.num_layers),
+        ])?;
         if self.num_layers > MAX_LAYERS {
             return Err(Error::Config(format!(
                 "num_layers = {} exceeds the limit of {MAX_LAYERS}",
@@ -183,6 +177,16 @@ impl NetConfig {
             }
         }
         Ok(())
+    }
+}
+
+/// Checks sizes that must be at least 1, in order: the first that is zero
+/// is an [`Error::ZeroSize`] naming it. Shared by every check of
+/// user-given sizes (configurations, layers, batches).
+pub(crate) fn check_nonzero(sizes: &[(&'static str, usize)]) -> Result<()> {
+    match sizes.iter().find(|&&(_, size)| size == 0) {
+        Some(&(what, _)) => Err(Error::ZeroSize { what }),
+        None => Ok(()),
     }
 }
 

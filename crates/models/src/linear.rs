@@ -3,6 +3,7 @@
 
 use rnn_kernels::{Mat, MatMut, Op, gemm, reduce};
 
+use crate::config::check_nonzero;
 use crate::error::{Error, Result, check_len};
 use crate::params::Params;
 use crate::rng::SplitMix64;
@@ -21,16 +22,7 @@ impl Linear {
     /// PyTorch's default initialisation, uniform(-1/sqrt(in), 1/sqrt(in)) for
     /// weight and bias, from `seed`. Errors: a zero size.
     pub fn new(in_features: usize, out_features: usize, bias: bool, seed: u64) -> Result<Self> {
-        if in_features == 0 {
-            return Err(Error::ZeroSize {
-                what: "in_features",
-            });
-        }
-        if out_features == 0 {
-            return Err(Error::ZeroSize {
-                what: "out_features",
-            });
-        }
+        check_nonzero(&[("in_features", in_features), ("out_features", out_features)])?;
         let mut layout = vec![("weight".to_string(), vec![out_features, in_features])];
         if bias {
             layout.push(("bias".to_string(), vec![out_features]));
@@ -123,29 +115,34 @@ impl Linear {
         }
         let w = self.params.get("weight").expect("weight");
         dx.resize(n * i, 0.0);
-        gemm(
-            1.0,
-            Mat::new(dy, n, o),
-            Op::N,
-            Mat::new(w, o, i),
-            Op::N,
-            0.0,
-            MatMut::new(dx, n, i),
-        );
-        gemm(
-            1.0,
-            Mat::new(dy, n, o),
-            Op::T,
-            Mat::new(x, n, i),
-            Op::N,
-            0.0,
-            MatMut::new(grads.get_mut("weight").expect("weight"), o, i),
-        );
+        let dy_view = Mat::new(dy, n, o);
+        input_grad(dy_view, Mat::new(w, o, i), 0.0, MatMut::new(dx, n, i));
+        let dw = grads.get_mut("weight").expect("weight");
+        weight_grad(dy_view, Mat::new(x, n, i), MatMut::new(dw, o, i));
         if self.bias {
-            let db = grads.get_mut("bias").expect("bias");
-            db.fill(0.0);
-            reduce::colsum_add(dy, db);
+            bias_grad(dy, grads.get_mut("bias").expect("bias"));
         }
         Ok(())
     }
+}
+
+// The three products of a dense layer's backward, `y = x W^T + b` with `x`
+// `[N, in]`, `W` `[out, in]` and `dy` `[N, out]`: those of [`Linear`] and of
+// the NTM's controller, head and output layers.
+
+/// `dx = beta dx + dy W` `[N, in]`: the gradient w.r.t. the layer's input
+/// (`beta` 0 writes it, 1 adds to it).
+pub(crate) fn input_grad(dy: Mat<'_>, w: Mat<'_>, beta: f32, dx: MatMut<'_>) {
+    gemm(1.0, dy, Op::N, w, Op::N, beta, dx);
+}
+
+/// `dW = dy^T x` `[out, in]`, written: the gradient w.r.t. the weight.
+pub(crate) fn weight_grad(dy: Mat<'_>, x: Mat<'_>, dw: MatMut<'_>) {
+    gemm(1.0, dy, Op::T, x, Op::N, 0.0, dw);
+}
+
+/// `db = sum_n dy[n]` `[out]`, written: the gradient w.r.t. the bias.
+pub(crate) fn bias_grad(dy: &[f32], db: &mut [f32]) {
+    db.fill(0.0);
+    reduce::colsum_add(dy, db);
 }

@@ -10,19 +10,10 @@ use crate::error::{Error, Result, check_len};
 /// Mean squared error `mean((pred - target)^2)`; `grad = 2 (pred - target) / n`.
 /// `pred`, `target`, `grad`: same length (any shape). Errors: lengths differ, or empty.
 pub fn mse(pred: &[f32], target: &[f32], grad: &mut [f32]) -> Result<f64> {
-    check_len("target", target, &[pred.len()])?;
-    check_len("grad", grad, &[pred.len()])?;
-    if pred.is_empty() {
-        return Err(Error::ZeroSize { what: "pred" });
-    }
-    let n = pred.len() as f64;
-    let mut loss = 0.0;
-    for ((g, &p), &t) in grad.iter_mut().zip(pred).zip(target) {
-        let e = p as f64 - t as f64;
-        loss += e * e;
-        *g = (2.0 * e / n) as f32;
-    }
-    Ok(loss / n)
+    elementwise_mean(("pred", pred), ("target", target), grad, |p, t| {
+        let e = p - t;
+        (e * e, 2.0 * e)
+    })
 }
 
 /// Softmax cross-entropy from logits, `mean_i -log softmax(logits_i)[target_i]`
@@ -71,18 +62,43 @@ pub fn softmax_cross_entropy(
 /// `grad = (sigmoid(x) - t) / n`. `logits`, `targets`, `grad`: same length;
 /// targets in `[0, 1]`. Errors: lengths differ, empty.
 pub fn bce_with_logits(logits: &[f32], targets: &[f32], grad: &mut [f32]) -> Result<f64> {
-    check_len("targets", targets, &[logits.len()])?;
-    check_len("grad", grad, &[logits.len()])?;
-    if logits.is_empty() {
-        return Err(Error::ZeroSize { what: "logits" });
+    elementwise_mean(("logits", logits), ("targets", targets), grad, bce_term)
+}
+
+/// One element of the binary cross-entropy from logits, in f64: the loss
+/// `max(x, 0) - x t + log(1 + exp(-|x|))` (stable for every `x`) and its
+/// derivative w.r.t. the logit, `sigmoid(x) - t`.
+pub(crate) fn bce_term(x: f64, t: f64) -> (f64, f64) {
+    let loss = x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
+    let s = 1.0 / (1.0 + (-x).exp());
+    (loss, s - t)
+}
+
+/// The mean over elements of a loss `term(input_i, target_i)`, in f64,
+/// and its gradient `grad_i = d term / d input_i / n`: the checks and the
+/// loop of the losses that are a mean of a term per element (MSE, binary
+/// cross-entropy). `term` gives an element's loss and its derivative; the
+/// inputs come with their names for errors.
+///
+/// Errors: the target's or `grad`'s length differs from the input's, or the
+/// input is empty.
+fn elementwise_mean(
+    (input_name, input): (&'static str, &[f32]),
+    (target_name, target): (&str, &[f32]),
+    grad: &mut [f32],
+    term: impl Fn(f64, f64) -> (f64, f64),
+) -> Result<f64> {
+    check_len(target_name, target, &[input.len()])?;
+    check_len("grad", grad, &[input.len()])?;
+    if input.is_empty() {
+        return Err(Error::ZeroSize { what: input_name });
     }
-    let n = logits.len() as f64;
+    let n = input.len() as f64;
     let mut loss = 0.0;
-    for ((g, &x), &t) in grad.iter_mut().zip(logits).zip(targets) {
-        let (x, t) = (x as f64, t as f64);
-        loss += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
-        let s = 1.0 / (1.0 + (-x).exp());
-        *g = ((s - t) / n) as f32;
+    for ((g, &x), &t) in grad.iter_mut().zip(input).zip(target) {
+        let (term_loss, derivative) = term(x as f64, t as f64);
+        loss += term_loss;
+        *g = (derivative / n) as f32;
     }
     Ok(loss / n)
 }

@@ -3,7 +3,6 @@
 use super::{Body, argmax_rows, scatter_top_state, top_state};
 use crate::config::NetConfig;
 use crate::error::Result;
-use crate::linear::Linear;
 use crate::loss::softmax_cross_entropy;
 use crate::net::{OutputGrads, Recurrent, SeqInput};
 use crate::optim::Optimizer;
@@ -27,10 +26,8 @@ impl SequenceClassifier {
     /// A network from `config` and a head to `classes` classes (seeded from
     /// `config.seed + 1`). Errors: invalid sizes.
     pub fn new(config: NetConfig, classes: usize) -> Result<Self> {
-        let features = config.directions() * config.hidden_size;
-        let head = Linear::new(features, classes, true, config.seed.wrapping_add(1))?;
         Ok(Self {
-            body: super::Body::new(Recurrent::new(config)?, head),
+            body: Body::with_head(config, classes)?,
             classes,
             feat: Vec::new(),
             logits: Vec::new(),

@@ -4,9 +4,8 @@ use super::Body;
 use crate::alloc;
 use crate::config::NetConfig;
 use crate::error::{Error, Result, check_len};
-use crate::linear::Linear;
 use crate::loss::mse;
-use crate::net::{OutputGrads, Recurrent, SeqInput};
+use crate::net::SeqInput;
 use crate::optim::Optimizer;
 
 /// One-to-many generator: the input vector `v` `[B, I]` is the input at the
@@ -32,14 +31,8 @@ impl SequenceGenerator {
                 "a generator runs forward in time: bidirectional = false".into(),
             ));
         }
-        let head = Linear::new(
-            config.hidden_size,
-            outputs,
-            true,
-            config.seed.wrapping_add(1),
-        )?;
         Ok(Self {
-            body: Body::new(Recurrent::new(config)?, head),
+            body: Body::with_head(config, outputs)?,
             outputs,
             x: Vec::new(),
             y: Vec::new(),
@@ -84,12 +77,9 @@ impl SequenceGenerator {
         self.generate(v, seq_len, batch)?;
         self.dpred.resize(self.pred.len(), 0.0);
         let loss = mse(&self.pred, target, &mut self.dpred)?;
-        let b = &mut self.body;
-        b.head
-            .backward(&self.y, &self.dpred, &mut self.dy, &mut b.head_grads)?;
-        b.net
-            .backward(&mut b.tape, OutputGrads::new(&self.dy), &mut b.net_grads)?;
-        b.update(opt, clip)?;
+        self.body
+            .backward_per_step(&self.y, &self.dpred, &mut self.dy)?;
+        self.body.update(opt, clip)?;
         Ok(loss)
     }
 }

@@ -23,9 +23,10 @@ pub use generator::SequenceGenerator;
 pub use seq2seq::Seq2Seq;
 pub use tagger::SequenceTagger;
 
+use crate::config::NetConfig;
 use crate::error::Result;
 use crate::linear::Linear;
-use crate::net::Recurrent;
+use crate::net::{Gradients, OutputGrads, Recurrent, Tape};
 use crate::optim::{Optimizer, check_finite, clip_grad_norm_parts};
 use crate::params::Params;
 
@@ -111,15 +112,15 @@ pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mu
 pub(crate) struct Body {
     pub net: Recurrent,
     pub head: Linear,
-    pub tape: crate::net::Tape,
-    pub net_grads: crate::net::Gradients,
+    pub tape: Tape,
+    pub net_grads: Gradients,
     pub head_grads: Params,
     pub steps: u64,
 }
 
 impl Body {
     pub fn new(net: Recurrent, head: Linear) -> Self {
-        let net_grads = crate::net::Gradients::for_net(&net);
+        let net_grads = Gradients::for_net(&net);
         let head_grads = head.params().zeros_like();
         Self {
             net,
@@ -131,25 +132,39 @@ impl Body {
         }
     }
 
+    /// A network from `config` and a head from its top layer's outputs
+    /// (`D*H` features) to `outputs` values, seeded from `config.seed + 1`.
+    /// The head is made first, so its errors come first. Errors: invalid
+    /// sizes.
+    pub fn with_head(config: NetConfig, outputs: usize) -> Result<Self> {
+        let features = config.directions() * config.hidden_size;
+        let head = Linear::new(features, outputs, true, config.seed.wrapping_add(1))?;
+        Ok(Self::new(Recurrent::new(config)?, head))
+    }
+
+    /// Backward through the head applied at every step of the network's
+    /// outputs `y` and then through the network: from `dout`, the gradient
+    /// w.r.t. the head's outputs, through `dy` (w.r.t. `y`, resized) into
+    /// the head's and the network's gradients.
+    pub fn backward_per_step(&mut self, y: &[f32], dout: &[f32], dy: &mut Vec<f32>) -> Result<()> {
+        self.head.backward(y, dout, dy, &mut self.head_grads)?;
+        self.net
+            .backward(&mut self.tape, OutputGrads::new(dy), &mut self.net_grads)
+    }
+
+    /// The `(parameters, gradients)` of the network and of the head, in
+    /// the order of the optimizer's state.
+    pub fn parts(&mut self) -> [(&mut [f32], &mut Params); 2] {
+        [
+            (self.net.params_mut(), &mut self.net_grads.params),
+            (self.head.params_mut(), &mut self.head_grads),
+        ]
+    }
+
     /// Optimizer update over the network's and the head's parameters.
     pub fn update(&mut self, opt: &mut dyn Optimizer, clip: Option<f32>) -> Result<()> {
         self.steps += 1;
-        let Self {
-            net,
-            head,
-            net_grads,
-            head_grads,
-            steps,
-            ..
-        } = self;
-        update(
-            *steps,
-            vec![
-                (net.params_mut(), &mut net_grads.params),
-                (head.params_mut(), head_grads),
-            ],
-            opt,
-            clip,
-        )
+        let step = self.steps;
+        update(step, self.parts().into(), opt, clip)
     }
 }

@@ -1,7 +1,7 @@
 //! Encoder-decoder: a sequence of symbols from another, through the
 //! encoder's final state (the seed's translation architecture).
 
-use super::{argmax_rows, one_hot, update};
+use super::{Body, argmax_rows, one_hot, update};
 use crate::alloc;
 use crate::config::NetConfig;
 use crate::error::{Error, Result};
@@ -9,7 +9,6 @@ use crate::linear::Linear;
 use crate::loss::softmax_cross_entropy;
 use crate::net::{Gradients, OutputGrads, Recurrent, SeqInput, Tape};
 use crate::optim::Optimizer;
-use crate::params::Params;
 
 /// Encoder-decoder of symbol sequences.
 ///
@@ -23,16 +22,13 @@ use crate::params::Params;
 #[derive(Clone, Debug)]
 pub struct Seq2Seq {
     encoder: Recurrent,
-    decoder: Recurrent,
-    head: Linear,
+    /// The decoder and its read-out head, with their training buffers and
+    /// the count of training steps.
+    decoder: Body,
     src_vocab: usize,
     tgt_vocab: usize,
     enc_tape: Tape,
-    dec_tape: Tape,
     enc_grads: Gradients,
-    dec_grads: Gradients,
-    head_grads: Params,
-    steps: u64,
     buf: Vec<f32>,
     dec_x: Vec<f32>,
     logits: Vec<f32>,
@@ -73,16 +69,11 @@ impl Seq2Seq {
         )?;
         Ok(Self {
             enc_grads: Gradients::for_net(&encoder),
-            dec_grads: Gradients::for_net(&decoder),
-            head_grads: head.params().zeros_like(),
             encoder,
-            decoder,
-            head,
+            decoder: Body::new(decoder, head),
             src_vocab,
             tgt_vocab,
             enc_tape: Tape::new(),
-            dec_tape: Tape::new(),
-            steps: 0,
             buf: Vec::new(),
             dec_x: Vec::new(),
             logits: Vec::new(),
@@ -143,42 +134,31 @@ impl Seq2Seq {
             .map(|k| if k < batch { start } else { tgt[k - batch] })
             .collect();
         one_hot(&dec_in, self.tgt_vocab + 1, &mut self.dec_x);
-        let lstm = self.decoder.config().cell.has_cell_state();
+        let dec = &mut self.decoder;
+        let lstm = dec.net.config().cell.has_cell_state();
         let mut input = SeqInput::new(&self.dec_x, tgt_len, batch).h0(&h_n);
         if lstm {
             input = input.c0(&c_n);
         }
-        let out = self.decoder.forward_train(input, &mut self.dec_tape)?;
-        self.head.forward(&out.y, &mut self.logits)?;
+        let out = dec.net.forward_train(input, &mut dec.tape)?;
+        dec.head.forward(&out.y, &mut self.logits)?;
         self.dlogits.resize(self.logits.len(), 0.0);
         let loss = softmax_cross_entropy(&self.logits, self.tgt_vocab, tgt, &mut self.dlogits)?;
-        self.head
-            .backward(&out.y, &self.dlogits, &mut self.dy, &mut self.head_grads)?;
-        self.decoder.backward(
-            &mut self.dec_tape,
-            OutputGrads::new(&self.dy),
-            &mut self.dec_grads,
-        )?;
+        dec.backward_per_step(&out.y, &self.dlogits, &mut self.dy)?;
         let h = self.encoder.config().hidden_size;
         self.zeros.clear();
         self.zeros.resize(src_len * batch * h, 0.0);
-        let mut enc_up = OutputGrads::new(&self.zeros).h_n(&self.dec_grads.h0);
+        let mut enc_up = OutputGrads::new(&self.zeros).h_n(&dec.net_grads.h0);
         if lstm {
-            enc_up = enc_up.c_n(&self.dec_grads.c0);
+            enc_up = enc_up.c_n(&dec.net_grads.c0);
         }
         self.encoder
             .backward(&mut self.enc_tape, enc_up, &mut self.enc_grads)?;
-        self.steps += 1;
-        update(
-            self.steps,
-            vec![
-                (self.encoder.params_mut(), &mut self.enc_grads.params),
-                (self.decoder.params_mut(), &mut self.dec_grads.params),
-                (self.head.params_mut(), &mut self.head_grads),
-            ],
-            opt,
-            clip,
-        )?;
+        dec.steps += 1;
+        let step = dec.steps;
+        let [decoder, head] = dec.parts();
+        let encoder = (self.encoder.params_mut(), &mut self.enc_grads.params);
+        update(step, vec![encoder, decoder, head], opt, clip)?;
         Ok(loss)
     }
 
@@ -191,12 +171,13 @@ impl Seq2Seq {
         out_len: usize,
     ) -> Result<Vec<usize>> {
         let (h_n, c_n) = self.encode(src, src_len, batch)?;
-        let mut state = self.decoder.stream_state(batch)?;
+        let dec = &mut self.decoder;
+        let mut state = dec.net.stream_state(batch)?;
         state.set_h(&h_n)?;
-        if self.decoder.config().cell.has_cell_state() {
+        if dec.net.config().cell.has_cell_state() {
             state.set_c(&c_n)?;
         }
-        let h = self.decoder.config().hidden_size;
+        let h = dec.net.config().hidden_size;
         let mut y = vec![0.0; batch * h];
         let mut prev = vec![self.tgt_vocab; batch];
         let mut result = Vec::new();
@@ -209,8 +190,8 @@ impl Seq2Seq {
         let mut logits = Vec::new();
         for _ in 0..out_len {
             one_hot(&prev, self.tgt_vocab + 1, &mut x);
-            self.decoder.step(&x, &mut state, &mut y)?;
-            self.head.forward(&y, &mut logits)?;
+            dec.net.step(&x, &mut state, &mut y)?;
+            dec.head.forward(&y, &mut logits)?;
             prev = argmax_rows(&logits, self.tgt_vocab);
             result.extend_from_slice(&prev);
         }

@@ -3,9 +3,8 @@
 use super::{Body, argmax_rows};
 use crate::config::NetConfig;
 use crate::error::{Error, Result};
-use crate::linear::Linear;
 use crate::loss::softmax_cross_entropy;
-use crate::net::{Output, OutputGrads, Recurrent, SeqInput};
+use crate::net::{Output, Recurrent, SeqInput};
 use crate::optim::Optimizer;
 
 /// Many-to-many tagger: `logits [T, B, C] = Linear(y)` at every step,
@@ -27,10 +26,8 @@ pub struct SequenceTagger {
 impl SequenceTagger {
     /// A network from `config` and a per-step head to `classes` classes.
     pub fn new(config: NetConfig, classes: usize) -> Result<Self> {
-        let features = config.directions() * config.hidden_size;
-        let head = Linear::new(features, classes, true, config.seed.wrapping_add(1))?;
         Ok(Self {
-            body: Body::new(Recurrent::new(config)?, head),
+            body: Body::with_head(config, classes)?,
             classes,
             y: Vec::new(),
             last: Output::default(),
@@ -110,15 +107,9 @@ impl SequenceTagger {
             self.dlogits[k * c..(k + 1) * c]
                 .copy_from_slice(&self.valid_grad[row * c..(row + 1) * c]);
         }
-        let body = &mut self.body;
-        body.head
-            .backward(&self.y, &self.dlogits, &mut self.dy, &mut body.head_grads)?;
-        body.net.backward(
-            &mut body.tape,
-            OutputGrads::new(&self.dy),
-            &mut body.net_grads,
-        )?;
-        body.update(opt, clip)?;
+        self.body
+            .backward_per_step(&self.y, &self.dlogits, &mut self.dy)?;
+        self.body.update(opt, clip)?;
         Ok(loss)
     }
 }

@@ -41,38 +41,26 @@ pub trait Real:
     fn abs(self) -> Self;
 }
 
+/// Implements [`Real`] for the float types listed: `of` by a cast, every
+/// other method by the type's inherent method of the same name.
 macro_rules! impl_real {
-    ($t:ty) => {
+    ($($t:ty),*) => {$(
         impl Real for $t {
             #[inline]
             fn of(v: f64) -> Self {
                 v as $t
             }
-            #[inline]
-            fn exp(self) -> Self {
-                <$t>::exp(self)
-            }
-            #[inline]
-            fn ln(self) -> Self {
-                <$t>::ln(self)
-            }
-            #[inline]
-            fn ln_1p(self) -> Self {
-                <$t>::ln_1p(self)
-            }
-            #[inline]
-            fn sqrt(self) -> Self {
-                <$t>::sqrt(self)
-            }
-            #[inline]
-            fn abs(self) -> Self {
-                <$t>::abs(self)
-            }
+            impl_real!(@inherent $t: exp, ln, ln_1p, sqrt, abs);
         }
-    };
+    )*};
+    (@inherent $t:ty: $($method:ident),*) => {$(
+        #[inline]
+        fn $method(self) -> Self {
+            <$t>::$method(self)
+        }
+    )*};
 }
-impl_real!(f32);
-impl_real!(f64);
+impl_real!(f32, f64);
 
 #[inline]
 fn zero<T: Real>() -> T {

@@ -4,7 +4,7 @@
 //! `T*B` rows.
 
 use rayon::prelude::*;
-use rnn_kernels::{Mat, MatMut, Op, gemm, lstm, reduce, threads};
+use rnn_kernels::{Mat, MatMut, lstm, reduce, threads};
 
 use super::addressing::softmax_backward;
 use super::config::{Controller, MemoryInit};
@@ -12,6 +12,7 @@ use super::model::{Ntm, NtmGradScratch, NtmTape};
 use super::row::{self, Grads, Saved, Sizes};
 use crate::error::{Error, Result, check_len};
 use crate::layer::{product, resize};
+use crate::linear::{bias_grad, input_grad, weight_grad};
 use crate::params::Params;
 
 impl Ntm {
@@ -86,28 +87,13 @@ impl Ntm {
 
         // Output layer: dz = dy W_out, dW_out = dy^T z, db = colsum(dy).
         sc.dz[..b * s.z].fill(0.0);
-        gemm(
-            1.0,
-            Mat::new(dy, rows, s.o),
-            Op::N,
-            Mat::new(p("output.weight"), s.o, s.z),
-            Op::N,
-            0.0,
-            MatMut::new(&mut sc.dz[b * s.z..], rows, s.z),
-        );
+        let dy_view = Mat::new(dy, rows, s.o);
+        let dz = MatMut::new(&mut sc.dz[b * s.z..], rows, s.z);
+        input_grad(dy_view, Mat::new(p("output.weight"), s.o, s.z), 0.0, dz);
         let g_out = grads.get_mut("output.weight").expect("layout");
-        gemm(
-            1.0,
-            Mat::new(dy, rows, s.o),
-            Op::T,
-            Mat::new(&tape.z[b * s.z..], rows, s.z),
-            Op::N,
-            0.0,
-            MatMut::new(g_out, s.o, s.z),
-        );
-        let g_ob = grads.get_mut("output.bias").expect("layout");
-        g_ob.fill(0.0);
-        reduce::colsum_add(dy, g_ob);
+        let z = Mat::new(&tape.z[b * s.z..], rows, s.z);
+        weight_grad(dy_view, z, MatMut::new(g_out, s.o, s.z));
+        bias_grad(dy, grads.get_mut("output.bias").expect("layout"));
 
         let (w_in_name, w_in) = if lstm {
             ("controller.weight_ih", p("controller.weight_ih"))
@@ -182,15 +168,9 @@ impl Ntm {
             }
             // Head layer: dh_t += dp_t W_heads.
             let (dz_prev, dz_t) = sc.dz[t * b * s.z..(t + 2) * b * s.z].split_at_mut(b * s.z);
-            gemm(
-                1.0,
-                Mat::new(&sc.dp[t * b * s.p..(t + 1) * b * s.p], b, s.p),
-                Op::N,
-                Mat::new(p("heads.weight"), s.p, s.c),
-                Op::N,
-                1.0,
-                MatMut::strided(dz_t, b, s.c, s.z),
-            );
+            let dp_t = Mat::new(&sc.dp[t * b * s.p..(t + 1) * b * s.p], b, s.p);
+            let w_heads = Mat::new(p("heads.weight"), s.p, s.c);
+            input_grad(dp_t, w_heads, 1.0, MatMut::strided(dz_t, b, s.c, s.z));
             // Controller.
             let dg = &mut sc.dg[t * b * s.g..(t + 1) * b * s.g];
             let dh = &mut sc.dh;
@@ -202,15 +182,9 @@ impl Ntm {
                 let c_prev = &tape.c[t * b * s.c..(t + 1) * b * s.c];
                 let c = &tape.c[(t + 1) * b * s.c..(t + 2) * b * s.c];
                 lstm::backward(gates, c_prev, c, dh, &mut sc.dc, dg, s.c);
-                gemm(
-                    1.0,
-                    Mat::new(dg, b, s.g),
-                    Op::N,
-                    Mat::new(p("controller.weight_hh"), s.g, s.c),
-                    Op::N,
-                    1.0,
-                    MatMut::strided(dz_prev, b, s.c, s.z),
-                );
+                let w_hh = Mat::new(p("controller.weight_hh"), s.g, s.c);
+                let dh_prev = MatMut::strided(dz_prev, b, s.c, s.z);
+                input_grad(Mat::new(dg, b, s.g), w_hh, 1.0, dh_prev);
             } else {
                 let h = &tape.z[(t + 1) * b * s.z..(t + 2) * b * s.z];
                 for ((d, hr), dr) in dg
@@ -223,90 +197,43 @@ impl Ntm {
                     }
                 }
             }
-            gemm(
-                1.0,
-                Mat::new(dg, b, s.g),
-                Op::N,
-                w_read_view,
-                Op::N,
-                1.0,
-                MatMut::strided(&mut dz_prev[s.c..], b, s.z - s.c, s.z),
-            );
+            let dr_prev = MatMut::strided(&mut dz_prev[s.c..], b, s.z - s.c, s.z);
+            input_grad(Mat::new(dg, b, s.g), w_read_view, 1.0, dr_prev);
             cur = next;
         }
         let dg = &sc.dg[..rows * s.g];
         let dp = &sc.dp[..rows * s.p];
 
         // Controller weights: one GEMM each over all T*B rows.
-        let x_view = Mat::new(&tape.x, rows, s.i);
+        let dg_view = Mat::new(dg, rows, s.g);
         if let Some(dx) = dx {
-            gemm(
-                1.0,
-                Mat::new(dg, rows, s.g),
-                Op::N,
-                Mat::strided(w_in, s.g, s.i, s.u),
-                Op::N,
-                0.0,
-                MatMut::new(dx, rows, s.i),
-            );
+            let w_x = Mat::strided(w_in, s.g, s.i, s.u);
+            input_grad(dg_view, w_x, 0.0, MatMut::new(dx, rows, s.i));
         }
         let g_in = grads.get_mut(w_in_name).expect("layout");
-        gemm(
-            1.0,
-            Mat::new(dg, rows, s.g),
-            Op::T,
-            x_view,
-            Op::N,
-            0.0,
-            MatMut::strided(g_in, s.g, s.i, s.u),
-        );
-        gemm(
-            1.0,
-            Mat::new(dg, rows, s.g),
-            Op::T,
-            Mat::strided(&tape.z[s.c..], rows, s.z - s.c, s.z),
-            Op::N,
-            0.0,
-            MatMut::strided(&mut g_in[s.i..], s.g, s.u - s.i, s.u),
-        );
+        let x_view = Mat::new(&tape.x, rows, s.i);
+        weight_grad(dg_view, x_view, MatMut::strided(g_in, s.g, s.i, s.u));
+        let reads = Mat::strided(&tape.z[s.c..], rows, s.z - s.c, s.z);
+        let g_read = MatMut::strided(&mut g_in[s.i..], s.g, s.u - s.i, s.u);
+        weight_grad(dg_view, reads, g_read);
         let bias_names: &[&str] = if lstm {
             &["controller.bias_ih", "controller.bias_hh"]
         } else {
             &["controller.bias"]
         };
         for name in bias_names {
-            let gb = grads.get_mut(name).expect("layout");
-            gb.fill(0.0);
-            reduce::colsum_add(dg, gb);
+            bias_grad(dg, grads.get_mut(name).expect("layout"));
         }
         if lstm {
-            gemm(
-                1.0,
-                Mat::new(dg, rows, s.g),
-                Op::T,
-                Mat::strided(&tape.z, rows, s.c, s.z),
-                Op::N,
-                0.0,
-                MatMut::new(
-                    grads.get_mut("controller.weight_hh").expect("layout"),
-                    s.g,
-                    s.c,
-                ),
-            );
+            let h_prev = Mat::strided(&tape.z, rows, s.c, s.z);
+            let g_hh = grads.get_mut("controller.weight_hh").expect("layout");
+            weight_grad(dg_view, h_prev, MatMut::new(g_hh, s.g, s.c));
         }
         // Head layer.
-        gemm(
-            1.0,
-            Mat::new(dp, rows, s.p),
-            Op::T,
-            Mat::strided(&tape.z[b * s.z..], rows, s.c, s.z),
-            Op::N,
-            0.0,
-            MatMut::new(grads.get_mut("heads.weight").expect("layout"), s.p, s.c),
-        );
-        let g_hb = grads.get_mut("heads.bias").expect("layout");
-        g_hb.fill(0.0);
-        reduce::colsum_add(dp, g_hb);
+        let h = Mat::strided(&tape.z[b * s.z..], rows, s.c, s.z);
+        let g_heads = grads.get_mut("heads.weight").expect("layout");
+        weight_grad(Mat::new(dp, rows, s.p), h, MatMut::new(g_heads, s.p, s.c));
+        bias_grad(dp, grads.get_mut("heads.bias").expect("layout"));
 
         // Initial state: summed over the batch.
         let dz0 = &sc.dz[..b * s.z];

@@ -8,7 +8,8 @@ use rnn_kernels::{Activation, Mat, MatMut, Op, activation, gemm, lstm, reduce, t
 
 use super::config::{Controller, MemoryInit, NtmConfig};
 use super::row::{self, After, Before, Sizes};
-use crate::error::{Error, Result, check_len};
+use crate::config::check_nonzero;
+use crate::error::{Result, check_len};
 use crate::layer::{product, resize};
 use crate::params::Params;
 use crate::rng::SplitMix64;
@@ -206,12 +207,7 @@ impl Ntm {
         batch: usize,
         tape: &mut NtmTape,
     ) -> Result<()> {
-        if seq_len == 0 {
-            return Err(Error::ZeroSize { what: "seq_len" });
-        }
-        if batch == 0 {
-            return Err(Error::ZeroSize { what: "batch" });
-        }
+        check_nonzero(&[("seq_len", seq_len), ("batch", batch)])?;
         let s = Sizes::new(&self.config);
         check_len("x", x, &[seq_len, batch, s.i])?;
         self.prepare(tape, seq_len, batch, &s)?;

@@ -3,7 +3,9 @@
 //! mask of the steps whose outputs are scored.
 
 use crate::alloc;
+use crate::config::check_nonzero;
 use crate::error::{Error, Result};
+use crate::loss::bce_term;
 use crate::rng::SplitMix64;
 
 /// A task and its sizes.
@@ -126,43 +128,49 @@ impl Task {
         }
     }
 
-    /// Checks the sizes. Errors: zero bits, an empty or reversed range.
-    pub fn validate(&self) -> Result<()> {
-        let (bits, ranges) = match *self {
+    /// Bits per vector.
+    fn bits(&self) -> usize {
+        match *self {
+            Self::Copy { bits, .. }
+            | Self::RepeatCopy { bits, .. }
+            | Self::AssociativeRecall { bits, .. } => bits,
+        }
+    }
+
+    /// The range a training size is drawn from, with its name: the length
+    /// (copy, repeat copy) or the item count (recall).
+    fn size_range(&self) -> (&'static str, usize, usize) {
+        match *self {
             Self::Copy {
-                bits,
-                min_len,
-                max_len,
-            } => (bits, vec![("length", min_len, max_len)]),
-            Self::RepeatCopy {
-                bits,
-                min_len,
-                max_len,
-                min_repeats,
-                max_repeats,
-            } => (
-                bits,
-                vec![
-                    ("length", min_len, max_len),
-                    ("repeats", min_repeats, max_repeats),
-                ],
-            ),
+                min_len, max_len, ..
+            }
+            | Self::RepeatCopy {
+                min_len, max_len, ..
+            } => ("length", min_len, max_len),
             Self::AssociativeRecall {
-                bits,
-                item_len,
                 min_items,
                 max_items,
-            } => (
-                bits,
-                vec![
-                    ("item length", item_len, item_len),
-                    ("items", min_items, max_items),
-                ],
-            ),
-        };
-        if bits == 0 {
+                ..
+            } => ("items", min_items, max_items),
+        }
+    }
+
+    /// Checks the sizes. Errors: zero bits, an empty or reversed range.
+    pub fn validate(&self) -> Result<()> {
+        if self.bits() == 0 {
             return Err(Error::ZeroSize { what: "bits" });
         }
+        let ranges = match *self {
+            Self::Copy { .. } => vec![self.size_range()],
+            Self::RepeatCopy {
+                min_repeats,
+                max_repeats,
+                ..
+            } => vec![self.size_range(), ("repeats", min_repeats, max_repeats)],
+            Self::AssociativeRecall { item_len, .. } => {
+                vec![("item length", item_len, item_len), self.size_range()]
+            }
+        };
         for (what, lo, hi) in ranges {
             if lo == 0 || lo > hi || hi > 100_000 {
                 return Err(Error::Config(format!(
@@ -183,19 +191,7 @@ impl Task {
     /// The training size drawn for a batch: a length (copy, repeat copy) or
     /// an item count (recall), uniform in the task's range.
     pub fn draw_size(&self, rng: &mut SplitMix64) -> usize {
-        let (lo, hi) = match *self {
-            Self::Copy {
-                min_len, max_len, ..
-            }
-            | Self::RepeatCopy {
-                min_len, max_len, ..
-            } => (min_len, max_len),
-            Self::AssociativeRecall {
-                min_items,
-                max_items,
-                ..
-            } => (min_items, max_items),
-        };
+        let (_, lo, hi) = self.size_range();
         lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
     }
 
@@ -209,14 +205,7 @@ impl Task {
         size: usize,
         out: &mut TaskBatch,
     ) -> Result<()> {
-        if batch == 0 {
-            return Err(Error::ZeroSize { what: "batch" });
-        }
-        if size == 0 {
-            return Err(Error::ZeroSize {
-                what: "sequence length",
-            });
-        }
+        check_nonzero(&[("batch", batch), ("sequence length", size)])?;
         let (i, o) = (self.input_size(), self.output_size());
         let bit = |rng: &mut SplitMix64| (rng.next_u64() >> 63) as f32;
         let repeats: Vec<usize> = match *self {
@@ -400,8 +389,9 @@ pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<Score> {
             .zip(&mut dy[range])
         {
             let (x, t) = (x as f64, t as f64);
-            loss += x.max(0.0) - x * t + (-x.abs()).exp().ln_1p();
-            *d = ((1.0 / (1.0 + (-x).exp()) - t) * inv) as f32;
+            let (term_loss, derivative) = bce_term(x, t);
+            loss += term_loss;
+            *d = (derivative * inv) as f32;
             errors += usize::from((x > 0.0) != (t > 0.5));
         }
     }

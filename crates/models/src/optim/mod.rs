@@ -10,11 +10,13 @@ mod adam;
 mod clip;
 mod rmsprop;
 mod sgd;
+mod stateful;
 
 pub use adam::{Adam, AdamConfig};
 pub use clip::{check_finite, clip_grad_norm, clip_grad_norm_parts, clip_grad_value};
 pub use rmsprop::{RmsProp, RmsPropConfig};
 pub use sgd::{Sgd, SgdConfig};
+pub use stateful::Stateful;
 
 use crate::error::{Error, Result};
 
@@ -75,23 +77,6 @@ pub trait Optimizer: Send {
 
     /// Forgets the state (moments, step count).
     fn reset(&mut self);
-}
-
-/// Sizes empty state buffers to `len`, or checks they have that length.
-/// The memory is reserved fallibly for all of them before any is sized:
-/// no memory is an error ([`Error::OutOfMemory`]) that leaves the state as
-/// it was.
-pub(crate) fn size_state(len: usize, state: &mut [&mut Vec<f32>]) -> Result<()> {
-    if let Some(s) = state.iter().find(|s| !s.is_empty() && s.len() != len) {
-        return Err(Error::shape("params", &[s.len()], &[len]));
-    }
-    for s in state.iter_mut().filter(|s| s.is_empty()) {
-        crate::alloc::reserve(s, len, "optimizer state")?;
-    }
-    for s in state.iter_mut() {
-        s.resize(len, 0.0);
-    }
-    Ok(())
 }
 
 /// Checks a hyper-parameter is finite and within `lo..=hi`.

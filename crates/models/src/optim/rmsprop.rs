@@ -1,14 +1,20 @@
 //! RMSProp (`torch.optim.RMSprop`), with momentum and the centered variant.
 
-use super::{Optimizer, check_hyper, size_state};
+use super::check_hyper;
+use super::stateful::{Rule, STATE_BUFFERS, State, Stateful};
 use crate::error::Result;
+
+/// `g += wd p; s = a s + (1 - a) g^2; (centered: m = a m + (1 - a) g,
+/// s' = s - m^2); d = sqrt(s') + eps; momentum: b = mu b + g / d, p -= lr b;
+/// else p -= lr g / d`.
+pub type RmsProp = Stateful<RmsPropConfig>;
 
 /// RMSProp hyper-parameters (PyTorch's defaults via [`RmsPropConfig::new`]).
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct RmsPropConfig {
     /// Learning rate (default 1e-2).
     pub lr: f64,
-    /// Decay of the squared-gradient average (default 0.99).
+    /// Decay of the squared-gradient average, in `[0, 1]` (default 0.99).
     pub alpha: f64,
     /// Added to the denominator (default 1e-8).
     pub eps: f64,
@@ -34,48 +40,28 @@ impl RmsPropConfig {
     }
 }
 
-/// `g += wd p; s = a s + (1 - a) g^2; (centered: m = a m + (1 - a) g,
-/// s' = s - m^2); d = sqrt(s') + eps; momentum: b = mu b + g / d, p -= lr b;
-/// else p -= lr g / d`.
-#[derive(Clone, Debug)]
-pub struct RmsProp {
-    config: RmsPropConfig,
-    square_avg: Vec<f32>,
-    grad_avg: Vec<f32>,
-    momentum_buf: Vec<f32>,
-}
-
-impl RmsProp {
-    /// Errors: a hyper-parameter out of range (`alpha` in `[0, 1]`).
-    pub fn new(config: RmsPropConfig) -> Result<Self> {
-        check_hyper("lr", config.lr, 0.0, f64::MAX)?;
-        check_hyper("alpha", config.alpha, 0.0, 1.0)?;
-        check_hyper("eps", config.eps, 0.0, f64::MAX)?;
-        check_hyper("weight_decay", config.weight_decay, 0.0, f64::MAX)?;
-        check_hyper("momentum", config.momentum, 0.0, f64::MAX)?;
-        Ok(Self {
-            config,
-            square_avg: Vec::new(),
-            grad_avg: Vec::new(),
-            momentum_buf: Vec::new(),
-        })
-    }
-}
-
-impl Optimizer for RmsProp {
-    fn begin(&mut self, len: usize) -> Result<()> {
-        size_state(len, &mut [&mut self.square_avg])?;
-        if self.config.centered {
-            size_state(len, &mut [&mut self.grad_avg])?;
-        }
-        if self.config.momentum > 0.0 {
-            size_state(len, &mut [&mut self.momentum_buf])?;
-        }
-        Ok(())
+/// State: the squared-gradient average `s`; the gradient average `m` when
+/// centered; the momentum buffer `b` with a momentum.
+impl Rule for RmsPropConfig {
+    fn buffers(&self) -> [bool; STATE_BUFFERS] {
+        [true, self.centered, self.momentum > 0.0]
     }
 
-    fn update(&mut self, offset: usize, params: &mut [f32], grads: &[f32]) {
-        let c = self.config;
+    fn check(&self) -> Result<()> {
+        check_hyper("lr", self.lr, 0.0, f64::MAX)?;
+        check_hyper("alpha", self.alpha, 0.0, 1.0)?;
+        check_hyper("eps", self.eps, 0.0, f64::MAX)?;
+        check_hyper("weight_decay", self.weight_decay, 0.0, f64::MAX)?;
+        check_hyper("momentum", self.momentum, 0.0, f64::MAX)
+    }
+
+    fn lr_mut(&mut self) -> &mut f64 {
+        &mut self.lr
+    }
+
+    fn apply(&self, _step: u64, params: &mut [f32], grads: &[f32], state: State<'_>) {
+        let c = self;
+        let [square_avg, grad_avg, momentum_buf] = state;
         // Scalars computed in f64 and rounded to f32, as PyTorch does with
         // its Python floats.
         let one_minus_alpha = (1.0 - c.alpha) as f32;
@@ -87,12 +73,11 @@ impl Optimizer for RmsProp {
             c.momentum as f32,
         );
         for (k, (p, &g)) in params.iter_mut().zip(grads).enumerate() {
-            let k = offset + k;
             let g = g + wd * *p;
-            let s = &mut self.square_avg[k];
+            let s = &mut square_avg[k];
             *s = alpha * *s + one_minus_alpha * g * g;
             let var = if c.centered {
-                let m = &mut self.grad_avg[k];
+                let m = &mut grad_avg[k];
                 *m = alpha * *m + one_minus_alpha * g;
                 *s - *m * *m
             } else {
@@ -100,26 +85,12 @@ impl Optimizer for RmsProp {
             };
             let denom = var.sqrt() + eps;
             if c.momentum > 0.0 {
-                let b = &mut self.momentum_buf[k];
+                let b = &mut momentum_buf[k];
                 *b = momentum * *b + g / denom;
                 *p -= lr * *b;
             } else {
                 *p -= lr * g / denom;
             }
         }
-    }
-
-    fn lr(&self) -> f64 {
-        self.config.lr
-    }
-
-    fn set_lr(&mut self, lr: f64) {
-        self.config.lr = lr;
-    }
-
-    fn reset(&mut self) {
-        self.square_avg.clear();
-        self.grad_avg.clear();
-        self.momentum_buf.clear();
     }
 }
