@@ -28,23 +28,21 @@ pub enum Op {
     T,
 }
 
-/// A read-only row-major matrix view: element `(r, c)` is `data[r * stride + c]`.
+/// A row-major matrix view over `D`, a shared or a mutable slice: element
+/// `(r, c)` is `data[r * stride + c]`.
 #[derive(Clone, Copy, Debug)]
-pub struct Mat<'a> {
-    data: &'a [f32],
+pub struct View<D> {
+    data: D,
     rows: usize,
     cols: usize,
     stride: usize,
 }
 
-/// A mutable row-major matrix view: element `(r, c)` is `data[r * stride + c]`.
-#[derive(Debug)]
-pub struct MatMut<'a> {
-    data: &'a mut [f32],
-    rows: usize,
-    cols: usize,
-    stride: usize,
-}
+/// A read-only row-major matrix view.
+pub type Mat<'a> = View<&'a [f32]>;
+
+/// A mutable row-major matrix view.
+pub type MatMut<'a> = View<&'a mut [f32]>;
 
 fn check_view(len: usize, rows: usize, cols: usize, stride: usize) {
     assert!(stride >= cols, "row stride {stride} < cols {cols}");
@@ -57,13 +55,13 @@ fn check_view(len: usize, rows: usize, cols: usize, stride: usize) {
     }
 }
 
-impl<'a> Mat<'a> {
+impl<D: AsRef<[f32]>> View<D> {
     /// A dense `rows x cols` view of `data` (`data.len() >= rows * cols`).
     ///
     /// # Panics
     /// If `data` is too short: views are built by the library from buffers it
     /// sized itself, so a short slice is a broken internal invariant.
-    pub fn new(data: &'a [f32], rows: usize, cols: usize) -> Self {
+    pub fn new(data: D, rows: usize, cols: usize) -> Self {
         Self::strided(data, rows, cols, cols)
     }
 
@@ -71,8 +69,8 @@ impl<'a> Mat<'a> {
     ///
     /// # Panics
     /// If `stride < cols` or `data` is too short.
-    pub fn strided(data: &'a [f32], rows: usize, cols: usize, stride: usize) -> Self {
-        check_view(data.len(), rows, cols, stride);
+    pub fn strided(data: D, rows: usize, cols: usize, stride: usize) -> Self {
+        check_view(data.as_ref().len(), rows, cols, stride);
         Self {
             data,
             rows,
@@ -90,7 +88,9 @@ impl<'a> Mat<'a> {
     pub fn cols(&self) -> usize {
         self.cols
     }
+}
 
+impl<'a> Mat<'a> {
     fn faer(&self, op: Op) -> FaerMatRef<'a, f32> {
         let m = if self.rows == 0 || self.cols == 0 {
             FaerMatRef::from_row_major_slice(&[], self.rows, self.cols)
@@ -109,39 +109,7 @@ impl<'a> Mat<'a> {
     }
 }
 
-impl<'a> MatMut<'a> {
-    /// A dense `rows x cols` mutable view of `data`.
-    ///
-    /// # Panics
-    /// If `data` is too short (a broken internal invariant).
-    pub fn new(data: &'a mut [f32], rows: usize, cols: usize) -> Self {
-        Self::strided(data, rows, cols, cols)
-    }
-
-    /// A `rows x cols` mutable view whose rows start `stride` elements apart.
-    ///
-    /// # Panics
-    /// If `stride < cols` or `data` is too short.
-    pub fn strided(data: &'a mut [f32], rows: usize, cols: usize, stride: usize) -> Self {
-        check_view(data.len(), rows, cols, stride);
-        Self {
-            data,
-            rows,
-            cols,
-            stride,
-        }
-    }
-
-    /// Number of rows.
-    pub fn rows(&self) -> usize {
-        self.rows
-    }
-
-    /// Number of columns.
-    pub fn cols(&self) -> usize {
-        self.cols
-    }
-
+impl MatMut<'_> {
     fn faer(&mut self) -> FaerMatMut<'_, f32> {
         if self.rows == 0 || self.cols == 0 {
             FaerMatMut::from_row_major_slice_mut(&mut [], self.rows, self.cols)
