@@ -14,6 +14,8 @@
 //! it is split in two kernels around that product: [`rbl_forward_rz`] then
 //! [`rbl_forward_n`]; backward: [`rbl_backward_n`] then [`rbl_backward_r`].
 
+use std::ops::Range;
+
 use pulp::Simd;
 
 use crate::gates::{self, Twin};
@@ -26,13 +28,6 @@ use crate::sequence::{
     SeqShape, Shared, Slots, Src, Upstream,
 };
 use crate::simd::Lanes;
-
-fn check_states(b: usize, hidden: usize, states: &[usize]) {
-    assert!(
-        states.iter().all(|&l| l == b * hidden),
-        "gru kernel: state length"
-    );
-}
 
 // ---------------------------------------------------------------- lane bodies
 
@@ -119,7 +114,7 @@ impl Lanes<6, 7> for LbrBackwardLanes {
 
 impl Twin<6, 7> for LbrBackwardLanes {
     fn twin(&self, [r, z, n, hn, hp, dh]: [f32; 6], _: [f32; 7]) -> [f32; 7] {
-        let (dz, dn) = twin_update_grads(z, n, hp, dh);
+        let (dn, dz) = twin_update_grads(z, n, hp, dh);
         let dr = dn * hn * r * (1.0 - r);
         [dr, dz, dn, dr, dz, dn * r, dh * z]
     }
@@ -180,7 +175,7 @@ impl Lanes<4, 3> for RblBackwardNLanes {
 
 impl Twin<4, 3> for RblBackwardNLanes {
     fn twin(&self, [z, n, hp, dh]: [f32; 4], _: [f32; 3]) -> [f32; 3] {
-        let (dz, dn) = twin_update_grads(z, n, hp, dh);
+        let (dn, dz) = twin_update_grads(z, n, hp, dh);
         [dz, dn, dh * z]
     }
 }
@@ -202,42 +197,53 @@ impl Twin<3, 2> for RblBackwardRLanes {
     }
 }
 
-/// The twin of [`update_grads`], as `(dz, dn)`.
+/// The twin of [`update_grads`].
 fn twin_update_grads(z: f32, n: f32, hp: f32, dh: f32) -> (f32, f32) {
     (
-        dh * (hp - n) * z * (1.0 - z),
         dh * (1.0 - z) * (1.0 - n * n),
+        dh * (hp - n) * z * (1.0 - z),
     )
 }
 
 // ---------------------------------------------------------------- one step
 
-/// One step's buffers: `gates` `[B, 3H]`; `hw` `[B, 3H]` (linear before
-/// reset: `h_{t-1} W_hh^T`); `b_hn` `[H]`; `h_prev`, `h` `[B, H]`; `saved`
-/// `[B, H]`, what the step keeps for backward (`W_hn h_{t-1} + b_hn`, or
-/// `r * h_{t-1}`). Null for what a kernel does not use.
+/// What every kernel of one GRU step reads: `gates` `[B, 3H]` (activated
+/// by the forward kernels) and `h_prev` `[B, H]`. Each kernel takes the
+/// other buffers it reads or writes, `[B, H]` or `[B, 3H]` (`dgates`,
+/// `dhw`, `hw`).
+#[derive(Clone, Copy)]
 struct Step {
     gates: *mut f32,
-    hw: *const f32,
-    b_hn: *const f32,
     h_prev: *const f32,
-    h: *mut f32,
-    saved: *mut f32,
     hidden: usize,
 }
 
-/// A step's gradient buffers: `dh` `[B, H]` (read), `dgates` and `dhw`
-/// `[B, 3H]`, `dh_prev` `[B, H]`, `drh` `[B, H]` (the gradient w.r.t. `r *
-/// h_{t-1}`, read).
-struct StepGrads {
-    dh: *const f32,
-    dgates: *mut f32,
-    dhw: *mut f32,
-    dh_prev: *mut f32,
-    drh: *const f32,
-}
-
 impl Step {
+    /// The step over whole slices (`gates` `gates_len` values at `gates`)
+    /// and its rows `B`.
+    ///
+    /// # Panics
+    /// If `gates_len` is not a multiple of `3H`, or `h_prev` or a length
+    /// of `states` is not `B * H` (a broken internal invariant).
+    fn whole(
+        gates: (*mut f32, usize),
+        h_prev: &[f32],
+        hidden: usize,
+        states: &[usize],
+    ) -> (Self, usize) {
+        let b = gates::rows::<3>(gates.1, hidden);
+        assert!(
+            h_prev.len() == b * hidden && states.iter().all(|&l| l == b * hidden),
+            "gru kernel: state length"
+        );
+        let at = Self {
+            gates: gates.0,
+            h_prev: h_prev.as_ptr(),
+            hidden,
+        };
+        (at, b)
+    }
+
     /// Gate block `k` of a `[B, 3H]` buffer, read.
     fn block(&self, p: *const f32, k: usize) -> gates::In {
         (p.wrapping_add(k * self.hidden), 3 * self.hidden)
@@ -259,46 +265,52 @@ impl Step {
         (p, self.hidden)
     }
 
-    /// Linear before reset, forward, on units `units` of rows `0..rows`.
+    /// Linear before reset, forward: `hw` `[B, 3H]` and `b_hn` `[H]` in;
+    /// `h` and `hn = W_hn h_prev + b_hn` written.
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn lbr_forward(&self, rows: usize, units: std::ops::Range<usize>) {
-        let hw = |k| self.block(self.hw, k);
-        let ins = [
-            hw(0),
-            hw(1),
-            hw(2),
-            (self.b_hn, 0),
-            self.state_in(self.h_prev),
-        ];
+    unsafe fn lbr_forward(
+        &self,
+        (hw, b_hn): (*const f32, *const f32),
+        (h, hn): (*mut f32, *mut f32),
+        rows: usize,
+        units: Range<usize>,
+    ) {
+        let hw = |k| self.block(hw, k);
+        let ins = [hw(0), hw(1), hw(2), (b_hn, 0), self.state_in(self.h_prev)];
         let outs = [
             self.gate(0),
             self.gate(1),
             self.gate(2),
-            self.state(self.h),
-            self.state(self.saved),
+            self.state(h),
+            self.state(hn),
         ];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&LbrForwardLanes, ins, outs, rows, units) }
     }
 
-    /// Linear before reset, backward: `dgates`, `dhw` and the direct part
-    /// `dh * z` of `dh_prev`.
+    /// Linear before reset, backward, from `hn` and `dh`: `dgates`, `dhw`
+    /// (`[B, 3H]`) and the direct part `dh * z` of `dh_prev`.
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn lbr_backward(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+    unsafe fn lbr_backward(
+        &self,
+        (hn, dh): (*const f32, *const f32),
+        (dgates, dhw, dh_prev): (*mut f32, *mut f32, *mut f32),
+        rows: usize,
+        units: Range<usize>,
+    ) {
         let ins = [
             self.gate_in(0),
             self.gate_in(1),
             self.gate_in(2),
-            self.state_in(self.saved.cast_const()),
+            self.state_in(hn),
             self.state_in(self.h_prev),
-            self.state_in(d.dh),
+            self.state_in(dh),
         ];
-        let dg = |k| self.block_mut(d.dgates, k);
-        let dw = |k| self.block_mut(d.dhw, k);
+        let (dg, dw) = (|k| self.block_mut(dgates, k), |k| self.block_mut(dhw, k));
         let outs = [
             dg(0),
             dg(1),
@@ -306,19 +318,19 @@ impl Step {
             dw(0),
             dw(1),
             dw(2),
-            self.state(d.dh_prev),
+            self.state(dh_prev),
         ];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&LbrBackwardLanes, ins, outs, rows, units) }
     }
 
     /// Reset before linear, forward, first half: activates `r`, `z` and
-    /// writes `saved = r * h_prev`.
+    /// writes `rh = r * h_prev`.
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn rbl_forward_rz(&self, rows: usize, units: std::ops::Range<usize>) {
-        let outs = [self.gate(0), self.gate(1), self.state(self.saved)];
+    unsafe fn rbl_forward_rz(&self, rh: *mut f32, rows: usize, units: Range<usize>) {
+        let outs = [self.gate(0), self.gate(1), self.state(rh)];
         let ins = [self.state_in(self.h_prev)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblForwardRzLanes, ins, outs, rows, units) }
@@ -328,69 +340,60 @@ impl Step {
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn rbl_forward_n(&self, rows: usize, units: std::ops::Range<usize>) {
+    unsafe fn rbl_forward_n(&self, h: *mut f32, rows: usize, units: Range<usize>) {
         let ins = [self.gate_in(1), self.state_in(self.h_prev)];
-        let outs = [self.gate(2), self.state(self.h)];
+        let outs = [self.gate(2), self.state(h)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblForwardNLanes, ins, outs, rows, units) }
     }
 
-    /// Reset before linear, backward, first half: the `z` and `n` blocks of
-    /// `dgates` and the direct part `dh * z` of `dh_prev`.
+    /// Reset before linear, backward, first half, from `dh`: the `z` and `n`
+    /// blocks of `dgates` and the direct part `dh * z` of `dh_prev`.
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn rbl_backward_n(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+    unsafe fn rbl_backward_n(
+        &self,
+        dh: *const f32,
+        (dgates, dh_prev): (*mut f32, *mut f32),
+        rows: usize,
+        units: Range<usize>,
+    ) {
         let ins = [
             self.gate_in(1),
             self.gate_in(2),
             self.state_in(self.h_prev),
-            self.state_in(d.dh),
+            self.state_in(dh),
         ];
-        let dg = |k| self.block_mut(d.dgates, k);
-        let outs = [dg(1), dg(2), self.state(d.dh_prev)];
+        let dg = |k| self.block_mut(dgates, k);
+        let outs = [dg(1), dg(2), self.state(dh_prev)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblBackwardNLanes, ins, outs, rows, units) }
     }
 
-    /// Reset before linear, backward, second half: the `r` block of
-    /// `dgates` from `drh`, and `dh_prev += drh * r`.
+    /// Reset before linear, backward, second half, from `drh` (the gradient
+    /// w.r.t. `r * h_prev`): the `r` block of `dgates`, and `dh_prev +=
+    /// drh * r`.
     ///
     /// # Safety
     /// As [`gates::on_units`] for these buffers.
-    unsafe fn rbl_backward_r(&self, d: &StepGrads, rows: usize, units: std::ops::Range<usize>) {
+    unsafe fn rbl_backward_r(
+        &self,
+        drh: *const f32,
+        (dgates, dh_prev): (*mut f32, *mut f32),
+        rows: usize,
+        units: Range<usize>,
+    ) {
         let ins = [
             self.gate_in(0),
             self.state_in(self.h_prev),
-            self.state_in(d.drh),
+            self.state_in(drh),
         ];
-        let dr = self.block_mut(d.dgates, 0);
-        let outs = [dr, self.state(d.dh_prev)];
+        let outs = [self.block_mut(dgates, 0), self.state(dh_prev)];
         // SAFETY: the caller's contract.
         unsafe { gates::on_units(&RblBackwardRLanes, ins, outs, rows, units) }
     }
 }
-
-/// A step with nothing attached; the kernels' entry points fill in what
-/// they use.
-const NO_STEP: Step = Step {
-    gates: std::ptr::null_mut(),
-    hw: std::ptr::null(),
-    b_hn: std::ptr::null(),
-    h_prev: std::ptr::null(),
-    h: std::ptr::null_mut(),
-    saved: std::ptr::null_mut(),
-    hidden: 0,
-};
-
-/// Gradients with nothing attached, as [`NO_STEP`].
-const NO_GRADS: StepGrads = StepGrads {
-    dh: std::ptr::null(),
-    dgates: std::ptr::null_mut(),
-    dhw: std::ptr::null_mut(),
-    dh_prev: std::ptr::null_mut(),
-    drh: std::ptr::null(),
-};
 
 // ---------------------------------------------------------------- linear before reset
 
@@ -413,21 +416,19 @@ pub fn lbr_forward(
     hn: &mut [f32],
     hidden: usize,
 ) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    assert_eq!(hw.len(), gates.len());
-    assert_eq!(b_hn.len(), hidden);
-    check_states(b, hidden, &[h_prev.len(), h.len(), hn.len()]);
-    let at = Step {
-        gates: gates.as_mut_ptr(),
-        hw: hw.as_ptr(),
-        b_hn: b_hn.as_ptr(),
-        h_prev: h_prev.as_ptr(),
-        h: h.as_mut_ptr(),
-        saved: hn.as_mut_ptr(),
+    assert!(
+        hw.len() == gates.len() && b_hn.len() == hidden,
+        "gru kernel: hw, b_hn"
+    );
+    let (at, b) = Step::whole(
+        (gates.as_mut_ptr(), gates.len()),
+        h_prev,
         hidden,
-    };
+        &[h.len(), hn.len()],
+    );
+    let ins = (hw.as_ptr(), b_hn.as_ptr());
     // SAFETY: every unit of every row of buffers of the asserted sizes.
-    unsafe { at.lbr_forward(b, 0..hidden) }
+    unsafe { at.lbr_forward(ins, (h.as_mut_ptr(), hn.as_mut_ptr()), b, 0..hidden) }
 }
 
 /// One backward step, linear-before-reset variant.
@@ -451,30 +452,16 @@ pub fn lbr_backward(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    assert!(dgates.len() == gates.len() && dhw.len() == gates.len());
-    check_states(
-        b,
-        hidden,
-        &[hn.len(), h_prev.len(), dh.len(), dh_prev.len()],
+    assert!(
+        dgates.len() == gates.len() && dhw.len() == gates.len(),
+        "gru kernel: dgates, dhw"
     );
-    let at = Step {
-        gates: gates.as_ptr().cast_mut(),
-        h_prev: h_prev.as_ptr(),
-        saved: hn.as_ptr().cast_mut(),
-        hidden,
-        ..NO_STEP
-    };
-    let d = StepGrads {
-        dh: dh.as_ptr(),
-        dgates: dgates.as_mut_ptr(),
-        dhw: dhw.as_mut_ptr(),
-        dh_prev: dh_prev.as_mut_ptr(),
-        ..NO_GRADS
-    };
+    let gates = (gates.as_ptr().cast_mut(), gates.len());
+    let (at, b) = Step::whole(gates, h_prev, hidden, &[hn.len(), dh.len(), dh_prev.len()]);
+    let outs = (dgates.as_mut_ptr(), dhw.as_mut_ptr(), dh_prev.as_mut_ptr());
     // SAFETY: every unit of every row of buffers of the asserted sizes
-    // (`gates` and `hn` only read).
-    unsafe { at.lbr_backward(&d, b, 0..hidden) }
+    // (`gates` only read).
+    unsafe { at.lbr_backward((hn.as_ptr(), dh.as_ptr()), outs, b, 0..hidden) }
 }
 
 // ---------------------------------------------------------------- reset before linear
@@ -489,17 +476,14 @@ pub fn lbr_backward(
 /// # Panics
 /// If the lengths disagree with `hidden` (a broken internal invariant).
 pub fn rbl_forward_rz(gates: &mut [f32], h_prev: &[f32], rh: &mut [f32], hidden: usize) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    check_states(b, hidden, &[h_prev.len(), rh.len()]);
-    let at = Step {
-        gates: gates.as_mut_ptr(),
-        h_prev: h_prev.as_ptr(),
-        saved: rh.as_mut_ptr(),
+    let (at, b) = Step::whole(
+        (gates.as_mut_ptr(), gates.len()),
+        h_prev,
         hidden,
-        ..NO_STEP
-    };
+        &[rh.len()],
+    );
     // SAFETY: every unit of every row of buffers of the asserted sizes.
-    unsafe { at.rbl_forward_rz(b, 0..hidden) }
+    unsafe { at.rbl_forward_rz(rh.as_mut_ptr(), b, 0..hidden) }
 }
 
 /// Second half of a reset-before-linear forward step.
@@ -511,17 +495,40 @@ pub fn rbl_forward_rz(gates: &mut [f32], h_prev: &[f32], rh: &mut [f32], hidden:
 /// # Panics
 /// If the lengths disagree with `hidden` (a broken internal invariant).
 pub fn rbl_forward_n(gates: &mut [f32], h_prev: &[f32], h: &mut [f32], hidden: usize) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    check_states(b, hidden, &[h_prev.len(), h.len()]);
-    let at = Step {
-        gates: gates.as_mut_ptr(),
-        h_prev: h_prev.as_ptr(),
-        h: h.as_mut_ptr(),
+    let (at, b) = Step::whole(
+        (gates.as_mut_ptr(), gates.len()),
+        h_prev,
         hidden,
-        ..NO_STEP
-    };
+        &[h.len()],
+    );
     // SAFETY: every unit of every row of buffers of the asserted sizes.
-    unsafe { at.rbl_forward_n(b, 0..hidden) }
+    unsafe { at.rbl_forward_n(h.as_mut_ptr(), b, 0..hidden) }
+}
+
+/// The two halves of a reset-before-linear backward step, over whole
+/// slices: `gates` `[B, 3H]` activated; `h_prev`, `d` (`dh` or `drh`),
+/// `dh_prev` `[B, H]`; `dgates` `[B, 3H]`.
+fn rbl_backward(
+    gates: &[f32],
+    h_prev: &[f32],
+    d: &[f32],
+    (dgates, dh_prev): (&mut [f32], &mut [f32]),
+    hidden: usize,
+    first_half: bool,
+) {
+    assert_eq!(dgates.len(), gates.len(), "gru kernel: dgates");
+    let gates = (gates.as_ptr().cast_mut(), gates.len());
+    let (at, b) = Step::whole(gates, h_prev, hidden, &[d.len(), dh_prev.len()]);
+    let outs = (dgates.as_mut_ptr(), dh_prev.as_mut_ptr());
+    // SAFETY: every unit of every row of buffers of the asserted sizes
+    // (`gates` only read).
+    unsafe {
+        if first_half {
+            at.rbl_backward_n(d.as_ptr(), outs, b, 0..hidden)
+        } else {
+            at.rbl_backward_r(d.as_ptr(), outs, b, 0..hidden)
+        }
+    }
 }
 
 /// First half of a reset-before-linear backward step.
@@ -541,24 +548,7 @@ pub fn rbl_backward_n(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    assert_eq!(dgates.len(), gates.len());
-    check_states(b, hidden, &[h_prev.len(), dh.len(), dh_prev.len()]);
-    let at = Step {
-        gates: gates.as_ptr().cast_mut(),
-        h_prev: h_prev.as_ptr(),
-        hidden,
-        ..NO_STEP
-    };
-    let d = StepGrads {
-        dh: dh.as_ptr(),
-        dgates: dgates.as_mut_ptr(),
-        dh_prev: dh_prev.as_mut_ptr(),
-        ..NO_GRADS
-    };
-    // SAFETY: every unit of every row of buffers of the asserted sizes
-    // (`gates` only read).
-    unsafe { at.rbl_backward_n(&d, b, 0..hidden) }
+    rbl_backward(gates, h_prev, dh, (dgates, dh_prev), hidden, true)
 }
 
 /// Second half of a reset-before-linear backward step.
@@ -577,24 +567,7 @@ pub fn rbl_backward_r(
     dh_prev: &mut [f32],
     hidden: usize,
 ) {
-    let b = gates::rows::<3>(gates.len(), hidden);
-    assert_eq!(dgates.len(), gates.len());
-    check_states(b, hidden, &[h_prev.len(), drh.len(), dh_prev.len()]);
-    let at = Step {
-        gates: gates.as_ptr().cast_mut(),
-        h_prev: h_prev.as_ptr(),
-        hidden,
-        ..NO_STEP
-    };
-    let d = StepGrads {
-        dgates: dgates.as_mut_ptr(),
-        dh_prev: dh_prev.as_mut_ptr(),
-        drh: drh.as_ptr(),
-        ..NO_GRADS
-    };
-    // SAFETY: every unit of every row of buffers of the asserted sizes
-    // (`gates` only read).
-    unsafe { at.rbl_backward_r(&d, b, 0..hidden) }
+    rbl_backward(gates, h_prev, drh, (dgates, dh_prev), hidden, false)
 }
 
 // ---------------------------------------------------------------- whole sequences
@@ -664,11 +637,13 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let step = move |p: &Part| Step {
         gates: gates.at(p.t * b * gh),
         h_prev: states.at(p.prev * bh),
-        h: states.at(p.out * bh),
-        saved: saved.at(p.t * bh),
         hidden: hd,
-        ..NO_STEP
     };
+    // The step's output state and what it keeps for backward.
+    let (h, kept) = (
+        move |p: &Part| states.at(p.out * bh),
+        move |p: &Part| saved.at(p.t * bh),
+    );
     let into = |buf, at| Product {
         buf,
         at,
@@ -696,13 +671,9 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
             assert_eq!(hw.len(), b * gh, "hw");
             assert_eq!(b_hn.len(), hd, "b_hn");
             let hw = Shared::new(hw);
-            let kernel = move |p: &Part| {
-                let at = Step {
-                    hw: hw.get().cast_const(),
-                    b_hn: b_hn.as_ptr(),
-                    ..step(p)
-                };
-                unsafe { at.lbr_forward(p.rows, p.units.clone()) }
+            let kernel = move |p: &Part| unsafe {
+                let ins = (hw.get().cast_const(), b_hn.as_ptr());
+                step(p).lbr_forward(ins, (h(p), kept(p)), p.rows, p.units.clone())
             };
             let phases = [phase(0..3, Operand::Prev, into(hw, At::Fixed), &kernel)];
             // SAFETY: sizes asserted above; the kernel touches only its
@@ -714,8 +685,9 @@ pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
                 seq.mask.is_none(),
                 "gru: a recurrent mask on the reset-before-linear form"
             );
-            let rz = move |p: &Part| unsafe { step(p).rbl_forward_rz(p.rows, p.units.clone()) };
-            let n = move |p: &Part| unsafe { step(p).rbl_forward_n(p.rows, p.units.clone()) };
+            let rz =
+                move |p: &Part| unsafe { step(p).rbl_forward_rz(kept(p), p.rows, p.units.clone()) };
+            let n = move |p: &Part| unsafe { step(p).rbl_forward_n(h(p), p.rows, p.units.clone()) };
             let phases = [
                 phase(0..2, Operand::Prev, into(gates, At::Step), &rz),
                 phase(2..3, Operand::PerStep(saved), into(gates, At::Step), &n),
@@ -785,26 +757,21 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         Shared::read(g.saved),
         Shared::read(g.states),
     );
+    // Read only, through the same `Step` as forward.
     let step = move |p: &Part| Step {
         gates: gates.at(p.t * b * gh),
         h_prev: states.at(p.prev * bh),
-        saved: saved.at(p.t * bh),
         hidden: hd,
-        ..NO_STEP
     };
-    let grads = move |dh: *mut f32, dh_prev: *mut f32, p: &Part| StepGrads {
-        dh: dh.cast_const(),
-        dgates: dgates.at(p.t * b * gh),
-        dhw: dhw.at(p.t * b * gh),
-        dh_prev,
-        drh: dhw.get().cast_const(),
-    };
+    let dg = move |p: &Part| dgates.at(p.t * b * gh);
     // SAFETY (every kernel below): step `t`'s buffers, of the sizes
     // asserted here, read except the part's units of `dgates`, `dhw` and
     // `dh_prev`, this thread's alone during the phase.
     if g.reset_after {
         let kernel = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
-            step(p).lbr_backward(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+            let ins = (saved.at(p.t * bh).cast_const(), dh.cast_const());
+            let outs = (dg(p), dhw.at(p.t * b * gh), dh_prev);
+            step(p).lbr_backward(ins, outs, p.rows, p.units.clone())
         };
         let phases = BwdPhase::one_product(&l, g.w_hh, &kernel, dhw, true);
         // SAFETY: sizes asserted above; the kernel touches only its units.
@@ -815,10 +782,11 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
             "gru: a recurrent mask on the reset-before-linear form"
         );
         let n = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
-            step(p).rbl_backward_n(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+            step(p).rbl_backward_n(dh, (dg(p), dh_prev), p.rows, p.units.clone())
         };
-        let r = move |p: &Part, dh: *mut f32, dh_prev: *mut f32| unsafe {
-            step(p).rbl_backward_r(&grads(dh, dh_prev, p), p.rows, p.units.clone())
+        let r = move |p: &Part, _: *mut f32, dh_prev: *mut f32| unsafe {
+            let drh = dhw.get().cast_const();
+            step(p).rbl_backward_r(drh, (dg(p), dh_prev), p.rows, p.units.clone())
         };
         // `dst (+)= dP_t[:, blocks] W_hh[blocks, :]`.
         let product = |blocks: std::ops::Range<usize>, dst, accumulate| BwdProduct {
