@@ -28,6 +28,8 @@ pub(crate) enum Layout {
 pub(crate) struct BatchOrder {
     /// `[B]`: the caller's row at each sorted position.
     order: Vec<usize>,
+    /// `[B]`: the sorted position of each caller's row (`order`'s inverse).
+    position: Vec<usize>,
     /// `[T]`: the rows inside their sequence at each step.
     active: Vec<usize>,
     /// Whether the rows have lengths (otherwise every row runs all steps).
@@ -49,6 +51,7 @@ impl BatchOrder {
         layout: Layout,
     ) -> Result<()> {
         self.order.clear();
+        self.position.clear();
         self.active.clear();
         self.lengths = lengths.is_some();
         self.layout = layout;
@@ -56,13 +59,20 @@ impl BatchOrder {
             return Ok(());
         }
         alloc::reserve(&mut self.order, batch, "batch order")?;
+        alloc::reserve(&mut self.position, batch, "batch order")?;
         alloc::reserve(&mut self.active, seq_len, "batch order")?;
         self.order.extend(0..batch);
+        if let Some(lengths) = lengths {
+            self.order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
+        }
+        self.position.resize(batch, 0);
+        for (i, &caller) in self.order.iter().enumerate() {
+            self.position[caller] = i;
+        }
         let Some(lengths) = lengths else {
             self.active.resize(seq_len, batch);
             return Ok(());
         };
-        self.order.sort_by_key(|&b| std::cmp::Reverse(lengths[b]));
         // Rows inside their sequence at step t: those longer than t.
         let mut inside = batch;
         for t in 0..seq_len {
@@ -100,11 +110,12 @@ impl BatchOrder {
 
     /// `dst` (`[T, B, width]`, the loops' order) = the caller's sequence
     /// `src` (`[T, B, width]` or `[B, T, width]`); with `zero_past_end`,
-    /// the rows past their sequence's end are zero instead.
+    /// the rows past their sequence's end are zero instead. Large copies
+    /// run on the library's threads.
     pub fn gather_steps(&self, src: &[f32], dst: &mut [f32], width: usize, zero_past_end: bool) {
         let b = self.order.len();
         let seq_len = dst.len() / (b * width).max(1);
-        for (t, block) in dst.chunks_exact_mut(b * width).enumerate() {
+        let block = |(t, block): (usize, &mut [f32])| {
             for (i, row) in block.chunks_exact_mut(width).enumerate() {
                 if zero_past_end && i >= self.active[t] {
                     row.fill(0.0);
@@ -113,26 +124,39 @@ impl BatchOrder {
                     row.copy_from_slice(&src[from..from + width]);
                 }
             }
-        }
+        };
+        by_blocks(dst, b * width, block);
     }
 
     /// The caller's sequence `dst` (`[T, B, width]` or `[B, T, width]`) =
     /// `src` (`[T, B, width]`, the loops' order); with `zero_past_end`, the
-    /// rows past their sequence's end are zero instead.
+    /// rows past their sequence's end are zero instead. Large copies run on
+    /// the library's threads.
     pub fn scatter_steps(&self, src: &[f32], dst: &mut [f32], width: usize, zero_past_end: bool) {
         let b = self.order.len();
         let seq_len = src.len() / (b * width).max(1);
-        for (t, block) in src.chunks_exact(b * width).enumerate() {
-            for (i, row) in block.chunks_exact(width).enumerate() {
-                let to = self.caller_row(t, self.order[i], seq_len) * width;
-                let to = &mut dst[to..to + width];
+        // Each caller block of `dst`: a step's rows (time-major) or a row's
+        // steps (batch-first), read from the loops' order.
+        let (inner, outer) = match self.layout {
+            Layout::TimeMajor => (b, seq_len),
+            Layout::BatchFirst => (seq_len, b),
+        };
+        let block = |(k, block): (usize, &mut [f32])| {
+            for (j, row) in block.chunks_exact_mut(width).enumerate() {
+                let (t, caller) = match self.layout {
+                    Layout::TimeMajor => (k, j),
+                    Layout::BatchFirst => (j, k),
+                };
+                let i = self.position[caller];
                 if zero_past_end && i >= self.active[t] {
-                    to.fill(0.0);
+                    row.fill(0.0);
                 } else {
-                    to.copy_from_slice(row);
+                    row.copy_from_slice(&src[(t * b + i) * width..][..width]);
                 }
             }
-        }
+        };
+        debug_assert_eq!(dst.len(), inner * outer * width);
+        by_blocks(dst, inner * width, block);
     }
 
     /// `dst` = the caller's states `src` (`[n, B, width]`), rows in the
@@ -161,6 +185,24 @@ impl BatchOrder {
                 d[self.order[i] * width..][..width].copy_from_slice(row);
             }
         }
+    }
+}
+
+/// Runs `f` on every `(index, block)` of `dst` cut in blocks of `block`
+/// values, on the library's threads when `dst` is large (a copy of a few
+/// hundred kilobytes is worth a fork-join; a small one is not).
+fn by_blocks(dst: &mut [f32], block: usize, f: impl Fn((usize, &mut [f32])) + Sync + Send) {
+    use rayon::prelude::*;
+    const PARALLEL_VALUES: usize = 1 << 16;
+    if block == 0 {
+        return;
+    }
+    if dst.len() < PARALLEL_VALUES || rnn_kernels::threads::num_threads() < 2 {
+        dst.chunks_exact_mut(block).enumerate().for_each(f);
+    } else {
+        rnn_kernels::threads::install(|| {
+            dst.par_chunks_exact_mut(block).enumerate().for_each(f);
+        });
     }
 }
 

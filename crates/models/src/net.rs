@@ -539,8 +539,15 @@ impl Recurrent {
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
         let bh = b * h;
         let n_state = layer::product(&[c.num_layers, dirs, bh], "final states")?;
+        let last = tape.layers[c.num_layers - 1].output(bh, t);
+        let y = if tape.order.reorders() {
+            // Filled below, from the loops' order.
+            alloc::zeros(last.len(), "output y")?
+        } else {
+            alloc::copy_of(last, "output y")?
+        };
         let mut out = Output {
-            y: alloc::copy_of(tape.layers[c.num_layers - 1].output(bh, t), "output y")?,
+            y,
             h_n: Vec::new(),
             c_n: Vec::new(),
         };
