@@ -118,5 +118,5 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let phases = BwdPhase::one_product(&l, g.w_hh, &kernel, dpre, false);
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // mutably for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask) }
+    unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask, None) }
 }

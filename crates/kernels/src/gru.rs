@@ -775,7 +775,7 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
         };
         let phases = BwdPhase::one_product(&l, g.w_hh, &kernel, dhw, true);
         // SAFETY: sizes asserted above; the kernel touches only its units.
-        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask) }
+        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, g.mask, None) }
     } else {
         assert!(
             g.mask.is_none(),
@@ -816,6 +816,6 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
             },
         ];
         // SAFETY: sizes asserted above; the kernels touch only their units.
-        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, None) }
+        unsafe { sequence::backward(l, &phases, g.up, g.dh, g.dh_spare, None, None) }
     }
 }

@@ -220,22 +220,33 @@ impl Step {
 }
 
 /// An LSTM's projection of its output (PyTorch's `proj_size`, LSTMP): `h_t =
-/// W_hr (o_t * tanh(c_t))`, a state of `P < H` units.
+/// W_hr (o_t * tanh(c_t))`, a state of `P < H` units; the forward pass's
+/// buffers.
 #[derive(Debug)]
 pub struct Projection<'a> {
     /// `[P, H]`.
     pub w_hr: &'a [f32],
-    /// Forward: `[T, B, H]`, `m_t = o_t * tanh(c_t)` written (`W_hr`'s
-    /// gradient multiplies these). Backward: `[B, H]` scratch for the
-    /// gradient w.r.t. `m_t`.
+    /// `[T, B, H]`, `m_t = o_t * tanh(c_t)` written (`W_hr`'s gradient
+    /// multiplies these).
     pub m: &'a mut [f32],
 }
 
-impl Projection<'_> {
-    /// `P`.
-    fn width(&self, hidden: usize) -> usize {
-        self.w_hr.len() / hidden.max(1)
-    }
+/// The backward pass's buffers of a [`Projection`].
+#[derive(Debug)]
+pub struct ProjectionGrads<'a> {
+    /// `[P, H]`.
+    pub w_hr: &'a [f32],
+    /// `[B, H]` scratch for the gradient w.r.t. `m_t`.
+    pub dm: &'a mut [f32],
+    /// `[T, B, P]`: each step's gradient w.r.t. `h_t` (upstream included),
+    /// written, zero on the rows past their sequence's end (`W_hr`'s
+    /// gradient is `sum_t dh_t^T m_t`).
+    pub dh: &'a mut [f32],
+}
+
+/// `P` of a `[P, H]` projection.
+fn projected_width(w_hr: &[f32], hidden: usize) -> usize {
+    w_hr.len() / hidden.max(1)
 }
 
 /// The buffers of a whole LSTM layer-direction's forward pass (row-major;
@@ -289,7 +300,10 @@ fn step(gates: Shared, h: (Shared, bool), cells: Shared, p: &Part, b: usize, hd:
 pub fn forward_sequence(seq: Sequence<'_>, threads: usize) {
     let (t_len, b, hd) = seq.shape.sizes();
     let bh = b * hd;
-    let sw = seq.projection.as_ref().map_or(hd, |p| p.width(hd));
+    let sw = seq
+        .projection
+        .as_ref()
+        .map_or(hd, |p| projected_width(p.w_hr, hd));
     assert_eq!(seq.gates.len(), t_len * b * 4 * hd, "gates");
     assert_eq!(seq.w_hh.len(), 4 * hd * sw, "w_hh");
     assert_eq!(seq.states.len(), (t_len + 1) * b * sw, "states");
@@ -361,8 +375,8 @@ pub struct SequenceGrads<'a> {
     /// `[B, H]`: the gradient w.r.t. the final cell state in, w.r.t. the
     /// initial one out.
     pub dc: &'a mut [f32],
-    /// The forward pass's projection (with `[B, H]` scratch), if any.
-    pub projection: Option<Projection<'a>>,
+    /// The forward pass's projection, if any.
+    pub projection: Option<ProjectionGrads<'a>>,
     /// The forward pass's mask (with `[B, S]` scratch), if any.
     pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
@@ -383,7 +397,10 @@ pub struct SequenceGrads<'a> {
 pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let (t_len, b, hd) = g.shape.sizes();
     let (gh, bh) = (4 * hd, b * hd);
-    let sw = g.projection.as_ref().map_or(hd, |p| p.width(hd));
+    let sw = g
+        .projection
+        .as_ref()
+        .map_or(hd, |p| projected_width(p.w_hr, hd));
     assert_eq!(g.gates.len(), t_len * b * gh, "gates");
     assert_eq!(g.dgates.len(), t_len * b * gh, "dgates");
     assert_eq!(g.w_hh.len(), gh * sw, "w_hh");
@@ -392,13 +409,13 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     let l = Loop::new(g.shape, 4, threads).with_state(sw);
     let (dgates, dc) = (Shared::new(g.dgates), Shared::new(g.dc));
     let (gates, cells) = (Shared::read(g.gates), Shared::read(g.cells));
-    let (w_hr, dm) = match g.projection {
+    let (w_hr, dm, record) = match g.projection {
         Some(pr) => {
             assert_eq!(pr.w_hr.len(), sw * hd, "w_hr");
-            assert_eq!(pr.m.len(), bh, "dm");
-            (pr.w_hr, Some(Shared::new(pr.m)))
+            assert_eq!(pr.dm.len(), bh, "dm");
+            (pr.w_hr, Some(Shared::new(pr.dm)), Some(pr.dh))
         }
-        None => (&[][..], None),
+        None => (&[][..], None, None),
     };
     let kernel = move |p: &Part, dh: *mut f32, _: *mut f32| {
         // Read only, through the same `Step` as forward (without `h`).
@@ -427,5 +444,5 @@ pub fn backward_sequence(g: SequenceGrads<'_>, threads: usize) {
     };
     // SAFETY: the buffers have the sizes asserted above and are borrowed
     // for the call; the kernel writes only its units.
-    unsafe { sequence::backward(l, &[first, second], g.up, g.dh, g.dh_spare, g.mask) }
+    unsafe { sequence::backward(l, &[first, second], g.up, g.dh, g.dh_spare, g.mask, record) }
 }

@@ -639,7 +639,10 @@ impl<'k> BwdPhase<'k> {
 /// gradient, with `dh_{t-1} = dh_t` for the rows past their end and the
 /// next step's `dh += dy` (the first step's is added before the loop).
 /// `dh` holds the gradient w.r.t. the final state on entry and w.r.t. the
-/// initial state on return; `dh_spare` is scratch.
+/// initial state on return; `dh_spare` is scratch; `record`, if any
+/// (`[T, B, S]`), receives each step's `dh_t` (upstream included) on the
+/// rows inside their sequence, zero on the others (a projection's weight
+/// gradient multiplies these).
 ///
 /// # Panics
 /// If `dh`, `dh_spare`, `up`, a product or the mask disagree with the sizes.
@@ -655,10 +658,33 @@ pub(crate) unsafe fn backward(
     dh: &mut [f32],
     dh_spare: &mut [f32],
     mask: Option<RecurrentMask<'_>>,
+    record: Option<&mut [f32]>,
 ) {
     let (t_len, b, hd) = l.shape.sizes();
     let sw = l.state;
     assert!(dh.len() == b * sw && dh_spare.len() == b * sw, "dh");
+    let record = record.map(|r| {
+        assert_eq!(r.len(), t_len * b * sw, "record");
+        Shared::new(r)
+    });
+    // `record[t] = dh_t` on rows `0..rows` and units `u` of a `[B, S]`
+    // gradient `d`.
+    let keep = move |d: *mut f32, t: usize, rows: usize, u: &Range<usize>| {
+        if let Some(rec) = record {
+            for r in 0..b {
+                // SAFETY: row `r`, units `u` of `d` (`[B, S]`) and of step
+                // `t`'s block of `record` (`[T, B, S]`), touched by this
+                // chunk alone now.
+                let at = (t * b + r) * sw + u.start;
+                let dst = unsafe { part_mut(rec.get(), at, u.len()) };
+                if r < rows {
+                    dst.copy_from_slice(unsafe { part_ref(d, r * sw + u.start, u.len()) });
+                } else {
+                    dst.fill(0.0);
+                }
+            }
+        }
+    };
     assert!(
         up.offset + sw <= up.stride && up.dy.len() >= t_len * b * up.stride,
         "dy"
@@ -684,6 +710,7 @@ pub(crate) unsafe fn backward(
         let p = l.part(0, 0, true, sw);
         // SAFETY: `dh`, `[B, S]` (asserted above), before the loop.
         unsafe { up.add_to(bufs[0].get(), (p.t, b, sw), p.rows, &(0..sw)) };
+        keep(bufs[0].get(), p.t, p.rows, &(0..sw));
     }
     // Per phase with a product, each chunk's columns of its weights, packed
     // by the chunk's first product.
@@ -774,6 +801,7 @@ pub(crate) unsafe fn backward(
                 let q = l.part(s + 1, chunk, true, sw);
                 // SAFETY: as above, the next step's gradient `dh_t`.
                 unsafe { up.add_to(next, (q.t, b, sw), q.rows, &u) };
+                keep(next, q.t, q.rows, &u);
             }
         }
     };

@@ -89,6 +89,7 @@ fn team_equals_stepwise() {
                                 ("dgates", &got.dgates, &want.dgates),
                                 ("dh0", &got.dh0, &want.dh0),
                                 ("dc0", &got.dc0, &want.dc0),
+                                ("dh_t", &got.dh_steps, &want.dh_steps),
                             ],
                         );
                     }
@@ -193,6 +194,17 @@ fn variable_lengths_equal_each_row_alone() {
                                 pick(&alone.masked, 1, sw, slots.clone(), 0),
                             ),
                             ("dh0", pick(&all.dh0, b, sw, 0..1, r), alone.dh0.clone()),
+                            (
+                                "dh_t",
+                                pick(&all.dh_steps, b, sw, 0..all.dh_steps.len() / (b * sw), r),
+                                pick(&alone.dh_steps, 1, sw, 0..alone.dh_steps.len() / sw, 0)
+                                    .into_iter()
+                                    .chain(std::iter::repeat_n(
+                                        0.0,
+                                        all.dh_steps.len() / b - alone.dh_steps.len(),
+                                    ))
+                                    .collect(),
+                            ),
                         ];
                         if matches!(cell, Cell::Lstm) {
                             pairs.push((

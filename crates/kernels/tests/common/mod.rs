@@ -105,6 +105,9 @@ pub struct Pass {
     /// `[B, S]` gradient w.r.t. the initial states.
     pub dh0: Vec<f32>,
     pub dc0: Vec<f32>,
+    /// `[T, B, P]`: each step's `dh_t` (LSTM with a projection), zero past
+    /// a row's end.
+    pub dh_steps: Vec<f32>,
 }
 
 /// The inputs of a pass: `w_hh` `[G*H, S]`, `gates0` `[T, B, G*H]`, `h0`,
@@ -140,6 +143,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
         dgates: vec![0.0; x.gates0.len()],
         dh0: x.dh_n.clone(),
         dc0: x.dc_n.clone(),
+        dh_steps: vec![f32::NAN; t_len * b * sw],
     };
     p.states[init * b * sw..][..b * sw].copy_from_slice(&x.h0);
     p.cells[init * bh..][..bh].copy_from_slice(&x.c0);
@@ -187,7 +191,11 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
                     dh: &mut p.dh0,
                     dh_spare: &mut spare,
                     dc: &mut p.dc0,
-                    projection: projection(&mut dm),
+                    projection: (!x.w_hr.is_empty()).then_some(lstm::ProjectionGrads {
+                        w_hr: &x.w_hr,
+                        dm: &mut dm,
+                        dh: &mut p.dh_steps,
+                    }),
                     mask: mask(&mut mask_scratch),
                     shape,
                 },
@@ -265,6 +273,9 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
     });
     if x.mask.is_empty() {
         p.masked.clone_from(&p.states);
+    }
+    if x.w_hr.is_empty() {
+        p.dh_steps.clear();
     }
     p
 }
@@ -365,6 +376,7 @@ pub fn stepwise(
         cells: vec![0.0; (t_len + 1) * bh],
         saved: vec![0.0; t_len * bh],
         dgates: vec![0.0; x.gates0.len()],
+        dh_steps: vec![0.0; t_len * bs],
         ..Pass::default()
     };
     p.states[init * bs..][..bs].copy_from_slice(&x.h0);
@@ -448,6 +460,7 @@ pub fn stepwise(
             let row = &x.dy[(t * b + r) * stride + offset..][..sw];
             d.iter_mut().zip(row).for_each(|(a, g)| *a += g);
         }
+        p.dh_steps[t * bs..][..bs].copy_from_slice(&dh);
         let g = &p.gates[t * b * gh..][..b * gh];
         let dg = &mut p.dgates[t * b * gh..][..b * gh];
         let h_prev = &p.states[prev * bs..][..bs];
@@ -505,6 +518,9 @@ pub fn stepwise(
         .collect();
     p.dh0 = dh;
     p.dc0 = dc;
+    if x.w_hr.is_empty() {
+        p.dh_steps.clear();
+    }
     p
 }
 
