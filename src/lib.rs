@@ -42,8 +42,8 @@ pub use rnn_kernels as kernels;
 pub use rnn_kernels::threads::{num_threads, set_num_threads};
 pub use rnn_models::io::{TensorData, TensorFile};
 pub use rnn_models::{
-    CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Linear, Lstm, LstmConfig, NetConfig,
-    Nonlinearity, Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn, RnnConfig,
-    SeqInput, StreamState, Tape, TruncatedBptt, param_layout,
+    CellKind, Error, Gradients, Gru, GruConfig, GruVariant, Linear, Lstm, LstmConfig, Merge,
+    NetConfig, Nonlinearity, Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn,
+    RnnConfig, SeqInput, StreamState, Tape, TruncatedBptt, param_layout,
 };
 pub use rnn_models::{arch, io, loss, ntm, optim, rng};

@@ -51,8 +51,8 @@
 //! layers' outputs (which also checks those outputs against `relu(a)`).
 
 use recurrent::{
-    CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput,
-    Tape,
+    CellKind, Gradients, GruVariant, Merge, NetConfig, Nonlinearity, OutputGrads, Recurrent,
+    SeqInput, Tape,
 };
 
 /// Central-difference step along a unit direction (see the module docs).
@@ -180,7 +180,7 @@ impl Problem {
             },
         };
         Self {
-            gy: rng.vec(seq_len * batch * dirs * h, -1.0, 1.0),
+            gy: rng.vec(seq_len * batch * config.output_size(), -1.0, 1.0),
             ghn: rng.vec(state, -1.0, 1.0),
             gcn: if lstm {
                 rng.vec(state, -1.0, 1.0)
@@ -543,6 +543,11 @@ const CONFIGS: [(usize, usize, usize, bool, bool, usize, usize); 7] = [
 /// Checks every config of `cell`; prints the worst relative error; fails
 /// listing every check at or above [`TOL`].
 fn gradcheck_cell(cell: CellKind, seed: u64) {
+    gradcheck_configs(cell, seed, |c| c);
+}
+
+/// [`gradcheck_cell`] with every configuration passed through `tweak`.
+fn gradcheck_configs(cell: CellKind, seed: u64, tweak: fn(NetConfig) -> NetConfig) {
     let mut rng = Rng(seed);
     let mut worst: Option<(String, Check)> = None;
     let (mut failures, mut count, mut redrawn) = (Vec::new(), 0, Redrawn::default());
@@ -556,13 +561,13 @@ fn gradcheck_cell(cell: CellKind, seed: u64) {
                 draws <= MAX_TRIES,
                 "{label}: no problem with relu margin {RELU_MARGIN} in {MAX_TRIES} draws"
             );
-            let config = NetConfig {
+            let config = tweak(NetConfig {
                 num_layers,
                 bidirectional,
                 bias,
                 seed: rng.next_u64(),
                 ..NetConfig::new(cell, i, h)
-            };
+            });
             let prob = Problem::new(config, t, b, &mut rng);
             if prob.relu_margin(&prob.point) >= RELU_MARGIN {
                 break prob;
@@ -629,6 +634,25 @@ fn gradcheck_gru_reset_before_linear() {
 /// The checker itself can fail: a gradient wrong in one small tensor only
 /// (one bias scaled by 1.05), or in one entry of `x`, is caught by the
 /// per-tensor and per-input directions.
+/// Summed directions (`merge = sum`: both directions receive the whole
+/// `dy`, and the layer above reads `H` features) and batch-first sequences,
+/// on the configurations above.
+#[test]
+fn gradcheck_summed_directions_batch_first() {
+    let tweak = |c: NetConfig| NetConfig {
+        merge: Merge::Sum,
+        batch_first: true,
+        ..c
+    };
+    for (cell, seed) in [
+        (CellKind::Lstm, 21),
+        (CellKind::Gru(GruVariant::LinearBeforeReset), 22),
+        (CellKind::Elman(Nonlinearity::Tanh), 23),
+    ] {
+        gradcheck_configs(cell, seed, tweak);
+    }
+}
+
 #[test]
 fn checker_rejects_a_wrong_gradient() {
     let mut rng = Rng(99);

@@ -26,7 +26,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use proptest::prelude::*;
 use recurrent::{
-    CellKind, Error, GruVariant, NetConfig, Nonlinearity, Recurrent, SeqInput, TensorData,
+    CellKind, Error, GruVariant, Merge, NetConfig, Nonlinearity, Recurrent, SeqInput, TensorData,
     TensorFile,
 };
 use safetensors::tensor::{Dtype, TensorView};
@@ -224,15 +224,18 @@ fn saved_lstm(name: &str) -> (TestDir, PathBuf, Recurrent) {
 fn round_trip_every_cell_kind() {
     let mut rng = Rng(7);
     for cell in CELLS {
-        for (i, h, num_layers, bidirectional, bias) in [
-            (3, 4, 2, true, true),
-            (5, 2, 1, false, false),
-            (1, 1, 3, true, false),
+        for (i, h, num_layers, bidirectional, bias, merge) in [
+            (3, 4, 2, true, true, Merge::Concat),
+            (5, 2, 1, false, false, Merge::Concat),
+            (1, 1, 3, true, false, Merge::Concat),
+            (3, 4, 2, true, true, Merge::Sum),
         ] {
             let config = NetConfig {
                 num_layers,
                 bidirectional,
                 bias,
+                merge,
+                batch_first: merge == Merge::Sum,
                 seed: rng.next_u64(),
                 ..NetConfig::new(cell, i, h)
             };
@@ -409,7 +412,7 @@ fn wrong_metadata_is_an_error_naming_the_file_and_the_key() {
     assert_same_net(&Recurrent::load(&path).expect("unedited copy"), &net);
 
     // (key, new value or None to remove it, the message names one of these)
-    let edits: [(&str, Option<&str>, &[&str]); 16] = [
+    let edits: [(&str, Option<&str>, &[&str]); 18] = [
         ("cell", Some("transformer"), &["\"transformer\""]),
         ("cell", Some("LSTM"), &["\"LSTM\""]),
         ("cell", None, &["\"cell\""]),
@@ -436,6 +439,8 @@ fn wrong_metadata_is_an_error_naming_the_file_and_the_key() {
         ("bidirectional", Some("yes"), &["bidirectional=\"yes\""]),
         // Layer 1 then reads 2H = 6 features, and _reverse tensors are due.
         ("bidirectional", Some("true"), &["_reverse", "weight_ih_l1"]),
+        ("merge", Some("avg"), &["merge \"avg\""]),
+        ("batch_first", Some("yes"), &["batch_first=\"yes\""]),
     ];
     for (key, value, any_of) in edits {
         let mut m = meta.clone();
@@ -452,6 +457,15 @@ fn wrong_metadata_is_an_error_naming_the_file_and_the_key() {
     }
     write_safetensors(&path, None, &tensors);
     assert_load_fails(&path, &["\"cell\""]);
+
+    // Files written before `merge` and `batch_first` existed lack them:
+    // concatenated, time-major.
+    let mut old = meta.clone();
+    assert_eq!(old.remove("merge").as_deref(), Some("concat"));
+    assert_eq!(old.remove("batch_first").as_deref(), Some("false"));
+    write_safetensors(&path, Some(old), &tensors);
+    let loaded = Recurrent::load(&path).expect("a file without the newer keys");
+    assert_eq!(loaded.config(), net.config());
 }
 
 #[test]
@@ -810,9 +824,12 @@ proptest! {
         num_layers in 1..4usize,
         bidirectional in any::<bool>(),
         bias in any::<bool>(),
+        sum in any::<bool>(),
+        batch_first in any::<bool>(),
         seed in any::<u64>(),
     ) {
-        let config = NetConfig { num_layers, bidirectional, bias, seed, ..NetConfig::new(cell, input_size, hidden_size) };
+        let merge = if sum { Merge::Sum } else { Merge::Concat };
+        let config = NetConfig { num_layers, bidirectional, bias, merge, batch_first, seed, ..NetConfig::new(cell, input_size, hidden_size) };
         let mut rng = Rng(seed);
         let net = random_net(config, &mut rng);
         let dir = TestDir::new("prop");

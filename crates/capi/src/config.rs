@@ -110,6 +110,7 @@ impl rnn_config {
             bias: args::flag(self.bias, "bias")?,
             bidirectional: args::flag(self.bidirectional, "bidirectional")?,
             seed: self.seed,
+            ..NetConfig::new(cell, self.input_size, self.hidden_size)
         };
         c.validate()?;
         Ok(c)

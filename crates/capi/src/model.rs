@@ -46,13 +46,11 @@ impl rnn_model {
         self.generation = self.generation.wrapping_add(1);
     }
 
-    /// `(L*D, D*H)`.
+    /// `(L*D, output width)`: the output is `D*H` wide, or `H` with
+    /// summed directions.
     pub(crate) fn dims(&self) -> (usize, usize) {
         let c = self.net.config();
-        (
-            c.num_layers * c.directions(),
-            c.directions() * c.hidden_size,
-        )
+        (c.num_layers * c.directions(), c.output_size())
     }
 }
 

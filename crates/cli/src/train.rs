@@ -439,6 +439,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         bias: true,
         bidirectional: a.bidirectional,
         seed: a.seed,
+        ..NetConfig::new(cell, features.len(), a.hidden)
     };
     let net = Recurrent::new(config.clone())?;
     let feat_dim = config.directions() * a.hidden;

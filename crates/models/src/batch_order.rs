@@ -15,9 +15,7 @@ pub(crate) enum Layout {
     /// `[T, B, width]`.
     #[default]
     TimeMajor,
-    /// `[B, T, width]`. Only the tests build it until the network's
-    /// configuration offers `batch_first`.
-    #[allow(dead_code)]
+    /// `[B, T, width]`.
     BatchFirst,
 }
 

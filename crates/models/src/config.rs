@@ -83,6 +83,37 @@ impl CellKind {
     }
 }
 
+/// How a bidirectional layer combines its two directions' outputs.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash)]
+pub enum Merge {
+    /// Side by side, `[.., 2H]` (PyTorch's, the default).
+    #[default]
+    Concat,
+    /// Added, `[.., H]` (oneDNN's and Keras's `sum`).
+    Sum,
+}
+
+impl Merge {
+    /// The name in weight files and on the command line: `concat`, `sum`.
+    pub fn name(self) -> &'static str {
+        match self {
+            Self::Concat => "concat",
+            Self::Sum => "sum",
+        }
+    }
+
+    /// Parses [`Merge::name`].
+    pub fn from_name(name: &str) -> Result<Self> {
+        match name {
+            "concat" => Ok(Self::Concat),
+            "sum" => Ok(Self::Sum),
+            other => Err(Error::Config(format!(
+                "unknown merge {other:?} (expected concat or sum)"
+            ))),
+        }
+    }
+}
+
 /// The most layers a network may stack.
 pub const MAX_LAYERS: usize = 1024;
 
@@ -102,8 +133,16 @@ pub struct NetConfig {
     pub num_layers: usize,
     /// Whether the cells have the biases `b_ih`, `b_hh`.
     pub bias: bool,
-    /// Whether each layer runs a reverse direction too (outputs concatenated).
+    /// Whether each layer runs a reverse direction too (outputs merged as
+    /// `merge` says).
     pub bidirectional: bool,
+    /// How a bidirectional layer's two outputs are combined (unused with
+    /// one direction).
+    pub merge: Merge,
+    /// Whether sequences (input, output and their gradients) are
+    /// `[B, T, F]` instead of `[T, B, F]` (PyTorch's `batch_first`);
+    /// states are `[L*D, B, H]` either way.
+    pub batch_first: bool,
     /// Seed of the default initialisation.
     pub seed: u64,
 }
@@ -118,6 +157,8 @@ impl NetConfig {
             num_layers: 1,
             bias: true,
             bidirectional: false,
+            merge: Merge::Concat,
+            batch_first: false,
             seed: 0,
         }
     }
@@ -127,12 +168,22 @@ impl NetConfig {
         if self.bidirectional { 2 } else { 1 }
     }
 
-    /// Input width of layer `k`: `I` for layer 0, `D*H` above.
+    /// Width of every layer's output (and of `y`): `D*H` concatenated,
+    /// `H` for one direction or summed directions.
+    pub fn output_size(&self) -> usize {
+        match self.merge {
+            Merge::Sum => self.hidden_size,
+            Merge::Concat => self.directions() * self.hidden_size,
+        }
+    }
+
+    /// Input width of layer `k`: `I` for layer 0, [`NetConfig::output_size`]
+    /// above.
     pub fn layer_input_size(&self, k: usize) -> usize {
         if k == 0 {
             self.input_size
         } else {
-            self.directions() * self.hidden_size
+            self.output_size()
         }
     }
 
@@ -140,7 +191,10 @@ impl NetConfig {
     /// `sum_k D * G*H * (I_k + H + 2 [bias])`.
     pub fn num_parameters(&self) -> Option<usize> {
         let gh = self.cell.gates().checked_mul(self.hidden_size)?;
-        let dh = self.directions().checked_mul(self.hidden_size)?;
+        let dh = match self.merge {
+            Merge::Sum => self.hidden_size,
+            Merge::Concat => self.directions().checked_mul(self.hidden_size)?,
+        };
         let per_row_extra = self
             .hidden_size
             .checked_add(if self.bias { 2 } else { 0 })?;
@@ -205,6 +259,17 @@ macro_rules! common_setters {
         /// Run a reverse direction too, outputs concatenated (default false).
         pub fn bidirectional(mut self, bidirectional: bool) -> Self {
             self.0.bidirectional = bidirectional;
+            self
+        }
+        /// How a bidirectional layer combines its directions (default
+        /// [`Merge::Concat`]).
+        pub fn merge(mut self, merge: Merge) -> Self {
+            self.0.merge = merge;
+            self
+        }
+        /// Sequences `[B, T, F]` instead of `[T, B, F]` (default false).
+        pub fn batch_first(mut self, batch_first: bool) -> Self {
+            self.0.batch_first = batch_first;
             self
         }
         /// Seed of the default initialisation (default 0).

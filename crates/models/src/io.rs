@@ -3,7 +3,9 @@
 //!
 //! A model file's `__metadata__` holds the configuration under the keys of
 //! the parity fixtures (`cell`, `num_layers`, `bidirectional`, `bias`,
-//! `input_size`, `hidden_size`, plus `seed`); its tensors use PyTorch's
+//! `input_size`, `hidden_size`, plus `seed`, and `merge` (`concat` or
+//! `sum`) and `batch_first` (`true`/`false`), which a file may lack: absent,
+//! they are `concat` and `false`); its tensors use PyTorch's
 //! names, so a PyTorch `state_dict` saved as safetensors (with that metadata)
 //! loads as is; other tensors are ignored, except unused ones named like a
 //! parameter (`weight_*`, `bias_*`), which are an error. A file is checked
@@ -27,7 +29,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use safetensors::tensor::{Dtype, SafeTensors};
 
 use crate::alloc;
-use crate::config::{CellKind, NetConfig};
+use crate::config::{CellKind, Merge, NetConfig};
 use crate::error::{Error, Result, check_len};
 use crate::net::Recurrent;
 
@@ -215,6 +217,15 @@ impl TensorFile {
             })?,
             None => 0,
         };
+        // Keys newer files carry; a file without them is what it was before.
+        let merge = match self.metadata.get("merge") {
+            Some(m) => Merge::from_name(m).map_err(|e| format_err(path, e.to_string()))?,
+            None => Merge::Concat,
+        };
+        let batch_first = match self.metadata.get("batch_first") {
+            Some(_) => bool_of("batch_first")?,
+            None => false,
+        };
         Ok(NetConfig {
             cell,
             input_size: usize_of("input_size")?,
@@ -222,6 +233,8 @@ impl TensorFile {
             num_layers: usize_of("num_layers")?,
             bias: bool_of("bias")?,
             bidirectional: bool_of("bidirectional")?,
+            merge,
+            batch_first,
             seed,
         })
     }
@@ -239,6 +252,8 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
         ("bias".to_string(), config.bias.to_string()),
         ("input_size".to_string(), config.input_size.to_string()),
         ("hidden_size".to_string(), config.hidden_size.to_string()),
+        ("merge".to_string(), config.merge.name().to_string()),
+        ("batch_first".to_string(), config.batch_first.to_string()),
         ("seed".to_string(), config.seed.to_string()),
         ("format".to_string(), "librnn-1".to_string()),
     ])

@@ -37,7 +37,9 @@ pub mod rng;
 pub mod stream;
 pub mod tbptt;
 
-pub use config::{CellKind, GruConfig, GruVariant, LstmConfig, NetConfig, Nonlinearity, RnnConfig};
+pub use config::{
+    CellKind, GruConfig, GruVariant, LstmConfig, Merge, NetConfig, Nonlinearity, RnnConfig,
+};
 pub use error::{Error, Result};
 pub use linear::Linear;
 pub use models::{Gru, Lstm, Rnn};

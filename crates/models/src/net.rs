@@ -4,16 +4,17 @@
 use crate::alloc;
 use crate::batch_order::{BatchOrder, Layout};
 use crate::cells::{Cell, Dims, LayerWeights, cell_for};
-use crate::config::NetConfig;
+use crate::config::{Merge, NetConfig};
 use crate::error::{Error, Result, check_len};
 use crate::layer::{self, InputGrads, LayerGradBuffers, LayerGrads, LayerTape, Run, Upstream};
 use crate::params::Params;
 use crate::rng::SplitMix64;
 
-/// A batch of sequences to run: `x` is `[T, B, I]` time-major, row-major.
+/// A batch of sequences to run: `x` is `[T, B, I]` time-major (or `[B, T,
+/// I]` for a `batch_first` network), row-major.
 #[derive(Clone, Copy, Debug)]
 pub struct SeqInput<'a> {
-    /// `[T, B, I]`.
+    /// `[T, B, I]`, or `[B, T, I]` batch-first.
     pub x: &'a [f32],
     /// `T`.
     pub seq_len: usize,
@@ -67,7 +68,8 @@ impl<'a> SeqInput<'a> {
 /// The gradient of the loss w.r.t. the outputs of a forward pass.
 #[derive(Clone, Copy, Debug)]
 pub struct OutputGrads<'a> {
-    /// `[T, B, D*H]`.
+    /// `[T, B, O]` (`[B, T, O]` batch-first), `O` the output width
+    /// ([`NetConfig::output_size`]: `D*H`, or `H` with summed directions).
     pub y: &'a [f32],
     /// `[L*D, B, H]`, or `None` for zero.
     pub h_n: Option<&'a [f32]>,
@@ -99,8 +101,9 @@ impl<'a> OutputGrads<'a> {
 /// The outputs of a forward pass.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Output {
-    /// `[T, B, D*H]`: the last layer's hidden state at every step, directions
-    /// concatenated (forward first).
+    /// `[T, B, O]` (`[B, T, O]` batch-first): the last layer's hidden state
+    /// at every step, directions concatenated (forward first; `O = D*H`)
+    /// or summed (`O = H`).
     pub y: Vec<f32>,
     /// `[L*D, B, H]`: every layer-direction's final hidden state.
     pub h_n: Vec<f32>,
@@ -111,7 +114,7 @@ pub struct Output {
 /// Gradients from [`Recurrent::backward`].
 #[derive(Clone, Debug, PartialEq)]
 pub struct Gradients {
-    /// `[T, B, I]`.
+    /// `[T, B, I]` (`[B, T, I]` batch-first).
     pub x: Vec<f32>,
     /// `[L*D, B, H]`.
     pub h0: Vec<f32>,
@@ -147,7 +150,7 @@ impl Gradients {
 #[derive(Clone, Debug, Default)]
 struct LayerRecord {
     dirs: Vec<LayerTape>,
-    /// `[T, B, 2H]`, the two directions' outputs merged, with zeros past
+    /// `[T, B, O]`, the two directions' outputs merged, with zeros past
     /// each sequence's end; empty for one direction, whose output is its
     /// state slots as they are ([`LayerRecord::output`]: past a sequence's
     /// end they hold its last state, which the next layer's time loop does
@@ -158,7 +161,7 @@ struct LayerRecord {
 }
 
 impl LayerRecord {
-    /// `[T, B, D*H]`, the layer's output: the merged buffer, or the hidden
+    /// `[T, B, O]`, the layer's output: the merged buffer, or the hidden
     /// states after every step of the one forward direction (slots `1..=T`
     /// of `h`, `bh` = `B*H` values each).
     fn output(&self, bh: usize, t: usize) -> &[f32] {
@@ -389,11 +392,7 @@ impl Recurrent {
         let gh = c.cell.gates() * c.hidden_size;
         (0..c.num_layers)
             .map(|l| {
-                let input = if l == 0 {
-                    c.input_size
-                } else {
-                    c.directions() * c.hidden_size
-                };
+                let input = c.layer_input_size(l);
                 [t, b, gh, input + c.hidden_size, c.directions()]
                     .iter()
                     .fold(1usize, |a, &v| a.saturating_mul(v))
@@ -451,6 +450,17 @@ impl Recurrent {
         }
     }
 
+    /// The shape of a sequence of `width` features per step of `input`'s
+    /// sizes: `[T, B, width]`, or `[B, T, width]` batch-first.
+    fn sequence_shape(&self, input: &SeqInput<'_>, width: usize) -> [usize; 3] {
+        let (t, b) = (input.seq_len, input.batch);
+        if self.config.batch_first {
+            [b, t, width]
+        } else {
+            [t, b, width]
+        }
+    }
+
     fn state_shape(&self, batch: usize) -> [usize; 3] {
         let c = &self.config;
         [c.num_layers * c.directions(), batch, c.hidden_size]
@@ -464,7 +474,7 @@ impl Recurrent {
         if input.batch == 0 {
             return Err(Error::ZeroSize { what: "batch" });
         }
-        check_len("x", input.x, &[input.seq_len, input.batch, c.input_size])?;
+        check_len("x", input.x, &self.sequence_shape(input, c.input_size))?;
         let state = self.state_shape(input.batch);
         if let Some(h0) = input.h0 {
             check_len("h0", h0, &state)?;
@@ -499,8 +509,10 @@ impl Recurrent {
 
     /// Inference forward.
     ///
-    /// `input.x`: `[T, B, I]`; `h0`, `c0`: `[L*D, B, H]` or `None`.
-    /// Returns `y` `[T, B, D*H]`, `h_n` and (LSTM) `c_n` `[L*D, B, H]`.
+    /// `input.x`: `[T, B, I]` (`[B, T, I]` batch-first); `h0`, `c0`:
+    /// `[L*D, B, H]` or `None`. Returns `y` `[T, B, O]` (`[B, T, O]`
+    /// batch-first; `O` is [`NetConfig::output_size`]), `h_n` and (LSTM)
+    /// `c_n` `[L*D, B, H]`.
     ///
     /// Errors: a zero `T` or `B`, a buffer whose length is not its shape's,
     /// `c0` for a cell without cell state.
@@ -568,7 +580,8 @@ impl Recurrent {
         if tape.order.reorders() {
             // Back to the caller's row order.
             let last = tape.layers[c.num_layers - 1].output(bh, t);
-            tape.order.scatter_steps(last, &mut out.y, dirs * h, true);
+            tape.order
+                .scatter_steps(last, &mut out.y, c.output_size(), true);
             for states in [&mut out.h_n, &mut out.c_n] {
                 tape.dh_n.clear();
                 tape.dh_n.extend_from_slice(states); // capacity from prepare
@@ -592,7 +605,12 @@ impl Recurrent {
         tape.config = None; // invalid until the forward pass completes
         tape.seq_len = t;
         tape.batch = b;
-        tape.order.set(input.lengths, t, b, Layout::TimeMajor)?;
+        let layout = if c.batch_first {
+            Layout::BatchFirst
+        } else {
+            Layout::TimeMajor
+        };
+        tape.order.set(input.lengths, t, b, layout)?;
         let copy = keep_input || tape.order.reorders();
         layer::resize(
             &mut tape.x,
@@ -628,7 +646,7 @@ impl Recurrent {
             let n = if dirs == 1 {
                 0
             } else {
-                layer::product(&[t, b, dirs, c.hidden_size], "layer output")?
+                layer::product(&[t, b, c.output_size()], "layer output")?
             };
             rec.merged.clear();
             layer::resize(&mut rec.merged, n, "layer output")?;
@@ -678,16 +696,24 @@ impl Recurrent {
             if rec.merged.is_empty() {
                 continue;
             }
+            let width = c.output_size();
             for (d, lt) in rec.dirs.iter().enumerate() {
                 let run = self.layer_run(l, d, t, b, lengths);
+                // Concatenated: direction `d`'s columns; summed: the reverse
+                // direction adds to what the forward one wrote.
+                let (column, add) = match c.merge {
+                    Merge::Concat => (d * h, false),
+                    Merge::Sum => (0, d == 1),
+                };
                 for tt in 0..t {
                     let src = lt.output(&run, tt);
                     for bb in 0..b {
-                        let dst = &mut rec.merged[((tt * b + bb) * dirs + d) * h..][..h];
-                        if run.valid(tt, bb) {
-                            dst.copy_from_slice(&src[bb * h..(bb + 1) * h]);
-                        } else {
-                            dst.fill(0.0);
+                        let dst = &mut rec.merged[(tt * b + bb) * width + column..][..h];
+                        let src = &src[bb * h..(bb + 1) * h];
+                        match (run.valid(tt, bb), add) {
+                            (false, _) => dst.fill(0.0),
+                            (true, false) => dst.copy_from_slice(src),
+                            (true, true) => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v),
                         }
                     }
                 }
@@ -699,8 +725,9 @@ impl Recurrent {
     /// [`Recurrent::forward_train`] on this network (with unchanged
     /// parameters).
     ///
-    /// `grads.y`: `[T, B, D*H]`; `grads.h_n`, `grads.c_n`: `[L*D, B, H]` or
-    /// `None`. Writes into `out`: `x` `[T, B, I]`, `h0` (and `c0`)
+    /// `grads.y`: `[T, B, O]` (`[B, T, O]` batch-first); `grads.h_n`,
+    /// `grads.c_n`: `[L*D, B, H]` or `None`. Writes into `out`: `x` `[T, B,
+    /// I]` (`[B, T, I]` batch-first), `h0` (and `c0`)
     /// `[L*D, B, H]`, and every parameter's gradient (overwritten, not
     /// accumulated).
     ///
@@ -719,8 +746,12 @@ impl Recurrent {
             ));
         }
         let (t, b) = (tape.seq_len, tape.batch);
-        let dirs = c.directions();
-        check_len("grad_y", grads.y, &[t, b, dirs * c.hidden_size])?;
+        let shape = if c.batch_first {
+            [b, t, c.output_size()]
+        } else {
+            [t, b, c.output_size()]
+        };
+        check_len("grad_y", grads.y, &shape)?;
         let state = self.state_shape(b);
         if let Some(g) = grads.h_n {
             check_len("grad_h_n", g, &state)?;
@@ -749,7 +780,7 @@ impl Recurrent {
     fn prepare_backward(&self, tape: &mut Tape, out: &mut Gradients) -> Result<()> {
         let c = &self.config;
         let (t, b, dirs) = (tape.seq_len, tape.batch, c.directions());
-        let widest = c.input_size.max(dirs * c.hidden_size);
+        let widest = c.input_size.max(c.output_size());
         let n = layer::product(&[t, b, widest], "input gradients")?;
         layer::resize(&mut tape.dy, n, "output gradients")?;
         layer::resize(&mut tape.dx, n, "input gradients")?;
@@ -812,7 +843,7 @@ impl Recurrent {
         let lengths = order.active();
         dy.resize(grads.y.len(), 0.0); // within the capacity reserved by prepare_backward
         let (grad_h_n, grad_c_n) = if sorted {
-            order.gather_steps(grads.y, dy, dirs * h, true);
+            order.gather_steps(grads.y, dy, c.output_size(), true);
             (
                 sorted_copy(order, grads.h_n, dh_n, h),
                 sorted_copy(order, grads.c_n, dc_n, h),
@@ -864,8 +895,8 @@ impl Recurrent {
                         tape: &rec.dirs[d],
                         up: Upstream {
                             dy,
-                            offset: d * h,
-                            stride: dirs * h,
+                            offset: if c.merge == Merge::Sum { 0 } else { d * h },
+                            stride: c.output_size(),
                             finals: [
                                 state_slot(grad_h_n, l * dirs + d, bh),
                                 state_slot(grad_c_n, l * dirs + d, bh),

@@ -5,7 +5,8 @@
 //! A long sequence `[T, B, I]` is cut into chunks of `k` steps. Each chunk
 //! starts from the final states of the previous one, taken as constants:
 //! forward values are those of the full sequence, while gradients stop at
-//! the chunk boundary.
+//! the chunk boundary. The sequences are time-major: chunk the `[T, B, I]`
+//! input of a network whose configuration is not `batch_first`.
 
 use std::ops::Range;
 

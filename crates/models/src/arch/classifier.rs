@@ -80,10 +80,8 @@ impl SequenceClassifier {
         scatter_top_state(&b.net, &self.dfeat, input.batch, &mut self.grad_h_n);
         let c = b.net.config();
         self.grad_y.clear();
-        self.grad_y.resize(
-            input.seq_len * input.batch * c.directions() * c.hidden_size,
-            0.0,
-        );
+        self.grad_y
+            .resize(input.seq_len * input.batch * c.output_size(), 0.0);
         b.net.backward(
             &mut b.tape,
             OutputGrads::new(&self.grad_y).h_n(&self.grad_h_n),

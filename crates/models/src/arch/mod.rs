@@ -107,6 +107,23 @@ pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mu
     }
 }
 
+/// The architectures read time-major sequences and concatenated
+/// directions (their heads take `[.., D*H]` features): a `batch_first` or
+/// `merge = sum` configuration is an error naming the argument.
+pub(crate) fn check_layout(config: &NetConfig) -> Result<()> {
+    if config.batch_first {
+        return Err(crate::Error::Config(
+            "batch_first: the architectures take time-major sequences [T, B, F]".into(),
+        ));
+    }
+    if config.merge != crate::config::Merge::Concat {
+        return Err(crate::Error::Config(
+            "merge: the architectures concatenate the two directions (merge = concat)".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// A recurrent network and a head with their training buffers.
 #[derive(Clone, Debug)]
 pub(crate) struct Body {
@@ -135,8 +152,9 @@ impl Body {
     /// A network from `config` and a head from its top layer's outputs
     /// (`D*H` features) to `outputs` values, seeded from `config.seed + 1`.
     /// The head is made first, so its errors come first. Errors: invalid
-    /// sizes.
+    /// sizes, a configuration the architectures do not take.
     pub fn with_head(config: NetConfig, outputs: usize) -> Result<Self> {
+        check_layout(&config)?;
         let features = config.directions() * config.hidden_size;
         let head = Linear::new(features, outputs, true, config.seed.wrapping_add(1))?;
         Ok(Self::new(Recurrent::new(config)?, head))

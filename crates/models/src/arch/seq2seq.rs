@@ -40,8 +40,9 @@ pub struct Seq2Seq {
 impl Seq2Seq {
     /// `config` describes the encoder (its `input_size` is ignored and set to
     /// `src_vocab`); the decoder has the same cell, sizes and layers. Errors:
-    /// a bidirectional config, zero sizes.
+    /// a bidirectional, `batch_first` or `merge = sum` config, zero sizes.
     pub fn new(config: NetConfig, src_vocab: usize, tgt_vocab: usize) -> Result<Self> {
+        super::check_layout(&config)?;
         if config.bidirectional {
             return Err(Error::Config(
                 "Seq2Seq uses unidirectional encoder and decoder".into(),
