@@ -14,8 +14,8 @@ use recurrent::optim::{
     clip_grad_norm_parts,
 };
 use recurrent::{
-    CellKind, Gradients, GruVariant, Linear, NetConfig, Nonlinearity, OutputGrads, Recurrent,
-    SeqInput, Tape, loss,
+    CellKind, Gradients, GruVariant, Linear, Merge, NetConfig, Nonlinearity, OutputGrads,
+    Recurrent, SeqInput, Tape, loss,
 };
 use serde_json::json;
 
@@ -49,6 +49,24 @@ pub enum CellArg {
 pub enum ActArg {
     Tanh,
     Relu,
+}
+
+/// How a bidirectional layer combines its directions.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum MergeArg {
+    /// Side by side (`D*H` features for the layer above), PyTorch's.
+    Concat,
+    /// Added (`H` features).
+    Sum,
+}
+
+impl MergeArg {
+    fn merge(self) -> Merge {
+        match self {
+            Self::Concat => Merge::Concat,
+            Self::Sum => Merge::Sum,
+        }
+    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -107,6 +125,11 @@ pub struct TrainArgs {
     /// Add a reverse direction to every layer.
     #[arg(long)]
     pub bidirectional: bool,
+    /// How a bidirectional layer's directions reach the layer above:
+    /// concatenated or summed (the head reads the top layer's final states,
+    /// concatenated, either way).
+    #[arg(long, value_enum, default_value_t = MergeArg::Concat)]
+    pub merge: MergeArg,
     /// Optimizer.
     #[arg(long, value_enum, default_value_t = OptArg::Adam)]
     pub optimizer: OptArg,
@@ -224,13 +247,16 @@ fn train_need(
         CellArg::Rnn => 1,
     };
     let d: u64 = if a.bidirectional { 2 } else { 1 };
+    // The width layers above the first read: D*H, or H summed.
+    let d_in: u64 = if a.merge == MergeArg::Sum { 1 } else { d };
     let (h, l) = (hidden as u64, layers as u64);
     let (f, t, b) = (features as u64, window as u64, batch as u64);
     let gh = g.checked_mul(h)?;
-    // G*H*(I_k + H + 2) per layer and direction; I_0 = F, I_k = D*H.
+    // G*H*(I_k + H + 2) per layer and direction; I_0 = F, I_k = D*H (H
+    // summed).
     let first = gh.checked_mul(f.checked_add(h)?.checked_add(2)?)?;
     let rest = gh
-        .checked_mul(d.checked_mul(h)?.checked_add(h)?.checked_add(2)?)?
+        .checked_mul(d_in.checked_mul(h)?.checked_add(h)?.checked_add(2)?)?
         .checked_mul(l.saturating_sub(1))?;
     let params = first.checked_add(rest)?.checked_mul(d)?;
     let tape = l
@@ -438,6 +464,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         num_layers: a.layers,
         bias: true,
         bidirectional: a.bidirectional,
+        merge: a.merge.merge(),
         seed: a.seed,
         ..NetConfig::new(cell, features.len(), a.hidden)
     };
@@ -511,10 +538,10 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         a.hidden,
         a.layers,
         if a.layers > 1 { "s" } else { "" },
-        if a.bidirectional {
-            ", bidirectional"
-        } else {
-            ""
+        match (a.bidirectional, a.merge) {
+            (false, _) => "",
+            (true, MergeArg::Concat) => ", bidirectional",
+            (true, MergeArg::Sum) => ", bidirectional (summed)",
         },
         a.optimizer,
         a.lr,
@@ -585,7 +612,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             head.backward(&feat, &dpred, &mut dfeat, &mut head_grads)?;
             scatter_top_state(net, &dfeat, b, &mut grad_h_n);
             grad_y.clear();
-            grad_y.resize(w * b * feat_dim, 0.0);
+            grad_y.resize(w * b * config.output_size(), 0.0);
             net.backward(
                 &mut tape,
                 OutputGrads::new(&grad_y).h_n(&grad_h_n),
@@ -842,7 +869,8 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         },
         "model": {
             "cell": cell.name(), "hidden": a.hidden, "layers": a.layers,
-            "bidirectional": a.bidirectional, "parameters": n_params,
+            "bidirectional": a.bidirectional, "merge": config.merge.name(),
+            "parameters": n_params,
         },
         "training": {
             "optimizer": format!("{:?}", a.optimizer).to_lowercase(),

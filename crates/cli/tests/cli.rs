@@ -374,6 +374,7 @@ fn train_variants_run() {
             "--clip",
             "0",
         ],
+        &["--layers", "2", "--bidirectional", "--merge", "sum"],
     ];
     for (k, v) in variants.iter().enumerate() {
         let out = format!("run{k}");
@@ -382,7 +383,13 @@ fn train_variants_run() {
         args.extend_from_slice(v);
         let o = rnn(&args, &dir);
         assert!(o.status.success(), "{v:?}: {}", text(&o.stderr));
-        assert!(dir.join(&out).join("metrics.json").is_file());
+        let metrics =
+            std::fs::read_to_string(dir.join(&out).join("metrics.json")).expect("metrics.json");
+        let merge = if v.contains(&"sum") { "sum" } else { "concat" };
+        assert!(
+            metrics.contains(&format!("\"merge\": \"{merge}\"")),
+            "{v:?}: {metrics}"
+        );
         let o = rnn(
             &[
                 "predict",
