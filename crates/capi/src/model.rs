@@ -32,6 +32,13 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl rnn_model {
     pub(crate) fn new(net: Recurrent) -> Result<Self> {
+        // This API's sequences are time-major `[T, B, F]`: a batch-first
+        // model (a file saved from Rust) would read them transposed.
+        if net.config().batch_first {
+            return Err(Error::invalid(
+                "batch_first = true: this API passes time-major [T, B, F] sequences",
+            ));
+        }
         let names = crate::params::c_names(net.params())?;
         Ok(Self {
             net,

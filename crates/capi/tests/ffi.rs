@@ -532,3 +532,28 @@ fn errors_name_the_function_and_argument() {
     assert_eq!(s.to_str().unwrap(), "unknown status");
     assert_eq!(rnn_status::from_u32(9), None);
 }
+
+/// A batch-first model (saved from Rust) is refused: this API passes
+/// time-major sequences, which it would read transposed.
+#[test]
+fn a_batch_first_model_is_refused() {
+    let dir = std::env::temp_dir().join(format!("rnn-capi-bf-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp folder");
+    let path = dir.join("bf.safetensors");
+    let config = NetConfig {
+        batch_first: true,
+        ..NetConfig::new(CellKind::Lstm, 3, 4)
+    };
+    Recurrent::new(config)
+        .expect("net")
+        .save(&path)
+        .expect("save");
+    let c_path = CString::new(path.to_str().expect("utf-8 path")).expect("no NUL");
+    let mut out = null_mut();
+    // SAFETY: a NUL-terminated path and a writable out-pointer.
+    let st = unsafe { rnn_model_load(c_path.as_ptr(), &mut out) };
+    assert_eq!(st, rnn_status::InvalidArgument);
+    assert!(out.is_null());
+    assert!(last_error().contains("batch_first"), "{}", last_error());
+    std::fs::remove_dir_all(&dir).expect("clean up");
+}
