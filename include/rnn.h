@@ -11,15 +11,21 @@
  * - Sequences are time-major [T, B, F], row-major, contiguous:
  *   element (t, b, f) is at index (t*B + b)*F + f. T = seq_len, B = batch,
  *   I = input_size, H = hidden_size, L = num_layers, D = 2 if bidirectional
- *   else 1.
+ *   else 1. A model made with rnn_config_ext.batch_first = 1 (or loaded
+ *   from a file that says batch_first) takes and gives [B, T, F] instead:
+ *   element (t, b, f) at (b*T + t)*F + f; rnn_model_config_ext tells.
  * - States (h0, c0, h_n, c_n) are [L*D, B, H], slot layer*D + direction
  *   (forward direction first). Outputs y are [T, B, D*H], the directions
- *   concatenated (forward first).
+ *   concatenated (forward first). With an LSTM projection (proj_size P,
+ *   rnn_config_ext), h0, h_n and the outputs are P wide instead of H (c0,
+ *   c_n stay H); with merge = RNN_MERGE_SUM, y is [T, B, H] (or P), the
+ *   directions added.
  * - Parameters use PyTorch's state_dict names, shapes and gate order:
  *   weight_ih_l{k}[_reverse] [G*H, I_k] (I_0 = I, I_k = D*H above),
  *   weight_hh_l{k}[_reverse] [G*H, H], bias_ih_l{k}[_reverse],
  *   bias_hh_l{k}[_reverse] [G*H]; LSTM gates i, f, g, o (G = 4), GRU gates
- *   r, z, n (G = 3), Elman G = 1.
+ *   r, z, n (G = 3), Elman G = 1. With a projection, weight_hh is [4H, P]
+ *   and weight_hr_l{k}[_reverse] [P, H] follows the biases.
  * - Errors: every fallible call returns an rnn_status (RNN_STATUS_OK = 0);
  *   rnn_last_error_message() then says what was wrong, for the calling
  *   thread. A failed call writes none of its outputs (out-handles are set
@@ -77,7 +83,7 @@
 /**
  * Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
  */
-#define RNN_VERSION_MINOR 2
+#define RNN_VERSION_MINOR 3
 
 /**
  * Patch version of the library; `rnn_abi_version() & 0xff`.
@@ -191,6 +197,21 @@ typedef enum rnn_gru_variant {
 } rnn_gru_variant;
 
 /**
+ * How a bidirectional layer combines its directions (values of
+ * `rnn_config_ext.merge`).
+ */
+typedef enum rnn_merge {
+    /**
+     * Side by side, `[.., 2H]` (PyTorch's; the default).
+     */
+    RNN_MERGE_CONCAT = 0,
+    /**
+     * Added, `[.., H]`.
+     */
+    RNN_MERGE_SUM = 1,
+} rnn_merge;
+
+/**
  * The NTM's controller (values of `rnn_ntm_config.controller`).
  */
 typedef enum rnn_ntm_controller {
@@ -299,6 +320,37 @@ typedef struct rnn_config {
      */
     uint64_t seed;
 } rnn_config;
+
+/**
+ * The arguments of a network beyond `rnn_config` (library 0.3 on), for
+ * `rnn_model_new_ext` and `rnn_model_config_ext`. Fill it with
+ * `rnn_config_ext_init`, which sets `size`, then change fields: a later
+ * library may append fields, and reads only those the caller's `size`
+ * covers, so a program built against this header keeps working.
+ */
+typedef struct rnn_config_ext {
+    /**
+     * `sizeof(rnn_config_ext)` as the caller's header defines it (set by
+     * `rnn_config_ext_init`).
+     */
+    size_t size;
+    /**
+     * An LSTM's projection size P (PyTorch's `proj_size`), `0 < P <
+     * hidden_size`; 0: none. With P, `h0`/`h_n` are `[L*D, B, P]` and the
+     * outputs `D*P` wide; `c0`/`c_n` stay `[L*D, B, H]`.
+     */
+    size_t proj_size;
+    /**
+     * 1: sequences (`x`, `y`, their gradients) are `[B, T, F]` (PyTorch's
+     * `batch_first`); 0: `[T, B, F]`. States are `[L*D, B, ..]` either way.
+     */
+    uint32_t batch_first;
+    /**
+     * An `rnn_merge`: `RNN_MERGE_SUM` adds the two directions of a
+     * bidirectional layer (outputs `H` wide, or `P`).
+     */
+    uint32_t merge;
+} rnn_config_ext;
 
 /**
  * The description of a Neural Turing Machine. Fill it with
@@ -503,6 +555,17 @@ enum rnn_status rnn_config_init(struct rnn_config *config,
                                 size_t hidden_size);
 
 /**
+ * Fills `*ext` with the defaults (no projection, `[T, B, F]` sequences,
+ * concatenated directions) and its `size`.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (ext). Thread-safe.
+ *
+ * # Safety
+ * `ext` is NULL or points to a writable `rnn_config_ext`.
+ */
+enum rnn_status rnn_config_ext_init(struct rnn_config_ext *ext);
+
+/**
  * A static, NUL-terminated description of `status`, e.g. `"buffer too
  * small"`; `"unknown status"` for a value that is not an `rnn_status`.
  *
@@ -539,10 +602,29 @@ const char *rnn_last_error_message(void);
 enum rnn_status rnn_model_new(const struct rnn_config *config, struct rnn_model **out);
 
 /**
+ * Creates a model from `*config` and the further arguments of `*ext` (NULL:
+ * the defaults of `rnn_config_ext_init`), as `rnn_model_new`.
+ *
+ * Errors: as `rnn_model_new`, and `RNN_STATUS_INVALID_ARGUMENT` for
+ * `ext->size` not written by `rnn_config_ext_init`, `merge` not an
+ * `rnn_merge`, `batch_first` not 0/1, a `proj_size` on a GRU or Elman
+ * network or not below `hidden_size`. Thread-safe.
+ *
+ * # Safety
+ * `config` is NULL or points to an `rnn_config`; `ext` is NULL or points to
+ * an `rnn_config_ext` of `ext->size` bytes; `out` is NULL or writable.
+ */
+enum rnn_status rnn_model_new_ext(const struct rnn_config *config,
+                                  const struct rnn_config_ext *ext,
+                                  struct rnn_model **out);
+
+/**
  * Loads a model from a safetensors file: metadata keys `cell` (`rnn_tanh`,
  * `rnn_relu`, `lstm`, `gru`, `gru_reset_before`), `num_layers`,
  * `bidirectional`, `bias`, `input_size`, `hidden_size` (and optional
- * `seed`); tensors under PyTorch's `state_dict` names and shapes, float32.
+ * `seed`, `proj_size`, `batch_first`, `merge`: see `rnn_config_ext`, which
+ * `rnn_model_config_ext` fills); tensors under PyTorch's `state_dict` names
+ * and shapes, float32.
  * A tensor named like a parameter (`weight_*`, `bias_*`) that the
  * configuration does not use is an error naming it (say bias tensors in a
  * file whose metadata says `bias = false`); other tensors are ignored. The
@@ -612,6 +694,20 @@ void rnn_model_free(struct rnn_model *m);
  * `m` is NULL or a live model; `config` is NULL or writable.
  */
 enum rnn_status rnn_model_config(const struct rnn_model *m, struct rnn_config *config);
+
+/**
+ * Writes the model's arguments beyond `rnn_config` to `*ext`, whose `size`
+ * the caller set (with `rnn_config_ext_init`): the fields it covers.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, ext), `RNN_STATUS_INVALID_ARGUMENT`
+ * (`ext->size` smaller than this library's `rnn_config_ext`). Thread-safe on
+ * a const model.
+ *
+ * # Safety
+ * `m` is NULL or a live model; `ext` is NULL or points to a writable
+ * `rnn_config_ext` of `ext->size` bytes.
+ */
+enum rnn_status rnn_model_config_ext(const struct rnn_model *m, struct rnn_config_ext *ext);
 
 /**
  * Inference forward pass.

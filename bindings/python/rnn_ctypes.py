@@ -64,6 +64,15 @@ class Config(ctypes.Structure):
                 ("hidden_size", c_size_t), ("num_layers", c_size_t), ("seed", c_uint64)]
 
 
+class ConfigExt(ctypes.Structure):
+    """rnn_config_ext: the arguments beyond Config (library 0.3 on)."""
+    _fields_ = [("size", c_size_t), ("proj_size", c_size_t), ("batch_first", c_uint32),
+                ("merge", c_uint32)]
+
+
+MERGE_CONCAT, MERGE_SUM = 0, 1
+
+
 class SgdConfig(ctypes.Structure):
     _fields_ = [("lr", c_double), ("momentum", c_double), ("dampening", c_double),
                 ("weight_decay", c_double), ("nesterov", c_uint32)]
@@ -113,6 +122,9 @@ _SIGNATURES = {
     "rnn_model_clone": (c_uint32, [_H, _HP]),
     "rnn_model_free": (None, [_H]),
     "rnn_model_config": (c_uint32, [_H, POINTER(Config)]),
+    "rnn_config_ext_init": (c_uint32, [POINTER(ConfigExt)]),
+    "rnn_model_new_ext": (c_uint32, [POINTER(Config), POINTER(ConfigExt), _HP]),
+    "rnn_model_config_ext": (c_uint32, [_H, POINTER(ConfigExt)]),
     "rnn_model_forward": (c_uint32, [_H, _F, c_size_t, c_size_t, _F, _F, _F, c_size_t, _F,
                                      c_size_t, _F, c_size_t]),
     "rnn_model_forward_lengths": (c_uint32, [_H, _F, c_size_t, c_size_t, _SZ, _F, _F, _F,
@@ -284,6 +296,13 @@ class Model:
         check(lib.rnn_model_config(self._h, ctypes.byref(c)))
         return {f: getattr(c, f) for f, _ in Config._fields_}
 
+    def config_ext(self):
+        """The arguments beyond config(): proj_size, batch_first, merge."""
+        e = ConfigExt()
+        check(lib.rnn_config_ext_init(ctypes.byref(e)))
+        check(lib.rnn_model_config_ext(self._h, ctypes.byref(e)))
+        return {f: getattr(e, f) for f, _ in ConfigExt._fields_ if f != "size"}
+
     def dims(self):
         """(I, H, L, D, has_cell_state)."""
         c = self.config()
@@ -291,15 +310,20 @@ class Model:
                 2 if c["bidirectional"] else 1, c["cell"] == CELL_LSTM)
 
     def forward(self, x, seq_len, batch, h0=None, c0=None, lengths=None):
-        """x [T, B, I] -> (y [T, B, D*H], h_n [L*D, B, H], c_n (LSTM, else None))."""
+        """x [T, B, I] -> (y [T, B, O], h_n [L*D, B, S], c_n [L*D, B, H] (LSTM,
+        else None)); S = proj_size or H, O = D*S (S with merge sum); [B, T, .]
+        sequences for a batch_first model."""
         i, h, l, d, lstm = self.dims()
-        ns = l * d * batch * h
+        e = self.config_ext()
+        s = e["proj_size"] or h
+        o = s if e["merge"] == MERGE_SUM else d * s
+        ns, nc = l * d * batch * s, l * d * batch * h
         xin = _FloatIn(x, seq_len * batch * i, "x")
-        h0in, c0in = _FloatIn(h0, ns, "h0"), _FloatIn(c0, ns, "c0")
+        h0in, c0in = _FloatIn(h0, ns, "h0"), _FloatIn(c0, nc, "c0")
         _keep, lens = _sizes(lengths, batch, "lengths")
-        y, yp = _out(seq_len * batch * d * h)
+        y, yp = _out(seq_len * batch * o)
         hn, hnp = _out(ns)
-        cn, cnp = _out(ns if lstm else 0)
+        cn, cnp = _out(nc if lstm else 0)
         if lens is None:
             st = lib.rnn_model_forward(self._h, xin.ptr, seq_len, batch, h0in.ptr, c0in.ptr, yp,
                                        len(y), hnp, len(hn), cnp, len(cn))

@@ -21,7 +21,7 @@ fn check_len<T>(len: usize, name: &str) -> Result<()> {
     Ok(())
 }
 
-fn check_aligned<T>(p: *const T, name: &str) -> Result<()> {
+pub(crate) fn check_aligned<T>(p: *const T, name: &str) -> Result<()> {
     if !p.is_aligned() {
         return Err(Error::invalid(format!(
             "{name}: pointer {p:p} is not aligned for its element type ({} bytes)",

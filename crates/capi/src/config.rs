@@ -1,7 +1,7 @@
 //! Network configurations from C: `rnn_config` and the enums whose values
 //! its integer fields take.
 
-use rnn_models::{CellKind, GruVariant, NetConfig, Nonlinearity};
+use rnn_models::{CellKind, GruVariant, Merge, NetConfig, Nonlinearity};
 
 use crate::args;
 use crate::error::{Error, Result, guard};
@@ -175,5 +175,135 @@ pub unsafe extern "C" fn rnn_config_init(
         };
         // SAFETY: NULL or writable, by this function's contract.
         unsafe { args::write_out(config, c, "config") }
+    })
+}
+
+/// How a bidirectional layer combines its directions (values of
+/// `rnn_config_ext.merge`).
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum rnn_merge {
+    /// Side by side, `[.., 2H]` (PyTorch's; the default).
+    Concat = 0,
+    /// Added, `[.., H]`.
+    Sum = 1,
+}
+
+/// The arguments of a network beyond `rnn_config` (library 0.3 on), for
+/// `rnn_model_new_ext` and `rnn_model_config_ext`. Fill it with
+/// `rnn_config_ext_init`, which sets `size`, then change fields: a later
+/// library may append fields, and reads only those the caller's `size`
+/// covers, so a program built against this header keeps working.
+#[allow(non_camel_case_types)]
+#[repr(C)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct rnn_config_ext {
+    /// `sizeof(rnn_config_ext)` as the caller's header defines it (set by
+    /// `rnn_config_ext_init`).
+    pub size: usize,
+    /// An LSTM's projection size P (PyTorch's `proj_size`), `0 < P <
+    /// hidden_size`; 0: none. With P, `h0`/`h_n` are `[L*D, B, P]` and the
+    /// outputs `D*P` wide; `c0`/`c_n` stay `[L*D, B, H]`.
+    pub proj_size: usize,
+    /// 1: sequences (`x`, `y`, their gradients) are `[B, T, F]` (PyTorch's
+    /// `batch_first`); 0: `[T, B, F]`. States are `[L*D, B, ..]` either way.
+    pub batch_first: u32,
+    /// An `rnn_merge`: `RNN_MERGE_SUM` adds the two directions of a
+    /// bidirectional layer (outputs `H` wide, or `P`).
+    pub merge: u32,
+}
+
+impl rnn_config_ext {
+    /// The defaults: no projection, time-major, concatenated.
+    pub(crate) const DEFAULT: Self = Self {
+        size: std::mem::size_of::<Self>(),
+        proj_size: 0,
+        batch_first: 0,
+        merge: rnn_merge::Concat as u32,
+    };
+
+    /// The caller's extension at `p` (NULL: the defaults), read by its
+    /// `size`: the fields this library knows, and any bytes past them (a
+    /// newer header's fields, at most 1 KiB in all) required to be zero
+    /// (their defaults).
+    ///
+    /// # Safety
+    /// `p` is NULL, or points to `size` readable bytes, `size` (its first
+    /// field) included.
+    pub(crate) unsafe fn read(p: *const Self) -> Result<Self> {
+        if p.is_null() {
+            return Ok(Self::DEFAULT);
+        }
+        args::check_aligned(p, "ext")?;
+        // SAFETY: aligned and readable, by this function's contract.
+        let size = unsafe { p.cast::<usize>().read() };
+        let ours = std::mem::size_of::<Self>();
+        // No later struct grows past this: a larger size is a lie, refused
+        // before anything past our fields is read.
+        const MAX_SIZE: usize = 1024;
+        if size < ours || size > MAX_SIZE {
+            return Err(Error::invalid(format!(
+                "ext->size = {size}: not a size rnn_config_ext_init writes (this library's is {ours})"
+            )));
+        }
+        // SAFETY: `size >= ours` readable bytes, by this function's contract.
+        let (ext, extra) = unsafe {
+            (
+                p.read(),
+                std::slice::from_raw_parts(p.cast::<u8>().add(ours), size - ours),
+            )
+        };
+        if extra.iter().any(|&b| b != 0) {
+            return Err(Error::invalid(
+                "ext: fields of a newer library set (this library predates them)",
+            ));
+        }
+        Ok(ext)
+    }
+
+    /// `config` with this extension's arguments, checked.
+    pub(crate) fn apply(&self, config: NetConfig) -> Result<NetConfig> {
+        let merge = match self.merge {
+            0 => Merge::Concat,
+            1 => Merge::Sum,
+            v => return Err(Error::invalid(format!("merge = {v}: not an rnn_merge"))),
+        };
+        let c = NetConfig {
+            proj_size: self.proj_size,
+            batch_first: args::flag(self.batch_first, "batch_first")?,
+            merge,
+            ..config
+        };
+        c.validate()?;
+        Ok(c)
+    }
+
+    /// The extension describing a Rust configuration.
+    pub(crate) fn from_net_config(c: &NetConfig) -> Self {
+        Self {
+            proj_size: c.proj_size,
+            batch_first: c.batch_first.into(),
+            merge: match c.merge {
+                Merge::Concat => rnn_merge::Concat,
+                Merge::Sum => rnn_merge::Sum,
+            } as u32,
+            ..Self::DEFAULT
+        }
+    }
+}
+
+/// Fills `*ext` with the defaults (no projection, `[T, B, F]` sequences,
+/// concatenated directions) and its `size`.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (ext). Thread-safe.
+///
+/// # Safety
+/// `ext` is NULL or points to a writable `rnn_config_ext`.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_config_ext_init(ext: *mut rnn_config_ext) -> crate::rnn_status {
+    // SAFETY: NULL or writable, by this function's contract.
+    guard("rnn_config_ext_init", || unsafe {
+        args::write_out(ext, rnn_config_ext::DEFAULT, "ext")
     })
 }

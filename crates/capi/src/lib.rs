@@ -34,11 +34,15 @@ pub mod stream;
 pub mod test_hooks;
 pub mod train;
 
-pub use config::{rnn_activation, rnn_cell_kind, rnn_config, rnn_config_init, rnn_gru_variant};
+pub use config::{
+    rnn_activation, rnn_cell_kind, rnn_config, rnn_config_ext, rnn_config_ext_init,
+    rnn_config_init, rnn_gru_variant, rnn_merge,
+};
 pub use error::{rnn_last_error_message, rnn_status, rnn_status_string};
 pub use model::{
-    rnn_model, rnn_model_clone, rnn_model_config, rnn_model_forward, rnn_model_forward_lengths,
-    rnn_model_free, rnn_model_load, rnn_model_new, rnn_model_save,
+    rnn_model, rnn_model_clone, rnn_model_config, rnn_model_config_ext, rnn_model_forward,
+    rnn_model_forward_lengths, rnn_model_free, rnn_model_load, rnn_model_new, rnn_model_new_ext,
+    rnn_model_save,
 };
 pub use ntm::{
     rnn_ntm, rnn_ntm_config, rnn_ntm_config_init, rnn_ntm_controller, rnn_ntm_forward,
@@ -81,7 +85,7 @@ const _: () = {
 /// Major version of the library; `rnn_abi_version() >> 16`.
 pub const RNN_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
-pub const RNN_VERSION_MINOR: u32 = 2;
+pub const RNN_VERSION_MINOR: u32 = 3;
 /// Patch version of the library; `rnn_abi_version() & 0xff`.
 pub const RNN_VERSION_PATCH: u32 = 0;
 

@@ -6,7 +6,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use rnn_models::{Output, Recurrent, SeqInput};
 
 use crate::args::{self, OutBuf};
-use crate::config::rnn_config;
+use crate::config::{rnn_config, rnn_config_ext};
 use crate::error::{Error, Result, guard, guard_value, rnn_status};
 
 /// A recurrent network (opaque): its configuration and parameters.
@@ -32,13 +32,6 @@ static NEXT_ID: AtomicU64 = AtomicU64::new(1);
 
 impl rnn_model {
     pub(crate) fn new(net: Recurrent) -> Result<Self> {
-        // This API's sequences are time-major `[T, B, F]`: a batch-first
-        // model (a file saved from Rust) would read them transposed.
-        if net.config().batch_first {
-            return Err(Error::invalid(
-                "batch_first = true: this API passes time-major [T, B, F] sequences",
-            ));
-        }
         let names = crate::params::c_names(net.params())?;
         Ok(Self {
             net,
@@ -106,10 +99,44 @@ pub unsafe extern "C" fn rnn_model_new(
     })
 }
 
+/// Creates a model from `*config` and the further arguments of `*ext` (NULL:
+/// the defaults of `rnn_config_ext_init`), as `rnn_model_new`.
+///
+/// Errors: as `rnn_model_new`, and `RNN_STATUS_INVALID_ARGUMENT` for
+/// `ext->size` not written by `rnn_config_ext_init`, `merge` not an
+/// `rnn_merge`, `batch_first` not 0/1, a `proj_size` on a GRU or Elman
+/// network or not below `hidden_size`. Thread-safe.
+///
+/// # Safety
+/// `config` is NULL or points to an `rnn_config`; `ext` is NULL or points to
+/// an `rnn_config_ext` of `ext->size` bytes; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_new_ext(
+    config: *const rnn_config,
+    ext: *const rnn_config_ext,
+    out: *mut *mut rnn_model,
+) -> rnn_status {
+    guard("rnn_model_new_ext", || {
+        // SAFETY: NULL or writable, by this function's contract.
+        let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or a live rnn_config, by this function's contract.
+        let config = unsafe { args::handle(config, "config") }?;
+        // SAFETY: NULL or `ext->size` readable bytes, by this function's
+        // contract.
+        let ext = unsafe { rnn_config_ext::read(ext) }?;
+        let net = Recurrent::new(ext.apply(config.to_net_config()?)?)?;
+        // SAFETY: `out` checked above.
+        unsafe { give(out, rnn_model::new(net)?) };
+        Ok(())
+    })
+}
+
 /// Loads a model from a safetensors file: metadata keys `cell` (`rnn_tanh`,
 /// `rnn_relu`, `lstm`, `gru`, `gru_reset_before`), `num_layers`,
 /// `bidirectional`, `bias`, `input_size`, `hidden_size` (and optional
-/// `seed`); tensors under PyTorch's `state_dict` names and shapes, float32.
+/// `seed`, `proj_size`, `batch_first`, `merge`: see `rnn_config_ext`, which
+/// `rnn_model_config_ext` fills); tensors under PyTorch's `state_dict` names
+/// and shapes, float32.
 /// A tensor named like a parameter (`weight_*`, `bias_*`) that the
 /// configuration does not use is an error naming it (say bias tensors in a
 /// file whose metadata says `bias = false`); other tensors are ignored. The
@@ -230,6 +257,42 @@ pub unsafe extern "C" fn rnn_model_config(
     })
 }
 
+/// Writes the model's arguments beyond `rnn_config` to `*ext`, whose `size`
+/// the caller set (with `rnn_config_ext_init`): the fields it covers.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, ext), `RNN_STATUS_INVALID_ARGUMENT`
+/// (`ext->size` smaller than this library's `rnn_config_ext`). Thread-safe on
+/// a const model.
+///
+/// # Safety
+/// `m` is NULL or a live model; `ext` is NULL or points to a writable
+/// `rnn_config_ext` of `ext->size` bytes.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_model_config_ext(
+    m: *const rnn_model,
+    ext: *mut rnn_config_ext,
+) -> rnn_status {
+    guard("rnn_model_config_ext", || {
+        // SAFETY: NULL or a live model, by this function's contract.
+        let m = unsafe { args::handle(m, "m") }?;
+        // SAFETY: NULL or `ext->size` readable bytes (the fields past this
+        // library's are the caller's, not checked here).
+        let ext = unsafe { args::handle_mut(ext, "ext") }?;
+        let ours = std::mem::size_of::<rnn_config_ext>();
+        if ext.size < ours {
+            return Err(Error::invalid(format!(
+                "ext->size = {}: not a size rnn_config_ext_init writes (this library's is {ours})",
+                ext.size
+            )));
+        }
+        *ext = rnn_config_ext {
+            size: ext.size,
+            ..rnn_config_ext::from_net_config(m.net.config())
+        };
+        Ok(())
+    })
+}
+
 /// The caller's output buffers of a forward pass, checked before any work.
 pub(crate) struct ForwardOut {
     y: Option<OutBuf<f32>>,
@@ -258,9 +321,11 @@ impl ForwardOut {
     ) -> Result<Self> {
         check_sizes(seq_len, batch)?;
         let (ld, dh) = m.dims();
-        let h = m.net.config().hidden_size;
+        let c = m.net.config();
         let y_need = args::product(&[seq_len, batch, dh], "y")?;
-        let state = args::product(&[ld, batch, h], "h_n")?;
+        // `h` is the state size wide (a projection's), `c` the hidden size.
+        let state = args::product(&[ld, batch, c.state_size()], "h_n")?;
+        let cell_state = args::product(&[ld, batch, c.hidden_size], "c_n")?;
         if !c_n.is_null() && !m.net.config().cell.has_cell_state() {
             return Err(Error::invalid(format!(
                 "c_n given, but a {} has no cell state (pass NULL)",
@@ -273,7 +338,7 @@ impl ForwardOut {
             Ok(Self {
                 y: Some(OutBuf::new(y, y_len, y_need, "y")?),
                 h_n: OutBuf::optional(h_n, h_n_len, state, "h_n")?,
-                c_n: OutBuf::optional(c_n, c_n_len, state, "c_n")?,
+                c_n: OutBuf::optional(c_n, c_n_len, cell_state, "c_n")?,
             })
         }
     }
@@ -307,8 +372,8 @@ fn check_sizes(seq_len: usize, batch: usize) -> Result<()> {
 ///
 /// # Safety
 /// `x` is NULL or `seq_len * batch * I` readable floats; `lengths` NULL or
-/// `batch` sizes; `h0`, `c0` NULL or `L*D * batch * H` floats; all unmodified
-/// during `'a`.
+/// `batch` sizes; `h0` NULL or `L*D * batch * S` floats (`S` the state
+/// size), `c0` NULL or `L*D * batch * H`; all unmodified during `'a`.
 #[allow(clippy::too_many_arguments)]
 pub(crate) unsafe fn seq_input<'a>(
     m: &rnn_model,
@@ -322,7 +387,8 @@ pub(crate) unsafe fn seq_input<'a>(
     let c = m.net.config();
     check_sizes(seq_len, batch)?;
     let x_len = args::product(&[seq_len, batch, c.input_size], "x")?;
-    let state = args::product(&[m.dims().0, batch, c.hidden_size], "h0")?;
+    let state = args::product(&[m.dims().0, batch, c.state_size()], "h0")?;
+    let cell_state = args::product(&[m.dims().0, batch, c.hidden_size], "c0")?;
     if !c0.is_null() && !c.cell.has_cell_state() {
         return Err(Error::invalid(format!(
             "c0 given, but a {} has no cell state (pass NULL)",
@@ -337,7 +403,7 @@ pub(crate) unsafe fn seq_input<'a>(
             seq_len,
             batch,
             h0: args::optional_input(h0, state, "h0")?,
-            c0: args::optional_input(c0, state, "c0")?,
+            c0: args::optional_input(c0, cell_state, "c0")?,
             lengths: args::optional_input(lengths, batch, "lengths")?,
         })
     }

@@ -63,8 +63,8 @@ pub unsafe extern "C" fn rnn_stream_new(
         // Everything is allocated here, up front (sizes checked, allocations
         // fallible): a batch that cannot be held fails now, not at a step.
         let state = m.net.stream_state(batch)?;
-        let y_len = alloc::product(&[batch, c.hidden_size], "stream output [batch, H]")?;
-        let y = alloc::zeros(y_len, "stream output [batch, H]")?;
+        let y_len = alloc::product(&[batch, c.state_size()], "stream output [batch, S]")?;
+        let y = alloc::zeros(y_len, "stream output [batch, S]")?;
         let s = rnn_stream {
             config: c.clone(),
             state,
@@ -110,10 +110,10 @@ pub unsafe extern "C" fn rnn_stream_step(
         let x_len = args::product(&[b, c.input_size], "x_t")?;
         // SAFETY: NULL or `batch * I` readable floats, by this function's contract.
         let x_t = unsafe { args::input(x_t, x_len, "x_t") }?;
-        let y_need = args::product(&[b, c.hidden_size], "y_t")?;
+        let y_need = args::product(&[b, c.state_size()], "y_t")?;
         // SAFETY: NULL or `y_t_len` writable floats, by this function's contract.
         let y_buf = unsafe { OutBuf::new(y_t, y_t_len, y_need, "y_t") }?;
-        alloc::resize(&mut s.y, y_need, "stream output [batch, H]")?;
+        alloc::resize(&mut s.y, y_need, "stream output [batch, S]")?;
         m.net.step(x_t, &mut s.state, &mut s.y)?;
         y_buf.write(&s.y);
         Ok(())

@@ -213,14 +213,15 @@ pub unsafe extern "C" fn rnn_trainer_backward(
         let (seq_len, batch) = t.shape;
         let (ld, dh) = m.dims();
         let y_len = args::product(&[seq_len, batch, dh], "grad_y")?;
-        let state = args::product(&[ld, batch, c.hidden_size], "grad_h_n")?;
+        let state = args::product(&[ld, batch, c.state_size()], "grad_h_n")?;
+        let cell_state = args::product(&[ld, batch, c.hidden_size], "grad_c_n")?;
         // SAFETY: NULL or their stated sizes of readable floats, by this
         // function's contract.
         let grads = unsafe {
             OutputGrads {
                 y: args::input(grad_y, y_len, "grad_y")?,
                 h_n: args::optional_input(grad_h_n, state, "grad_h_n")?,
-                c_n: args::optional_input(grad_c_n, state, "grad_c_n")?,
+                c_n: args::optional_input(grad_c_n, cell_state, "grad_c_n")?,
             }
         };
         t.has_grads = false;

@@ -9,7 +9,7 @@ use std::ptr::{null, null_mut};
 use rnn::*;
 use rnn_models::optim::{Adam, AdamConfig, Optimizer, clip_grad_norm};
 use rnn_models::{
-    CellKind, Gradients, GruVariant, NetConfig, Nonlinearity, OutputGrads, Recurrent,
+    CellKind, Gradients, GruVariant, Merge, NetConfig, Nonlinearity, OutputGrads, Recurrent,
 };
 use rnn_models::{SeqInput, Tape};
 
@@ -66,11 +66,41 @@ struct Pair {
     rust: Recurrent,
 }
 
+/// The `rnn_config_ext` of `c`.
+fn c_ext(c: &NetConfig) -> rnn_config_ext {
+    let mut ext = std::mem::MaybeUninit::<rnn_config_ext>::uninit();
+    // SAFETY: a writable rnn_config_ext.
+    assert_eq!(
+        unsafe { rnn_config_ext_init(ext.as_mut_ptr()) },
+        rnn_status::Ok
+    );
+    // SAFETY: initialised by rnn_config_ext_init.
+    let mut ext = unsafe { ext.assume_init() };
+    ext.proj_size = c.proj_size;
+    ext.batch_first = c.batch_first.into();
+    ext.merge = match c.merge {
+        Merge::Concat => rnn_merge::Concat,
+        Merge::Sum => rnn_merge::Sum,
+    } as u32;
+    ext
+}
+
 impl Pair {
+    /// Through `rnn_model_new`, or `rnn_model_new_ext` where `cfg` needs it.
     fn new(cfg: NetConfig) -> Self {
         let mut c = null_mut();
-        // SAFETY: valid config and out-pointer.
-        let st = unsafe { rnn_model_new(&c_config(&cfg), &mut c) };
+        let plain = NetConfig {
+            proj_size: 0,
+            batch_first: false,
+            merge: Merge::Concat,
+            ..cfg.clone()
+        };
+        // SAFETY: valid configs and out-pointer.
+        let st = if plain == cfg {
+            unsafe { rnn_model_new(&c_config(&cfg), &mut c) }
+        } else {
+            unsafe { rnn_model_new_ext(&c_config(&cfg), &c_ext(&cfg), &mut c) }
+        };
         assert_eq!(st, rnn_status::Ok, "{}", last_error());
         Self {
             c,
@@ -161,10 +191,9 @@ fn c_forward(
     c0: Option<&[f32]>,
 ) -> (Vec<f32>, Vec<f32>, Vec<f32>) {
     let c = p.rust.config();
-    let d = c.directions();
-    let mut y = vec![f32::NAN; t * b * d * c.hidden_size];
+    let mut y = vec![f32::NAN; t * b * c.output_size()];
     let mut h_n = vec![f32::NAN; h0.len()];
-    let mut c_n = vec![f32::NAN; if c0.is_some() { h0.len() } else { 0 }];
+    let mut c_n = vec![f32::NAN; c0.map_or(0, <[f32]>::len)];
     let c0p = c0.map_or(null(), <[f32]>::as_ptr);
     let c_np = if c0.is_some() {
         c_n.as_mut_ptr()
@@ -533,27 +562,177 @@ fn errors_name_the_function_and_argument() {
     assert_eq!(rnn_status::from_u32(9), None);
 }
 
-/// A batch-first model (saved from Rust) is refused: this API passes
-/// time-major sequences, which it would read transposed.
+/// Networks that need `rnn_config_ext`: an LSTM projection, batch-first
+/// sequences, summed directions.
+fn ext_configs() -> Vec<NetConfig> {
+    let lstm = NetConfig::new(CellKind::Lstm, 5, 6);
+    vec![
+        NetConfig {
+            proj_size: 3,
+            num_layers: 2,
+            ..lstm.clone()
+        },
+        NetConfig {
+            proj_size: 2,
+            bidirectional: true,
+            batch_first: true,
+            merge: Merge::Sum,
+            num_layers: 2,
+            seed: 3,
+            ..lstm
+        },
+        NetConfig {
+            bidirectional: true,
+            batch_first: true,
+            num_layers: 2,
+            seed: 4,
+            ..NetConfig::new(CellKind::Gru(GruVariant::LinearBeforeReset), 5, 4)
+        },
+        NetConfig {
+            bidirectional: true,
+            merge: Merge::Sum,
+            seed: 5,
+            ..NetConfig::new(CellKind::Elman(Nonlinearity::Tanh), 5, 4)
+        },
+    ]
+}
+
+/// `rnn_model_new_ext` makes the Rust network of the same configuration
+/// (parameters, `rnn_model_config_ext`), and its forward passes are bit for
+/// bit Rust's, with and without lengths, in the model's layout.
 #[test]
-fn a_batch_first_model_is_refused() {
-    let dir = std::env::temp_dir().join(format!("rnn-capi-bf-{}", std::process::id()));
-    std::fs::create_dir_all(&dir).expect("temp folder");
-    let path = dir.join("bf.safetensors");
-    let config = NetConfig {
-        batch_first: true,
-        ..NetConfig::new(CellKind::Lstm, 3, 4)
+fn ext_models_equal_rust_models() {
+    let (t, b) = (5, 3);
+    for cfg in ext_configs() {
+        let p = Pair::new(cfg.clone());
+        assert_eq!(p.rust.config(), &cfg);
+        let mut back = std::mem::MaybeUninit::<rnn_config_ext>::uninit();
+        // SAFETY: a writable rnn_config_ext, its size set by the init.
+        unsafe {
+            assert_eq!(rnn_config_ext_init(back.as_mut_ptr()), rnn_status::Ok);
+            assert_eq!(rnn_model_config_ext(p.c, back.as_mut_ptr()), rnn_status::Ok);
+        }
+        // SAFETY: written above.
+        assert_eq!(unsafe { back.assume_init() }, c_ext(&cfg), "{cfg:?}");
+        let mut count = 0;
+        // SAFETY: live model, writable count.
+        assert_eq!(
+            unsafe { rnn_model_param_count(p.c, &mut count) },
+            rnn_status::Ok
+        );
+        assert_eq!(count, p.rust.params().len());
+        let lstm = cfg.cell.has_cell_state();
+        let ld = cfg.num_layers * cfg.directions();
+        let x = data(t * b * cfg.input_size, 1);
+        let h0 = data(ld * b * cfg.state_size(), 2);
+        let c0 = data(ld * b * cfg.hidden_size, 3);
+        let lengths = [4usize, 5, 2];
+        for with_lengths in [false, true] {
+            let mut input = SeqInput::new(&x, t, b).h0(&h0);
+            if lstm {
+                input = input.c0(&c0);
+            }
+            if with_lengths {
+                input = input.lengths(&lengths);
+            }
+            let want = p.rust.forward(input).unwrap();
+            let (y, h_n, c_n) = c_forward(
+                &p,
+                &x,
+                t,
+                b,
+                with_lengths.then_some(&lengths[..]),
+                &h0,
+                lstm.then_some(&c0[..]),
+            );
+            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+            assert_eq!(bits(&y), bits(&want.y), "{cfg:?} y");
+            assert_eq!(bits(&h_n), bits(&want.h_n), "{cfg:?} h_n");
+            assert_eq!(bits(&c_n), bits(&want.c_n), "{cfg:?} c_n");
+        }
+    }
+}
+
+/// A bad extension is an invalid argument naming the field; a newer
+/// header's larger struct is read when its unknown tail is zero.
+#[test]
+fn bad_extensions_are_refused() {
+    let cfg = c_config(&NetConfig::new(CellKind::Lstm, 3, 4));
+    let new_ext = |ext: &rnn_config_ext| {
+        let mut out = null_mut();
+        // SAFETY: valid config, extension of its stated size, out-pointer.
+        let st = unsafe { rnn_model_new_ext(&cfg, ext, &mut out) };
+        if !out.is_null() {
+            // SAFETY: a live model, freed once.
+            unsafe { rnn_model_free(out) };
+        }
+        (st, last_error())
     };
-    Recurrent::new(config)
-        .expect("net")
-        .save(&path)
-        .expect("save");
-    let c_path = CString::new(path.to_str().expect("utf-8 path")).expect("no NUL");
+    let ok = c_ext(&NetConfig::new(CellKind::Lstm, 3, 4));
+    let cases: [(rnn_config_ext, &str); 5] = [
+        (rnn_config_ext { size: 8, ..ok }, "size"),
+        (rnn_config_ext { merge: 2, ..ok }, "merge"),
+        (
+            rnn_config_ext {
+                batch_first: 7,
+                ..ok
+            },
+            "batch_first",
+        ),
+        (rnn_config_ext { proj_size: 4, ..ok }, "proj_size"),
+        (
+            rnn_config_ext {
+                size: 1usize << 62,
+                ..ok
+            },
+            "size",
+        ),
+    ];
+    for (ext, field) in cases {
+        let (st, msg) = new_ext(&ext);
+        assert_eq!(st, rnn_status::InvalidArgument, "{ext:?}");
+        assert!(msg.contains(field), "{ext:?}: {msg}");
+    }
+    // A GRU has no projection.
+    let gru = c_config(&NetConfig::new(
+        CellKind::Gru(GruVariant::LinearBeforeReset),
+        3,
+        4,
+    ));
     let mut out = null_mut();
-    // SAFETY: a NUL-terminated path and a writable out-pointer.
-    let st = unsafe { rnn_model_load(c_path.as_ptr(), &mut out) };
+    // SAFETY: valid config, extension, out-pointer.
+    let st = unsafe { rnn_model_new_ext(&gru, &rnn_config_ext { proj_size: 2, ..ok }, &mut out) };
     assert_eq!(st, rnn_status::InvalidArgument);
-    assert!(out.is_null());
-    assert!(last_error().contains("batch_first"), "{}", last_error());
-    std::fs::remove_dir_all(&dir).expect("clean up");
+    assert!(out.is_null() && last_error().contains("proj_size"));
+    // NULL: the defaults.
+    // SAFETY: valid config, NULL extension, out-pointer.
+    assert_eq!(
+        unsafe { rnn_model_new_ext(&cfg, null(), &mut out) },
+        rnn_status::Ok
+    );
+    // SAFETY: a live model, freed once.
+    unsafe { rnn_model_free(out) };
+    // A newer header's struct: 8 more bytes, zero (defaults) or not.
+    #[repr(C)]
+    struct Newer {
+        ext: rnn_config_ext,
+        more: u64,
+    }
+    for (more, want) in [(0, rnn_status::Ok), (1, rnn_status::InvalidArgument)] {
+        let newer = Newer {
+            ext: rnn_config_ext {
+                size: std::mem::size_of::<Newer>(),
+                ..ok
+            },
+            more,
+        };
+        let mut out = null_mut();
+        // SAFETY: `size` readable bytes behind the pointer.
+        let st = unsafe { rnn_model_new_ext(&cfg, &newer.ext, &mut out) };
+        assert_eq!(st, want, "{}", last_error());
+        if !out.is_null() {
+            // SAFETY: a live model, freed once.
+            unsafe { rnn_model_free(out) };
+        }
+    }
 }

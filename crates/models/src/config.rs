@@ -129,6 +129,10 @@ pub struct NetConfig {
     pub input_size: usize,
     /// Hidden units per direction, `H`.
     pub hidden_size: usize,
+    /// An LSTM's projection size `P` (PyTorch's `proj_size`; 0 for none):
+    /// `h_t = W_hr (o_t * tanh(c_t))`, so `h`, `h0`/`h_n` and the layer
+    /// outputs are `P` wide while the cell state stays `H` wide.
+    pub proj_size: usize,
     /// Stacked layers, `L` (layer k > 0 reads layer k-1's output).
     pub num_layers: usize,
     /// Whether the cells have the biases `b_ih`, `b_hh`.
@@ -154,6 +158,7 @@ impl NetConfig {
             cell,
             input_size,
             hidden_size,
+            proj_size: 0,
             num_layers: 1,
             bias: true,
             bidirectional: false,
@@ -168,12 +173,23 @@ impl NetConfig {
         if self.bidirectional { 2 } else { 1 }
     }
 
-    /// Width of every layer's output (and of `y`): `D*H` concatenated,
-    /// `H` for one direction or summed directions.
+    /// Width of the hidden state `h` (and of `h0`, `h_n`): `P` with a
+    /// projection, `H` otherwise.
+    pub fn state_size(&self) -> usize {
+        if self.proj_size > 0 {
+            self.proj_size
+        } else {
+            self.hidden_size
+        }
+    }
+
+    /// Width of every layer's output (and of `y`): `D*S` concatenated, `S`
+    /// for one direction or summed directions (`S` the
+    /// [`NetConfig::state_size`]).
     pub fn output_size(&self) -> usize {
         match self.merge {
-            Merge::Sum => self.hidden_size,
-            Merge::Concat => self.directions() * self.hidden_size,
+            Merge::Sum => self.state_size(),
+            Merge::Concat => self.directions() * self.state_size(),
         }
     }
 
@@ -188,21 +204,30 @@ impl NetConfig {
     }
 
     /// Number of parameters, or `None` if it overflows `usize`:
-    /// `sum_k D * G*H * (I_k + H + 2 [bias])`.
+    /// `sum_k D * (G*H * (I_k + S + 2 [bias]) + P*H)`, `S` the state size.
     pub fn num_parameters(&self) -> Option<usize> {
         let gh = self.cell.gates().checked_mul(self.hidden_size)?;
+        let state = self.state_size();
         let dh = match self.merge {
-            Merge::Sum => self.hidden_size,
-            Merge::Concat => self.directions().checked_mul(self.hidden_size)?,
+            Merge::Sum => state,
+            Merge::Concat => self.directions().checked_mul(state)?,
         };
-        let per_row_extra = self
-            .hidden_size
-            .checked_add(if self.bias { 2 } else { 0 })?;
+        let per_row_extra = state.checked_add(if self.bias { 2 } else { 0 })?;
         let first = self.input_size.checked_add(per_row_extra)?;
         let rest = dh.checked_add(per_row_extra)?;
         let rows = gh.checked_mul(self.directions())?;
         let upper = rest.checked_mul(self.num_layers.checked_sub(1)?)?;
-        rows.checked_mul(first.checked_add(upper)?)
+        let gates = rows.checked_mul(first.checked_add(upper)?)?;
+        // `W_hr`, `[P, H]` per layer and direction.
+        let projections = [
+            self.proj_size,
+            self.hidden_size,
+            self.directions(),
+            self.num_layers,
+        ]
+        .iter()
+        .try_fold(1usize, |a, &v| a.checked_mul(v))?;
+        gates.checked_add(projections)
     }
 
     /// Checks every size; returns the first problem.
@@ -212,6 +237,19 @@ impl NetConfig {
             ("hidden_size", self.hidden_size),
             ("num_layers", self.num_layers),
         ])?;
+        if self.proj_size > 0 && self.cell != CellKind::Lstm {
+            return Err(Error::Config(format!(
+                "proj_size = {}: only an LSTM has a projection (this is a {})",
+                self.proj_size,
+                self.cell.name()
+            )));
+        }
+        if self.proj_size >= self.hidden_size && self.proj_size > 0 {
+            return Err(Error::Config(format!(
+                "proj_size = {} must be below hidden_size = {}",
+                self.proj_size, self.hidden_size
+            )));
+        }
         if self.num_layers > MAX_LAYERS {
             return Err(Error::Config(format!(
                 "num_layers = {} exceeds the limit of {MAX_LAYERS}",
@@ -314,6 +352,12 @@ impl LstmConfig {
     /// `input_size` features in, `hidden_size` units.
     pub fn new(input_size: usize, hidden_size: usize) -> Self {
         Self(NetConfig::new(CellKind::Lstm, input_size, hidden_size))
+    }
+    /// Projects `h` to `proj_size` units, `0 < proj_size < hidden_size`
+    /// (PyTorch's `proj_size`; default 0, none).
+    pub fn proj_size(mut self, proj_size: usize) -> Self {
+        self.0.proj_size = proj_size;
+        self
     }
     common_setters!();
 }

@@ -3,9 +3,10 @@
 //!
 //! A model file's `__metadata__` holds the configuration under the keys of
 //! the parity fixtures (`cell`, `num_layers`, `bidirectional`, `bias`,
-//! `input_size`, `hidden_size`, plus `seed`, and `merge` (`concat` or
-//! `sum`) and `batch_first` (`true`/`false`), which a file may lack: absent,
-//! they are `concat` and `false`); its tensors use PyTorch's
+//! `input_size`, `hidden_size`, plus `seed`, and `proj_size`, `merge`
+//! (`concat` or `sum`) and `batch_first` (`true`/`false`), which a file may
+//! lack: absent, they are 0, `concat` and `false`); its tensors use
+//! PyTorch's
 //! names, so a PyTorch `state_dict` saved as safetensors (with that metadata)
 //! loads as is; other tensors are ignored, except unused ones named like a
 //! parameter (`weight_*`, `bias_*`), which are an error. A file is checked
@@ -226,10 +227,15 @@ impl TensorFile {
             Some(_) => bool_of("batch_first")?,
             None => false,
         };
+        let proj_size = match self.metadata.get("proj_size") {
+            Some(_) => usize_of("proj_size")?,
+            None => 0,
+        };
         Ok(NetConfig {
             cell,
             input_size: usize_of("input_size")?,
             hidden_size: usize_of("hidden_size")?,
+            proj_size,
             num_layers: usize_of("num_layers")?,
             bias: bool_of("bias")?,
             bidirectional: bool_of("bidirectional")?,
@@ -252,6 +258,7 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
         ("bias".to_string(), config.bias.to_string()),
         ("input_size".to_string(), config.input_size.to_string()),
         ("hidden_size".to_string(), config.hidden_size.to_string()),
+        ("proj_size".to_string(), config.proj_size.to_string()),
         ("merge".to_string(), config.merge.name().to_string()),
         ("batch_first".to_string(), config.batch_first.to_string()),
         ("seed".to_string(), config.seed.to_string()),

@@ -20,7 +20,9 @@
 //! [`LayerTape`] and [`LayerGradBuffers`], sized once per call and reused
 //! across calls.
 //!
-//! State slots: `states` holds `T+1` slots of `[B, H]`. Forward in time, the
+//! State slots: `states` holds `T+1` slots of each state, `[B, S]` for `h`
+//! (`S` = `H`, or an LSTM's projection size) and `[B, H]` for an LSTM's
+//! cell state. Forward in time, the
 //! state before step `t` is slot `t` and after it slot `t+1`; in reverse,
 //! before is slot `t+1` and after is slot `t`. Either way the states before
 //! every step are `T` consecutive slots aligned with time, so `dW_hh` is one
@@ -88,8 +90,25 @@ impl<'a> Run<'a> {
     pub fn last_slot(&self) -> usize {
         if self.reverse { 0 } else { self.seq_len }
     }
-    fn bh(&self) -> usize {
-        self.dims.batch * self.dims.hidden
+    /// `B*S`, the values of one slot of `h`.
+    fn bs(&self) -> usize {
+        self.dims.batch * self.dims.state
+    }
+    /// Where state `k`'s slots start in [`LayerTape::states`], and the
+    /// values of one of its slots.
+    fn state_block(&self, k: usize) -> (usize, usize) {
+        let d = self.dims;
+        let before: usize = (0..k).map(|j| d.state_width(j)).sum();
+        (
+            (self.seq_len + 1) * d.batch * before,
+            d.batch * d.state_width(k),
+        )
+    }
+    /// The values of every state's gradient, `h`'s `[B, S]` first.
+    fn state_grads_len(&self) -> usize {
+        (0..self.states)
+            .map(|k| self.dims.batch * self.dims.state_width(k))
+            .sum()
     }
     fn bgh(&self) -> usize {
         self.dims.batch * self.dims.gh()
@@ -101,8 +120,8 @@ impl<'a> Run<'a> {
 pub(crate) struct LayerTape {
     /// `[T, B, G*H]` activated gates, by time.
     pub gates: Vec<f32>,
-    /// `[S, T+1, B, H]`: the slots of each of the cell's states (see the
-    /// module docs), `h` first.
+    /// The `T+1` slots of each of the cell's states (see the module docs),
+    /// `h` (`[T+1, B, S]`) first.
     pub states: Vec<f32>,
     /// `[T, B, H]` per-step values the cell keeps, when it does
     /// ([`Cell::saves_per_step`]).
@@ -122,12 +141,11 @@ impl LayerTape {
             product(&[t, step_gates], "gates")?,
             "gates",
         )?;
-        resize(
-            &mut self.states,
-            product(&[run.states, t + 1, bh], "states")?,
-            "states",
-        )?;
-        let saved = if cell.saves_per_step() {
+        // `h` is `S <= H` wide, the other states `H`: `S + (n-1) H <= n H`.
+        product(&[run.states, t + 1, bh], "states")?;
+        let slots = (t + 1) * run.state_grads_len();
+        resize(&mut self.states, slots, "states")?;
+        let saved = if cell.saves_per_step(d) {
             product(&[t, bh], "saved values")?
         } else {
             0
@@ -142,17 +160,17 @@ impl LayerTape {
         resize(&mut self.scratch, cell.scratch_len(d) + d.gh(), "scratch")
     }
 
-    /// State `k` (0 is `h`) in slot `s`, `[B, H]`.
+    /// State `k` (0 is `h`, `[B, S]`; an LSTM's `c`, `[B, H]`) in slot `s`.
     pub fn state_of(&self, run: &Run<'_>, k: usize, s: usize) -> &[f32] {
-        let slot = k * (run.seq_len + 1) + s;
-        &self.states[slot * run.bh()..(slot + 1) * run.bh()]
+        let (start, n) = run.state_block(k);
+        &self.states[start + s * n..start + (s + 1) * n]
     }
-    /// The hidden state in slot `s`, `[B, H]`.
+    /// The hidden state in slot `s`, `[B, S]`.
     pub fn state(&self, run: &Run<'_>, s: usize) -> &[f32] {
         self.state_of(run, 0, s)
     }
 
-    /// The output at time `t`, `[B, H]`.
+    /// The output at time `t`, `[B, S]`.
     pub fn output(&self, run: &Run<'_>, t: usize) -> &[f32] {
         self.state(run, run.out_slot(t))
     }
@@ -203,8 +221,8 @@ pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
 /// Forward over the whole sequence.
 ///
 /// `x`: `[T*B, I]` (time-major rows, rows past their sequence's end
-/// finite, e.g. zero); `initial`: each state's initial value (`h0`, then
-/// an LSTM's `c0`), `[B, H]` or `None` for zeros (the first
+/// finite, e.g. zero); `initial`: each state's initial value (`h0` `[B,
+/// S]`, then an LSTM's `c0` `[B, H]`), or `None` for zeros (the first
 /// [`Cell::states`] read).
 pub(crate) fn forward(
     cell: &dyn Cell,
@@ -215,7 +233,7 @@ pub(crate) fn forward(
     tape: &mut LayerTape,
 ) {
     let (d, t_len) = (run.dims, run.seq_len);
-    let (bh, gh) = (run.bh(), d.gh());
+    let gh = d.gh();
     debug_assert_eq!(
         tape.gates.len(),
         t_len * run.bgh(),
@@ -249,8 +267,8 @@ pub(crate) fn forward(
     // Initial states.
     let first = run.prev_slot(if run.reverse { t_len - 1 } else { 0 });
     for (k, v) in initial.into_iter().enumerate().take(run.states) {
-        let slot = k * (t_len + 1) + first;
-        let dst = &mut tape.states[slot * bh..(slot + 1) * bh];
+        let (start, n) = run.state_block(k);
+        let dst = &mut tape.states[start + first * n..start + (first + 1) * n];
         match v {
             Some(v) => dst.copy_from_slice(v),
             None => dst.fill(0.0),
@@ -284,9 +302,11 @@ pub(crate) fn forward(
 pub(crate) struct LayerGradBuffers {
     dgates: Vec<f32>,
     dhw: Vec<f32>,
-    /// `[S, B, H]`, the gradients w.r.t. the states.
+    /// The gradients w.r.t. the states, `h`'s `[B, S]` first.
     dstates: Vec<f32>,
     dh_prev: Vec<f32>,
+    /// `[T, B, S]`, each step's `dh_t`, when the cell records it.
+    dh_steps: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -303,9 +323,15 @@ impl LayerGradBuffers {
             if cell.separate_dhw() { all_gates } else { 0 },
             "gate gradients",
         )?;
-        let all_states = product(&[run.states, bh], "state gradients")?;
-        resize(&mut self.dstates, all_states, "state gradients")?;
-        resize(&mut self.dh_prev, bh, "state gradients")?;
+        product(&[run.states, bh], "state gradients")?;
+        resize(&mut self.dstates, run.state_grads_len(), "state gradients")?;
+        resize(&mut self.dh_prev, run.bs(), "state gradients")?;
+        let dh_steps = if cell.records_dh(d) {
+            product(&[t, run.bs()], "state gradients")?
+        } else {
+            0
+        };
+        resize(&mut self.dh_steps, dh_steps, "state gradients")?;
         // Bounded as in `LayerTape::prepare`.
         resize(&mut self.scratch, cell.scratch_len(d), "scratch")
     }
@@ -318,12 +344,13 @@ pub(crate) struct LayerGrads<'a> {
     pub w_hh: &'a mut [f32],
     pub b_ih: Option<&'a mut [f32]>,
     pub b_hh: Option<&'a mut [f32]>,
+    pub w_hr: Option<&'a mut [f32]>,
 }
 
 /// The upstream gradient of one layer-direction: columns
-/// `offset..offset+H` of each row of `dy` (`[T*B, stride]`), plus the
-/// gradients w.r.t. the final states (`[B, H]` each, `h`'s first, `None`
-/// for zero).
+/// `offset..offset+S` of each row of `dy` (`[T*B, stride]`), plus the
+/// gradients w.r.t. the final states (`h`'s `[B, S]` first, then `[B, H]`
+/// each, `None` for zero).
 pub(crate) struct Upstream<'a> {
     pub dy: &'a [f32],
     pub offset: usize,
@@ -335,7 +362,8 @@ pub(crate) struct Upstream<'a> {
 pub(crate) struct InputGrads<'a> {
     /// `[T*B, I]`, overwritten.
     pub dx: &'a mut [f32],
-    /// `[B, H]` each, `h`'s first (the first [`Cell::states`] written).
+    /// `h`'s `[B, S]`, then `[B, H]` each (the first [`Cell::states`]
+    /// written).
     pub initial: [&'a mut [f32]; MAX_STATES],
 }
 
@@ -384,14 +412,17 @@ pub(crate) fn backward(
     buf: &mut LayerGradBuffers,
 ) {
     let (d, t_len) = (run.dims, run.seq_len);
-    let (bh, gh) = (run.bh(), d.gh());
+    let gh = d.gh();
     debug_assert_eq!(
         buf.dgates.len(),
         t_len * run.bgh(),
         "LayerGradBuffers::prepare not called"
     );
 
-    for (d_state, g) in buf.dstates.chunks_exact_mut(bh).zip(up.finals) {
+    let mut rest = &mut buf.dstates[..];
+    for (k, g) in up.finals.into_iter().enumerate().take(run.states) {
+        let (d_state, tail) = rest.split_at_mut(d.batch * d.state_width(k));
+        rest = tail;
         match g {
             Some(g) => d_state.copy_from_slice(g),
             None => d_state.fill(0.0),
@@ -412,12 +443,16 @@ pub(crate) fn backward(
         dhw: &mut buf.dhw,
         dstates: &mut buf.dstates,
         dh_spare: &mut buf.dh_prev,
+        dh_steps: &mut buf.dh_steps,
         scratch: &mut buf.scratch,
         shape: run.shape(),
     };
     cell.backward_sequence(w, d, seq);
     let mut out = out;
-    for (dst, g) in out.initial.iter_mut().zip(buf.dstates.chunks_exact(bh)) {
+    let mut rest = &buf.dstates[..];
+    for (dst, k) in out.initial.iter_mut().zip(0..run.states) {
+        let (g, tail) = rest.split_at(d.batch * d.state_width(k));
+        rest = tail;
         dst.copy_from_slice(g);
     }
 
@@ -467,15 +502,20 @@ pub(crate) fn backward(
         if let Some(db) = grads.b_ih.as_deref_mut() {
             reduce::colsum_add(&buf.dgates[r0 * gh..(r0 + n) * gh], db);
         }
-        let h0 = first_prev * bh + r0 * d.hidden;
+        let h0 = first_prev * run.bs() + r0 * d.state;
         let inputs = HiddenGradInputs {
             dgates: &buf.dgates[r0 * gh..(r0 + n) * gh],
             dhw: rows_of(&buf.dhw, &band.rows, gh),
-            h_prev: &tape.states[h0..h0 + n * d.hidden],
+            h_prev: &tape.states[h0..h0 + n * d.state],
             saved: rows_of(&tape.saved, &band.rows, d.hidden),
             rows: n,
         };
         cell.hidden_weight_grads(d, inputs, grads.w_hh, grads.b_hh.as_deref_mut());
+        if let Some(dw_hr) = grads.w_hr.as_deref_mut() {
+            let dh = rows_of(&buf.dh_steps, &band.rows, d.state);
+            let saved = rows_of(&tape.saved, &band.rows, d.hidden);
+            cell.projection_grads(d, dh, saved, dw_hr);
+        }
     }
 }
 

@@ -163,10 +163,10 @@ struct LayerRecord {
 impl LayerRecord {
     /// `[T, B, O]`, the layer's output: the merged buffer, or the hidden
     /// states after every step of the one forward direction (slots `1..=T`
-    /// of `h`, `bh` = `B*H` values each).
-    fn output(&self, bh: usize, t: usize) -> &[f32] {
+    /// of `h`, `bs` = `B*S` values each).
+    fn output(&self, bs: usize, t: usize) -> &[f32] {
         if self.merged.is_empty() {
-            &self.dirs[0].states[bh..(t + 1) * bh]
+            &self.dirs[0].states[bs..(t + 1) * bs]
         } else {
             &self.merged
         }
@@ -292,7 +292,7 @@ fn param_layout_iter(c: &NetConfig) -> impl Iterator<Item = (String, Vec<usize>)
                     format!("weight_ih_l{k}{s}"),
                     vec![gh, c.layer_input_size(k)],
                 ),
-                (format!("weight_hh_l{k}{s}"), vec![gh, c.hidden_size]),
+                (format!("weight_hh_l{k}{s}"), vec![gh, c.state_size()]),
             ];
             let biases = c
                 .bias
@@ -304,7 +304,13 @@ fn param_layout_iter(c: &NetConfig) -> impl Iterator<Item = (String, Vec<usize>)
                 })
                 .into_iter()
                 .flatten();
-            weights.into_iter().chain(biases)
+            let projection = (c.proj_size > 0).then(|| {
+                (
+                    format!("weight_hr_l{k}{s}"),
+                    vec![c.proj_size, c.hidden_size],
+                )
+            });
+            weights.into_iter().chain(biases).chain(projection)
         })
     })
 }
@@ -393,7 +399,7 @@ impl Recurrent {
         (0..c.num_layers)
             .map(|l| {
                 let input = c.layer_input_size(l);
-                [t, b, gh, input + c.hidden_size, c.directions()]
+                [t, b, gh, input + c.state_size(), c.directions()]
                     .iter()
                     .fold(1usize, |a, &v| a.saturating_mul(v))
             })
@@ -404,8 +410,11 @@ impl Recurrent {
         cell_for(self.config.cell)
     }
 
+    /// Parameter tensors per layer and direction: `weight_ih`, `weight_hh`,
+    /// the two biases, `weight_hr`.
     fn entries_per_dir(&self) -> usize {
-        if self.config.bias { 4 } else { 2 }
+        let c = &self.config;
+        2 + if c.bias { 2 } else { 0 } + usize::from(c.proj_size > 0)
     }
 
     fn first_entry(&self, layer: usize, dir: usize) -> usize {
@@ -425,6 +434,7 @@ impl Recurrent {
             w_hh: get(1),
             b_ih: self.config.bias.then(|| get(2)),
             b_hh: self.config.bias.then(|| get(3)),
+            w_hr: (self.config.proj_size > 0).then(|| get(self.entries_per_dir() - 1)),
         }
     }
 
@@ -441,6 +451,7 @@ impl Recurrent {
                 batch,
                 hidden: self.config.hidden_size,
                 gates: self.config.cell.gates(),
+                state: self.config.state_size(),
             },
             seq_len,
             input_size: self.config.layer_input_size(layer),
@@ -461,7 +472,14 @@ impl Recurrent {
         }
     }
 
+    /// `[L*D, B, S]`, the shape of `h0` and `h_n`.
     fn state_shape(&self, batch: usize) -> [usize; 3] {
+        let c = &self.config;
+        [c.num_layers * c.directions(), batch, c.state_size()]
+    }
+
+    /// `[L*D, B, H]`, the shape of an LSTM's `c0` and `c_n`.
+    fn cell_state_shape(&self, batch: usize) -> [usize; 3] {
         let c = &self.config;
         [c.num_layers * c.directions(), batch, c.hidden_size]
     }
@@ -480,7 +498,7 @@ impl Recurrent {
             check_len("h0", h0, &state)?;
         }
         match (input.c0, c.cell.has_cell_state()) {
-            (Some(c0), true) => check_len("c0", c0, &state)?,
+            (Some(c0), true) => check_len("c0", c0, &self.cell_state_shape(input.batch))?,
             (Some(_), false) => {
                 return Err(Error::Unexpected(format!(
                     "c0 given, but a {} has no cell state",
@@ -549,9 +567,10 @@ impl Recurrent {
         tape.config = Some(self.config.clone());
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
-        let bh = b * h;
-        let n_state = layer::product(&[c.num_layers, dirs, bh], "final states")?;
-        let last = tape.layers[c.num_layers - 1].output(bh, t);
+        let s = c.state_size();
+        let n_h = layer::product(&[c.num_layers, dirs, b, s], "final states")?;
+        let n_c = layer::product(&[c.num_layers, dirs, b, h], "final states")?;
+        let last = tape.layers[c.num_layers - 1].output(b * s, t);
         let y = if tape.order.reorders() {
             // Filled below, from the loops' order.
             alloc::zeros(last.len(), "output y")?
@@ -563,9 +582,9 @@ impl Recurrent {
             h_n: Vec::new(),
             c_n: Vec::new(),
         };
-        alloc::reserve(&mut out.h_n, n_state, "final states h_n")?;
+        alloc::reserve(&mut out.h_n, n_h, "final states h_n")?;
         if c.cell.has_cell_state() {
-            alloc::reserve(&mut out.c_n, n_state, "final states c_n")?;
+            alloc::reserve(&mut out.c_n, n_c, "final states c_n")?;
         }
         for (l, rec) in tape.layers.iter().take(c.num_layers).enumerate() {
             for (d, lt) in rec.dirs.iter().enumerate() {
@@ -579,13 +598,13 @@ impl Recurrent {
         }
         if tape.order.reorders() {
             // Back to the caller's row order.
-            let last = tape.layers[c.num_layers - 1].output(bh, t);
+            let last = tape.layers[c.num_layers - 1].output(b * s, t);
             tape.order
                 .scatter_steps(last, &mut out.y, c.output_size(), true);
-            for states in [&mut out.h_n, &mut out.c_n] {
+            for (states, width) in [(&mut out.h_n, s), (&mut out.c_n, h)] {
                 tape.dh_n.clear();
                 tape.dh_n.extend_from_slice(states); // capacity from prepare
-                tape.order.scatter_states(&tape.dh_n, states, h);
+                tape.order.scatter_states(&tape.dh_n, states, width);
             }
         }
         Ok(out)
@@ -622,12 +641,17 @@ impl Recurrent {
                 .gather_steps(input.x, &mut tape.x, c.input_size, true);
             // Room for the sorted initial states, and for the final states
             // on their way back to the caller's order.
+            // (`h` is `S <= H` wide, `c` `H`.)
             let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "states")?;
-            for (buf, v) in [(&mut tape.h0, input.h0), (&mut tape.c0, input.c0)] {
+            let widths = [c.state_size(), c.hidden_size];
+            for ((buf, v), w) in [(&mut tape.h0, input.h0), (&mut tape.c0, input.c0)]
+                .into_iter()
+                .zip(widths)
+            {
                 buf.clear();
                 if let Some(v) = v {
-                    layer::resize(buf, n_state, "initial states")?;
-                    tape.order.gather_states(v, buf, c.hidden_size);
+                    layer::resize(buf, v.len(), "initial states")?;
+                    tape.order.gather_states(v, buf, w);
                 }
             }
             tape.dh_n.clear();
@@ -657,7 +681,9 @@ impl Recurrent {
     fn forward_impl(&self, input: SeqInput<'_>, tape: &mut Tape) {
         let c = &self.config;
         let (t, b, h, dirs) = (input.seq_len, input.batch, c.hidden_size, c.directions());
-        let bh = b * h;
+        // `h` is `S` wide, an LSTM's `c` `H`.
+        let (s, bh) = (c.state_size(), b * h);
+        let bs = b * s;
         let cell = self.cell_impl();
         let sorted = tape.order.reorders();
         let lengths = tape.order.active();
@@ -675,13 +701,13 @@ impl Recurrent {
             let x: &[f32] = if l == 0 {
                 x0
             } else {
-                below[l - 1].output(bh, t)
+                below[l - 1].output(bs, t)
             };
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
                 let (h0, c0) = (
-                    state_slot(h0s, l * dirs + d, bh),
+                    state_slot(h0s, l * dirs + d, bs),
                     state_slot(c0s, l * dirs + d, bh),
                 );
                 layer::forward(cell, &w, &run, x, [h0, c0], lt)
@@ -691,7 +717,7 @@ impl Recurrent {
             } else {
                 run_dir(0, &mut rec.dirs[0]);
             }
-            // Merge the directions' outputs into [T, B, D*H] (where the
+            // Merge the directions' outputs into [T, B, O] (where the
             // layer's output is not its state slots as they are).
             if rec.merged.is_empty() {
                 continue;
@@ -702,14 +728,14 @@ impl Recurrent {
                 // Concatenated: direction `d`'s columns; summed: the reverse
                 // direction adds to what the forward one wrote.
                 let (column, add) = match c.merge {
-                    Merge::Concat => (d * h, false),
+                    Merge::Concat => (d * s, false),
                     Merge::Sum => (0, d == 1),
                 };
                 for tt in 0..t {
                     let src = lt.output(&run, tt);
                     for bb in 0..b {
-                        let dst = &mut rec.merged[(tt * b + bb) * width + column..][..h];
-                        let src = &src[bb * h..(bb + 1) * h];
+                        let dst = &mut rec.merged[(tt * b + bb) * width + column..][..s];
+                        let src = &src[bb * s..(bb + 1) * s];
                         match (run.valid(tt, bb), add) {
                             (false, _) => dst.fill(0.0),
                             (true, false) => dst.copy_from_slice(src),
@@ -757,7 +783,7 @@ impl Recurrent {
             check_len("grad_h_n", g, &state)?;
         }
         match (grads.c_n, c.cell.has_cell_state()) {
-            (Some(g), true) => check_len("grad_c_n", g, &state)?,
+            (Some(g), true) => check_len("grad_c_n", g, &self.cell_state_shape(b))?,
             (Some(_), false) => {
                 return Err(Error::Unexpected(format!(
                     "grad_c_n given, but a {} has no cell state",
@@ -787,20 +813,18 @@ impl Recurrent {
         let n_rev = if dirs == 2 { n } else { 0 };
         layer::resize(&mut tape.dx_rev, n_rev, "input gradients")?;
         let n_state = layer::product(&[c.num_layers, dirs, b, c.hidden_size], "state gradients")?;
-        layer::resize(&mut out.h0, n_state, "state gradients")?;
-        layer::resize(
-            &mut out.c0,
-            if c.cell.has_cell_state() { n_state } else { 0 },
-            "state gradients",
-        )?;
+        let n_h = c.num_layers * dirs * b * c.state_size(); // S <= H
+        let n_c = if c.cell.has_cell_state() { n_state } else { 0 };
+        layer::resize(&mut out.h0, n_h, "state gradients")?;
+        layer::resize(&mut out.c0, n_c, "state gradients")?;
         layer::resize(
             &mut out.x,
             layer::product(&[t, b, c.input_size], "input gradients")?,
             "input gradients",
         )?;
         if tape.order.reorders() {
-            layer::resize(&mut tape.dh_n, n_state, "state gradients")?;
-            let n_c = if c.cell.has_cell_state() { n_state } else { 0 };
+            // The larger of `h`'s and `c`'s: `dh_n` carries both back.
+            layer::resize(&mut tape.dh_n, n_h.max(n_c), "state gradients")?;
             layer::resize(&mut tape.dc_n, n_c, "state gradients")?;
         }
         let cell = self.cell_impl();
@@ -818,15 +842,17 @@ impl Recurrent {
     fn backward_impl(&self, tape: &mut Tape, grads: OutputGrads<'_>, out: &mut Gradients) {
         let c = &self.config;
         let (t, b, h, dirs) = (tape.seq_len, tape.batch, c.hidden_size, c.directions());
-        let bh = b * h;
+        // `h` is `S` wide, an LSTM's `c` `H`.
+        let (s, bh) = (c.state_size(), b * h);
+        let bs = b * s;
         let has_c = c.cell.has_cell_state();
         let cell = self.cell_impl();
-        let n_state = c.num_layers * dirs * bh;
         out.params.fill_zero();
         out.h0.clear();
-        out.h0.resize(n_state, 0.0);
+        out.h0.resize(c.num_layers * dirs * bs, 0.0);
         out.c0.clear();
-        out.c0.resize(if has_c { n_state } else { 0 }, 0.0);
+        out.c0
+            .resize(if has_c { c.num_layers * dirs * bh } else { 0 }, 0.0);
 
         let Tape {
             x: x0,
@@ -845,7 +871,7 @@ impl Recurrent {
         let (grad_h_n, grad_c_n) = if sorted {
             order.gather_steps(grads.y, dy, c.output_size(), true);
             (
-                sorted_copy(order, grads.h_n, dh_n, h),
+                sorted_copy(order, grads.h_n, dh_n, s),
                 sorted_copy(order, grads.c_n, dc_n, h),
             )
         } else {
@@ -859,7 +885,7 @@ impl Recurrent {
             let x: &[f32] = if l == 0 {
                 x0
             } else {
-                below[l - 1].output(bh, t)
+                below[l - 1].output(bs, t)
             };
             let in_size = c.layer_input_size(l);
             dx.resize(t * b * in_size, 0.0); // within the capacity reserved by prepare_backward
@@ -871,7 +897,7 @@ impl Recurrent {
                 .collect();
             let mut pieces =
                 split_by_lens(&mut out.params.as_mut_slice()[range], &lens).into_iter();
-            let mut h0s = out.h0[l * dirs * bh..(l + 1) * dirs * bh].chunks_exact_mut(bh);
+            let mut h0s = out.h0[l * dirs * bs..(l + 1) * dirs * bs].chunks_exact_mut(bs);
             let mut c0s = out.c0.chunks_exact_mut(bh).skip(l * dirs);
             // The reverse direction writes its input gradient apart, so that
             // the two directions run at once; the two are summed after.
@@ -888,6 +914,7 @@ impl Recurrent {
                     } else {
                         (None, None)
                     };
+                    let w_hr = (c.proj_size > 0).then(&mut next);
                     jobs.push(layer::BackwardJob {
                         weights: self.layer_weights(l, d),
                         run: self.layer_run(l, d, t, b, lengths),
@@ -895,10 +922,10 @@ impl Recurrent {
                         tape: &rec.dirs[d],
                         up: Upstream {
                             dy,
-                            offset: if c.merge == Merge::Sum { 0 } else { d * h },
+                            offset: if c.merge == Merge::Sum { 0 } else { d * s },
                             stride: c.output_size(),
                             finals: [
-                                state_slot(grad_h_n, l * dirs + d, bh),
+                                state_slot(grad_h_n, l * dirs + d, bs),
                                 state_slot(grad_c_n, l * dirs + d, bh),
                             ],
                         },
@@ -907,6 +934,7 @@ impl Recurrent {
                             w_hh,
                             b_ih,
                             b_hh,
+                            w_hr,
                         },
                         out: InputGrads {
                             dx: dx_slots.next().expect("one dx buffer per direction"),
@@ -941,10 +969,10 @@ impl Recurrent {
         if sorted {
             // Back to the caller's row order.
             order.scatter_steps(dy, &mut out.x, c.input_size, false);
-            for (states, scratch) in [(&mut out.h0, dh_n), (&mut out.c0, dc_n)] {
+            for (states, scratch, width) in [(&mut out.h0, dh_n, s), (&mut out.c0, dc_n, h)] {
                 scratch.clear();
                 scratch.extend_from_slice(states); // capacity from prepare_backward
-                order.scatter_states(scratch, states, h);
+                order.scatter_states(scratch, states, width);
             }
         }
     }
@@ -966,19 +994,22 @@ fn non_empty(v: &[f32]) -> Option<&[f32]> {
     (!v.is_empty()).then_some(v)
 }
 
-/// `g` (`[L*D, B, H]`) in the batch's sorted order, in `buf`.
+/// `g` (`[L*D, B, width]`) in the batch's sorted order, in the start of
+/// `buf`.
 fn sorted_copy<'a>(
     order: &BatchOrder,
     g: Option<&[f32]>,
     buf: &'a mut [f32],
-    h: usize,
+    width: usize,
 ) -> Option<&'a [f32]> {
     let g = g?;
-    order.gather_states(g, buf, h);
+    let buf = &mut buf[..g.len()];
+    order.gather_states(g, buf, width);
     Some(buf)
 }
 
-/// Slot `i` (`[B, H]`, `bh` values) of an optional `[L*D, B, H]` state tensor.
-fn state_slot(s: Option<&[f32]>, i: usize, bh: usize) -> Option<&[f32]> {
-    s.map(|v| &v[i * bh..(i + 1) * bh])
+/// Slot `i` (`[B, W]`, `n` = `B*W` values) of an optional `[L*D, B, W]`
+/// state tensor.
+fn state_slot(s: Option<&[f32]>, i: usize, n: usize) -> Option<&[f32]> {
+    s.map(|v| &v[i * n..(i + 1) * n])
 }

@@ -11,7 +11,8 @@ use crate::layer::{self, LayerTape};
 use crate::net::Recurrent;
 
 /// The state of a stream of `B` sequences: hidden (and cell) states
-/// `[L, B, H]` plus per-layer work buffers.
+/// (`h` `[L, B, S]`, `S` = `H` or an LSTM's projection size, `c` `[L, B,
+/// H]`) plus per-layer work buffers.
 #[derive(Clone, Debug)]
 pub struct StreamState {
     batch: usize,
@@ -21,7 +22,7 @@ pub struct StreamState {
 }
 
 impl StreamState {
-    /// Hidden states `[L, B, H]`.
+    /// Hidden states `[L, B, S]`.
     pub fn h(&self) -> &[f32] {
         &self.h
     }
@@ -31,7 +32,7 @@ impl StreamState {
         &self.c
     }
 
-    /// Sets the hidden states, `[L, B, H]`. Errors: wrong length.
+    /// Sets the hidden states, `[L, B, S]`. Errors: wrong length.
     pub fn set_h(&mut self, h: &[f32]) -> Result<()> {
         check_len("h", h, &[self.h.len()])?;
         self.h.copy_from_slice(h);
@@ -81,6 +82,8 @@ impl Recurrent {
             ));
         }
         let n = alloc::product(&[c.num_layers, batch, c.hidden_size], "stream states")?;
+        // `h` is `S <= H` wide.
+        let n_h = c.num_layers * batch * c.state_size();
         let mut tapes = Vec::new();
         alloc::reserve(&mut tapes, c.num_layers, "stream work buffers")?;
         for l in 0..c.num_layers {
@@ -90,7 +93,7 @@ impl Recurrent {
         }
         Ok(StreamState {
             batch,
-            h: alloc::zeros(n, "stream states h")?,
+            h: alloc::zeros(n_h, "stream states h")?,
             c: if c.cell.has_cell_state() {
                 alloc::zeros(n, "stream states c")?
             } else {
@@ -100,24 +103,24 @@ impl Recurrent {
         })
     }
 
-    /// One time step: `x_t` `[B, I]` in, `y_t` `[B, H]` (the last layer's new
-    /// hidden state) out; `state` advanced. Equal to the batched forward run
-    /// one step at a time.
+    /// One time step: `x_t` `[B, I]` in, `y_t` `[B, S]` (the last layer's new
+    /// hidden state; `S` is `H`, or an LSTM's projection size) out; `state`
+    /// advanced. Equal to the batched forward run one step at a time.
     ///
     /// Errors: wrong lengths, a state made for another network or batch size.
     pub fn step(&self, x_t: &[f32], state: &mut StreamState, y_t: &mut [f32]) -> Result<()> {
         let c = self.config();
         let b = state.batch;
-        let n = c.num_layers * b * c.hidden_size;
+        let n = c.num_layers * b * c.state_size();
         if state.h.len() != n || state.tapes.len() != c.num_layers || c.bidirectional {
             return Err(Error::Unexpected(
                 "stream state made for another network".into(),
             ));
         }
         check_len("x_t", x_t, &[b, c.input_size])?;
-        check_len("y_t", y_t, &[b, c.hidden_size])?;
+        check_len("y_t", y_t, &[b, c.state_size()])?;
         let has_c = c.cell.has_cell_state();
-        let bh = b * c.hidden_size;
+        let (bh, bs) = (b * c.hidden_size, b * c.state_size());
         for (l, tape) in state.tapes.iter_mut().enumerate() {
             tape.prepare(self.cell_impl(), &self.layer_run(l, 0, 1, b, None))?;
         }
@@ -140,14 +143,14 @@ impl Recurrent {
                     &self.layer_weights(l, 0),
                     &run,
                     x,
-                    [Some(&h[l * bh..(l + 1) * bh]), c0],
+                    [Some(&h[l * bs..(l + 1) * bs]), c0],
                     &mut rest[0],
                 );
             }
         });
         for (l, tape) in state.tapes.iter().enumerate() {
             let run = self.layer_run(l, 0, 1, b, None);
-            state.h[l * bh..(l + 1) * bh].copy_from_slice(tape.state(&run, run.last_slot()));
+            state.h[l * bs..(l + 1) * bs].copy_from_slice(tape.state(&run, run.last_slot()));
             if has_c {
                 state.c[l * bh..(l + 1) * bh].copy_from_slice(tape.state_of(
                     &run,

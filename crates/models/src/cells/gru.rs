@@ -38,7 +38,7 @@ impl Cell for GruCell {
         }
     }
 
-    fn saves_per_step(&self) -> bool {
+    fn saves_per_step(&self, _d: Dims) -> bool {
         true
     }
 

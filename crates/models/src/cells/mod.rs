@@ -21,8 +21,10 @@ use crate::config::{CellKind, GruVariant};
 pub(crate) struct LayerWeights<'a> {
     /// `[G*H, I_k]`.
     pub w_ih: &'a [f32],
-    /// `[G*H, H]`.
+    /// `[G*H, S]`.
     pub w_hh: &'a [f32],
+    /// `[P, H]`, an LSTM's projection, absent without one.
+    pub w_hr: Option<&'a [f32]>,
     /// `[G*H]`, absent without bias.
     pub b_ih: Option<&'a [f32]>,
     /// `[G*H]`, absent without bias.
@@ -35,12 +37,20 @@ pub(crate) struct Dims {
     pub batch: usize,
     pub hidden: usize,
     pub gates: usize,
+    /// `S`, the width of `h`: `H`, or an LSTM's projection size `P`.
+    pub state: usize,
 }
 
 impl Dims {
     /// `G * H`.
     pub fn gh(&self) -> usize {
         self.gates * self.hidden
+    }
+
+    /// The width of state `k`: `S` for `h` (`k = 0`), `H` for the others
+    /// (an LSTM's cell state).
+    pub fn state_width(&self, k: usize) -> usize {
+        if k == 0 { self.state } else { self.hidden }
     }
 }
 
@@ -54,8 +64,9 @@ pub(crate) struct FwdSequence<'a> {
     /// `[T, B, G*H]`: input projections with folded biases in, activated
     /// gates out.
     pub gates: &'a mut [f32],
-    /// `[S, T+1, B, H]`: the slots of each of the cell's
-    /// [`Cell::states`], `h` first, the initial states in place.
+    /// The `T+1` slots of each of the cell's [`Cell::states`], `h` first
+    /// (`[T+1, B, S]`, then `[T+1, B, H]` each), the initial states in
+    /// place.
     pub states: &'a mut [f32],
     /// `[T, B, H]` that the cell keeps per step for backward, when it
     /// does ([`Cell::saves_per_step`]).
@@ -70,7 +81,7 @@ pub(crate) struct FwdSequence<'a> {
 pub(crate) struct BwdSequence<'a> {
     /// `[T, B, G*H]` activated gates.
     pub gates: &'a [f32],
-    /// `[S, T+1, B, H]`: the slots of each state, `h` first.
+    /// The slots of each state, `h` first, as in [`FwdSequence`].
     pub states: &'a [f32],
     /// `[T, B, H]` that the cell kept per step ([`Cell::saves_per_step`]).
     pub saved: &'a [f32],
@@ -81,11 +92,14 @@ pub(crate) struct BwdSequence<'a> {
     /// `[T, B, G*H]`, the gradient w.r.t. the recurrent products, written,
     /// when the cell keeps it apart from `dgates` ([`Cell::separate_dhw`]).
     pub dhw: &'a mut [f32],
-    /// `[S, B, H]`: the gradients w.r.t. the final states in, w.r.t. the
-    /// initial ones out, `h`'s first.
+    /// The gradients w.r.t. the final states in, w.r.t. the initial ones
+    /// out: `h`'s `[B, S]` first, then `[B, H]` each.
     pub dstates: &'a mut [f32],
-    /// `[B, H]` scratch.
+    /// `[B, S]` scratch.
     pub dh_spare: &'a mut [f32],
+    /// `[T, B, S]`, each step's gradient w.r.t. `h_t`, written when the
+    /// cell records it ([`Cell::records_dh`]), else empty.
+    pub dh_steps: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
@@ -98,7 +112,7 @@ pub(crate) struct HiddenGradInputs<'a> {
     pub dgates: &'a [f32],
     /// `[T*B, G*H]` or empty.
     pub dhw: &'a [f32],
-    /// `[T*B, H]`, the state before each step, aligned with the rows of `dgates`.
+    /// `[T*B, S]`, the state before each step, aligned with the rows of `dgates`.
     pub h_prev: &'a [f32],
     /// `[T*B, H]` or empty.
     pub saved: &'a [f32],
@@ -124,9 +138,20 @@ pub(crate) trait Cell: Sync {
     }
 
     /// Whether the cell keeps a `[B, H]` value per step in `saved`.
-    fn saves_per_step(&self) -> bool {
+    fn saves_per_step(&self, _d: Dims) -> bool {
         false
     }
+
+    /// Whether backward records each step's `dh_t` (`[T, B, S]`) for
+    /// [`Cell::projection_grads`].
+    fn records_dh(&self, _d: Dims) -> bool {
+        false
+    }
+
+    /// `dw_hr += dH^T saved` over rows of `[T*B, ..]`: the gradient of an
+    /// LSTM's projection from the recorded `dh_t` (`[rows, S]`) and the
+    /// saved `m_t` (`[rows, H]`). Nothing for the other cells.
+    fn projection_grads(&self, _d: Dims, _dh: &[f32], _saved: &[f32], _dw_hr: &mut [f32]) {}
 
     /// Whether backward needs `dhw` distinct from `dgates`.
     fn separate_dhw(&self) -> bool {
@@ -175,10 +200,10 @@ pub(crate) fn default_hidden_weight_grads<C: Cell + ?Sized>(
         1.0,
         Mat::new(dp, g.rows, gh),
         Op::T,
-        Mat::new(g.h_prev, g.rows, d.hidden),
+        Mat::new(g.h_prev, g.rows, d.state),
         Op::N,
         1.0,
-        MatMut::new(dw_hh, gh, d.hidden),
+        MatMut::new(dw_hh, gh, d.state),
     );
     if let Some(db) = db_hh {
         rnn_kernels::reduce::colsum_add(dp, db);
