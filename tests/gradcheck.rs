@@ -168,13 +168,15 @@ impl Problem {
             1.0
         };
         let (dirs, h) = (config.directions(), config.hidden_size);
-        let state = config.num_layers * dirs * batch * h;
+        // `h` is the state size wide (a projection's), `c` `H`.
+        let state = config.num_layers * dirs * batch * config.state_size();
+        let cell_state = config.num_layers * dirs * batch * h;
         let point = Point {
             params: net.params().as_slice().iter().map(|v| v * scale).collect(),
             x: rng.vec(seq_len * batch * config.input_size, -1.0, 1.0),
             h0: rng.vec(state, -0.8, 0.8),
             c0: if lstm {
-                rng.vec(state, -1.0, 1.0)
+                rng.vec(cell_state, -1.0, 1.0)
             } else {
                 Vec::new()
             },
@@ -183,7 +185,7 @@ impl Problem {
             gy: rng.vec(seq_len * batch * config.output_size(), -1.0, 1.0),
             ghn: rng.vec(state, -1.0, 1.0),
             gcn: if lstm {
-                rng.vec(state, -1.0, 1.0)
+                rng.vec(cell_state, -1.0, 1.0)
             } else {
                 Vec::new()
             },
@@ -651,6 +653,16 @@ fn gradcheck_summed_directions_batch_first() {
     ] {
         gradcheck_configs(cell, seed, tweak);
     }
+}
+
+/// An LSTM with a projection (`proj_size` = H/2): `W_hr`'s gradient and
+/// the `P`-wide states, on the configurations above (each with `H >= 2`).
+#[test]
+fn gradcheck_lstm_projection() {
+    gradcheck_configs(CellKind::Lstm, 24, |c| NetConfig {
+        proj_size: c.hidden_size / 2,
+        ..c
+    });
 }
 
 #[test]

@@ -130,9 +130,10 @@ fn assert_same_outputs(a: &Recurrent, b: &Recurrent, rng: &mut Rng) {
     let c = a.config();
     let (t, batch) = (5, 3);
     let n_state = c.num_layers * c.directions() * batch * c.hidden_size;
+    let n_h = c.num_layers * c.directions() * batch * c.state_size();
     let (x, h0, c0) = (
         rng.vec(t * batch * c.input_size),
-        rng.vec(n_state),
+        rng.vec(n_h),
         rng.vec(n_state),
     );
     let input = SeqInput::new(&x, t, batch).h0(&h0);
@@ -236,6 +237,12 @@ fn round_trip_every_cell_kind() {
                 bias,
                 merge,
                 batch_first: merge == Merge::Sum,
+                // An LSTM's projection, with the newer keys.
+                proj_size: if cell == CellKind::Lstm && merge == Merge::Sum {
+                    2
+                } else {
+                    0
+                },
                 seed: rng.next_u64(),
                 ..NetConfig::new(cell, i, h)
             };

@@ -18,14 +18,21 @@ fn step_by_step_equals_batched_forward() {
         CellKind::Gru(GruVariant::ResetBeforeLinear),
     ];
     let (t, b, i, h) = (9, 3, 5, 7);
-    for kind in kinds {
+    // Each kind, and an LSTM with a projection (`h` 3 wide, `c` 7).
+    let cases = kinds
+        .map(|k| (k, 0))
+        .into_iter()
+        .chain([(CellKind::Lstm, 3)]);
+    for (kind, proj) in cases {
         for layers in [1, 2] {
             let mut cfg = NetConfig::new(kind, i, h);
             cfg.num_layers = layers;
+            cfg.proj_size = proj;
             cfg.seed = 3;
+            let s = cfg.state_size();
             let net = Recurrent::new(cfg).unwrap();
             let x = data(t * b * i, 1);
-            let h0 = data(layers * b * h, 2);
+            let h0 = data(layers * b * s, 2);
             let c0 = data(layers * b * h, 3);
             let mut input = SeqInput::new(&x, t, b).h0(&h0);
             if kind.has_cell_state() {
@@ -38,12 +45,12 @@ fn step_by_step_equals_batched_forward() {
             if kind.has_cell_state() {
                 state.set_c(&c0).unwrap();
             }
-            let mut y_t = vec![0.0; b * h];
+            let mut y_t = vec![0.0; b * s];
             let mut max_err = 0.0f32;
             for step in 0..t {
                 net.step(&x[step * b * i..(step + 1) * b * i], &mut state, &mut y_t)
                     .unwrap();
-                let want = &full.y[step * b * h..(step + 1) * b * h];
+                let want = &full.y[step * b * s..(step + 1) * b * s];
                 max_err = y_t
                     .iter()
                     .zip(want)
@@ -63,7 +70,7 @@ fn step_by_step_equals_batched_forward() {
             // input projection (T*B rows vs B rows) may differ.
             assert!(
                 max_err <= 1e-6 && hn_err <= 1e-6 && cn_err <= 1e-6,
-                "{kind:?} L={layers}: y {max_err}, h_n {hn_err}, c_n {cn_err}"
+                "{kind:?} P={proj} L={layers}: y {max_err}, h_n {hn_err}, c_n {cn_err}"
             );
         }
     }

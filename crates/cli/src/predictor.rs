@@ -249,7 +249,7 @@ impl Predictor {
                 .map(|c| f64::from_le_bytes(c.try_into().expect("8 bytes")))
                 .collect()
         };
-        let feat = c.directions() * c.hidden_size;
+        let feat = c.directions() * c.state_size();
         let mut head = Linear::new(feat, 1, true, 0)?;
         let infos = head.params().infos().to_vec();
         for info in infos {

@@ -125,6 +125,10 @@ pub struct TrainArgs {
     /// Add a reverse direction to every layer.
     #[arg(long)]
     pub bidirectional: bool,
+    /// LSTM projection size (PyTorch's `proj_size`): each layer's output and
+    /// state `h` is this wide (`0 < P < hidden`), 0 for none.
+    #[arg(long, default_value_t = 0)]
+    pub proj_size: usize,
     /// How a bidirectional layer's directions reach the layer above:
     /// concatenated or summed (the head reads the top layer's final states,
     /// concatenated, either way).
@@ -465,11 +469,12 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         bias: true,
         bidirectional: a.bidirectional,
         merge: a.merge.merge(),
+        proj_size: a.proj_size,
         seed: a.seed,
         ..NetConfig::new(cell, features.len(), a.hidden)
     };
     let net = Recurrent::new(config.clone())?;
-    let feat_dim = config.directions() * a.hidden;
+    let feat_dim = config.directions() * config.state_size();
     let head = Linear::new(feat_dim, 1, true, a.seed.wrapping_add(1))?;
     let mut model = Predictor {
         net,
@@ -533,9 +538,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         );
     }
     println!(
-        "model: {}, hidden {}, {} layer{}{}, {n_params} parameters; {:?} lr {}, batch {}, clip {}, seed {}, {} threads, simd {}",
+        "model: {}, hidden {}{}, {} layer{}{}, {n_params} parameters; {:?} lr {}, batch {}, clip {}, seed {}, {} threads, simd {}",
         cell_label(cell),
         a.hidden,
+        if a.proj_size > 0 {
+            format!(" projected to {}", a.proj_size)
+        } else {
+            String::new()
+        },
         a.layers,
         if a.layers > 1 { "s" } else { "" },
         match (a.bidirectional, a.merge) {
@@ -870,6 +880,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         "model": {
             "cell": cell.name(), "hidden": a.hidden, "layers": a.layers,
             "bidirectional": a.bidirectional, "merge": config.merge.name(),
+            "proj_size": config.proj_size,
             "parameters": n_params,
         },
         "training": {

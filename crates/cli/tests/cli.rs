@@ -375,6 +375,7 @@ fn train_variants_run() {
             "0",
         ],
         &["--layers", "2", "--bidirectional", "--merge", "sum"],
+        &["--layers", "2", "--proj-size", "3", "--bidirectional"],
     ];
     for (k, v) in variants.iter().enumerate() {
         let out = format!("run{k}");

@@ -76,11 +76,11 @@ pub(crate) fn update(
     opt.step_parts(&mut parts)
 }
 
-/// The top layer's final hidden state per direction, `[B, D*H]`, from
-/// `h_n` `[L*D, B, H]`.
+/// The top layer's final hidden state per direction, `[B, D*S]`, from
+/// `h_n` `[L*D, B, S]` (`S` the state size: `H`, or a projection's).
 pub fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>) {
     let c = net.config();
-    let (d, h) = (c.directions(), c.hidden_size);
+    let (d, h) = (c.directions(), c.state_size());
     let top = (c.num_layers - 1) * d;
     out.resize(batch * d * h, 0.0);
     for dir in 0..d {
@@ -91,11 +91,11 @@ pub fn top_state(net: &Recurrent, h_n: &[f32], batch: usize, out: &mut Vec<f32>)
     }
 }
 
-/// The gradient of [`top_state`]: `g` `[B, D*H]` into `grad_h_n` `[L*D, B, H]`
+/// The gradient of [`top_state`]: `g` `[B, D*S]` into `grad_h_n` `[L*D, B, S]`
 /// (zero elsewhere).
 pub fn scatter_top_state(net: &Recurrent, g: &[f32], batch: usize, grad_h_n: &mut Vec<f32>) {
     let c = net.config();
-    let (d, h) = (c.directions(), c.hidden_size);
+    let (d, h) = (c.directions(), c.state_size());
     let top = (c.num_layers - 1) * d;
     grad_h_n.clear();
     grad_h_n.resize(c.num_layers * d * batch * h, 0.0);
@@ -150,12 +150,13 @@ impl Body {
     }
 
     /// A network from `config` and a head from its top layer's outputs
-    /// (`D*H` features) to `outputs` values, seeded from `config.seed + 1`.
+    /// (`D*S` features, `S` the state size) to `outputs` values, seeded from
+    /// `config.seed + 1`.
     /// The head is made first, so its errors come first. Errors: invalid
     /// sizes, a configuration the architectures do not take.
     pub fn with_head(config: NetConfig, outputs: usize) -> Result<Self> {
         check_layout(&config)?;
-        let features = config.directions() * config.hidden_size;
+        let features = config.directions() * config.state_size();
         let head = Linear::new(features, outputs, true, config.seed.wrapping_add(1))?;
         Ok(Self::new(Recurrent::new(config)?, head))
     }

@@ -63,7 +63,7 @@ impl Seq2Seq {
         let encoder = Recurrent::new(enc_cfg)?;
         let decoder = Recurrent::new(dec_cfg)?;
         let head = Linear::new(
-            config.hidden_size,
+            config.state_size(),
             tgt_vocab,
             true,
             config.seed.wrapping_add(2),
@@ -146,7 +146,7 @@ impl Seq2Seq {
         self.dlogits.resize(self.logits.len(), 0.0);
         let loss = softmax_cross_entropy(&self.logits, self.tgt_vocab, tgt, &mut self.dlogits)?;
         dec.backward_per_step(&out.y, &self.dlogits, &mut self.dy)?;
-        let h = self.encoder.config().hidden_size;
+        let h = self.encoder.config().state_size();
         self.zeros.clear();
         self.zeros.resize(src_len * batch * h, 0.0);
         let mut enc_up = OutputGrads::new(&self.zeros).h_n(&dec.net_grads.h0);
@@ -178,7 +178,7 @@ impl Seq2Seq {
         if dec.net.config().cell.has_cell_state() {
             state.set_c(&c_n)?;
         }
-        let h = dec.net.config().hidden_size;
+        let h = dec.net.config().state_size();
         let mut y = vec![0.0; batch * h];
         let mut prev = vec![self.tgt_vocab; batch];
         let mut result = Vec::new();
