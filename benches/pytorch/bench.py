@@ -55,8 +55,10 @@ DEFAULT_GRID = [
 _cache = {}
 
 
-def build(cell, i, h, layers, bias, bidirectional):
+def build(cell, i, h, layers, bias, bidirectional, proj_size=0):
     kw = dict(num_layers=layers, bias=bias, bidirectional=bidirectional, batch_first=False)
+    if proj_size:
+        kw["proj_size"] = proj_size
     if cell in ("rnn_tanh", "rnn_relu"):
         return torch.nn.RNN(i, h, nonlinearity=cell[4:], **kw)
     if cell == "lstm":
@@ -99,6 +101,7 @@ def load(model_path, inputs_path):
             int(meta["num_layers"]),
             meta["bias"] == "true",
             meta["bidirectional"] == "true",
+            int(meta.get("proj_size", "0")),
         )
     m.load_state_dict(state)
     with safe_open(inputs_path, "pt") as f:

@@ -69,6 +69,8 @@ struct Shape {
     bidirectional: bool,
     /// Variable lengths (drawn once by [`bench_lengths`]).
     varlen: bool,
+    /// An LSTM's projection size (0: none).
+    proj: usize,
 }
 
 impl Shape {
@@ -81,6 +83,15 @@ impl Shape {
             varlen: true,
             ..self
         }
+    }
+
+    fn with_projection(self, proj: usize) -> Self {
+        Self { proj, ..self }
+    }
+
+    /// The width of `h`: the projection's, or `H`.
+    fn state(&self) -> usize {
+        if self.proj > 0 { self.proj } else { self.h }
     }
 }
 
@@ -100,6 +111,7 @@ const fn shape(
         h,
         bidirectional,
         varlen: false,
+        proj: 0,
     }
 }
 
@@ -142,6 +154,10 @@ fn grid(quick: bool) -> Vec<(Shape, Vec<CellKind>)> {
         ),
         (
             shape("medium-bi", 100, 32, 128, 256, true),
+            vec![CellKind::Lstm],
+        ),
+        (
+            shape("medium-proj", 100, 32, 128, 256, false).with_projection(128),
             vec![CellKind::Lstm],
         ),
     ];
@@ -210,7 +226,12 @@ impl Row {
                 None => "null",
             },
             self.mean_length
-                .map_or(String::new(), |m| format!(", \"mean_length\": {m:.2}")),
+                .map_or(String::new(), |m| format!(", \"mean_length\": {m:.2}"))
+                + &if s.proj > 0 {
+                    format!(", \"proj_size\": {}", s.proj)
+                } else {
+                    String::new()
+                },
         )
     }
 
@@ -390,6 +411,7 @@ impl Case {
     fn new(s: &Shape, cell: CellKind) -> Result<Self> {
         let mut cfg = NetConfig::new(cell, s.i, s.h);
         cfg.bidirectional = s.bidirectional;
+        cfg.proj_size = s.proj;
         cfg.seed = 1;
         let net = Recurrent::new(cfg)?;
         let grads = Gradients::for_net(&net);
@@ -397,7 +419,7 @@ impl Case {
         let steps = lengths.as_ref().map_or(s.t * s.b, |l| l.iter().sum());
         Ok(Self {
             x: data(s.t * s.b * s.i, 2),
-            g: data(s.t * s.b * s.directions() * s.h, 3),
+            g: data(s.t * s.b * s.directions() * s.state(), 3),
             model: Model::Net {
                 net,
                 tape: Tape::new(),
@@ -405,7 +427,10 @@ impl Case {
             },
             s: s.clone(),
             cell: cell.name(),
-            flops: 2.0 * (steps * cell.gates() * s.h * (s.i + s.h) * s.directions()) as f64,
+            // The gate GEMMs (input and recurrent) and the projection's.
+            flops: 2.0
+                * (steps * (cell.gates() * s.h * (s.i + s.state()) + s.proj * s.h) * s.directions())
+                    as f64,
             lengths,
         })
     }
