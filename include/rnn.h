@@ -350,6 +350,12 @@ typedef struct rnn_config_ext {
      * bidirectional layer (outputs `H` wide, or `P`).
      */
     uint32_t merge;
+    /**
+     * Dropout between stacked layers (PyTorch's `dropout`), in `[0, 1)`:
+     * applied by the trainer's forward and training steps
+     * (`rnn_trainer_*`), never by `rnn_model_forward` or streams.
+     */
+    double dropout;
 } rnn_config_ext;
 
 /**
@@ -556,7 +562,7 @@ enum rnn_status rnn_config_init(struct rnn_config *config,
 
 /**
  * Fills `*ext` with the defaults (no projection, `[T, B, F]` sequences,
- * concatenated directions) and its `size`.
+ * concatenated directions, no dropout) and its `size`.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (ext). Thread-safe.
  *

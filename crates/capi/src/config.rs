@@ -197,7 +197,7 @@ pub enum rnn_merge {
 /// covers, so a program built against this header keeps working.
 #[allow(non_camel_case_types)]
 #[repr(C)]
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq)]
 pub struct rnn_config_ext {
     /// `sizeof(rnn_config_ext)` as the caller's header defines it (set by
     /// `rnn_config_ext_init`).
@@ -212,6 +212,10 @@ pub struct rnn_config_ext {
     /// An `rnn_merge`: `RNN_MERGE_SUM` adds the two directions of a
     /// bidirectional layer (outputs `H` wide, or `P`).
     pub merge: u32,
+    /// Dropout between stacked layers (PyTorch's `dropout`), in `[0, 1)`:
+    /// applied by the trainer's forward and training steps
+    /// (`rnn_trainer_*`), never by `rnn_model_forward` or streams.
+    pub dropout: f64,
 }
 
 impl rnn_config_ext {
@@ -221,6 +225,7 @@ impl rnn_config_ext {
         proj_size: 0,
         batch_first: 0,
         merge: rnn_merge::Concat as u32,
+        dropout: 0.0,
     };
 
     /// The caller's extension at `p` (NULL: the defaults), read by its
@@ -273,6 +278,7 @@ impl rnn_config_ext {
             proj_size: self.proj_size,
             batch_first: args::flag(self.batch_first, "batch_first")?,
             merge,
+            dropout: self.dropout as f32,
             ..config
         };
         c.validate()?;
@@ -288,13 +294,14 @@ impl rnn_config_ext {
                 Merge::Concat => rnn_merge::Concat,
                 Merge::Sum => rnn_merge::Sum,
             } as u32,
+            dropout: c.dropout.into(),
             ..Self::DEFAULT
         }
     }
 }
 
 /// Fills `*ext` with the defaults (no projection, `[T, B, F]` sequences,
-/// concatenated directions) and its `size`.
+/// concatenated directions, no dropout) and its `size`.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (ext). Thread-safe.
 ///

@@ -82,6 +82,7 @@ fn c_ext(c: &NetConfig) -> rnn_config_ext {
         Merge::Concat => rnn_merge::Concat,
         Merge::Sum => rnn_merge::Sum,
     } as u32;
+    ext.dropout = c.dropout.into();
     ext
 }
 
@@ -93,6 +94,7 @@ impl Pair {
             proj_size: 0,
             batch_first: false,
             merge: Merge::Concat,
+            dropout: 0.0,
             ..cfg.clone()
         };
         // SAFETY: valid configs and out-pointer.
@@ -594,6 +596,13 @@ fn ext_configs() -> Vec<NetConfig> {
             seed: 5,
             ..NetConfig::new(CellKind::Elman(Nonlinearity::Tanh), 5, 4)
         },
+        // Inference never drops.
+        NetConfig {
+            num_layers: 3,
+            dropout: 0.25,
+            seed: 6,
+            ..NetConfig::new(CellKind::Lstm, 5, 4)
+        },
     ]
 }
 
@@ -669,8 +678,9 @@ fn bad_extensions_are_refused() {
         (st, last_error())
     };
     let ok = c_ext(&NetConfig::new(CellKind::Lstm, 3, 4));
-    let cases: [(rnn_config_ext, &str); 5] = [
+    let cases: [(rnn_config_ext, &str); 6] = [
         (rnn_config_ext { size: 8, ..ok }, "size"),
+        (rnn_config_ext { dropout: 1.5, ..ok }, "dropout"),
         (rnn_config_ext { merge: 2, ..ok }, "merge"),
         (
             rnn_config_ext {

@@ -125,6 +125,10 @@ pub struct TrainArgs {
     /// Add a reverse direction to every layer.
     #[arg(long)]
     pub bidirectional: bool,
+    /// Dropout between stacked layers (PyTorch's `dropout`), in [0, 1):
+    /// training batches only, never the validation, test or forecasts.
+    #[arg(long, default_value_t = 0.0)]
+    pub dropout: f32,
     /// LSTM projection size (PyTorch's `proj_size`): each layer's output and
     /// state `h` is this wide (`0 < P < hidden`), 0 for none.
     #[arg(long, default_value_t = 0)]
@@ -470,10 +474,17 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         bidirectional: a.bidirectional,
         merge: a.merge.merge(),
         proj_size: a.proj_size,
+        dropout: a.dropout,
         seed: a.seed,
         ..NetConfig::new(cell, features.len(), a.hidden)
     };
     let net = Recurrent::new(config.clone())?;
+    if a.dropout > 0.0 && a.layers == 1 {
+        // As PyTorch warns: the dropout acts between layers.
+        eprintln!(
+            "warning: --dropout acts between stacked layers; with --layers 1 it does nothing"
+        );
+    }
     let feat_dim = config.directions() * config.state_size();
     let head = Linear::new(feat_dim, 1, true, a.seed.wrapping_add(1))?;
     let mut model = Predictor {
@@ -880,7 +891,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         "model": {
             "cell": cell.name(), "hidden": a.hidden, "layers": a.layers,
             "bidirectional": a.bidirectional, "merge": config.merge.name(),
-            "proj_size": config.proj_size,
+            "proj_size": config.proj_size, "dropout": config.dropout,
             "parameters": n_params,
         },
         "training": {

@@ -376,6 +376,7 @@ fn train_variants_run() {
         ],
         &["--layers", "2", "--bidirectional", "--merge", "sum"],
         &["--layers", "2", "--proj-size", "3", "--bidirectional"],
+        &["--layers", "3", "--dropout", "0.3"],
     ];
     for (k, v) in variants.iter().enumerate() {
         let out = format!("run{k}");

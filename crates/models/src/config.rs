@@ -121,7 +121,7 @@ pub const MAX_LAYERS: usize = 1024;
 pub const MAX_PARAMETERS: usize = 1 << 32;
 
 /// The full description of a recurrent network (any cell kind).
-#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct NetConfig {
     /// The cell.
     pub cell: CellKind,
@@ -143,6 +143,12 @@ pub struct NetConfig {
     /// How a bidirectional layer's two outputs are combined (unused with
     /// one direction).
     pub merge: Merge,
+    /// Dropout between stacked layers (PyTorch's `dropout`): in training
+    /// forward passes ([`crate::Recurrent::forward_train`]) each layer's
+    /// output but the last's is multiplied by a mask of zeros (probability
+    /// `dropout`) and `1 / (1 - dropout)`, drawn from the library's RNG
+    /// (deterministic for a seed); inference never drops. In `[0, 1)`.
+    pub dropout: f32,
     /// Whether sequences (input, output and their gradients) are
     /// `[B, T, F]` instead of `[T, B, F]` (PyTorch's `batch_first`);
     /// states are `[L*D, B, H]` either way.
@@ -163,6 +169,7 @@ impl NetConfig {
             bias: true,
             bidirectional: false,
             merge: Merge::Concat,
+            dropout: 0.0,
             batch_first: false,
             seed: 0,
         }
@@ -237,6 +244,12 @@ impl NetConfig {
             ("hidden_size", self.hidden_size),
             ("num_layers", self.num_layers),
         ])?;
+        if !(0.0..1.0).contains(&self.dropout) {
+            return Err(Error::Config(format!(
+                "dropout = {}: must be in [0, 1)",
+                self.dropout
+            )));
+        }
         if self.proj_size > 0 && self.cell != CellKind::Lstm {
             return Err(Error::Config(format!(
                 "proj_size = {}: only an LSTM has a projection (this is a {})",
@@ -305,6 +318,12 @@ macro_rules! common_setters {
             self.0.merge = merge;
             self
         }
+        /// Dropout between stacked layers, in `[0, 1)` (default 0; with one
+        /// layer it has nothing to act on, as in PyTorch, which warns).
+        pub fn dropout(mut self, dropout: f32) -> Self {
+            self.0.dropout = dropout;
+            self
+        }
         /// Sequences `[B, T, F]` instead of `[T, B, F]` (default false).
         pub fn batch_first(mut self, batch_first: bool) -> Self {
             self.0.batch_first = batch_first;
@@ -323,7 +342,7 @@ macro_rules! common_setters {
 }
 
 /// Builder of an Elman network ([`crate::Rnn`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct RnnConfig(NetConfig);
 
 impl RnnConfig {
@@ -345,7 +364,7 @@ impl RnnConfig {
 }
 
 /// Builder of an LSTM network ([`crate::Lstm`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct LstmConfig(NetConfig);
 
 impl LstmConfig {
@@ -363,7 +382,7 @@ impl LstmConfig {
 }
 
 /// Builder of a GRU network ([`crate::Gru`]).
-#[derive(Clone, Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GruConfig(NetConfig);
 
 impl GruConfig {

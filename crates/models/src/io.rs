@@ -4,8 +4,9 @@
 //! A model file's `__metadata__` holds the configuration under the keys of
 //! the parity fixtures (`cell`, `num_layers`, `bidirectional`, `bias`,
 //! `input_size`, `hidden_size`, plus `seed`, and `proj_size`, `merge`
-//! (`concat` or `sum`) and `batch_first` (`true`/`false`), which a file may
-//! lack: absent, they are 0, `concat` and `false`); its tensors use
+//! (`concat` or `sum`), `batch_first` (`true`/`false`) and `dropout` (the
+//! training-time probability, for the record), which a file may lack:
+//! absent, they are 0, `concat`, `false` and 0); its tensors use
 //! PyTorch's
 //! names, so a PyTorch `state_dict` saved as safetensors (with that metadata)
 //! loads as is; other tensors are ignored, except unused ones named like a
@@ -231,6 +232,13 @@ impl TensorFile {
             Some(_) => usize_of("proj_size")?,
             None => 0,
         };
+        let dropout = match self.metadata.get("dropout") {
+            Some(v) => v
+                .trim()
+                .parse()
+                .map_err(|_| format_err(path, format!("metadata dropout={v:?} is not a number")))?,
+            None => 0.0,
+        };
         Ok(NetConfig {
             cell,
             input_size: usize_of("input_size")?,
@@ -240,6 +248,7 @@ impl TensorFile {
             bias: bool_of("bias")?,
             bidirectional: bool_of("bidirectional")?,
             merge,
+            dropout,
             batch_first,
             seed,
         })
@@ -260,6 +269,7 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
         ("hidden_size".to_string(), config.hidden_size.to_string()),
         ("proj_size".to_string(), config.proj_size.to_string()),
         ("merge".to_string(), config.merge.name().to_string()),
+        ("dropout".to_string(), config.dropout.to_string()),
         ("batch_first".to_string(), config.batch_first.to_string()),
         ("seed".to_string(), config.seed.to_string()),
         ("format".to_string(), "librnn-1".to_string()),

@@ -157,10 +157,49 @@ struct LayerRecord {
     /// not read and whose gradient rows are zero; the network's `y` gets
     /// zeros there).
     merged: Vec<f32>,
+    /// `[T, B, O]` (training with dropout, layers below the top): the
+    /// dropout mask (zeros and `1 / (1 - p)`) and the output times it, what
+    /// the layer above reads. Empty otherwise.
+    mask: Vec<f32>,
+    dropped: Vec<f32>,
     grad_bufs: Vec<LayerGradBuffers>,
 }
 
 impl LayerRecord {
+    /// What the layer above reads: the output with dropout applied, or
+    /// the output itself.
+    fn input_above(&self, bs: usize, t: usize) -> &[f32] {
+        if self.dropped.is_empty() {
+            self.output(bs, t)
+        } else {
+            &self.dropped
+        }
+    }
+
+    /// Draws this layer's dropout mask (probability `p`) from `rng` and
+    /// applies it to the output (`bs` = `B*S`, `t` steps) into `dropped`.
+    fn drop_out(&mut self, bs: usize, t: usize, p: f32, rng: &mut SplitMix64) {
+        let scale = 1.0 / (1.0 - p);
+        for m in self.mask.iter_mut() {
+            *m = if rng.next_f32() < p { 0.0 } else { scale };
+        }
+        let Self {
+            dirs,
+            merged,
+            mask,
+            dropped,
+            ..
+        } = self;
+        let out: &[f32] = if merged.is_empty() {
+            &dirs[0].states[bs..(t + 1) * bs]
+        } else {
+            merged
+        };
+        for ((d, o), m) in dropped.iter_mut().zip(out).zip(mask.iter()) {
+            *d = o * m;
+        }
+    }
+
     /// `[T, B, O]`, the layer's output: the merged buffer, or the hidden
     /// states after every step of the one forward direction (slots `1..=T`
     /// of `h`, `bs` = `B*S` values each).
@@ -193,6 +232,9 @@ pub struct Tape {
     dh_n: Vec<f32>,
     dc_n: Vec<f32>,
     layers: Vec<LayerRecord>,
+    /// Training forward passes with dropout run on this tape: each draws
+    /// its masks from a generator seeded by the model's seed and this count.
+    dropout_draws: u64,
     dy: Vec<f32>,
     dx: Vec<f32>,
     /// The reverse direction's input gradient (bidirectional layers).
@@ -674,6 +716,16 @@ impl Recurrent {
             };
             rec.merged.clear();
             layer::resize(&mut rec.merged, n, "layer output")?;
+            let dropout = keep_input && c.dropout > 0.0 && l + 1 < c.num_layers;
+            let n_drop = if dropout {
+                layer::product(&[t, b, c.output_size()], "dropout mask")?
+            } else {
+                0
+            };
+            rec.mask.clear();
+            rec.dropped.clear();
+            layer::resize(&mut rec.mask, n_drop, "dropout mask")?;
+            layer::resize(&mut rec.dropped, n_drop, "dropout mask")?;
         }
         Ok(())
     }
@@ -694,6 +746,14 @@ impl Recurrent {
         };
         // Empty where the caller's input is read as it is (inference).
         let x0: &[f32] = if tape.x.is_empty() { input.x } else { &tape.x };
+        // One generator per training call with dropout (none draws
+        // otherwise), seeded by the model's seed and the tape's count.
+        let mut rng = None;
+        if tape.layers.iter().any(|r| !r.mask.is_empty()) {
+            tape.dropout_draws += 1;
+            let mix = tape.dropout_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+            rng = Some(SplitMix64::new(c.seed ^ mix));
+        }
         let layers = &mut tape.layers;
         for l in 0..c.num_layers {
             let (below, rest) = layers.split_at_mut(l);
@@ -701,7 +761,7 @@ impl Recurrent {
             let x: &[f32] = if l == 0 {
                 x0
             } else {
-                below[l - 1].output(bs, t)
+                below[l - 1].input_above(bs, t)
             };
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
@@ -719,28 +779,44 @@ impl Recurrent {
             }
             // Merge the directions' outputs into [T, B, O] (where the
             // layer's output is not its state slots as they are).
-            if rec.merged.is_empty() {
-                continue;
+            if !rec.merged.is_empty() {
+                self.merge_directions(l, rec, (t, b), lengths);
             }
-            let width = c.output_size();
-            for (d, lt) in rec.dirs.iter().enumerate() {
-                let run = self.layer_run(l, d, t, b, lengths);
-                // Concatenated: direction `d`'s columns; summed: the reverse
-                // direction adds to what the forward one wrote.
-                let (column, add) = match c.merge {
-                    Merge::Concat => (d * s, false),
-                    Merge::Sum => (0, d == 1),
-                };
-                for tt in 0..t {
-                    let src = lt.output(&run, tt);
-                    for bb in 0..b {
-                        let dst = &mut rec.merged[(tt * b + bb) * width + column..][..s];
-                        let src = &src[bb * s..(bb + 1) * s];
-                        match (run.valid(tt, bb), add) {
-                            (false, _) => dst.fill(0.0),
-                            (true, false) => dst.copy_from_slice(src),
-                            (true, true) => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v),
-                        }
+            if let (Some(rng), false) = (rng.as_mut(), rec.mask.is_empty()) {
+                rec.drop_out(bs, t, c.dropout, rng);
+            }
+        }
+    }
+
+    /// Merges the two directions' outputs of `rec` into its `[T, B, O]`
+    /// buffer (concatenated or summed), with zeros past each sequence's end.
+    fn merge_directions(
+        &self,
+        l: usize,
+        rec: &mut LayerRecord,
+        (t, b): (usize, usize),
+        lengths: Option<&[usize]>,
+    ) {
+        let c = &self.config;
+        let s = c.state_size();
+        let width = c.output_size();
+        for (d, lt) in rec.dirs.iter().enumerate() {
+            let run = self.layer_run(l, d, t, b, lengths);
+            // Concatenated: direction `d`'s columns; summed: the reverse
+            // direction adds to what the forward one wrote.
+            let (column, add) = match c.merge {
+                Merge::Concat => (d * s, false),
+                Merge::Sum => (0, d == 1),
+            };
+            for tt in 0..t {
+                let src = lt.output(&run, tt);
+                for bb in 0..b {
+                    let dst = &mut rec.merged[(tt * b + bb) * width + column..][..s];
+                    let src = &src[bb * s..(bb + 1) * s];
+                    match (run.valid(tt, bb), add) {
+                        (false, _) => dst.fill(0.0),
+                        (true, false) => dst.copy_from_slice(src),
+                        (true, true) => dst.iter_mut().zip(src).for_each(|(a, v)| *a += v),
                     }
                 }
             }
@@ -885,7 +961,7 @@ impl Recurrent {
             let x: &[f32] = if l == 0 {
                 x0
             } else {
-                below[l - 1].output(bs, t)
+                below[l - 1].input_above(bs, t)
             };
             let in_size = c.layer_input_size(l);
             dx.resize(t * b * in_size, 0.0); // within the capacity reserved by prepare_backward
@@ -963,6 +1039,10 @@ impl Recurrent {
                 dx.iter_mut().zip(dx_rev.iter()).for_each(|(a, r)| *a += r);
             }
             std::mem::swap(dy, dx);
+            // Through the dropout of the layer below: its output's gradient.
+            if let Some(below) = l.checked_sub(1).map(|k| &layers[k]) {
+                dy.iter_mut().zip(&below.mask).for_each(|(g, m)| *g *= m);
+            }
         }
         out.x.clear();
         out.x.extend_from_slice(dy);
