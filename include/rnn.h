@@ -356,6 +356,12 @@ typedef struct rnn_config_ext {
      * (`rnn_trainer_*`), never by `rnn_model_forward` or streams.
      */
     double dropout;
+    /**
+     * Recurrent (variational) dropout on `h_{t-1}`, one mask per sequence
+     * (Keras's `recurrent_dropout`), in `[0, 1)`, training steps only; not
+     * for the reset-before-linear GRU.
+     */
+    double recurrent_dropout;
 } rnn_config_ext;
 
 /**

@@ -1,7 +1,8 @@
-//! Dropout between stacked layers: training passes drop (deterministically
-//! for a model seed, whatever the thread count), inference never does, the
-//! gradient is exact for the drawn masks (finite differences with the masks
-//! fixed), and bad probabilities are errors naming `dropout`.
+//! Dropout between stacked layers and recurrent (variational) dropout on
+//! `h_{t-1}`: training passes drop (deterministically for a model seed,
+//! whatever the thread count), inference never does, the gradient is exact
+//! for the drawn masks (finite differences with the masks fixed), and bad
+//! probabilities are errors naming the argument.
 
 mod common;
 
@@ -28,9 +29,41 @@ fn config(cell: CellKind, dropout: f32, bidirectional: bool) -> NetConfig {
     }
 }
 
+/// The dropout variants of a cell: between layers, recurrent (not for the
+/// reset-before-linear GRU), both.
+fn variants(cell: CellKind, bidirectional: bool) -> Vec<NetConfig> {
+    let between = config(cell, 0.5, bidirectional);
+    let mut out = vec![between.clone()];
+    if cell != CellKind::Gru(GruVariant::ResetBeforeLinear) {
+        out.push(NetConfig {
+            dropout: 0.0,
+            recurrent_dropout: 0.4,
+            ..between.clone()
+        });
+        out.push(NetConfig {
+            recurrent_dropout: 0.3,
+            ..between
+        });
+    }
+    out
+}
+
 /// `y` of a training forward on a fresh tape (the first draw of its masks).
 fn train_y(net: &Recurrent, x: &[f32], (t, b): (usize, usize)) -> Vec<f32> {
-    net.forward_train(SeqInput::new(x, t, b), &mut Tape::new())
+    train_y_lengths(net, x, (t, b), None)
+}
+
+fn train_y_lengths(
+    net: &Recurrent,
+    x: &[f32],
+    (t, b): (usize, usize),
+    lengths: Option<&[usize]>,
+) -> Vec<f32> {
+    let mut input = SeqInput::new(x, t, b);
+    if let Some(l) = lengths {
+        input = input.lengths(l);
+    }
+    net.forward_train(input, &mut Tape::new())
         .expect("forward")
         .y
 }
@@ -41,30 +74,32 @@ fn inference_never_drops_and_training_does() {
     for cell in CELLS {
         for bidirectional in [false, true] {
             let plain = Recurrent::new(config(cell, 0.0, bidirectional)).expect("net");
-            let dropped = Recurrent::new(config(cell, 0.5, bidirectional)).expect("net");
-            let x = data(t * b * 4, 1);
-            let infer = |n: &Recurrent| n.forward(SeqInput::new(&x, t, b)).expect("forward").y;
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            // Inference with p = 0.5 is bit for bit inference with p = 0,
-            // and so is training with p = 0.
-            assert_eq!(bits(&infer(&dropped)), bits(&infer(&plain)));
-            assert_eq!(bits(&train_y(&plain, &x, (t, b))), bits(&infer(&plain)));
-            // Training with p = 0.5 drops: different outputs, the same for
-            // the same draw, others for the next draw of a tape.
-            let first = train_y(&dropped, &x, (t, b));
-            assert_ne!(bits(&first), bits(&infer(&plain)), "{cell:?}");
-            assert_eq!(bits(&first), bits(&train_y(&dropped, &x, (t, b))));
-            let mut tape = Tape::new();
-            let once = dropped
-                .forward_train(SeqInput::new(&x, t, b), &mut tape)
-                .expect("forward")
-                .y;
-            let twice = dropped
-                .forward_train(SeqInput::new(&x, t, b), &mut tape)
-                .expect("forward")
-                .y;
-            assert_eq!(bits(&once), bits(&first));
-            assert_ne!(bits(&twice), bits(&once), "{cell:?}: a tape's next draw");
+            for cfg in variants(cell, bidirectional) {
+                let dropped = Recurrent::new(cfg).expect("net");
+                let x = data(t * b * 4, 1);
+                let infer = |n: &Recurrent| n.forward(SeqInput::new(&x, t, b)).expect("forward").y;
+                let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+                // Inference with p = 0.5 is bit for bit inference with p = 0,
+                // and so is training with p = 0.
+                assert_eq!(bits(&infer(&dropped)), bits(&infer(&plain)));
+                assert_eq!(bits(&train_y(&plain, &x, (t, b))), bits(&infer(&plain)));
+                // Training with p = 0.5 drops: different outputs, the same for
+                // the same draw, others for the next draw of a tape.
+                let first = train_y(&dropped, &x, (t, b));
+                assert_ne!(bits(&first), bits(&infer(&plain)), "{cell:?}");
+                assert_eq!(bits(&first), bits(&train_y(&dropped, &x, (t, b))));
+                let mut tape = Tape::new();
+                let once = dropped
+                    .forward_train(SeqInput::new(&x, t, b), &mut tape)
+                    .expect("forward")
+                    .y;
+                let twice = dropped
+                    .forward_train(SeqInput::new(&x, t, b), &mut tape)
+                    .expect("forward")
+                    .y;
+                assert_eq!(bits(&once), bits(&first));
+                assert_ne!(bits(&twice), bits(&once), "{cell:?}: a tape's next draw");
+            }
         }
     }
 }
@@ -97,8 +132,14 @@ fn masks_do_not_depend_on_the_thread_count() {
 
 /// `sum(y * gy)` of a training pass on a fresh tape: the same masks at
 /// every point.
-fn loss(net: &Recurrent, x: &[f32], gy: &[f32], (t, b): (usize, usize)) -> f64 {
-    let y = train_y(net, x, (t, b));
+fn loss(
+    net: &Recurrent,
+    x: &[f32],
+    gy: &[f32],
+    (t, b): (usize, usize),
+    lengths: Option<&[usize]>,
+) -> f64 {
+    let y = train_y_lengths(net, x, (t, b), lengths);
     y.iter()
         .zip(gy)
         .map(|(a, g)| f64::from(*a) * f64::from(*g))
@@ -107,14 +148,19 @@ fn loss(net: &Recurrent, x: &[f32], gy: &[f32], (t, b): (usize, usize)) -> f64 {
 
 #[test]
 fn gradients_are_exact_for_the_drawn_masks() {
-    let (t, b) = (4, 2);
-    for cell in CELLS {
-        let net = Recurrent::new(config(cell, 0.4, true)).expect("net");
+    let (t, b) = (4, 3);
+    let cases = CELLS.into_iter().flat_map(|c| variants(c, true));
+    for (cfg, lengths) in cases.flat_map(|c| [(c.clone(), None), (c, Some(&[2usize, 4, 3][..]))]) {
+        let cell = (cfg.cell, cfg.dropout, cfg.recurrent_dropout, lengths);
+        let net = Recurrent::new(cfg).expect("net");
         let x = data(t * b * 4, 3);
         let gy = data(t * b * net.config().output_size(), 4);
         let mut tape = Tape::new();
-        net.forward_train(SeqInput::new(&x, t, b), &mut tape)
-            .expect("forward");
+        let mut input = SeqInput::new(&x, t, b);
+        if let Some(l) = lengths {
+            input = input.lengths(l);
+        }
+        net.forward_train(input, &mut tape).expect("forward");
         let mut grads = Gradients::for_net(&net);
         net.backward(&mut tape, OutputGrads::new(&gy), &mut grads)
             .expect("backward");
@@ -129,7 +175,7 @@ fn gradients_are_exact_for_the_drawn_masks() {
                 for ((p, a), d) in n.params_mut().iter_mut().zip(&p0).zip(&v) {
                     *p = a + sign * eps * d / norm;
                 }
-                loss(&n, &x, &gy, (t, b))
+                loss(&n, &x, &gy, (t, b), lengths)
             };
             let fd = (at(1.0) - at(-1.0)) / (2.0 * f64::from(eps));
             let an: f64 = grads
@@ -152,8 +198,21 @@ fn gradients_are_exact_for_the_drawn_masks() {
 fn bad_probabilities_are_errors_naming_dropout() {
     for p in [-0.1, 1.0, 1.5, f32::NAN, f32::INFINITY] {
         let e = Recurrent::new(config(CellKind::Lstm, p, false)).unwrap_err();
-        assert!(e.to_string().contains("dropout"), "{p}: {e}");
+        assert!(e.to_string().contains("dropout = "), "{p}: {e}");
+        let recurrent = NetConfig {
+            recurrent_dropout: p,
+            ..config(CellKind::Lstm, 0.0, false)
+        };
+        let e = Recurrent::new(recurrent).unwrap_err();
+        assert!(e.to_string().contains("recurrent_dropout = "), "{p}: {e}");
     }
+    // The reset-before-linear GRU's `r * h_{t-1}` takes no mask.
+    let rbl = NetConfig {
+        recurrent_dropout: 0.2,
+        ..config(CellKind::Gru(GruVariant::ResetBeforeLinear), 0.0, false)
+    };
+    let e = Recurrent::new(rbl).unwrap_err();
+    assert!(e.to_string().contains("recurrent_dropout"), "{e}");
     // One layer: accepted, as PyTorch does (nothing to act on).
     let one = NetConfig {
         dropout: 0.5,

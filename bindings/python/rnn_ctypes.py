@@ -67,7 +67,7 @@ class Config(ctypes.Structure):
 class ConfigExt(ctypes.Structure):
     """rnn_config_ext: the arguments beyond Config (library 0.3 on)."""
     _fields_ = [("size", c_size_t), ("proj_size", c_size_t), ("batch_first", c_uint32),
-                ("merge", c_uint32), ("dropout", c_double)]
+                ("merge", c_uint32), ("dropout", c_double), ("recurrent_dropout", c_double)]
 
 
 MERGE_CONCAT, MERGE_SUM = 0, 1

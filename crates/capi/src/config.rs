@@ -216,6 +216,10 @@ pub struct rnn_config_ext {
     /// applied by the trainer's forward and training steps
     /// (`rnn_trainer_*`), never by `rnn_model_forward` or streams.
     pub dropout: f64,
+    /// Recurrent (variational) dropout on `h_{t-1}`, one mask per sequence
+    /// (Keras's `recurrent_dropout`), in `[0, 1)`, training steps only; not
+    /// for the reset-before-linear GRU.
+    pub recurrent_dropout: f64,
 }
 
 impl rnn_config_ext {
@@ -226,6 +230,7 @@ impl rnn_config_ext {
         batch_first: 0,
         merge: rnn_merge::Concat as u32,
         dropout: 0.0,
+        recurrent_dropout: 0.0,
     };
 
     /// The caller's extension at `p` (NULL: the defaults), read by its
@@ -279,6 +284,7 @@ impl rnn_config_ext {
             batch_first: args::flag(self.batch_first, "batch_first")?,
             merge,
             dropout: self.dropout as f32,
+            recurrent_dropout: self.recurrent_dropout as f32,
             ..config
         };
         c.validate()?;
@@ -295,6 +301,7 @@ impl rnn_config_ext {
                 Merge::Sum => rnn_merge::Sum,
             } as u32,
             dropout: c.dropout.into(),
+            recurrent_dropout: c.recurrent_dropout.into(),
             ..Self::DEFAULT
         }
     }

@@ -83,6 +83,7 @@ fn c_ext(c: &NetConfig) -> rnn_config_ext {
         Merge::Sum => rnn_merge::Sum,
     } as u32;
     ext.dropout = c.dropout.into();
+    ext.recurrent_dropout = c.recurrent_dropout.into();
     ext
 }
 
@@ -95,6 +96,7 @@ impl Pair {
             batch_first: false,
             merge: Merge::Concat,
             dropout: 0.0,
+            recurrent_dropout: 0.0,
             ..cfg.clone()
         };
         // SAFETY: valid configs and out-pointer.
@@ -600,6 +602,7 @@ fn ext_configs() -> Vec<NetConfig> {
         NetConfig {
             num_layers: 3,
             dropout: 0.25,
+            recurrent_dropout: 0.1,
             seed: 6,
             ..NetConfig::new(CellKind::Lstm, 5, 4)
         },
@@ -678,8 +681,15 @@ fn bad_extensions_are_refused() {
         (st, last_error())
     };
     let ok = c_ext(&NetConfig::new(CellKind::Lstm, 3, 4));
-    let cases: [(rnn_config_ext, &str); 6] = [
+    let cases: [(rnn_config_ext, &str); 7] = [
         (rnn_config_ext { size: 8, ..ok }, "size"),
+        (
+            rnn_config_ext {
+                recurrent_dropout: -0.5,
+                ..ok
+            },
+            "recurrent_dropout",
+        ),
         (rnn_config_ext { dropout: 1.5, ..ok }, "dropout"),
         (rnn_config_ext { merge: 2, ..ok }, "merge"),
         (

@@ -129,6 +129,10 @@ pub struct TrainArgs {
     /// training batches only, never the validation, test or forecasts.
     #[arg(long, default_value_t = 0.0)]
     pub dropout: f32,
+    /// Recurrent (variational) dropout on h_{t-1}, one mask per sequence, in
+    /// [0, 1): training batches only (not for the reset-before-linear GRU).
+    #[arg(long, default_value_t = 0.0)]
+    pub recurrent_dropout: f32,
     /// LSTM projection size (PyTorch's `proj_size`): each layer's output and
     /// state `h` is this wide (`0 < P < hidden`), 0 for none.
     #[arg(long, default_value_t = 0)]
@@ -475,6 +479,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         merge: a.merge.merge(),
         proj_size: a.proj_size,
         dropout: a.dropout,
+        recurrent_dropout: a.recurrent_dropout,
         seed: a.seed,
         ..NetConfig::new(cell, features.len(), a.hidden)
     };
@@ -892,6 +897,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             "cell": cell.name(), "hidden": a.hidden, "layers": a.layers,
             "bidirectional": a.bidirectional, "merge": config.merge.name(),
             "proj_size": config.proj_size, "dropout": config.dropout,
+            "recurrent_dropout": config.recurrent_dropout,
             "parameters": n_params,
         },
         "training": {

@@ -376,7 +376,14 @@ fn train_variants_run() {
         ],
         &["--layers", "2", "--bidirectional", "--merge", "sum"],
         &["--layers", "2", "--proj-size", "3", "--bidirectional"],
-        &["--layers", "3", "--dropout", "0.3"],
+        &[
+            "--layers",
+            "3",
+            "--dropout",
+            "0.3",
+            "--recurrent-dropout",
+            "0.2",
+        ],
     ];
     for (k, v) in variants.iter().enumerate() {
         let out = format!("run{k}");

@@ -149,6 +149,12 @@ pub struct NetConfig {
     /// `dropout`) and `1 / (1 - dropout)`, drawn from the library's RNG
     /// (deterministic for a seed); inference never drops. In `[0, 1)`.
     pub dropout: f32,
+    /// Recurrent (variational) dropout, as Keras has it: in training
+    /// forward passes each layer-direction draws one mask per sequence
+    /// (zeros with this probability, else `1 / (1 - p)`) that multiplies
+    /// `h_{t-1}` in the recurrent product at every step; inference never
+    /// drops. In `[0, 1)`; not for the reset-before-linear GRU.
+    pub recurrent_dropout: f32,
     /// Whether sequences (input, output and their gradients) are
     /// `[B, T, F]` instead of `[T, B, F]` (PyTorch's `batch_first`);
     /// states are `[L*D, B, H]` either way.
@@ -170,6 +176,7 @@ impl NetConfig {
             bidirectional: false,
             merge: Merge::Concat,
             dropout: 0.0,
+            recurrent_dropout: 0.0,
             batch_first: false,
             seed: 0,
         }
@@ -244,11 +251,19 @@ impl NetConfig {
             ("hidden_size", self.hidden_size),
             ("num_layers", self.num_layers),
         ])?;
-        if !(0.0..1.0).contains(&self.dropout) {
-            return Err(Error::Config(format!(
-                "dropout = {}: must be in [0, 1)",
-                self.dropout
-            )));
+        for (name, p) in [
+            ("dropout", self.dropout),
+            ("recurrent_dropout", self.recurrent_dropout),
+        ] {
+            if !(0.0..1.0).contains(&p) {
+                return Err(Error::Config(format!("{name} = {p}: must be in [0, 1)")));
+            }
+        }
+        if self.recurrent_dropout > 0.0 && self.cell == CellKind::Gru(GruVariant::ResetBeforeLinear)
+        {
+            return Err(Error::Config(
+                "recurrent_dropout: not supported by the reset-before-linear GRU".into(),
+            ));
         }
         if self.proj_size > 0 && self.cell != CellKind::Lstm {
             return Err(Error::Config(format!(
@@ -322,6 +337,12 @@ macro_rules! common_setters {
         /// layer it has nothing to act on, as in PyTorch, which warns).
         pub fn dropout(mut self, dropout: f32) -> Self {
             self.0.dropout = dropout;
+            self
+        }
+        /// Recurrent (variational) dropout on `h_{t-1}`, in `[0, 1)`
+        /// (default 0).
+        pub fn recurrent_dropout(mut self, p: f32) -> Self {
+            self.0.recurrent_dropout = p;
             self
         }
         /// Sequences `[B, T, F]` instead of `[T, B, F]` (default false).

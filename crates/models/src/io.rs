@@ -4,9 +4,10 @@
 //! A model file's `__metadata__` holds the configuration under the keys of
 //! the parity fixtures (`cell`, `num_layers`, `bidirectional`, `bias`,
 //! `input_size`, `hidden_size`, plus `seed`, and `proj_size`, `merge`
-//! (`concat` or `sum`), `batch_first` (`true`/`false`) and `dropout` (the
-//! training-time probability, for the record), which a file may lack:
-//! absent, they are 0, `concat`, `false` and 0); its tensors use
+//! (`concat` or `sum`), `batch_first` (`true`/`false`), `dropout` and
+//! `recurrent_dropout` (the training-time probabilities, for the record),
+//! which a file may lack: absent, they are 0, `concat`, `false`, 0 and 0);
+//! its tensors use
 //! PyTorch's
 //! names, so a PyTorch `state_dict` saved as safetensors (with that metadata)
 //! loads as is; other tensors are ignored, except unused ones named like a
@@ -232,13 +233,17 @@ impl TensorFile {
             Some(_) => usize_of("proj_size")?,
             None => 0,
         };
-        let dropout = match self.metadata.get("dropout") {
-            Some(v) => v
-                .trim()
-                .parse()
-                .map_err(|_| format_err(path, format!("metadata dropout={v:?} is not a number")))?,
-            None => 0.0,
+        let probability = |k: &str| -> Result<f32> {
+            match self.metadata.get(k) {
+                Some(v) => v
+                    .trim()
+                    .parse()
+                    .map_err(|_| format_err(path, format!("metadata {k}={v:?} is not a number"))),
+                None => Ok(0.0),
+            }
         };
+        let dropout = probability("dropout")?;
+        let recurrent_dropout = probability("recurrent_dropout")?;
         Ok(NetConfig {
             cell,
             input_size: usize_of("input_size")?,
@@ -249,6 +254,7 @@ impl TensorFile {
             bidirectional: bool_of("bidirectional")?,
             merge,
             dropout,
+            recurrent_dropout,
             batch_first,
             seed,
         })
@@ -270,6 +276,10 @@ pub fn config_metadata(config: &NetConfig) -> HashMap<String, String> {
         ("proj_size".to_string(), config.proj_size.to_string()),
         ("merge".to_string(), config.merge.name().to_string()),
         ("dropout".to_string(), config.dropout.to_string()),
+        (
+            "recurrent_dropout".to_string(),
+            config.recurrent_dropout.to_string(),
+        ),
         ("batch_first".to_string(), config.batch_first.to_string()),
         ("seed".to_string(), config.seed.to_string()),
         ("format".to_string(), "librnn-1".to_string()),

@@ -30,7 +30,7 @@
 
 use std::ops::Range;
 
-use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm, reduce};
+use rnn_kernels::{Mat, MatMut, Op, RecurrentMask, SeqShape, gemm, reduce};
 
 pub(crate) use crate::alloc::{product, resize};
 use crate::cells::{
@@ -126,6 +126,11 @@ pub(crate) struct LayerTape {
     /// `[T, B, H]` per-step values the cell keeps, when it does
     /// ([`Cell::saves_per_step`]).
     pub saved: Vec<f32>,
+    /// Recurrent dropout (training): the `[B, S]` mask on `h_{t-1}`, drawn
+    /// by the network, and the masked state slots `[T+1, B, S]`; empty
+    /// otherwise.
+    pub mask: Vec<f32>,
+    pub masked: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -165,6 +170,20 @@ impl LayerTape {
         let (start, n) = run.state_block(k);
         &self.states[start + s * n..start + (s + 1) * n]
     }
+    /// Sizes the recurrent-dropout buffers for `run`: `[B, S]` and `[T+1,
+    /// B, S]` when `on`, empty otherwise. Errors: no memory.
+    pub fn prepare_mask(&mut self, run: &Run<'_>, on: bool) -> Result<()> {
+        let (mask, slots) = if on {
+            (run.bs(), (run.seq_len + 1) * run.bs())
+        } else {
+            (0, 0)
+        };
+        self.mask.clear();
+        self.masked.clear();
+        resize(&mut self.mask, mask, "recurrent dropout mask")?;
+        resize(&mut self.masked, slots, "recurrent dropout mask")
+    }
+
     /// The hidden state in slot `s`, `[B, S]`.
     pub fn state(&self, run: &Run<'_>, s: usize) -> &[f32] {
         self.state_of(run, 0, s)
@@ -276,11 +295,16 @@ pub(crate) fn forward(
     }
 
     // 2. The time loop.
+    let mask = (!tape.mask.is_empty()).then_some(RecurrentMask {
+        mask: &tape.mask,
+        masked: &mut tape.masked,
+    });
     let seq = FwdSequence {
         gates: &mut tape.gates,
         states: &mut tape.states,
         saved: &mut tape.saved,
         scratch,
+        mask,
         shape: run.shape(),
     };
     cell.forward_sequence(w, d, seq);
@@ -307,6 +331,8 @@ pub(crate) struct LayerGradBuffers {
     dh_prev: Vec<f32>,
     /// `[T, B, S]`, each step's `dh_t`, when the cell records it.
     dh_steps: Vec<f32>,
+    /// `[B, S]` scratch of recurrent dropout (empty without).
+    mask_scratch: Vec<f32>,
     scratch: Vec<f32>,
 }
 
@@ -332,6 +358,7 @@ impl LayerGradBuffers {
             0
         };
         resize(&mut self.dh_steps, dh_steps, "state gradients")?;
+        resize(&mut self.mask_scratch, run.bs(), "state gradients")?;
         // Bounded as in `LayerTape::prepare`.
         resize(&mut self.scratch, cell.scratch_len(d), "scratch")
     }
@@ -445,6 +472,10 @@ pub(crate) fn backward(
         dh_spare: &mut buf.dh_prev,
         dh_steps: &mut buf.dh_steps,
         scratch: &mut buf.scratch,
+        mask: (!tape.mask.is_empty()).then_some(RecurrentMask {
+            mask: &tape.mask,
+            masked: &mut buf.mask_scratch,
+        }),
         shape: run.shape(),
     };
     cell.backward_sequence(w, d, seq);
@@ -502,11 +533,18 @@ pub(crate) fn backward(
         if let Some(db) = grads.b_ih.as_deref_mut() {
             reduce::colsum_add(&buf.dgates[r0 * gh..(r0 + n) * gh], db);
         }
+        // The recurrent product's left operand: the states, masked with
+        // recurrent dropout.
+        let h_prev = if tape.mask.is_empty() {
+            &tape.states
+        } else {
+            &tape.masked
+        };
         let h0 = first_prev * run.bs() + r0 * d.state;
         let inputs = HiddenGradInputs {
             dgates: &buf.dgates[r0 * gh..(r0 + n) * gh],
             dhw: rows_of(&buf.dhw, &band.rows, gh),
-            h_prev: &tape.states[h0..h0 + n * d.state],
+            h_prev: &h_prev[h0..h0 + n * d.state],
             saved: rows_of(&tape.saved, &band.rows, d.hidden),
             rows: n,
         };

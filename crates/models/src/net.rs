@@ -179,10 +179,7 @@ impl LayerRecord {
     /// Draws this layer's dropout mask (probability `p`) from `rng` and
     /// applies it to the output (`bs` = `B*S`, `t` steps) into `dropped`.
     fn drop_out(&mut self, bs: usize, t: usize, p: f32, rng: &mut SplitMix64) {
-        let scale = 1.0 / (1.0 - p);
-        for m in self.mask.iter_mut() {
-            *m = if rng.next_f32() < p { 0.0 } else { scale };
-        }
+        draw_mask(&mut self.mask, p, rng);
         let Self {
             dirs,
             merged,
@@ -707,7 +704,9 @@ impl Recurrent {
         for (l, rec) in tape.layers.iter_mut().enumerate() {
             rec.dirs.resize_with(dirs, LayerTape::default);
             for (d, lt) in rec.dirs.iter_mut().enumerate() {
-                lt.prepare(cell, &self.layer_run(l, d, t, b, active))?;
+                let run = self.layer_run(l, d, t, b, active);
+                lt.prepare(cell, &run)?;
+                lt.prepare_mask(&run, keep_input && c.recurrent_dropout > 0.0)?;
             }
             let n = if dirs == 1 {
                 0
@@ -747,9 +746,15 @@ impl Recurrent {
         // Empty where the caller's input is read as it is (inference).
         let x0: &[f32] = if tape.x.is_empty() { input.x } else { &tape.x };
         // One generator per training call with dropout (none draws
-        // otherwise), seeded by the model's seed and the tape's count.
+        // otherwise), seeded by the model's seed and the tape's count. Per
+        // layer: the recurrent masks of its directions (one per sequence),
+        // then the dropout mask of its output.
         let mut rng = None;
-        if tape.layers.iter().any(|r| !r.mask.is_empty()) {
+        let recurrent = tape
+            .layers
+            .iter()
+            .any(|r| r.dirs.iter().any(|d| !d.mask.is_empty()));
+        if recurrent || tape.layers.iter().any(|r| !r.mask.is_empty()) {
             tape.dropout_draws += 1;
             let mix = tape.dropout_draws.wrapping_mul(0x9E37_79B9_7F4A_7C15);
             rng = Some(SplitMix64::new(c.seed ^ mix));
@@ -763,6 +768,11 @@ impl Recurrent {
             } else {
                 below[l - 1].input_above(bs, t)
             };
+            if let Some(rng) = rng.as_mut() {
+                for lt in rec.dirs.iter_mut() {
+                    draw_mask(&mut lt.mask, c.recurrent_dropout, rng);
+                }
+            }
             let run_dir = |d: usize, lt: &mut LayerTape| {
                 let run = self.layer_run(l, d, t, b, lengths);
                 let w = self.layer_weights(l, d);
@@ -1055,6 +1065,15 @@ impl Recurrent {
                 order.scatter_states(scratch, states, width);
             }
         }
+    }
+}
+
+/// Fills `mask` with dropout values from `rng`: 0 with probability `p`,
+/// else `1 / (1 - p)`.
+fn draw_mask(mask: &mut [f32], p: f32, rng: &mut SplitMix64) {
+    let scale = 1.0 / (1.0 - p);
+    for m in mask.iter_mut() {
+        *m = if rng.next_f32() < p { 0.0 } else { scale };
     }
 }
 

@@ -26,7 +26,7 @@ impl Cell for ElmanCell {
             pre: s.gates,
             w_hh: &w.w_hh[..d.hidden * d.hidden],
             states: s.states,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         elman::forward_sequence(seq, current_threads())
@@ -41,7 +41,7 @@ impl Cell for ElmanCell {
             dpre: s.dgates,
             dh: s.dstates,
             dh_spare: s.dh_spare,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         elman::backward_sequence(grads, current_threads())

@@ -76,7 +76,7 @@ impl Cell for GruCell {
             states: s.states,
             saved: s.saved,
             form,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         gru::forward_sequence(seq, current_threads());
@@ -99,7 +99,7 @@ impl Cell for GruCell {
             dh: s.dstates,
             dh_spare: s.dh_spare,
             reset_after: self.reset_after,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         gru::backward_sequence(grads, current_threads());

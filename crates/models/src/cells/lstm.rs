@@ -47,7 +47,7 @@ impl Cell for LstmCell {
             states,
             cells,
             projection,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         lstm::forward_sequence(seq, current_threads())
@@ -72,7 +72,7 @@ impl Cell for LstmCell {
             dh_spare: s.dh_spare,
             dc,
             projection,
-            mask: None,
+            mask: s.mask,
             shape: s.shape,
         };
         lstm::backward_sequence(grads, current_threads())

@@ -12,7 +12,7 @@ mod elman;
 mod gru;
 mod lstm;
 
-use rnn_kernels::{Mat, MatMut, Op, SeqShape, gemm};
+use rnn_kernels::{Mat, MatMut, Op, RecurrentMask, SeqShape, gemm};
 
 use crate::config::{CellKind, GruVariant};
 
@@ -73,6 +73,9 @@ pub(crate) struct FwdSequence<'a> {
     pub saved: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
+    /// Recurrent dropout: the `[B, S]` mask on `h_{t-1}` and the masked
+    /// state slots `[T+1, B, S]` the loop writes, or `None`.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -102,6 +105,9 @@ pub(crate) struct BwdSequence<'a> {
     pub dh_steps: &'a mut [f32],
     /// Cell-defined scratch of [`Cell::scratch_len`] values.
     pub scratch: &'a mut [f32],
+    /// Recurrent dropout: the forward pass's mask with `[B, S]` scratch, or
+    /// `None`.
+    pub mask: Option<RecurrentMask<'a>>,
     /// `T`, `B`, `H`, the direction and the rows inside their sequences.
     pub shape: SeqShape<'a>,
 }
@@ -112,7 +118,8 @@ pub(crate) struct HiddenGradInputs<'a> {
     pub dgates: &'a [f32],
     /// `[T*B, G*H]` or empty.
     pub dhw: &'a [f32],
-    /// `[T*B, S]`, the state before each step, aligned with the rows of `dgates`.
+    /// `[T*B, S]`, the state before each step (masked with recurrent
+    /// dropout), aligned with the rows of `dgates`.
     pub h_prev: &'a [f32],
     /// `[T*B, H]` or empty.
     pub saved: &'a [f32],
