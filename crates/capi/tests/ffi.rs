@@ -242,40 +242,44 @@ fn c_forward(
     (y, h_n, c_n)
 }
 
+/// The C forward of `p` equals Rust's bit for bit on `T x B` sequences in
+/// the model's layout, with and without `lengths`.
+fn assert_forward_is_rust(p: &Pair, (t, b): (usize, usize), lengths: &[usize]) {
+    let cfg = p.rust.config();
+    let lstm = cfg.cell.has_cell_state();
+    let ld = cfg.num_layers * cfg.directions();
+    let x = data(t * b * cfg.input_size, 1);
+    let h0 = data(ld * b * cfg.state_size(), 2);
+    let c0 = data(ld * b * cfg.hidden_size, 3);
+    for with_lengths in [false, true] {
+        let mut input = SeqInput::new(&x, t, b).h0(&h0);
+        if lstm {
+            input = input.c0(&c0);
+        }
+        if with_lengths {
+            input = input.lengths(lengths);
+        }
+        let want = p.rust.forward(input).unwrap();
+        let (y, h_n, c_n) = c_forward(
+            p,
+            &x,
+            t,
+            b,
+            with_lengths.then_some(lengths),
+            &h0,
+            lstm.then_some(&c0[..]),
+        );
+        let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
+        assert_eq!(bits(&y), bits(&want.y), "{cfg:?} y");
+        assert_eq!(bits(&h_n), bits(&want.h_n), "{cfg:?} h_n");
+        assert_eq!(bits(&c_n), bits(&want.c_n), "{cfg:?} c_n");
+    }
+}
+
 #[test]
 fn forward_is_bit_identical_to_rust() {
-    let (t, b) = (6, 3);
     for cfg in configs() {
-        let p = Pair::new(cfg.clone());
-        let lstm = cfg.cell.has_cell_state();
-        let state = cfg.num_layers * cfg.directions() * b * cfg.hidden_size;
-        let x = data(t * b * cfg.input_size, 1);
-        let h0 = data(state, 2);
-        let c0 = data(state, 3);
-        let lengths = [4usize, 6, 1];
-        for with_lengths in [false, true] {
-            let mut input = SeqInput::new(&x, t, b).h0(&h0);
-            if lstm {
-                input = input.c0(&c0);
-            }
-            if with_lengths {
-                input = input.lengths(&lengths);
-            }
-            let want = p.rust.forward(input).unwrap();
-            let (y, h_n, c_n) = c_forward(
-                &p,
-                &x,
-                t,
-                b,
-                with_lengths.then_some(&lengths[..]),
-                &h0,
-                lstm.then_some(&c0[..]),
-            );
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y), bits(&want.y), "{cfg:?} y");
-            assert_eq!(bits(&h_n), bits(&want.h_n), "{cfg:?} h_n");
-            assert_eq!(bits(&c_n), bits(&want.c_n), "{cfg:?} c_n");
-        }
+        assert_forward_is_rust(&Pair::new(cfg), (6, 3), &[4, 6, 1]);
     }
 }
 
@@ -633,35 +637,7 @@ fn ext_models_equal_rust_models() {
             rnn_status::Ok
         );
         assert_eq!(count, p.rust.params().len());
-        let lstm = cfg.cell.has_cell_state();
-        let ld = cfg.num_layers * cfg.directions();
-        let x = data(t * b * cfg.input_size, 1);
-        let h0 = data(ld * b * cfg.state_size(), 2);
-        let c0 = data(ld * b * cfg.hidden_size, 3);
-        let lengths = [4usize, 5, 2];
-        for with_lengths in [false, true] {
-            let mut input = SeqInput::new(&x, t, b).h0(&h0);
-            if lstm {
-                input = input.c0(&c0);
-            }
-            if with_lengths {
-                input = input.lengths(&lengths);
-            }
-            let want = p.rust.forward(input).unwrap();
-            let (y, h_n, c_n) = c_forward(
-                &p,
-                &x,
-                t,
-                b,
-                with_lengths.then_some(&lengths[..]),
-                &h0,
-                lstm.then_some(&c0[..]),
-            );
-            let bits = |v: &[f32]| v.iter().map(|f| f.to_bits()).collect::<Vec<_>>();
-            assert_eq!(bits(&y), bits(&want.y), "{cfg:?} y");
-            assert_eq!(bits(&h_n), bits(&want.h_n), "{cfg:?} h_n");
-            assert_eq!(bits(&c_n), bits(&want.c_n), "{cfg:?} c_n");
-        }
+        assert_forward_is_rust(&p, (t, b), &[4, 5, 2]);
     }
 }
 
