@@ -6,8 +6,10 @@
 //! are hand-vectorised (pulp) around faer's GEMM and run on a rayon pool.
 //!
 //! Conventions:
-//! - `f32`; sequences are **time-major** `[T, B, F]`, row-major, contiguous;
-//! - states are `[L*D, B, H]` (index `layer * D + direction`), as PyTorch;
+//! - `f32`; sequences are **time-major** `[T, B, F]`, row-major, contiguous
+//!   (`[B, T, F]` for a `batch_first` network);
+//! - states are `[L*D, B, H]` (index `layer * D + direction`), as PyTorch
+//!   (`h` is `P` wide for an LSTM with `proj_size` P);
 //! - parameters use PyTorch's `state_dict` names, shapes and gate order
 //!   (LSTM `i, f, g, o`; GRU `r, z, n`), in one contiguous buffer.
 //!

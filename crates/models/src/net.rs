@@ -20,7 +20,7 @@ pub struct SeqInput<'a> {
     pub seq_len: usize,
     /// `B`.
     pub batch: usize,
-    /// Initial hidden states `[L*D, B, H]` (index `layer * D + direction`), or
+    /// Initial hidden states `[L*D, B, S]` (`S` = `H`, or an LSTM's `proj_size`) (index `layer * D + direction`), or
     /// `None` for zeros.
     pub h0: Option<&'a [f32]>,
     /// Initial cell states `[L*D, B, H]` (LSTM only), or `None` for zeros.
@@ -52,7 +52,7 @@ impl<'a> SeqInput<'a> {
         self
     }
 
-    /// Initial hidden states, `[L*D, B, H]`.
+    /// Initial hidden states, `[L*D, B, S]`.
     pub fn h0(mut self, h0: &'a [f32]) -> Self {
         self.h0 = Some(h0);
         self
@@ -71,7 +71,7 @@ pub struct OutputGrads<'a> {
     /// `[T, B, O]` (`[B, T, O]` batch-first), `O` the output width
     /// ([`NetConfig::output_size`]: `D*H`, or `H` with summed directions).
     pub y: &'a [f32],
-    /// `[L*D, B, H]`, or `None` for zero.
+    /// `[L*D, B, S]`, or `None` for zero.
     pub h_n: Option<&'a [f32]>,
     /// `[L*D, B, H]` (LSTM), or `None` for zero.
     pub c_n: Option<&'a [f32]>,
@@ -86,7 +86,7 @@ impl<'a> OutputGrads<'a> {
             c_n: None,
         }
     }
-    /// Adds the gradient w.r.t. `h_n`, `[L*D, B, H]`.
+    /// Adds the gradient w.r.t. `h_n`, `[L*D, B, S]`.
     pub fn h_n(mut self, g: &'a [f32]) -> Self {
         self.h_n = Some(g);
         self
@@ -105,7 +105,7 @@ pub struct Output {
     /// at every step, directions concatenated (forward first; `O = D*H`)
     /// or summed (`O = H`).
     pub y: Vec<f32>,
-    /// `[L*D, B, H]`: every layer-direction's final hidden state.
+    /// `[L*D, B, S]`: every layer-direction's final hidden state.
     pub h_n: Vec<f32>,
     /// `[L*D, B, H]`: final cell states (LSTM), else empty.
     pub c_n: Vec<f32>,
@@ -116,7 +116,7 @@ pub struct Output {
 pub struct Gradients {
     /// `[T, B, I]` (`[B, T, I]` batch-first).
     pub x: Vec<f32>,
-    /// `[L*D, B, H]`.
+    /// `[L*D, B, S]`.
     pub h0: Vec<f32>,
     /// `[L*D, B, H]` (LSTM), else empty.
     pub c0: Vec<f32>,
@@ -220,10 +220,10 @@ pub struct Tape {
     order: BatchOrder,
     /// `[T, B, I]`, the input in that order.
     x: Vec<f32>,
-    /// `[L*D, B, H]` initial states in that order (variable lengths only).
+    /// `[L*D, B, S]` (and `[L*D, B, H]`) initial states in that order (variable lengths only).
     h0: Vec<f32>,
     c0: Vec<f32>,
-    /// `[L*D, B, H]` final-state gradients in that order, then the
+    /// `[L*D, B, S]` (and `[L*D, B, H]`) final-state gradients in that order, then the
     /// initial-state gradients before they go back to the caller's order
     /// (variable lengths only).
     dh_n: Vec<f32>,
@@ -566,10 +566,10 @@ impl Recurrent {
 
     /// Inference forward.
     ///
-    /// `input.x`: `[T, B, I]` (`[B, T, I]` batch-first); `h0`, `c0`:
-    /// `[L*D, B, H]` or `None`. Returns `y` `[T, B, O]` (`[B, T, O]`
-    /// batch-first; `O` is [`NetConfig::output_size`]), `h_n` and (LSTM)
-    /// `c_n` `[L*D, B, H]`.
+    /// `input.x`: `[T, B, I]` (`[B, T, I]` batch-first); `h0` `[L*D, B,
+    /// S]`, `c0` `[L*D, B, H]`, or `None`. Returns `y` `[T, B, O]` (`[B, T, O]`
+    /// batch-first; `O` is [`NetConfig::output_size`]), `h_n` `[L*D, B, S]`
+    /// and (LSTM) `c_n` `[L*D, B, H]`.
     ///
     /// Errors: a zero `T` or `B`, a buffer whose length is not its shape's,
     /// `c0` for a cell without cell state.
@@ -837,10 +837,10 @@ impl Recurrent {
     /// [`Recurrent::forward_train`] on this network (with unchanged
     /// parameters).
     ///
-    /// `grads.y`: `[T, B, O]` (`[B, T, O]` batch-first); `grads.h_n`,
-    /// `grads.c_n`: `[L*D, B, H]` or `None`. Writes into `out`: `x` `[T, B,
-    /// I]` (`[B, T, I]` batch-first), `h0` (and `c0`)
-    /// `[L*D, B, H]`, and every parameter's gradient (overwritten, not
+    /// `grads.y`: `[T, B, O]` (`[B, T, O]` batch-first); `grads.h_n` `[L*D,
+    /// B, S]`, `grads.c_n` `[L*D, B, H]`, or `None`. Writes into `out`: `x`
+    /// `[T, B, I]` (`[B, T, I]` batch-first), `h0` `[L*D, B, S]` (and `c0`
+    /// `[L*D, B, H]`), and every parameter's gradient (overwritten, not
     /// accumulated).
     ///
     /// Errors: a tape from another network or empty, a buffer whose length is
