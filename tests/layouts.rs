@@ -1,7 +1,9 @@
 //! The network's sequence layouts: a `batch_first` network equals the
-//! time-major one on transposed sequences, bit for bit (outputs and every
-//! gradient), for every cell, one or two directions, with and without
-//! lengths; and summed directions (`merge = sum`) equal the two halves of
+//! time-major one on transposed sequences (outputs, states and input
+//! gradients bit for bit; parameter gradients to rounding, since without
+//! lengths the batch-first input is read by batch row and `dW_ih` is summed
+//! in another order), for every cell, one or two directions, with and
+//! without lengths; and summed directions (`merge = sum`) equal the two halves of
 //! the concatenated output added, with the gradients of the concatenated
 //! network given the same `dy` in both halves.
 
@@ -90,11 +92,21 @@ fn batch_first_equals_time_major_on_transposed_sequences() {
                 assert_eq!(bits(&g_bf.x), bits(&transpose(&g.x, t, b, i)), "{case}: dx");
                 assert_eq!(bits(&g_bf.h0), bits(&g.h0), "{case}: dh0");
                 assert_eq!(bits(&g_bf.c0), bits(&g.c0), "{case}: dc0");
-                assert_eq!(
-                    bits(g_bf.params.as_slice()),
-                    bits(g.params.as_slice()),
-                    "{case}: parameter gradients"
+                let worst = g_bf
+                    .params
+                    .as_slice()
+                    .iter()
+                    .zip(g.params.as_slice())
+                    .map(|(a, b)| (a - b).abs() / b.abs().max(1.0))
+                    .fold(0.0f32, f32::max);
+                assert!(
+                    worst <= 1e-5,
+                    "{case}: parameter gradients differ by {worst}"
                 );
+                if lens.is_some() {
+                    // Sorted rows: the same GEMMs on the same rows.
+                    assert_eq!(bits(g_bf.params.as_slice()), bits(g.params.as_slice()));
+                }
             }
         }
     }

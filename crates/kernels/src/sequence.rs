@@ -519,8 +519,9 @@ impl Packed {
 }
 
 /// The upstream gradient w.r.t. a layer-direction's outputs: row `t*B + b`
-/// of `dy` (row stride `stride`) holds `dh_t[b]` in columns `offset..+S`
-/// (a direction's columns of a bidirectional layer's `[T, B, 2S]`).
+/// of `dy` (row stride `stride`; row `b*T + t` batch-first) holds `dh_t[b]`
+/// in columns `offset..+S` (a direction's columns of a bidirectional
+/// layer's `[T, B, 2S]`).
 #[derive(Clone, Copy, Debug)]
 pub struct Upstream<'a> {
     /// `[T*B, stride]`.
@@ -529,11 +530,14 @@ pub struct Upstream<'a> {
     pub offset: usize,
     /// The row stride of `dy`.
     pub stride: usize,
+    /// Whether `dy` is `[B, T, stride]` (batch-first) rather than `[T, B,
+    /// stride]`.
+    pub batch_first: bool,
 }
 
 impl Upstream<'_> {
     /// `d[r, units] += dy_t[r, units]` for the rows `0..rows` of a `[B,
-    /// width]` gradient.
+    /// width]` gradient, of step `t` of `T`.
     ///
     /// # Safety
     /// `d` must point to `[B, width]` values whose `units` columns of those
@@ -541,13 +545,17 @@ impl Upstream<'_> {
     unsafe fn add_to(
         &self,
         d: *mut f32,
-        (t, b, width): (usize, usize, usize),
+        (t, t_len, b, width): (usize, usize, usize, usize),
         rows: usize,
         units: &Range<usize>,
     ) {
         for r in 0..rows {
-            let g =
-                &self.dy[(t * b + r) * self.stride + self.offset + units.start..][..units.len()];
+            let row = if self.batch_first {
+                r * t_len + t
+            } else {
+                t * b + r
+            };
+            let g = &self.dy[row * self.stride + self.offset + units.start..][..units.len()];
             // SAFETY: the caller's contract.
             let d = unsafe { part_mut(d, r * width + units.start, units.len()) };
             d.iter_mut().zip(g).for_each(|(a, g)| *a += g);
@@ -709,7 +717,7 @@ pub(crate) unsafe fn backward(
     if t_len > 0 {
         let p = l.part(0, 0, true, sw);
         // SAFETY: `dh`, `[B, S]` (asserted above), before the loop.
-        unsafe { up.add_to(bufs[0].get(), (p.t, b, sw), p.rows, &(0..sw)) };
+        unsafe { up.add_to(bufs[0].get(), (p.t, t_len, b, sw), p.rows, &(0..sw)) };
         keep(bufs[0].get(), p.t, p.rows, &(0..sw));
     }
     // Per phase with a product, each chunk's columns of its weights, packed
@@ -800,7 +808,7 @@ pub(crate) unsafe fn backward(
             if s + 1 < t_len {
                 let q = l.part(s + 1, chunk, true, sw);
                 // SAFETY: as above, the next step's gradient `dh_t`.
-                unsafe { up.add_to(next, (q.t, b, sw), q.rows, &u) };
+                unsafe { up.add_to(next, (q.t, t_len, b, sw), q.rows, &u) };
                 keep(next, q.t, q.rows, &u);
             }
         }

@@ -66,9 +66,18 @@ fn team_equals_stepwise() {
             }
             variants.push(("columns, mask", other));
             if let Cell::Lstm = cell {
-                let projected = plain.projected(hd / 2 + 1).masked().upstream_columns();
+                let projected = plain
+                    .clone()
+                    .projected(hd / 2 + 1)
+                    .masked()
+                    .upstream_columns();
                 variants.push(("projection, mask, columns", projected));
             }
+            let batch_first = Inputs {
+                dy_batch_first: true,
+                ..plain.upstream_columns()
+            };
+            variants.push(("batch-first dy", batch_first));
             for (name, x) in &variants {
                 for reverse in [false, true] {
                     let want = stepwise(cell, x, (t_len, b, hd), reverse);
@@ -156,6 +165,7 @@ fn variable_lengths_equal_each_row_alone() {
                     for (r, &len) in lens.iter().enumerate() {
                         let alone_x = Inputs {
                             up: x.up,
+                            dy_batch_first: false,
                             w_hh: x.w_hh.clone(),
                             w_hr: x.w_hr.clone(),
                             mask: pick(&x.mask, b, sw, 0..x.mask.len().min(1), r),

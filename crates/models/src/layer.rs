@@ -47,6 +47,13 @@ pub(crate) struct Run<'a> {
     pub reverse: bool,
     /// The state tensors the cell carries ([`Cell::states`]).
     pub states: usize,
+    /// Whether the layer's input `x` is batch-first `[B, T, I]` (the
+    /// network's input, without lengths): the input projection and its
+    /// gradients read and write it by batch row, without a transposed copy.
+    pub x_batch_first: bool,
+    /// Whether the upstream gradient `dy` is batch-first (the network's
+    /// `grad_y`, without lengths).
+    pub dy_batch_first: bool,
     /// `[T]`, the rows inside their sequence at each step, or `None` when
     /// all rows run `T` steps. The rows are sorted by length, longest
     /// first: rows `0..active[t]` run step `t`; the others are past their
@@ -237,6 +244,43 @@ pub(crate) fn bands(run: &Run<'_>) -> Vec<Band> {
     out
 }
 
+/// A block of rows where the layer's input `x` and its time-major `[T*B,
+/// ..]` gate buffers meet in one GEMM: `n` rows of `x` from `x_row`
+/// (contiguous), and rows `p_row, p_row + step, ...` of the gates.
+struct XBlock {
+    x_row: usize,
+    p_row: usize,
+    step: usize,
+    n: usize,
+}
+
+/// The [`XBlock`]s of `run`: each band's rows for a time-major `x`; one
+/// block per batch row `b` for a batch-first one (`T` rows of `x` from
+/// `b*T`, gate rows `b, b+B, ...`; no lengths, so the one band is every
+/// row).
+fn x_blocks(run: &Run<'_>, bands: &[Band]) -> Vec<XBlock> {
+    let (t, b) = (run.seq_len, run.dims.batch);
+    if run.x_batch_first {
+        return (0..b)
+            .map(|r| XBlock {
+                x_row: r * t,
+                p_row: r,
+                step: b,
+                n: t,
+            })
+            .collect();
+    }
+    bands
+        .iter()
+        .map(|band| XBlock {
+            x_row: band.rows.start,
+            p_row: band.rows.start,
+            step: 1,
+            n: band.rows.len(),
+        })
+        .collect()
+}
+
 /// Forward over the whole sequence.
 ///
 /// `x`: `[T*B, I]` (time-major rows, rows past their sequence's end
@@ -265,21 +309,24 @@ pub(crate) fn forward(
     cell.input_bias(w, bias_row);
     let bands = bands(run);
     for band in &bands {
-        let (r0, n) = (band.rows.start, band.rows.len());
-        let gates = &mut tape.gates[r0 * gh..(r0 + n) * gh];
-        reduce::broadcast_rows(bias_row, gates);
+        let rows = band.rows.start * gh..band.rows.end * gh;
+        reduce::broadcast_rows(bias_row, &mut tape.gates[rows]);
+    }
+    let i_len = run.input_size;
+    for blk in x_blocks(run, &bands) {
+        let gates = &mut tape.gates[blk.p_row * gh..];
         gemm(
             1.0,
             Mat::new(
-                &x[r0 * run.input_size..(r0 + n) * run.input_size],
-                n,
-                run.input_size,
+                &x[blk.x_row * i_len..(blk.x_row + blk.n) * i_len],
+                blk.n,
+                i_len,
             ),
             Op::N,
-            Mat::new(w.w_ih, gh, run.input_size),
+            Mat::new(w.w_ih, gh, i_len),
             Op::T,
             1.0,
-            MatMut::new(gates, n, gh),
+            MatMut::strided(gates, blk.n, gh, blk.step * gh),
         );
     }
 
@@ -465,6 +512,7 @@ pub(crate) fn backward(
             dy: up.dy,
             offset: up.offset,
             stride: up.stride,
+            batch_first: run.dy_batch_first,
         },
         dgates: &mut buf.dgates,
         dhw: &mut buf.dhw,
@@ -508,10 +556,10 @@ pub(crate) fn backward(
         run.prev_slot(0).min(run.prev_slot(t_len - 1)),
     );
     let mut grads = grads;
-    for band in &bands {
-        let (r0, n) = (band.rows.start, band.rows.len());
-        let dgates = Mat::new(&buf.dgates[r0 * gh..(r0 + n) * gh], n, gh);
-        let xm = Mat::new(&x[r0 * i_len..(r0 + n) * i_len], n, i_len);
+    for blk in x_blocks(run, &bands) {
+        let dgates = Mat::strided(&buf.dgates[blk.p_row * gh..], blk.n, gh, blk.step * gh);
+        let xs = blk.x_row * i_len..(blk.x_row + blk.n) * i_len;
+        let xm = Mat::new(&x[xs.clone()], blk.n, i_len);
         gemm(
             1.0,
             dgates,
@@ -528,8 +576,11 @@ pub(crate) fn backward(
             Mat::new(w.w_ih, gh, i_len),
             Op::N,
             0.0,
-            MatMut::new(&mut out.dx[r0 * i_len..(r0 + n) * i_len], n, i_len),
+            MatMut::new(&mut out.dx[xs], blk.n, i_len),
         );
+    }
+    for band in &bands {
+        let (r0, n) = (band.rows.start, band.rows.len());
         if let Some(db) = grads.b_ih.as_deref_mut() {
             reduce::colsum_add(&buf.dgates[r0 * gh..(r0 + n) * gh], db);
         }

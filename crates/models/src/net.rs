@@ -496,6 +496,12 @@ impl Recurrent {
             input_size: self.config.layer_input_size(layer),
             reverse: dir == 1,
             states: self.cell_impl().states(),
+            // Batch-first sequences without lengths are read and written
+            // in place by batch row; with lengths they are sorted anyway.
+            x_batch_first: layer == 0 && self.config.batch_first && active.is_none(),
+            dy_batch_first: layer + 1 == self.config.num_layers
+                && self.config.batch_first
+                && active.is_none(),
             active,
         }
     }
@@ -613,6 +619,10 @@ impl Recurrent {
         let y = if tape.order.reorders() {
             // Filled below, from the loops' order.
             alloc::zeros(last.len(), "output y")?
+        } else if c.batch_first {
+            let mut y = alloc::zeros(last.len(), "output y")?;
+            transpose_steps(last, &mut y, (t, b));
+            y
         } else {
             alloc::copy_of(last, "output y")?
         };
@@ -663,7 +673,9 @@ impl Recurrent {
         tape.config = None; // invalid until the forward pass completes
         tape.seq_len = t;
         tape.batch = b;
-        let layout = if c.batch_first {
+        // Sorted rows take the batch-first layout in their gathers and
+        // scatters; without lengths the layers read it by batch row.
+        let layout = if c.batch_first && input.lengths.is_some() {
             Layout::BatchFirst
         } else {
             Layout::TimeMajor
@@ -1065,6 +1077,15 @@ impl Recurrent {
                 order.scatter_states(scratch, states, width);
             }
         }
+    }
+}
+
+/// `dst` (`[B, T, w]`) = `src` (`[T, B, w]`), `w` = `len / (T*B)`.
+fn transpose_steps(src: &[f32], dst: &mut [f32], (t, b): (usize, usize)) {
+    let w = src.len() / (t * b).max(1);
+    for (k, row) in src.chunks_exact(w.max(1)).enumerate() {
+        let (tt, bb) = (k / b, k % b);
+        dst[(bb * t + tt) * w..][..w].copy_from_slice(row);
     }
 }
 

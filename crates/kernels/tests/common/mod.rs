@@ -117,6 +117,8 @@ pub struct Pass {
 #[derive(Clone, Debug)]
 pub struct Inputs {
     pub up: (usize, usize),
+    /// Whether `dy` is `[B, T, stride]` instead of `[T, B, stride]`.
+    pub dy_batch_first: bool,
     pub w_hh: Vec<f32>,
     pub w_hr: Vec<f32>,
     pub mask: Vec<f32>,
@@ -151,6 +153,7 @@ pub fn run_cell(cell: Cell, shape: SeqShape<'_>, x: &Inputs, threads: usize) -> 
         dy: &x.dy,
         offset: x.up.1,
         stride: x.up.0,
+        batch_first: x.dy_batch_first,
     };
     let mut spare = vec![0.0; b * sw];
     let mut hw = vec![0.0; 3 * bh];
@@ -286,6 +289,7 @@ impl Inputs {
         let (gh, bh) = (cell.gates() * hd, b * hd);
         Self {
             up: (hd, 0),
+            dy_batch_first: false,
             w_hh: data(gh * hd, 1).iter().map(|v| v * 0.3).collect(),
             w_hr: Vec::new(),
             mask: Vec::new(),
@@ -457,7 +461,12 @@ pub fn stepwise(
     for s in (0..t_len).rev() {
         let (t, prev, out) = slots(t_len, reverse, s);
         for (r, d) in dh.chunks_exact_mut(sw).enumerate() {
-            let row = &x.dy[(t * b + r) * stride + offset..][..sw];
+            let row = if x.dy_batch_first {
+                r * t_len + t
+            } else {
+                t * b + r
+            };
+            let row = &x.dy[row * stride + offset..][..sw];
             d.iter_mut().zip(row).for_each(|(a, g)| *a += g);
         }
         p.dh_steps[t * bs..][..bs].copy_from_slice(&dh);
