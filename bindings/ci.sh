@@ -13,7 +13,11 @@
 #      natively (each case in a child under a lowered RLIMIT_AS: a status,
 #      never a signal; a lowered address-space limit and valgrind do not mix);
 #   5. the examples (C forward, C++ training, the static library);
-#   6. the Python ctypes tests: PyTorch parity of every fixture through the
+#   6. `make -C bindings/c install` to a temporary prefix (the shared library
+#      at most 8 MiB, no build path in the installed text files), the CMake
+#      example (find_package, rnn::rnn and rnn::rnn_static) and a pkg-config
+#      build against it, run on a fixture, then `uninstall` (nothing left);
+#   7. the Python ctypes tests: PyTorch parity of every fixture through the
 #      C API, and the example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -93,6 +97,31 @@ bindings/c/build/forward tests/fixtures/parity/lstm_l2_bidir_b3_t21_i5_h4_nobias
 bindings/c/build/forward_static tests/fixtures/parity/gru_l1_b1_t1_i3_h5_bias.safetensors 2 1 >/dev/null
 echo "forward_static (librnn.a): ok"
 bindings/c/build/train
+
+step "install to a prefix; the CMake and pkg-config examples against it; uninstall"
+prefix="$tmp/prefix"
+make -C bindings/c --no-print-directory install PREFIX="$prefix" >/dev/null
+so_size=$(stat -c %s "$prefix/lib/librnn.so.$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)")
+[ "$so_size" -le $((8 * 1024 * 1024)) ] || die "installed librnn.so is $so_size bytes (more than 8 MiB)"
+echo "librnn.so: $so_size bytes installed (debug info stripped)"
+! grep -rl "$PWD" "$prefix/lib/pkgconfig" "$prefix/lib/cmake" "$prefix/include" ||
+    die "an installed text file names the build folder"
+cmake -S bindings/c/examples/cmake -B "$tmp/cmake" -DCMAKE_PREFIX_PATH="$prefix" >/dev/null
+cmake --build "$tmp/cmake" >/dev/null
+fixture=tests/fixtures/parity/lstm_l2_bidir_b3_t21_i5_h4_nobias.safetensors
+"$tmp/cmake/forward" "$fixture" 4 2 >/dev/null
+"$tmp/cmake/forward_static" "$fixture" 4 2 >/dev/null
+echo "cmake (find_package(rnn), rnn::rnn and rnn::rnn_static): ok"
+# shellcheck disable=SC2046
+cc -std=c11 -Wall -Wextra -Werror bindings/c/examples/forward.c -o "$tmp/forward_pc" \
+    $(PKG_CONFIG_PATH="$prefix/lib/pkgconfig" pkg-config --cflags --libs rnn) \
+    -Wl,-rpath,"$prefix/lib"
+"$tmp/forward_pc" "$fixture" 4 2 >/dev/null
+echo "pkg-config (rnn.pc): ok"
+make -C bindings/c --no-print-directory uninstall PREFIX="$prefix" >/dev/null
+left=$(find "$prefix" ! -type d)
+[ -z "$left" ] || die "uninstall left: $left"
+echo "uninstall: nothing left"
 
 step "Python (ctypes): parity of every fixture through the C API, example"
 python3 bindings/python/test_rnn_ctypes.py
