@@ -58,6 +58,16 @@
  *   threads (rnn_set_num_threads, RNN_NUM_THREADS).
  * - Files: saves are atomic, also when threads or processes save to one
  *   path at once (a temporary file unique to the call, fsync, rename).
+ * - ABI policy: rnn_abi_version() is major << 16 | minor << 8 | patch, the
+ *   crate's version, and the SONAME is librnn.so.<major>. Within a major
+ *   version no function changes its arity, types or meaning and no struct
+ *   or enum value changes its layout: a minor version only adds (functions,
+ *   enum values, fields appended to a size-versioned struct such as
+ *   rnn_config_ext), so a program built against an older header runs on a
+ *   newer library of the same major (check the major at start). A change
+ *   that breaks any of this bumps the major (and the SONAME). Argument
+ *   names: inputs come with *_len (their exact length), output buffers with
+ *   *_cap (their capacity); renaming one is not an ABI change.
  * - Neural Turing Machines (rnn_ntm, docs/ntm.md): create, load, save,
  *   forward x [T, B, I] -> logits [T, B, O], parameters by name, and the
  *   gradients of one batch as one flat buffer in parameter order.
@@ -730,7 +740,7 @@ enum rnn_status rnn_model_config_ext(const struct rnn_model *m, struct rnn_confi
  *   forward direction first), or NULL for zeros; `c0` only for an LSTM
  *   (non-NULL for another cell: `RNN_STATUS_INVALID_ARGUMENT`).
  * - `y`: receives `[seq_len, batch, D*H]`, the last layer's hidden state at
- *   every step, directions concatenated (forward first); `y_len` is its
+ *   every step, directions concatenated (forward first); `y_cap` is its
  *   capacity in floats. Required.
  * - `h_n`, `c_n`: receive the final states `[L*D, batch, H]`, or NULL when not
  *   wanted; `c_n` only for an LSTM.
@@ -748,7 +758,7 @@ enum rnn_status rnn_model_config_ext(const struct rnn_model *m, struct rnn_confi
  *
  * # Safety
  * `m` is NULL or a live model; each array is NULL or holds the number of
- * floats stated above (outputs: their `_len`).
+ * floats stated above (outputs: their `_cap`).
  */
 enum rnn_status rnn_model_forward(const struct rnn_model *m,
                                   const float *x,
@@ -757,11 +767,11 @@ enum rnn_status rnn_model_forward(const struct rnn_model *m,
                                   const float *h0,
                                   const float *c0,
                                   float *y,
-                                  size_t y_len,
+                                  size_t y_cap,
                                   float *h_n,
-                                  size_t h_n_len,
+                                  size_t h_n_cap,
                                   float *c_n,
-                                  size_t c_n_len);
+                                  size_t c_n_cap);
 
 /**
  * As `rnn_model_forward`, for a batch of sequences of different lengths.
@@ -787,11 +797,11 @@ enum rnn_status rnn_model_forward_lengths(const struct rnn_model *m,
                                           const float *h0,
                                           const float *c0,
                                           float *y,
-                                          size_t y_len,
+                                          size_t y_cap,
                                           float *h_n,
-                                          size_t h_n_len,
+                                          size_t h_n_cap,
                                           float *c_n,
-                                          size_t c_n_len);
+                                          size_t c_n_cap);
 
 /**
  * Fills `*config` with the copy-task machine of Graves et al. 2014: LSTM
@@ -859,6 +869,19 @@ enum rnn_status rnn_ntm_load(const char *path, struct rnn_ntm **out);
  * `m` is NULL or a live machine; `path` is NULL or a NUL-terminated string.
  */
 enum rnn_status rnn_ntm_save(const struct rnn_ntm *m, const char *path);
+
+/**
+ * Makes an independent copy of a machine (same configuration and
+ * parameters), as `rnn_model_clone` does for models. On success `*out` is
+ * a new machine owned by the caller; on failure `*out` is NULL.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+ * (no memory for the copy). Thread-safe on a const machine.
+ *
+ * # Safety
+ * `m` is NULL or a live machine; `out` is NULL or writable.
+ */
+enum rnn_status rnn_ntm_clone(const struct rnn_ntm *m, struct rnn_ntm **out);
 
 /**
  * Frees a machine. NULL is accepted (nothing happens).
@@ -1173,27 +1196,27 @@ enum rnn_status rnn_model_param_name(const struct rnn_model *m, size_t index, co
 
 /**
  * Writes the shape of parameter `name`: its number of dimensions to `*ndim`
- * (1 or 2) and the dimensions to `shape[0..ndim]`. `shape_len` is the
+ * (1 or 2) and the dimensions to `shape[0..ndim]`. `shape_cap` is the
  * capacity of `shape`; 2 always suffices. The element count is the product.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (m, name, shape, ndim),
  * `RNN_STATUS_INVALID_ARGUMENT` (unknown name),
- * `RNN_STATUS_BUFFER_TOO_SMALL` (shape_len < ndim; nothing written).
+ * `RNN_STATUS_BUFFER_TOO_SMALL` (shape_cap < ndim; nothing written).
  * Thread-safe on a const model.
  *
  * # Safety
  * `m` is NULL or a live model; `name` NULL or NUL-terminated; `shape` NULL
- * or `shape_len` writable sizes; `ndim` NULL or writable.
+ * or `shape_cap` writable sizes; `ndim` NULL or writable.
  */
 enum rnn_status rnn_model_param_shape(const struct rnn_model *m,
                                       const char *name,
                                       size_t *shape,
-                                      size_t shape_len,
+                                      size_t shape_cap,
                                       size_t *ndim);
 
 /**
  * Copies parameter `name` (row-major, `numel` floats) into `out`, whose
- * capacity is `out_len` floats.
+ * capacity is `out_cap` floats.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (m, name, out),
  * `RNN_STATUS_INVALID_ARGUMENT` (unknown name), `RNN_STATUS_BUFFER_TOO_SMALL`
@@ -1201,12 +1224,12 @@ enum rnn_status rnn_model_param_shape(const struct rnn_model *m,
  *
  * # Safety
  * `m` is NULL or a live model; `name` NULL or NUL-terminated; `out` NULL or
- * `out_len` writable floats.
+ * `out_cap` writable floats.
  */
 enum rnn_status rnn_model_param_get(const struct rnn_model *m,
                                     const char *name,
                                     float *out,
-                                    size_t out_len);
+                                    size_t out_cap);
 
 /**
  * Sets parameter `name` from `values` (row-major), which must hold exactly
@@ -1249,7 +1272,7 @@ enum rnn_status rnn_stream_new(const struct rnn_model *m, size_t batch, struct r
 
 /**
  * Runs one time step: `x_t` `[batch, I]` in (read at that size), `y_t`
- * `[batch, H]` out (the last layer's new hidden state; `y_t_len` is its
+ * `[batch, H]` out (the last layer's new hidden state; `y_t_cap` is its
  * capacity), the state advanced. Equal to `rnn_model_forward` run one step
  * at a time.
  *
@@ -1262,13 +1285,13 @@ enum rnn_status rnn_stream_new(const struct rnn_model *m, size_t batch, struct r
  * # Safety
  * `s` is NULL or a live stream used by no other thread; `m` NULL or a live
  * model; `x_t` NULL or `batch * I` readable floats; `y_t` NULL or
- * `y_t_len` writable floats.
+ * `y_t_cap` writable floats.
  */
 enum rnn_status rnn_stream_step(struct rnn_stream *s,
                                 const struct rnn_model *m,
                                 const float *x_t,
                                 float *y_t,
-                                size_t y_t_len);
+                                size_t y_t_cap);
 
 /**
  * Resets the stream's states to zero.
@@ -1282,7 +1305,7 @@ enum rnn_status rnn_stream_reset(struct rnn_stream *s);
 
 /**
  * Copies the stream's states out: `h` receives the hidden states
- * `[L, batch, H]` (capacity `h_len`), `c` the cell states (LSTM only).
+ * `[L, batch, H]` (capacity `h_cap`), `c` the cell states (LSTM only).
  * Either may be NULL when not wanted.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (s), `RNN_STATUS_INVALID_ARGUMENT` (c
@@ -1295,13 +1318,13 @@ enum rnn_status rnn_stream_reset(struct rnn_stream *s);
  */
 enum rnn_status rnn_stream_get_state(const struct rnn_stream *s,
                                      float *h,
-                                     size_t h_len,
+                                     size_t h_cap,
                                      float *c,
-                                     size_t c_len);
+                                     size_t c_cap);
 
 /**
  * Sets the stream's states: `h` the hidden states `[L, batch, H]`, exactly
- * `h_len` floats; `c` the cell states (LSTM only). Either may be NULL to
+ * `h_cap` floats; `c` the cell states (LSTM only). Either may be NULL to
  * leave that state as it is.
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (s), `RNN_STATUS_INVALID_ARGUMENT` (c
@@ -1381,11 +1404,11 @@ enum rnn_status rnn_trainer_forward(struct rnn_trainer *t,
                                     const float *h0,
                                     const float *c0,
                                     float *y,
-                                    size_t y_len,
+                                    size_t y_cap,
                                     float *h_n,
-                                    size_t h_n_len,
+                                    size_t h_n_cap,
                                     float *c_n,
-                                    size_t c_n_len);
+                                    size_t c_n_cap);
 
 /**
  * Backpropagation through time from the last `rnn_trainer_forward`, whose
@@ -1418,7 +1441,7 @@ enum rnn_status rnn_trainer_backward(struct rnn_trainer *t,
 
 /**
  * Copies the gradient of parameter `name` (same shape and layout as the
- * parameter) from the last backward into `out` (capacity `out_len`).
+ * parameter) from the last backward into `out` (capacity `out_cap`).
  *
  * Errors: `RNN_STATUS_NULL_POINTER` (t, name, out),
  * `RNN_STATUS_INVALID_ARGUMENT` (unknown name, no backward yet),
@@ -1427,12 +1450,12 @@ enum rnn_status rnn_trainer_backward(struct rnn_trainer *t,
  *
  * # Safety
  * `t` is NULL or a live trainer; `name` NULL or NUL-terminated; `out` NULL
- * or `out_len` writable floats.
+ * or `out_cap` writable floats.
  */
 enum rnn_status rnn_trainer_grad(const struct rnn_trainer *t,
                                  const char *name,
                                  float *out,
-                                 size_t out_len);
+                                 size_t out_cap);
 
 /**
  * Copies the input gradients of the last backward: `dx` `[seq_len, batch,
@@ -1450,11 +1473,11 @@ enum rnn_status rnn_trainer_grad(const struct rnn_trainer *t,
  */
 enum rnn_status rnn_trainer_input_grads(const struct rnn_trainer *t,
                                         float *dx,
-                                        size_t dx_len,
+                                        size_t dx_cap,
                                         float *dh0,
-                                        size_t dh0_len,
+                                        size_t dh0_cap,
                                         float *dc0,
-                                        size_t dc0_len);
+                                        size_t dc0_cap);
 
 /**
  * Scales the parameter gradients of the last backward so that their global

@@ -45,9 +45,9 @@ pub use model::{
     rnn_model_save,
 };
 pub use ntm::{
-    rnn_ntm, rnn_ntm_config, rnn_ntm_config_init, rnn_ntm_controller, rnn_ntm_forward,
-    rnn_ntm_free, rnn_ntm_get_config, rnn_ntm_gradients, rnn_ntm_load, rnn_ntm_new,
-    rnn_ntm_param_count, rnn_ntm_param_get, rnn_ntm_param_name, rnn_ntm_param_set,
+    rnn_ntm, rnn_ntm_clone, rnn_ntm_config, rnn_ntm_config_init, rnn_ntm_controller,
+    rnn_ntm_forward, rnn_ntm_free, rnn_ntm_get_config, rnn_ntm_gradients, rnn_ntm_load,
+    rnn_ntm_new, rnn_ntm_param_count, rnn_ntm_param_get, rnn_ntm_param_name, rnn_ntm_param_set,
     rnn_ntm_param_total, rnn_ntm_save,
 };
 pub use optim::{

@@ -313,11 +313,11 @@ impl ForwardOut {
         seq_len: usize,
         batch: usize,
         y: *mut f32,
-        y_len: usize,
+        y_cap: usize,
         h_n: *mut f32,
-        h_n_len: usize,
+        h_n_cap: usize,
         c_n: *mut f32,
-        c_n_len: usize,
+        c_n_cap: usize,
     ) -> Result<Self> {
         check_sizes(seq_len, batch)?;
         let (ld, dh) = m.dims();
@@ -336,9 +336,9 @@ impl ForwardOut {
         // function's contract.
         unsafe {
             Ok(Self {
-                y: Some(OutBuf::new(y, y_len, y_need, "y")?),
-                h_n: OutBuf::optional(h_n, h_n_len, state, "h_n")?,
-                c_n: OutBuf::optional(c_n, c_n_len, cell_state, "c_n")?,
+                y: Some(OutBuf::new(y, y_cap, y_need, "y")?),
+                h_n: OutBuf::optional(h_n, h_n_cap, state, "h_n")?,
+                c_n: OutBuf::optional(c_n, c_n_cap, cell_state, "c_n")?,
             })
         }
     }
@@ -417,7 +417,7 @@ pub(crate) unsafe fn seq_input<'a>(
 ///   forward direction first), or NULL for zeros; `c0` only for an LSTM
 ///   (non-NULL for another cell: `RNN_STATUS_INVALID_ARGUMENT`).
 /// - `y`: receives `[seq_len, batch, D*H]`, the last layer's hidden state at
-///   every step, directions concatenated (forward first); `y_len` is its
+///   every step, directions concatenated (forward first); `y_cap` is its
 ///   capacity in floats. Required.
 /// - `h_n`, `c_n`: receive the final states `[L*D, batch, H]`, or NULL when not
 ///   wanted; `c_n` only for an LSTM.
@@ -435,7 +435,7 @@ pub(crate) unsafe fn seq_input<'a>(
 ///
 /// # Safety
 /// `m` is NULL or a live model; each array is NULL or holds the number of
-/// floats stated above (outputs: their `_len`).
+/// floats stated above (outputs: their `_cap`).
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_model_forward(
     m: *const rnn_model,
@@ -445,11 +445,11 @@ pub unsafe extern "C" fn rnn_model_forward(
     h0: *const f32,
     c0: *const f32,
     y: *mut f32,
-    y_len: usize,
+    y_cap: usize,
     h_n: *mut f32,
-    h_n_len: usize,
+    h_n_cap: usize,
     c_n: *mut f32,
-    c_n_len: usize,
+    c_n_cap: usize,
 ) -> rnn_status {
     guard("rnn_model_forward", || {
         // SAFETY: this function's contract is forward_impl's.
@@ -463,11 +463,11 @@ pub unsafe extern "C" fn rnn_model_forward(
                 h0,
                 c0,
                 y,
-                y_len,
+                y_cap,
                 h_n,
-                h_n_len,
+                h_n_cap,
                 c_n,
-                c_n_len,
+                c_n_cap,
             )
         }
     })
@@ -497,17 +497,17 @@ pub unsafe extern "C" fn rnn_model_forward_lengths(
     h0: *const f32,
     c0: *const f32,
     y: *mut f32,
-    y_len: usize,
+    y_cap: usize,
     h_n: *mut f32,
-    h_n_len: usize,
+    h_n_cap: usize,
     c_n: *mut f32,
-    c_n_len: usize,
+    c_n_cap: usize,
 ) -> rnn_status {
     guard("rnn_model_forward_lengths", || {
         // SAFETY: this function's contract is forward_impl's.
         unsafe {
             forward_impl(
-                m, x, seq_len, batch, lengths, h0, c0, y, y_len, h_n, h_n_len, c_n, c_n_len,
+                m, x, seq_len, batch, lengths, h0, c0, y, y_cap, h_n, h_n_cap, c_n, c_n_cap,
             )
         }
     })
@@ -525,11 +525,11 @@ unsafe fn forward_impl(
     h0: *const f32,
     c0: *const f32,
     y: *mut f32,
-    y_len: usize,
+    y_cap: usize,
     h_n: *mut f32,
-    h_n_len: usize,
+    h_n_cap: usize,
     c_n: *mut f32,
-    c_n_len: usize,
+    c_n_cap: usize,
 ) -> Result<()> {
     // SAFETY: NULL or a live model, by the caller's contract.
     let m = unsafe { args::handle(m, "m") }?;
@@ -539,7 +539,7 @@ unsafe fn forward_impl(
     // SAFETY: outputs NULL or their capacity of writable floats, by the
     // caller's contract.
     let outs =
-        unsafe { ForwardOut::check(m, seq_len, batch, y, y_len, h_n, h_n_len, c_n, c_n_len) }?;
+        unsafe { ForwardOut::check(m, seq_len, batch, y, y_cap, h_n, h_n_cap, c_n, c_n_cap) }?;
     // SAFETY: inputs NULL or their implied sizes, by the caller's contract.
     let input = unsafe { seq_input(m, x, seq_len, batch, lengths, h0, c0) }?;
     let out = m.net.forward(input)?;

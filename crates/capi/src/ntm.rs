@@ -227,6 +227,28 @@ pub unsafe extern "C" fn rnn_ntm_save(m: *const rnn_ntm, path: *const c_char) ->
     })
 }
 
+/// Makes an independent copy of a machine (same configuration and
+/// parameters), as `rnn_model_clone` does for models. On success `*out` is
+/// a new machine owned by the caller; on failure `*out` is NULL.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (m, out), `RNN_STATUS_OUT_OF_MEMORY`
+/// (no memory for the copy). Thread-safe on a const machine.
+///
+/// # Safety
+/// `m` is NULL or a live machine; `out` is NULL or writable.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_ntm_clone(m: *const rnn_ntm, out: *mut *mut rnn_ntm) -> rnn_status {
+    guard("rnn_ntm_clone", || {
+        // SAFETY: NULL or writable, by this function's contract.
+        let out = unsafe { args::out_ptr(out, std::ptr::null_mut(), "out") }?;
+        // SAFETY: NULL or a live machine, by this function's contract.
+        let m = unsafe { args::handle(m, "m") }?;
+        // SAFETY: `out` checked above.
+        unsafe { give(out, rnn_ntm::new(m.ntm.try_clone()?)?) };
+        Ok(())
+    })
+}
+
 /// Frees a machine. NULL is accepted (nothing happens).
 ///
 /// # Safety

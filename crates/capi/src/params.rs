@@ -107,23 +107,23 @@ pub unsafe extern "C" fn rnn_model_param_name(
 }
 
 /// Writes the shape of parameter `name`: its number of dimensions to `*ndim`
-/// (1 or 2) and the dimensions to `shape[0..ndim]`. `shape_len` is the
+/// (1 or 2) and the dimensions to `shape[0..ndim]`. `shape_cap` is the
 /// capacity of `shape`; 2 always suffices. The element count is the product.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (m, name, shape, ndim),
 /// `RNN_STATUS_INVALID_ARGUMENT` (unknown name),
-/// `RNN_STATUS_BUFFER_TOO_SMALL` (shape_len < ndim; nothing written).
+/// `RNN_STATUS_BUFFER_TOO_SMALL` (shape_cap < ndim; nothing written).
 /// Thread-safe on a const model.
 ///
 /// # Safety
 /// `m` is NULL or a live model; `name` NULL or NUL-terminated; `shape` NULL
-/// or `shape_len` writable sizes; `ndim` NULL or writable.
+/// or `shape_cap` writable sizes; `ndim` NULL or writable.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_model_param_shape(
     m: *const rnn_model,
     name: *const c_char,
     shape: *mut usize,
-    shape_len: usize,
+    shape_cap: usize,
     ndim: *mut usize,
 ) -> rnn_status {
     guard("rnn_model_param_shape", || {
@@ -136,8 +136,8 @@ pub unsafe extern "C" fn rnn_model_param_shape(
         }
         let params = m.net.params();
         let info = &params.infos()[find(params, name)?];
-        // SAFETY: NULL or `shape_len` writable sizes, by this function's contract.
-        let buf = unsafe { OutBuf::new(shape, shape_len, info.shape.len(), "shape") }?;
+        // SAFETY: NULL or `shape_cap` writable sizes, by this function's contract.
+        let buf = unsafe { OutBuf::new(shape, shape_cap, info.shape.len(), "shape") }?;
         buf.write(&info.shape);
         // SAFETY: NULL or writable, by this function's contract.
         unsafe { args::write_out(ndim, info.shape.len(), "ndim") }
@@ -145,7 +145,7 @@ pub unsafe extern "C" fn rnn_model_param_shape(
 }
 
 /// Copies parameter `name` (row-major, `numel` floats) into `out`, whose
-/// capacity is `out_len` floats.
+/// capacity is `out_cap` floats.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (m, name, out),
 /// `RNN_STATUS_INVALID_ARGUMENT` (unknown name), `RNN_STATUS_BUFFER_TOO_SMALL`
@@ -153,13 +153,13 @@ pub unsafe extern "C" fn rnn_model_param_shape(
 ///
 /// # Safety
 /// `m` is NULL or a live model; `name` NULL or NUL-terminated; `out` NULL or
-/// `out_len` writable floats.
+/// `out_cap` writable floats.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_model_param_get(
     m: *const rnn_model,
     name: *const c_char,
     out: *mut f32,
-    out_len: usize,
+    out_cap: usize,
 ) -> rnn_status {
     guard("rnn_model_param_get", || {
         // SAFETY: NULL or a live model, by this function's contract.
@@ -167,27 +167,27 @@ pub unsafe extern "C" fn rnn_model_param_get(
         // SAFETY: NULL or NUL-terminated, by this function's contract.
         let name = unsafe { args::string(name, "name") }?;
         // SAFETY: NULL or writable floats, by this function's contract.
-        unsafe { copy_param(m.net.params(), name, out, out_len, "out") }
+        unsafe { copy_param(m.net.params(), name, out, out_cap, "out") }
     })
 }
 
 /// Copies tensor `name` of `params` into a caller's buffer.
 ///
 /// # Safety
-/// `out` is NULL or `out_len` writable floats.
+/// `out` is NULL or `out_cap` writable floats.
 pub(crate) unsafe fn copy_param(
     params: &rnn_models::Params,
     name: &str,
     out: *mut f32,
-    out_len: usize,
+    out_cap: usize,
     arg: &'static str,
 ) -> Result<()> {
     if out.is_null() {
         return Err(Error::null(arg));
     }
     let info = &params.infos()[find(params, name)?];
-    // SAFETY: NULL or `out_len` writable floats, by this function's contract.
-    let buf = unsafe { OutBuf::new(out, out_len, info.len(), arg) }?;
+    // SAFETY: NULL or `out_cap` writable floats, by this function's contract.
+    let buf = unsafe { OutBuf::new(out, out_cap, info.len(), arg) }?;
     buf.write(&params.as_slice()[info.offset..info.offset + info.len()]);
     Ok(())
 }

@@ -77,7 +77,7 @@ pub unsafe extern "C" fn rnn_stream_new(
 }
 
 /// Runs one time step: `x_t` `[batch, I]` in (read at that size), `y_t`
-/// `[batch, H]` out (the last layer's new hidden state; `y_t_len` is its
+/// `[batch, H]` out (the last layer's new hidden state; `y_t_cap` is its
 /// capacity), the state advanced. Equal to `rnn_model_forward` run one step
 /// at a time.
 ///
@@ -90,14 +90,14 @@ pub unsafe extern "C" fn rnn_stream_new(
 /// # Safety
 /// `s` is NULL or a live stream used by no other thread; `m` NULL or a live
 /// model; `x_t` NULL or `batch * I` readable floats; `y_t` NULL or
-/// `y_t_len` writable floats.
+/// `y_t_cap` writable floats.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_stream_step(
     s: *mut rnn_stream,
     m: *const rnn_model,
     x_t: *const f32,
     y_t: *mut f32,
-    y_t_len: usize,
+    y_t_cap: usize,
 ) -> rnn_status {
     guard("rnn_stream_step", || {
         // SAFETY: NULL or a live, exclusive stream, by this function's contract.
@@ -111,8 +111,8 @@ pub unsafe extern "C" fn rnn_stream_step(
         // SAFETY: NULL or `batch * I` readable floats, by this function's contract.
         let x_t = unsafe { args::input(x_t, x_len, "x_t") }?;
         let y_need = args::product(&[b, c.state_size()], "y_t")?;
-        // SAFETY: NULL or `y_t_len` writable floats, by this function's contract.
-        let y_buf = unsafe { OutBuf::new(y_t, y_t_len, y_need, "y_t") }?;
+        // SAFETY: NULL or `y_t_cap` writable floats, by this function's contract.
+        let y_buf = unsafe { OutBuf::new(y_t, y_t_cap, y_need, "y_t") }?;
         alloc::resize(&mut s.y, y_need, "stream output [batch, S]")?;
         m.net.step(x_t, &mut s.state, &mut s.y)?;
         y_buf.write(&s.y);
@@ -137,7 +137,7 @@ pub unsafe extern "C" fn rnn_stream_reset(s: *mut rnn_stream) -> rnn_status {
 }
 
 /// Copies the stream's states out: `h` receives the hidden states
-/// `[L, batch, H]` (capacity `h_len`), `c` the cell states (LSTM only).
+/// `[L, batch, H]` (capacity `h_cap`), `c` the cell states (LSTM only).
 /// Either may be NULL when not wanted.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (s), `RNN_STATUS_INVALID_ARGUMENT` (c
@@ -151,9 +151,9 @@ pub unsafe extern "C" fn rnn_stream_reset(s: *mut rnn_stream) -> rnn_status {
 pub unsafe extern "C" fn rnn_stream_get_state(
     s: *const rnn_stream,
     h: *mut f32,
-    h_len: usize,
+    h_cap: usize,
     c: *mut f32,
-    c_len: usize,
+    c_cap: usize,
 ) -> rnn_status {
     guard("rnn_stream_get_state", || {
         // SAFETY: NULL or a live stream, by this function's contract.
@@ -166,8 +166,8 @@ pub unsafe extern "C" fn rnn_stream_get_state(
         // function's contract.
         let (hb, cb) = unsafe {
             (
-                OutBuf::optional(h, h_len, s.state.h().len(), "h")?,
-                OutBuf::optional(c, c_len, s.state.c().len(), "c")?,
+                OutBuf::optional(h, h_cap, s.state.h().len(), "h")?,
+                OutBuf::optional(c, c_cap, s.state.c().len(), "c")?,
             )
         };
         if let Some(b) = hb {
@@ -181,7 +181,7 @@ pub unsafe extern "C" fn rnn_stream_get_state(
 }
 
 /// Sets the stream's states: `h` the hidden states `[L, batch, H]`, exactly
-/// `h_len` floats; `c` the cell states (LSTM only). Either may be NULL to
+/// `h_cap` floats; `c` the cell states (LSTM only). Either may be NULL to
 /// leave that state as it is.
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (s), `RNN_STATUS_INVALID_ARGUMENT` (c

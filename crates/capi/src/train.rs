@@ -134,11 +134,11 @@ pub unsafe extern "C" fn rnn_trainer_forward(
     h0: *const f32,
     c0: *const f32,
     y: *mut f32,
-    y_len: usize,
+    y_cap: usize,
     h_n: *mut f32,
-    h_n_len: usize,
+    h_n_cap: usize,
     c_n: *mut f32,
-    c_n_len: usize,
+    c_n_cap: usize,
 ) -> rnn_status {
     guard("rnn_trainer_forward", || {
         // SAFETY: NULL or a live, exclusive trainer, by this function's contract.
@@ -152,7 +152,7 @@ pub unsafe extern "C" fn rnn_trainer_forward(
         // SAFETY: outputs NULL or their capacity of writable floats, by this
         // function's contract.
         let outs =
-            unsafe { ForwardOut::check(m, seq_len, batch, y, y_len, h_n, h_n_len, c_n, c_n_len) }?;
+            unsafe { ForwardOut::check(m, seq_len, batch, y, y_cap, h_n, h_n_cap, c_n, c_n_cap) }?;
         // SAFETY: inputs NULL or their implied sizes, by this function's contract.
         let input = unsafe { seq_input(m, x, seq_len, batch, lengths, h0, c0) }?;
         t.forward_gen = None;
@@ -232,7 +232,7 @@ pub unsafe extern "C" fn rnn_trainer_backward(
 }
 
 /// Copies the gradient of parameter `name` (same shape and layout as the
-/// parameter) from the last backward into `out` (capacity `out_len`).
+/// parameter) from the last backward into `out` (capacity `out_cap`).
 ///
 /// Errors: `RNN_STATUS_NULL_POINTER` (t, name, out),
 /// `RNN_STATUS_INVALID_ARGUMENT` (unknown name, no backward yet),
@@ -241,13 +241,13 @@ pub unsafe extern "C" fn rnn_trainer_backward(
 ///
 /// # Safety
 /// `t` is NULL or a live trainer; `name` NULL or NUL-terminated; `out` NULL
-/// or `out_len` writable floats.
+/// or `out_cap` writable floats.
 #[unsafe(no_mangle)]
 pub unsafe extern "C" fn rnn_trainer_grad(
     t: *const rnn_trainer,
     name: *const c_char,
     out: *mut f32,
-    out_len: usize,
+    out_cap: usize,
 ) -> rnn_status {
     guard("rnn_trainer_grad", || {
         // SAFETY: NULL or a live trainer, by this function's contract.
@@ -258,8 +258,8 @@ pub unsafe extern "C" fn rnn_trainer_grad(
             return Err(Error::null("out"));
         }
         t.param_grads()?;
-        // SAFETY: NULL or `out_len` writable floats, by this function's contract.
-        unsafe { copy_param(&t.grads.params, name, out, out_len, "out") }
+        // SAFETY: NULL or `out_cap` writable floats, by this function's contract.
+        unsafe { copy_param(&t.grads.params, name, out, out_cap, "out") }
     })
 }
 
@@ -279,11 +279,11 @@ pub unsafe extern "C" fn rnn_trainer_grad(
 pub unsafe extern "C" fn rnn_trainer_input_grads(
     t: *const rnn_trainer,
     dx: *mut f32,
-    dx_len: usize,
+    dx_cap: usize,
     dh0: *mut f32,
-    dh0_len: usize,
+    dh0_cap: usize,
     dc0: *mut f32,
-    dc0_len: usize,
+    dc0_cap: usize,
 ) -> rnn_status {
     guard("rnn_trainer_input_grads", || {
         // SAFETY: NULL or a live trainer, by this function's contract.
@@ -297,9 +297,9 @@ pub unsafe extern "C" fn rnn_trainer_input_grads(
         // function's contract.
         let bufs = unsafe {
             [
-                OutBuf::optional(dx, dx_len, g.x.len(), "dx")?,
-                OutBuf::optional(dh0, dh0_len, g.h0.len(), "dh0")?,
-                OutBuf::optional(dc0, dc0_len, g.c0.len(), "dc0")?,
+                OutBuf::optional(dx, dx_cap, g.x.len(), "dx")?,
+                OutBuf::optional(dh0, dh0_cap, g.h0.len(), "dh0")?,
+                OutBuf::optional(dc0, dc0_cap, g.c0.len(), "dc0")?,
             ]
         };
         for (buf, src) in bufs.into_iter().zip([&g.x, &g.h0, &g.c0]) {

@@ -394,3 +394,51 @@ fn bad_input_is_refused_and_writes_nothing() {
         rnn_ntm_free(null_mut());
     }
 }
+
+/// `rnn_ntm_clone` copies a machine: the same parameters and outputs, and
+/// a change to the copy leaves the original alone.
+#[test]
+fn a_clone_is_an_independent_copy() {
+    let (c, _) = configs(0, false);
+    let m = new_ntm(&c);
+    let mut copy = null_mut();
+    // SAFETY: a live machine, a writable out-pointer.
+    assert_eq!(unsafe { rnn_ntm_clone(m, &mut copy) }, rnn_status::Ok);
+    let (t, b) = (4, 2);
+    let x = data(t * b * 4, 3);
+    let forward = |h: *const rnn_ntm| {
+        let mut y = vec![f32::NAN; t * b * 3];
+        // SAFETY: valid pointers and lengths.
+        let st = unsafe { rnn_ntm_forward(h, x.as_ptr(), x.len(), t, b, y.as_mut_ptr(), y.len()) };
+        assert_eq!(st, rnn_status::Ok);
+        y
+    };
+    assert_eq!(forward(m), forward(copy));
+    let mut name = null();
+    // SAFETY: a live machine, a writable out-pointer.
+    assert_eq!(
+        unsafe { rnn_ntm_param_name(copy, 0, &mut name) },
+        rnn_status::Ok
+    );
+    let (mut buf, mut len) = (vec![0.0f32; 1 << 16], 0);
+    // SAFETY: a live machine, its own parameter name, a buffer of that
+    // capacity and a writable length.
+    let st = unsafe { rnn_ntm_param_get(copy, name, buf.as_mut_ptr(), buf.len(), &mut len) };
+    assert_eq!(st, rnn_status::Ok);
+    let zeros = vec![0.0f32; len];
+    // SAFETY: `len` values under the copy's own name.
+    let st = unsafe { rnn_ntm_param_set(copy, name, zeros.as_ptr(), zeros.len()) };
+    assert_eq!(st, rnn_status::Ok, "{len}");
+    assert_ne!(forward(m), forward(copy));
+    // SAFETY: NULL handle, writable out: refused.
+    assert_eq!(
+        unsafe { rnn_ntm_clone(null(), &mut copy) },
+        rnn_status::NullPointer
+    );
+    assert!(copy.is_null());
+    // SAFETY: live machines, freed once (the NULL copy is accepted).
+    unsafe {
+        rnn_ntm_free(m);
+        rnn_ntm_free(copy);
+    }
+}

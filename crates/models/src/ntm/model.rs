@@ -165,6 +165,15 @@ impl Ntm {
         Ok(Self { config, params })
     }
 
+    /// A copy, reporting a failed allocation as an error
+    /// ([`crate::Error::OutOfMemory`]) instead of aborting as `clone` would.
+    pub fn try_clone(&self) -> Result<Self> {
+        Ok(Self {
+            config: self.config.clone(),
+            params: self.params.try_clone()?,
+        })
+    }
+
     /// The configuration.
     pub fn config(&self) -> &NtmConfig {
         &self.config
