@@ -99,6 +99,13 @@ echo "forward_static (librnn.a): ok"
 bindings/c/build/train
 
 step "install to a prefix; the CMake and pkg-config examples against it; uninstall"
+for tool in cmake pkg-config objcopy; do
+    if ! command -v "$tool" >/dev/null; then
+        package=$tool
+        [ "$tool" = objcopy ] && package=binutils
+        apt-get install -y "$package" >/dev/null || die "$tool is needed"
+    fi
+done
 prefix="$tmp/prefix"
 make -C bindings/c --no-print-directory install PREFIX="$prefix" >/dev/null
 so_size=$(stat -c %s "$prefix/lib/librnn.so.$(sed -n 's/^version = "\(.*\)"/\1/p' Cargo.toml | head -n 1)")
