@@ -734,16 +734,19 @@ enum rnn_status rnn_model_config_ext(const struct rnn_model *m, struct rnn_confi
 /**
  * Inference forward pass.
  *
- * - `x`: `[seq_len, batch, I]`, time-major, row-major (`x[(t*batch + b)*I + i]`);
+ * - `x`: `[seq_len, batch, I]`, time-major, row-major (`x[(t*batch + b)*I + i]`;
+ *   `[batch, seq_len, I]` for a batch-first model, see `rnn_config_ext`);
  *   read at that size.
- * - `h0`, `c0`: initial states `[L*D, batch, H]` (index `layer*D + direction`,
- *   forward direction first), or NULL for zeros; `c0` only for an LSTM
- *   (non-NULL for another cell: `RNN_STATUS_INVALID_ARGUMENT`).
- * - `y`: receives `[seq_len, batch, D*H]`, the last layer's hidden state at
+ * - `h0`, `c0`: initial states `[L*D, batch, S]` and `[L*D, batch, H]` (index
+ *   `layer*D + direction`, forward direction first; S = H, or an LSTM's
+ *   projection size), or NULL for zeros; `c0` only for an LSTM (non-NULL for
+ *   another cell: `RNN_STATUS_INVALID_ARGUMENT`).
+ * - `y`: receives `[seq_len, batch, D*S]` (batch-first: `[batch, seq_len,
+ *   D*S]`; summed directions: `S` wide), the last layer's hidden state at
  *   every step, directions concatenated (forward first); `y_cap` is its
  *   capacity in floats. Required.
- * - `h_n`, `c_n`: receive the final states `[L*D, batch, H]`, or NULL when not
- *   wanted; `c_n` only for an LSTM.
+ * - `h_n`, `c_n`: receive the final states `[L*D, batch, S]` and `[L*D,
+ *   batch, H]`, or NULL when not wanted; `c_n` only for an LSTM.
  *
  * A capacity below the needed size gives `RNN_STATUS_BUFFER_TOO_SMALL`, and
  * every check is made before any output is written: a failed call writes

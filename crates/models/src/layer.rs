@@ -111,8 +111,9 @@ impl<'a> Run<'a> {
             d.batch * d.state_width(k),
         )
     }
-    /// The values of every state's gradient, `h`'s `[B, S]` first.
-    fn state_grads_len(&self) -> usize {
+    /// The values of one slot of every state (and of their gradients):
+    /// `B * (S + (n-1) H)`, `h`'s first.
+    fn slot_values(&self) -> usize {
         (0..self.states)
             .map(|k| self.dims.batch * self.dims.state_width(k))
             .sum()
@@ -134,9 +135,9 @@ pub(crate) struct LayerTape {
     /// ([`Cell::saves_per_step`]).
     pub saved: Vec<f32>,
     /// Recurrent dropout (training): the `[B, S]` mask on `h_{t-1}`, drawn
-    /// by the network, and the masked state slots `[T+1, B, S]`; empty
-    /// otherwise.
+    /// by the network; empty otherwise.
     pub mask: Vec<f32>,
+    /// With `mask`: the masked state slots `[T+1, B, S]` the loop writes.
     pub masked: Vec<f32>,
     scratch: Vec<f32>,
 }
@@ -155,7 +156,7 @@ impl LayerTape {
         )?;
         // `h` is `S <= H` wide, the other states `H`: `S + (n-1) H <= n H`.
         product(&[run.states, t + 1, bh], "states")?;
-        let slots = (t + 1) * run.state_grads_len();
+        let slots = (t + 1) * run.slot_values();
         resize(&mut self.states, slots, "states")?;
         let saved = if cell.saves_per_step(d) {
             product(&[t, bh], "saved values")?
@@ -397,7 +398,7 @@ impl LayerGradBuffers {
             "gate gradients",
         )?;
         product(&[run.states, bh], "state gradients")?;
-        resize(&mut self.dstates, run.state_grads_len(), "state gradients")?;
+        resize(&mut self.dstates, run.slot_values(), "state gradients")?;
         resize(&mut self.dh_prev, run.bs(), "state gradients")?;
         let dh_steps = if cell.records_dh(d) {
             product(&[t, run.bs()], "state gradients")?

@@ -20,7 +20,8 @@ pub struct SeqInput<'a> {
     pub seq_len: usize,
     /// `B`.
     pub batch: usize,
-    /// Initial hidden states `[L*D, B, S]` (`S` = `H`, or an LSTM's `proj_size`) (index `layer * D + direction`), or
+    /// Initial hidden states `[L*D, B, S]` (`S` = `H`, or an LSTM's
+    /// `proj_size`; index `layer * D + direction`), or
     /// `None` for zeros.
     pub h0: Option<&'a [f32]>,
     /// Initial cell states `[L*D, B, H]` (LSTM only), or `None` for zeros.
@@ -69,7 +70,7 @@ impl<'a> SeqInput<'a> {
 #[derive(Clone, Copy, Debug)]
 pub struct OutputGrads<'a> {
     /// `[T, B, O]` (`[B, T, O]` batch-first), `O` the output width
-    /// ([`NetConfig::output_size`]: `D*H`, or `H` with summed directions).
+    /// ([`NetConfig::output_size`]: `D*S`, or `S` with summed directions).
     pub y: &'a [f32],
     /// `[L*D, B, S]`, or `None` for zero.
     pub h_n: Option<&'a [f32]>,
@@ -102,8 +103,8 @@ impl<'a> OutputGrads<'a> {
 #[derive(Clone, Debug, Default, PartialEq)]
 pub struct Output {
     /// `[T, B, O]` (`[B, T, O]` batch-first): the last layer's hidden state
-    /// at every step, directions concatenated (forward first; `O = D*H`)
-    /// or summed (`O = H`).
+    /// at every step, directions concatenated (forward first; `O = D*S`)
+    /// or summed (`O = S`).
     pub y: Vec<f32>,
     /// `[L*D, B, S]`: every layer-direction's final hidden state.
     pub h_n: Vec<f32>,
@@ -220,10 +221,12 @@ pub struct Tape {
     order: BatchOrder,
     /// `[T, B, I]`, the input in that order.
     x: Vec<f32>,
-    /// `[L*D, B, S]` (and `[L*D, B, H]`) initial states in that order (variable lengths only).
+    /// `[L*D, B, S]` (and an LSTM's `[L*D, B, H]`) initial states in that
+    /// order (sorted rows only).
     h0: Vec<f32>,
     c0: Vec<f32>,
-    /// `[L*D, B, S]` (and `[L*D, B, H]`) final-state gradients in that order, then the
+    /// `[L*D, B, S]` (and `[L*D, B, H]`) final-state gradients in that
+    /// order, then the
     /// initial-state gradients before they go back to the caller's order
     /// (variable lengths only).
     dh_n: Vec<f32>,
