@@ -1100,6 +1100,63 @@ static void test_ntm(void) {
     rnn_ntm_free(NULL);
 }
 
+/* rnn_config_ext: an LSTM projected to P = 2 units, batch-first, summed
+ * directions; the model reports it back; forward takes [B, T, I] and gives
+ * y [B, T, P], h_n [L*D, B, P], c_n [L*D, B, H]; bad extensions are refused
+ * and leave the out-handle NULL. */
+static void test_config_ext(void) {
+    rnn_config c = make_config(RNN_CELL_KIND_LSTM, 2, 1);
+    rnn_config_ext e;
+    EXPECT_STATUS(rnn_config_ext_init(NULL), RNN_STATUS_NULL_POINTER);
+    OK(rnn_config_ext_init(&e));
+    CHECK(e.size == sizeof e && e.proj_size == 0 && e.batch_first == 0 &&
+          e.merge == RNN_MERGE_CONCAT && e.dropout == 0.0 && e.recurrent_dropout == 0.0);
+    e.proj_size = 2;
+    e.batch_first = 1;
+    e.merge = RNN_MERGE_SUM;
+    e.dropout = 0.25;
+    rnn_model *m = NULL;
+    OK(rnn_model_new_ext(&c, &e, &m));
+    rnn_config_ext back;
+    OK(rnn_config_ext_init(&back));
+    OK(rnn_model_config_ext(m, &back));
+    CHECK(back.proj_size == 2 && back.batch_first == 1 && back.merge == RNN_MERGE_SUM &&
+          back.dropout == 0.25);
+    size_t T = 3, B = 2, I = 3, H = 4, P = 2, LD = 4;
+    float *x = alloc_floats(B * T * I), *y = alloc_floats(B * T * P);
+    float *h_n = alloc_floats(LD * B * P), *c_n = alloc_floats(LD * B * H);
+    fill(x, B * T * I, 2);
+    OK(rnn_model_forward(m, x, T, B, NULL, NULL, y, B * T * P, h_n, LD * B * P, c_n,
+                         LD * B * H));
+    /* One float short of y's [B, T, P] is too small. */
+    EXPECT_STATUS(rnn_model_forward(m, x, T, B, NULL, NULL, y, B * T * P - 1, NULL, 0, NULL, 0),
+                  RNN_STATUS_BUFFER_TOO_SMALL);
+    free(x);
+    free(y);
+    free(h_n);
+    free(c_n);
+    rnn_model_free(m);
+
+    rnn_config_ext bad = e;
+    bad.merge = 7;
+    m = NULL;
+    EXPECT_STATUS(rnn_model_new_ext(&c, &bad, &m), RNN_STATUS_INVALID_ARGUMENT);
+    CHECK(m == NULL);
+    bad = e;
+    bad.proj_size = H;
+    EXPECT_STATUS(rnn_model_new_ext(&c, &bad, &m), RNN_STATUS_INVALID_ARGUMENT);
+    bad = e;
+    bad.size = 3;
+    EXPECT_STATUS(rnn_model_new_ext(&c, &bad, &m), RNN_STATUS_INVALID_ARGUMENT);
+    bad = e;
+    bad.recurrent_dropout = 1.0;
+    EXPECT_STATUS(rnn_model_new_ext(&c, &bad, &m), RNN_STATUS_INVALID_ARGUMENT);
+    CHECK(m == NULL);
+    /* NULL extension: the defaults. */
+    OK(rnn_model_new_ext(&c, NULL, &m));
+    rnn_model_free(m);
+}
+
 int main(int argc, char **argv) {
     if (argc != 3) {
         fprintf(stderr, "usage: %s FIXTURE_DIR TMP_DIR\n", argv[0]);
@@ -1110,6 +1167,7 @@ int main(int argc, char **argv) {
     test_version_and_status();
     test_threads();
     test_config_and_new();
+    test_config_ext();
     test_forward_errors();
     test_files();
     test_params();
