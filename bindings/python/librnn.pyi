@@ -1,0 +1,98 @@
+"""Type stubs of the librnn package (the Rust extension module)."""
+from os import PathLike
+from typing import Any, Mapping, Optional, Sequence, Tuple, Union
+
+import numpy as np
+import numpy.typing as npt
+
+ArrayLike = Union[npt.ArrayLike, Any]  # numpy arrays, torch tensors (via __array__), lists
+Array = npt.NDArray[np.float32]
+
+__version__: str
+
+class Module:
+    """A recurrent network; float32 arrays, sequences [T, B, F] ([B, T, F]
+    batch-first), states [L*D, B, S] (h; S = H or proj_size) and [L*D, B, H] (c)."""
+
+    def forward(
+        self,
+        x: ArrayLike,
+        h0: Optional[ArrayLike] = None,
+        c0: Optional[ArrayLike] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> Tuple[Array, Array, Optional[Array]]:
+        """(y [T, B, D*S], h_n [L*D, B, S], c_n [L*D, B, H] or None)."""
+    def __call__(
+        self,
+        x: ArrayLike,
+        hx: Optional[Union[ArrayLike, Tuple[ArrayLike, ArrayLike]]] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> Tuple[Array, Union[Array, Tuple[Array, Array]]]:
+        """PyTorch's: (y, (h_n, c_n)) for an LSTM, (y, h_n) otherwise."""
+    def gradients(
+        self,
+        x: ArrayLike,
+        grad_y: ArrayLike,
+        h0: Optional[ArrayLike] = None,
+        c0: Optional[ArrayLike] = None,
+        grad_h_n: Optional[ArrayLike] = None,
+        grad_c_n: Optional[ArrayLike] = None,
+        lengths: Optional[Sequence[int]] = None,
+    ) -> dict[str, Array]:
+        """Gradients of sum(y*grad_y) + sum(h_n*grad_h_n) (+ sum(c_n*grad_c_n)):
+        "x", "h0", "c0" (LSTM) and every parameter by its state_dict name."""
+    def state_dict(self) -> dict[str, Array]: ...
+    def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None: ...
+    def save(self, path: Union[str, PathLike[str]]) -> None: ...
+    def config(self) -> dict[str, Any]: ...
+
+class RNN(Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        nonlinearity: str = "tanh",
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        recurrent_dropout: float = 0.0,
+        merge: str = "concat",
+        seed: Optional[int] = None,
+    ) -> None: ...
+
+class LSTM(Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        proj_size: int = 0,
+        recurrent_dropout: float = 0.0,
+        merge: str = "concat",
+        seed: Optional[int] = None,
+    ) -> None: ...
+
+class GRU(Module):
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        num_layers: int = 1,
+        bias: bool = True,
+        batch_first: bool = False,
+        dropout: float = 0.0,
+        bidirectional: bool = False,
+        recurrent_dropout: float = 0.0,
+        merge: str = "concat",
+        reset_after: bool = True,
+        seed: Optional[int] = None,
+    ) -> None: ...
+
+def load(path: Union[str, PathLike[str]]) -> Union[RNN, LSTM, GRU]:
+    """A model file (librnn's, or PyTorch's state_dict with librnn's metadata)."""
