@@ -96,3 +96,60 @@ class GRU(Module):
 
 def load(path: Union[str, PathLike[str]]) -> Union[RNN, LSTM, GRU]:
     """A model file (librnn's, or PyTorch's state_dict with librnn's metadata)."""
+
+def clip_grad_norm(grads: dict[str, Any], max_norm: float) -> float:
+    """Scales the parameter entries of a gradients dict (not "x", "h0",
+    "c0") to a joint L2 norm of at most max_norm; returns the norm before."""
+
+class optim:
+    """PyTorch's update rules over a model's parameters."""
+
+    class Optimizer:
+        lr: float
+        def step(self, grads: Mapping[str, ArrayLike]) -> None:
+            """One update from the parameter entries of a gradients dict."""
+        def zero_state(self) -> None:
+            """Forgets the moments and the step count."""
+
+    class SGD(Optimizer):
+        def __init__(
+            self,
+            model: Module,
+            lr: float,
+            momentum: float = 0.0,
+            dampening: float = 0.0,
+            weight_decay: float = 0.0,
+            nesterov: bool = False,
+        ) -> None: ...
+
+    class Adam(Optimizer):
+        def __init__(
+            self,
+            model: Module,
+            lr: float = 1e-3,
+            betas: Tuple[float, float] = (0.9, 0.999),
+            eps: float = 1e-8,
+            weight_decay: float = 0.0,
+        ) -> None: ...
+
+    class AdamW(Optimizer):
+        def __init__(
+            self,
+            model: Module,
+            lr: float = 1e-3,
+            betas: Tuple[float, float] = (0.9, 0.999),
+            eps: float = 1e-8,
+            weight_decay: float = 1e-2,
+        ) -> None: ...
+
+    class RMSprop(Optimizer):
+        def __init__(
+            self,
+            model: Module,
+            lr: float = 1e-2,
+            alpha: float = 0.99,
+            eps: float = 1e-8,
+            weight_decay: float = 0.0,
+            momentum: float = 0.0,
+            centered: bool = False,
+        ) -> None: ...

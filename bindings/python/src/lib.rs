@@ -11,6 +11,9 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethod
 use pyo3::exceptions::{PyArithmeticError, PyMemoryError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use rnn_models::optim::{
+    Adam, AdamConfig, Optimizer as RustOptimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
+};
 use rnn_models::{
     CellKind, Error, GruVariant, Merge, NetConfig, Nonlinearity, OutputGrads, Recurrent, SeqInput,
     Tape,
@@ -517,14 +520,232 @@ fn load(py: Python<'_>, path: std::path::PathBuf) -> PyResult<PyObject> {
     Ok(obj)
 }
 
+/// The parameter entries of `grads` (a dict from [`Module::gradients`];
+/// `"x"`, `"h0"`, `"c0"` are not parameters) in `net`'s buffer order, as
+/// one flat buffer. A missing entry or a wrong shape names the tensor.
+fn flat_grads(py: Python<'_>, net: &Recurrent, grads: &Bound<'_, PyDict>) -> PyResult<Vec<f32>> {
+    let mut flat = Vec::with_capacity(net.params().len());
+    for (name, shape, _) in net.params().iter() {
+        let g = grads
+            .get_item(name)?
+            .ok_or_else(|| PyValueError::new_err(format!("grads: {name} missing")))?;
+        let (values, got) = f32_values(py, &g, name)?;
+        if got != shape {
+            return Err(PyValueError::new_err(format!(
+                "grads {name}: expected shape {shape:?}, got {got:?}"
+            )));
+        }
+        flat.extend_from_slice(&values);
+    }
+    Ok(flat)
+}
+
+/// An optimizer of a model's parameters (`librnn.optim.SGD`, `Adam`,
+/// `AdamW`, `RMSprop`), PyTorch's update rules.
+#[pyclass(subclass, module = "librnn.optim", name = "Optimizer")]
+struct Optimizer {
+    model: Py<Module>,
+    rule: Box<dyn RustOptimizer + Sync>,
+}
+
+#[pymethods]
+impl Optimizer {
+    /// One update of the model's parameters from the parameter entries of
+    /// `grads` (a dict from `gradients`; other keys are ignored).
+    fn step(&mut self, py: Python<'_>, grads: &Bound<'_, PyDict>) -> PyResult<()> {
+        let mut model = self.model.borrow_mut(py);
+        let flat = flat_grads(py, &model.net, grads)?;
+        let rule = &mut self.rule;
+        let params = model.net.params_mut();
+        py.allow_threads(|| rule.step(params, &flat))
+            .map_err(py_err)
+    }
+
+    /// Forgets the optimizer's state (moments, step count).
+    fn zero_state(&mut self) {
+        self.rule.reset();
+    }
+
+    /// The learning rate.
+    #[getter]
+    fn lr(&self) -> f64 {
+        self.rule.lr()
+    }
+
+    #[setter]
+    fn set_lr(&mut self, lr: f64) {
+        self.rule.set_lr(lr);
+    }
+}
+
+fn optimizer(model: Py<Module>, rule: Box<dyn RustOptimizer + Sync>) -> Optimizer {
+    Optimizer { model, rule }
+}
+
+/// `torch.optim.SGD`.
+#[pyclass(extends = Optimizer, module = "librnn.optim", name = "SGD")]
+struct SgdOpt;
+
+#[pymethods]
+impl SgdOpt {
+    #[new]
+    #[pyo3(signature = (model, lr, momentum=0.0, dampening=0.0, weight_decay=0.0, nesterov=false))]
+    fn new(
+        model: Py<Module>,
+        lr: f64,
+        momentum: f64,
+        dampening: f64,
+        weight_decay: f64,
+        nesterov: bool,
+    ) -> PyResult<(Self, Optimizer)> {
+        let c = SgdConfig {
+            lr,
+            momentum,
+            dampening,
+            weight_decay,
+            nesterov,
+        };
+        let rule = Sgd::new(c).map_err(py_err)?;
+        Ok((Self, optimizer(model, Box::new(rule))))
+    }
+}
+
+/// `torch.optim.Adam`.
+#[pyclass(extends = Optimizer, module = "librnn.optim", name = "Adam")]
+struct AdamOpt;
+
+#[pymethods]
+impl AdamOpt {
+    #[new]
+    #[pyo3(signature = (model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0))]
+    fn new(
+        model: Py<Module>,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+    ) -> PyResult<(Self, Optimizer)> {
+        let c = AdamConfig {
+            beta1: betas.0,
+            beta2: betas.1,
+            eps,
+            weight_decay,
+            ..AdamConfig::new(lr)
+        };
+        let rule = Adam::new(c).map_err(py_err)?;
+        Ok((Self, optimizer(model, Box::new(rule))))
+    }
+}
+
+/// `torch.optim.AdamW` (decoupled weight decay).
+#[pyclass(extends = Optimizer, module = "librnn.optim", name = "AdamW")]
+struct AdamWOpt;
+
+#[pymethods]
+impl AdamWOpt {
+    #[new]
+    #[pyo3(signature = (model, lr=1e-3, betas=(0.9, 0.999), eps=1e-8, weight_decay=1e-2))]
+    fn new(
+        model: Py<Module>,
+        lr: f64,
+        betas: (f64, f64),
+        eps: f64,
+        weight_decay: f64,
+    ) -> PyResult<(Self, Optimizer)> {
+        let c = AdamConfig {
+            beta1: betas.0,
+            beta2: betas.1,
+            eps,
+            weight_decay,
+            ..AdamConfig::adamw(lr)
+        };
+        let rule = Adam::new(c).map_err(py_err)?;
+        Ok((Self, optimizer(model, Box::new(rule))))
+    }
+}
+
+/// `torch.optim.RMSprop`.
+#[pyclass(extends = Optimizer, module = "librnn.optim", name = "RMSprop")]
+struct RmsPropOpt;
+
+#[pymethods]
+impl RmsPropOpt {
+    #[new]
+    #[pyo3(signature = (model, lr=1e-2, alpha=0.99, eps=1e-8, weight_decay=0.0, momentum=0.0, centered=false))]
+    fn new(
+        model: Py<Module>,
+        lr: f64,
+        alpha: f64,
+        eps: f64,
+        weight_decay: f64,
+        momentum: f64,
+        centered: bool,
+    ) -> PyResult<(Self, Optimizer)> {
+        let c = RmsPropConfig {
+            lr,
+            alpha,
+            eps,
+            weight_decay,
+            momentum,
+            centered,
+        };
+        let rule = RmsProp::new(c).map_err(py_err)?;
+        Ok((Self, optimizer(model, Box::new(rule))))
+    }
+}
+
+/// Scales the parameter entries of `grads` (a dict from `gradients`; the
+/// entries `"x"`, `"h0"`, `"c0"` are left alone) so that their joint L2
+/// norm is at most `max_norm`, as `torch.nn.utils.clip_grad_norm_`;
+/// returns the norm before clipping.
+#[pyfunction]
+fn clip_grad_norm(py: Python<'_>, grads: &Bound<'_, PyDict>, max_norm: f32) -> PyResult<f32> {
+    let inputs = ["x", "h0", "c0"];
+    let mut entries = Vec::new();
+    for (k, v) in grads.iter() {
+        let name: String = k.extract()?;
+        if !inputs.contains(&name.as_str()) {
+            let (values, shape) = f32_values(py, &v, &name)?;
+            entries.push((name, values, shape));
+        }
+    }
+    let sq: f64 = entries
+        .iter()
+        .flat_map(|(_, v, _)| v.iter())
+        .map(|&g| f64::from(g) * f64::from(g))
+        .sum();
+    let norm = sq.sqrt() as f32;
+    let coef = max_norm / (norm + 1e-6);
+    if coef < 1.0 {
+        for (name, mut values, shape) in entries {
+            values.iter_mut().for_each(|g| *g *= coef);
+            grads.set_item(name, array(py, values, &shape)?)?;
+        }
+    }
+    Ok(norm)
+}
+
 /// The module.
 #[pymodule]
 fn librnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
+    let py = m.py();
     m.add_class::<Module>()?;
     m.add_class::<Rnn>()?;
     m.add_class::<Lstm>()?;
     m.add_class::<Gru>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
+    m.add_function(wrap_pyfunction!(clip_grad_norm, m)?)?;
+    let optim = PyModule::new(py, "optim")?;
+    optim.add_class::<Optimizer>()?;
+    optim.add_class::<SgdOpt>()?;
+    optim.add_class::<AdamOpt>()?;
+    optim.add_class::<AdamWOpt>()?;
+    optim.add_class::<RmsPropOpt>()?;
+    m.add_submodule(&optim)?;
+    // `import librnn.optim` and `from librnn.optim import Adam` work too.
+    py.import("sys")?
+        .getattr("modules")?
+        .set_item("librnn.optim", &optim)?;
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     Ok(())
 }

@@ -1,4 +1,5 @@
-"""The librnn package against the PyTorch fixtures (no torch needed).
+"""The librnn package against the PyTorch fixtures (no torch needed), and
+its optimizers against their formulas.
 
 For every file of tests/fixtures/parity/ (or $RNN_PARITY_FIXTURES):
 librnn.load(file) gives the right class, forward(x, h0, c0, lengths) gives
@@ -91,5 +92,34 @@ def main():
     print(f"test_parity: {len(files)} fixtures, forward and gradients within tolerance")
 
 
+def test_optimizers():
+    """One step of SGD and Adam against their formulas; clip_grad_norm."""
+    m = librnn.GRU(2, 3, seed=4)
+    x = np.ones((3, 2, 2), dtype=np.float32)
+    g = m.gradients(x, np.ones((3, 2, 3), dtype=np.float32))
+    before = m.state_dict()
+    librnn.optim.SGD(m, lr=0.5).step(g)
+    for k, p in m.state_dict().items():
+        assert np.allclose(p, before[k] - 0.5 * g[k], atol=1e-6), k
+    m.load_state_dict(before)
+    opt = librnn.optim.Adam(m, lr=1e-2)
+    assert opt.lr == 1e-2
+    opt.step(g)
+    for k, p in m.state_dict().items():
+        # Step 1: m_hat = g, v_hat = g^2.
+        want = before[k] - 1e-2 * g[k] / (np.abs(g[k]) + 1e-8)
+        assert np.allclose(p, want, atol=1e-5), k
+    total = np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2))
+                        for k, v in g.items() if k not in ("x", "h0", "c0")))
+    norm = librnn.clip_grad_norm(g, 0.1)
+    assert abs(norm - total) <= 1e-4 * total, (norm, total)
+    after = np.sqrt(sum(float(np.sum(v.astype(np.float64) ** 2))
+                        for k, v in g.items() if k not in ("x", "h0", "c0")))
+    assert after <= 0.1 + 1e-5, after
+    from librnn.optim import AdamW, RMSprop  # noqa: F401  (importable by name)
+    print("test_optimizers: SGD, Adam one step; clip_grad_norm")
+
+
 if __name__ == "__main__":
-    sys.exit(main())
+    main()
+    test_optimizers()
