@@ -18,7 +18,10 @@
 #      example (find_package, rnn::rnn and rnn::rnn_static) and a pkg-config
 #      build against it, run on a fixture, then `uninstall` (nothing left);
 #   7. the Python ctypes tests: PyTorch parity of every fixture through the
-#      C API, and the example.
+#      C API, and the example;
+#   8. the Python package (bindings/python, PyO3 + maturin) installed with
+#      pip into a virtual environment: every fixture, the optimizers, the
+#      training example.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -134,5 +137,16 @@ step "Python (ctypes): parity of every fixture through the C API, example"
 python3 bindings/python/test_rnn_ctypes.py
 python3 bindings/python/example_forward.py >/dev/null
 echo "example_forward.py: ok"
+
+step "Python package: pip install ./bindings/python in a virtual environment, its tests, the example"
+if ! python3 -m venv "$tmp/venv" >/dev/null 2>&1; then
+    apt-get install -y python3-venv >/dev/null || die "python3 -m venv is needed"
+    python3 -m venv "$tmp/venv"
+fi
+# maturin builds the extension into the workspace's target folder: the
+# library's crates are built already.
+CARGO_TARGET_DIR="$PWD/target" "$tmp/venv/bin/pip" install -q ./bindings/python
+"$tmp/venv/bin/python" bindings/python/tests/test_parity.py
+"$tmp/venv/bin/python" bindings/python/examples/train_sine.py | tail -n 1
 
 echo "== bindings: passed in $(($(date +%s) - started)) s"
