@@ -153,3 +153,37 @@ class optim:
             momentum: float = 0.0,
             centered: bool = False,
         ) -> None: ...
+
+class NTMConfig:
+    """A Neural Turing Machine's sizes (docs/ntm.md); defaults: the copy
+    task's machine for 8-bit vectors."""
+
+    input_size: int
+    output_size: int
+    def __init__(
+        self,
+        controller: str = "lstm",
+        input_size: Optional[int] = None,
+        output_size: Optional[int] = None,
+        controller_size: Optional[int] = None,
+        memory_rows: Optional[int] = None,
+        memory_width: Optional[int] = None,
+        read_heads: Optional[int] = None,
+        write_heads: Optional[int] = None,
+        shift_range: Optional[int] = None,
+        memory_init: Optional[Union[float, str]] = None,
+        seed: int = 0,
+    ) -> None: ...
+
+class NTM:
+    """x [T, B, I] in, logits [T, B, O] out."""
+
+    def __init__(self, config: Optional[NTMConfig] = None) -> None: ...
+    def forward(self, x: ArrayLike) -> Array: ...
+    def gradients(self, x: ArrayLike, grad_y: ArrayLike) -> dict[str, Array]:
+        """Gradients of sum(logits * grad_y): "x" and every parameter by name."""
+    def state_dict(self) -> dict[str, Array]: ...
+    def save(self, path: Union[str, PathLike[str]]) -> None: ...
+    def config(self) -> NTMConfig: ...
+
+def load_ntm(path: Union[str, PathLike[str]]) -> NTM: ...

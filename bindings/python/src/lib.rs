@@ -11,6 +11,7 @@ use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethod
 use pyo3::exceptions::{PyArithmeticError, PyMemoryError, PyOSError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
+use rnn_models::ntm::{Controller, MemoryInit, Ntm, NtmConfig, NtmGradScratch, NtmTape};
 use rnn_models::optim::{
     Adam, AdamConfig, Optimizer as RustOptimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig,
 };
@@ -725,6 +726,168 @@ fn clip_grad_norm(py: Python<'_>, grads: &Bound<'_, PyDict>, max_norm: f32) -> P
     Ok(norm)
 }
 
+/// A Neural Turing Machine's configuration (docs/ntm.md); the defaults
+/// are the copy task's machine for 8-bit vectors.
+#[pyclass(module = "librnn", name = "NTMConfig")]
+#[derive(Clone)]
+struct PyNtmConfig {
+    config: NtmConfig,
+}
+
+#[pymethods]
+impl PyNtmConfig {
+    #[new]
+    #[pyo3(signature = (controller="lstm", input_size=None, output_size=None, controller_size=None, memory_rows=None, memory_width=None, read_heads=None, write_heads=None, shift_range=None, memory_init=None, seed=0))]
+    #[allow(clippy::too_many_arguments)]
+    fn new(
+        controller: &str,
+        input_size: Option<usize>,
+        output_size: Option<usize>,
+        controller_size: Option<usize>,
+        memory_rows: Option<usize>,
+        memory_width: Option<usize>,
+        read_heads: Option<usize>,
+        write_heads: Option<usize>,
+        shift_range: Option<usize>,
+        memory_init: Option<&Bound<'_, PyAny>>,
+        seed: u64,
+    ) -> PyResult<Self> {
+        let copy = NtmConfig::copy_task(8);
+        let memory = match memory_init {
+            None => copy.memory,
+            Some(v) if v.extract::<String>().is_ok_and(|s| s == "learned") => MemoryInit::Learned,
+            Some(v) => MemoryInit::Constant(
+                v.extract::<f32>()
+                    .map_err(|_| PyValueError::new_err("memory_init: a number or \"learned\""))?,
+            ),
+        };
+        let config = NtmConfig {
+            controller: Controller::from_name(controller).map_err(py_err)?,
+            input_size: input_size.unwrap_or(copy.input_size),
+            output_size: output_size.unwrap_or(copy.output_size),
+            controller_size: controller_size.unwrap_or(copy.controller_size),
+            memory_rows: memory_rows.unwrap_or(copy.memory_rows),
+            memory_width: memory_width.unwrap_or(copy.memory_width),
+            read_heads: read_heads.unwrap_or(copy.read_heads),
+            write_heads: write_heads.unwrap_or(copy.write_heads),
+            shift_range: shift_range.unwrap_or(copy.shift_range),
+            memory,
+            seed,
+        };
+        config.validate().map_err(py_err)?;
+        Ok(Self { config })
+    }
+
+    fn __repr__(&self) -> String {
+        format!("NTMConfig({:?})", self.config)
+    }
+
+    /// `I`, input features per step.
+    #[getter]
+    fn input_size(&self) -> usize {
+        self.config.input_size
+    }
+
+    /// `O`, output logits per step.
+    #[getter]
+    fn output_size(&self) -> usize {
+        self.config.output_size
+    }
+}
+
+/// A Neural Turing Machine: `x` `[T, B, I]` in, logits `[T, B, O]` out.
+#[pyclass(module = "librnn", name = "NTM")]
+struct PyNtm {
+    ntm: Ntm,
+}
+
+#[pymethods]
+impl PyNtm {
+    #[new]
+    #[pyo3(signature = (config=None))]
+    fn new(config: Option<PyNtmConfig>) -> PyResult<Self> {
+        let config = config.map_or_else(|| NtmConfig::copy_task(8), |c| c.config);
+        Ok(Self {
+            ntm: Ntm::new(config).map_err(py_err)?,
+        })
+    }
+
+    /// Logits `[T, B, O]` for `x` `[T, B, I]`.
+    fn forward<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyArrayDyn<f32>>> {
+        let c = self.ntm.config();
+        let (x, shape) = f32_values(py, x, "x")?;
+        let (t, b) = sequence_sizes(&shape, c.input_size, false, "x")?;
+        let ntm = &self.ntm;
+        let y = py.allow_threads(|| ntm.forward(&x, t, b)).map_err(py_err)?;
+        array(py, y, &[t, b, c.output_size])
+    }
+
+    /// The gradients of `sum(logits * grad_y)`: `"x"` and every parameter
+    /// by name.
+    fn gradients<'py>(
+        &self,
+        py: Python<'py>,
+        x: &Bound<'py, PyAny>,
+        grad_y: &Bound<'py, PyAny>,
+    ) -> PyResult<Bound<'py, PyDict>> {
+        let c = self.ntm.config();
+        let (x, shape) = f32_values(py, x, "x")?;
+        let (t, b) = sequence_sizes(&shape, c.input_size, false, "x")?;
+        let (gy, _) = f32_values(py, grad_y, "grad_y")?;
+        let ntm = &self.ntm;
+        let (grads, dx) = py
+            .allow_threads(|| {
+                let mut tape = NtmTape::new();
+                ntm.forward_train(&x, t, b, &mut tape)?;
+                let mut grads = ntm.zero_grads();
+                let mut dx = vec![0.0; x.len()];
+                let mut scratch = NtmGradScratch::default();
+                ntm.backward(&tape, &gy, &mut grads, Some(&mut dx), &mut scratch)?;
+                Ok::<_, Error>((grads, dx))
+            })
+            .map_err(py_err)?;
+        let out = PyDict::new(py);
+        out.set_item("x", array(py, dx, &shape)?)?;
+        for (name, shape, values) in grads.iter() {
+            out.set_item(name, array(py, values.to_vec(), shape)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Every parameter by name (a copy).
+    fn state_dict<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let out = PyDict::new(py);
+        for (name, shape, values) in self.ntm.params().iter() {
+            out.set_item(name, array(py, values.to_vec(), shape)?)?;
+        }
+        Ok(out)
+    }
+
+    /// Saves the machine (configuration and parameters), atomically.
+    fn save(&self, path: std::path::PathBuf) -> PyResult<()> {
+        self.ntm.save(&path).map_err(py_err)
+    }
+
+    /// The configuration.
+    fn config(&self) -> PyNtmConfig {
+        PyNtmConfig {
+            config: self.ntm.config().clone(),
+        }
+    }
+}
+
+/// Loads a machine saved by `NTM.save` or `rnn ntm`.
+#[pyfunction]
+fn load_ntm(path: std::path::PathBuf) -> PyResult<PyNtm> {
+    Ok(PyNtm {
+        ntm: Ntm::load(&path).map_err(py_err)?,
+    })
+}
+
 /// The module.
 #[pymodule]
 fn librnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
@@ -735,6 +898,9 @@ fn librnn(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<Gru>()?;
     m.add_function(wrap_pyfunction!(load, m)?)?;
     m.add_function(wrap_pyfunction!(clip_grad_norm, m)?)?;
+    m.add_class::<PyNtmConfig>()?;
+    m.add_class::<PyNtm>()?;
+    m.add_function(wrap_pyfunction!(load_ntm, m)?)?;
     let optim = PyModule::new(py, "optim")?;
     optim.add_class::<Optimizer>()?;
     optim.add_class::<SgdOpt>()?;

@@ -1,5 +1,5 @@
 """The librnn package against the PyTorch fixtures (no torch needed), and
-its optimizers against their formulas.
+its optimizers against their formulas, and the NTM's shapes and files.
 
 For every file of tests/fixtures/parity/ (or $RNN_PARITY_FIXTURES):
 librnn.load(file) gives the right class, forward(x, h0, c0, lengths) gives
@@ -120,6 +120,36 @@ def test_optimizers():
     print("test_optimizers: SGD, Adam one step; clip_grad_norm")
 
 
+
+
+def test_ntm():
+    """The NTM: the copy task's machine by default, shapes, gradients by
+    parameter name, a save/load round trip."""
+    import tempfile
+    cfg = librnn.NTMConfig(controller_size=20, memory_rows=16, memory_width=8, seed=3)
+    m = librnn.NTM(cfg)
+    x = np.random.default_rng(1).standard_normal((6, 2, cfg.input_size)).astype(np.float32)
+    y = m.forward(x)
+    assert y.shape == (6, 2, cfg.output_size), y.shape
+    g = m.gradients(x, np.ones_like(y))
+    assert g["x"].shape == x.shape
+    sd = m.state_dict()
+    assert set(g) - {"x"} == set(sd), sorted(set(g) ^ set(sd))
+    for k, v in sd.items():
+        assert g[k].shape == v.shape, k
+    with tempfile.TemporaryDirectory() as d:
+        path = os.path.join(d, "ntm.safetensors")
+        m.save(path)
+        assert np.array_equal(librnn.load_ntm(path).forward(x), y)
+    try:
+        librnn.NTMConfig(controller="gru")
+        raise AssertionError("an unknown controller was accepted")
+    except ValueError as e:
+        assert "gru" in str(e), e
+    print("test_ntm: forward, gradients by name, save/load")
+
+
 if __name__ == "__main__":
     main()
     test_optimizers()
+    test_ntm()
