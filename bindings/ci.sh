@@ -20,8 +20,9 @@
 #   7. the Python ctypes tests: PyTorch parity of every fixture through the
 #      C API, and the example;
 #   8. the Python package (bindings/python, PyO3 + maturin) installed with
-#      pip into a virtual environment: every fixture, the optimizers, the
-#      training example.
+#      pip into a virtual environment: its pytest suite (every fixture, the
+#      API's errors, files, training, threads), the training example, the
+#      call-overhead benchmark (printed, not asserted).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -145,8 +146,10 @@ if ! python3 -m venv "$tmp/venv" >/dev/null 2>&1; then
 fi
 # maturin builds the extension into the workspace's target folder: the
 # library's crates are built already.
-CARGO_TARGET_DIR="$PWD/target" "$tmp/venv/bin/pip" install -q ./bindings/python
-"$tmp/venv/bin/python" bindings/python/tests/test_parity.py
+CARGO_TARGET_DIR="$PWD/target" "$tmp/venv/bin/pip" install -q ./bindings/python pytest
+# tests/test_torch.py skips itself: CI does not install torch.
+"$tmp/venv/bin/python" -m pytest -q -p no:cacheprovider bindings/python/tests
 "$tmp/venv/bin/python" bindings/python/examples/train_sine.py | tail -n 1
+"$tmp/venv/bin/python" bindings/python/bench/overhead.py --repeats 200 | sed -n 2,3p
 
 echo "== bindings: passed in $(($(date +%s) - started)) s"

@@ -20,9 +20,9 @@ for step in range(301):
     t = np.arange(T + 1)[:, None] * 0.3 + phase[None, :]  # [T+1, B]
     wave = (np.sin(t) + 0.05 * rng.standard_normal(t.shape)).astype(np.float32)
     x, target = wave[:-1, :, None], wave[1:, :, None]  # [T, B, 1]
-    y, _, _ = model.forward(x)
+    y, _, _, tape = model.forward_train(x)  # y [T, B, 1]; tape: for backward
     loss = float(np.mean((y - target) ** 2))
-    grads = model.gradients(x, 2.0 * (y - target) / y.size)
+    grads = model.backward(tape, 2.0 * (y - target) / y.size)  # d loss / d y
     librnn.clip_grad_norm(grads, 1.0)
     opt.step(grads)
     if step % 50 == 0:

@@ -246,6 +246,20 @@ impl Tape {
     pub fn new() -> Self {
         Self::default()
     }
+
+    /// How many training passes with dropout this tape has run: the next
+    /// one draws its masks from a generator seeded by the model's seed and
+    /// this count plus one.
+    pub fn dropout_draws(&self) -> u64 {
+        self.dropout_draws
+    }
+
+    /// Sets [`Tape::dropout_draws`]: a caller that uses a new tape for each
+    /// pass (to keep several passes for their backward) continues one count
+    /// across them, so that each pass draws new masks.
+    pub fn set_dropout_draws(&mut self, draws: u64) {
+        self.dropout_draws = draws;
+    }
 }
 
 /// A recurrent network: `num_layers` layers of one cell kind, one or two

@@ -1,4 +1,4 @@
-"""Type stubs of the librnn package (the Rust extension module)."""
+"""Type stubs of librnn._librnn, the Rust extension the package re-exports."""
 from os import PathLike
 from typing import Any, Mapping, Optional, Sequence, Tuple, Union
 
@@ -7,8 +7,15 @@ import numpy.typing as npt
 
 ArrayLike = Union[npt.ArrayLike, Any]  # numpy arrays, torch tensors (via __array__), lists
 Array = npt.NDArray[np.float32]
+Lengths = Union[Sequence[int], npt.NDArray[np.integer[Any]]]
 
 __version__: str
+
+class NumericalError(ArithmeticError):
+    """A value that is not finite (NaN or infinity) where one is needed."""
+
+class Tape:
+    """A training forward pass kept for its backward (Module.forward_train)."""
 
 class Module:
     """A recurrent network; float32 arrays, sequences [T, B, F] ([B, T, F]
@@ -19,16 +26,33 @@ class Module:
         x: ArrayLike,
         h0: Optional[ArrayLike] = None,
         c0: Optional[ArrayLike] = None,
-        lengths: Optional[Sequence[int]] = None,
+        lengths: Optional[Lengths] = None,
     ) -> Tuple[Array, Array, Optional[Array]]:
-        """(y [T, B, D*S], h_n [L*D, B, S], c_n [L*D, B, H] or None)."""
+        """(y [T, B, D*S], h_n [L*D, B, S], c_n [L*D, B, H] or None); no dropout."""
     def __call__(
         self,
         x: ArrayLike,
         hx: Optional[Union[ArrayLike, Tuple[ArrayLike, ArrayLike]]] = None,
-        lengths: Optional[Sequence[int]] = None,
+        lengths: Optional[Lengths] = None,
     ) -> Tuple[Array, Union[Array, Tuple[Array, Array]]]:
         """PyTorch's: (y, (h_n, c_n)) for an LSTM, (y, h_n) otherwise."""
+    def forward_train(
+        self,
+        x: ArrayLike,
+        h0: Optional[ArrayLike] = None,
+        c0: Optional[ArrayLike] = None,
+        lengths: Optional[Lengths] = None,
+    ) -> Tuple[Array, Array, Optional[Array], Tape]:
+        """As forward, with dropout, and the pass kept: (y, h_n, c_n, tape)."""
+    def backward(
+        self,
+        tape: Tape,
+        grad_y: ArrayLike,
+        grad_h_n: Optional[ArrayLike] = None,
+        grad_c_n: Optional[ArrayLike] = None,
+    ) -> dict[str, Array]:
+        """Gradients of sum(y*grad_y) + sum(h_n*grad_h_n) (+ sum(c_n*grad_c_n))
+        through tape: "x", "h0", "c0" (LSTM) and every parameter by name."""
     def gradients(
         self,
         x: ArrayLike,
@@ -37,14 +61,15 @@ class Module:
         c0: Optional[ArrayLike] = None,
         grad_h_n: Optional[ArrayLike] = None,
         grad_c_n: Optional[ArrayLike] = None,
-        lengths: Optional[Sequence[int]] = None,
+        lengths: Optional[Lengths] = None,
     ) -> dict[str, Array]:
-        """Gradients of sum(y*grad_y) + sum(h_n*grad_h_n) (+ sum(c_n*grad_c_n)):
+        """forward_train then backward: gradients of sum(y*grad_y) + sum(h_n*grad_h_n) (+ sum(c_n*grad_c_n)):
         "x", "h0", "c0" (LSTM) and every parameter by its state_dict name."""
     def state_dict(self) -> dict[str, Array]: ...
     def load_state_dict(self, state_dict: Mapping[str, ArrayLike]) -> None: ...
     def save(self, path: Union[str, PathLike[str]]) -> None: ...
     def config(self) -> dict[str, Any]: ...
+    def _time_forward(self, x: ArrayLike, repeats: int) -> list[float]: ...
 
 class RNN(Module):
     def __init__(
@@ -60,6 +85,8 @@ class RNN(Module):
         recurrent_dropout: float = 0.0,
         merge: str = "concat",
         seed: Optional[int] = None,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None: ...
 
 class LSTM(Module):
@@ -76,6 +103,8 @@ class LSTM(Module):
         recurrent_dropout: float = 0.0,
         merge: str = "concat",
         seed: Optional[int] = None,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None: ...
 
 class GRU(Module):
@@ -92,67 +121,70 @@ class GRU(Module):
         merge: str = "concat",
         reset_after: bool = True,
         seed: Optional[int] = None,
+        device: Any = None,
+        dtype: Any = None,
     ) -> None: ...
 
 def load(path: Union[str, PathLike[str]]) -> Union[RNN, LSTM, GRU]:
     """A model file (librnn's, or PyTorch's state_dict with librnn's metadata)."""
 
-def clip_grad_norm(grads: dict[str, Any], max_norm: float) -> float:
+def clip_grad_norm(
+    grads: dict[str, Any], max_norm: float, error_if_nonfinite: bool = False
+) -> float:
     """Scales the parameter entries of a gradients dict (not "x", "h0",
-    "c0") to a joint L2 norm of at most max_norm; returns the norm before."""
+    "c0") to a joint L2 norm of at most max_norm; returns the norm before.
+    error_if_nonfinite: a NaN/infinite norm raises NumericalError."""
 
-class optim:
-    """PyTorch's update rules over a model's parameters."""
+# librnn.optim re-exports these five.
+class Optimizer:
+    lr: float
+    def step(self, grads: Mapping[str, ArrayLike]) -> None:
+        """One update from the parameter entries of a gradients dict."""
+    def zero_state(self) -> None:
+        """Forgets the moments and the step count."""
 
-    class Optimizer:
-        lr: float
-        def step(self, grads: Mapping[str, ArrayLike]) -> None:
-            """One update from the parameter entries of a gradients dict."""
-        def zero_state(self) -> None:
-            """Forgets the moments and the step count."""
+class SGD(Optimizer):
+    def __init__(
+        self,
+        model: Module,
+        lr: float,
+        momentum: float = 0.0,
+        dampening: float = 0.0,
+        weight_decay: float = 0.0,
+        nesterov: bool = False,
+    ) -> None: ...
 
-    class SGD(Optimizer):
-        def __init__(
-            self,
-            model: Module,
-            lr: float,
-            momentum: float = 0.0,
-            dampening: float = 0.0,
-            weight_decay: float = 0.0,
-            nesterov: bool = False,
-        ) -> None: ...
+class Adam(Optimizer):
+    def __init__(
+        self,
+        model: Module,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+    ) -> None: ...
 
-    class Adam(Optimizer):
-        def __init__(
-            self,
-            model: Module,
-            lr: float = 1e-3,
-            betas: Tuple[float, float] = (0.9, 0.999),
-            eps: float = 1e-8,
-            weight_decay: float = 0.0,
-        ) -> None: ...
+class AdamW(Optimizer):
+    def __init__(
+        self,
+        model: Module,
+        lr: float = 1e-3,
+        betas: Tuple[float, float] = (0.9, 0.999),
+        eps: float = 1e-8,
+        weight_decay: float = 1e-2,
+    ) -> None: ...
 
-    class AdamW(Optimizer):
-        def __init__(
-            self,
-            model: Module,
-            lr: float = 1e-3,
-            betas: Tuple[float, float] = (0.9, 0.999),
-            eps: float = 1e-8,
-            weight_decay: float = 1e-2,
-        ) -> None: ...
-
-    class RMSprop(Optimizer):
-        def __init__(
-            self,
-            model: Module,
-            lr: float = 1e-2,
-            alpha: float = 0.99,
-            eps: float = 1e-8,
-            weight_decay: float = 0.0,
-            momentum: float = 0.0,
-            centered: bool = False,
-        ) -> None: ...
+class RMSprop(Optimizer):
+    def __init__(
+        self,
+        model: Module,
+        lr: float = 1e-2,
+        alpha: float = 0.99,
+        eps: float = 1e-8,
+        weight_decay: float = 0.0,
+        momentum: float = 0.0,
+        centered: bool = False,
+    ) -> None: ...
 
 class NTMConfig:
     """A Neural Turing Machine's sizes (docs/ntm.md); defaults: the copy
