@@ -620,6 +620,19 @@ impl Module {
         .map_err(py_err)
     }
 
+    /// Pickling and `copy.deepcopy`: the model is rebuilt from its
+    /// configuration and `state_dict` (`librnn._rebuild`).
+    fn __reduce__<'py>(slf: &Bound<'py, Self>) -> PyResult<Bound<'py, PyTuple>> {
+        let py = slf.py();
+        let rebuild = py.import("librnn")?.getattr("_rebuild")?;
+        let this = slf.borrow();
+        let args = PyTuple::new(
+            py,
+            [this.config(py)?.into_any(), this.state_dict(py)?.into_any()],
+        )?;
+        PyTuple::new(py, [rebuild, args.into_any()])
+    }
+
     /// The configuration as a dict of PyTorch's constructor arguments.
     fn config<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
         let c = self.cfg();

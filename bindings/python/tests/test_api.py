@@ -402,3 +402,14 @@ def test_ntm(tmp_path):
         m.gradients(x, np.ones((6, 2, cfg.output_size + 1), np.float32))
     with pytest.raises(OSError):
         librnn.load_ntm(tmp_path / "missing.safetensors")
+
+
+def test_pickle_and_deepcopy():
+    import copy
+    import pickle
+    for m in (librnn.LSTM(3, 4, proj_size=2, bidirectional=True, dropout=0.1, num_layers=2),
+              librnn.GRU(3, 4, reset_after=False), librnn.RNN(3, 4, nonlinearity="relu")):
+        x = randn(5, 2, 3)
+        for twin in (pickle.loads(pickle.dumps(m)), copy.deepcopy(m)):
+            assert type(twin) is type(m) and twin.config() == m.config()
+            assert np.array_equal(twin.forward(x)[0], m.forward(x)[0])

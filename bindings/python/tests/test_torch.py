@@ -156,3 +156,20 @@ def test_modes_seeds_and_files(tmp_path):
         assert not torch.equal(a(x)[0], back(x)[0])
     with pytest.raises(TypeError, match="floating-point"):
         a(torch.zeros(4, 2, 3, dtype=torch.int64))
+
+
+def test_deepcopy_and_torch_save(tmp_path):
+    import copy
+    torch.manual_seed(4)
+    model = lt.LSTM(3, 5, bidirectional=True)
+    x = torch.randn(4, 2, 3)
+    snapshot = copy.deepcopy(model)  # e.g. the best epoch's weights
+    torch.save(model, tmp_path / "m.pt")
+    back = torch.load(tmp_path / "m.pt", weights_only=False)
+    with torch.no_grad():
+        want = model(x)[0]
+        assert torch.equal(snapshot(x)[0], want) and torch.equal(back(x)[0], want)
+        for p in model.parameters():
+            p.add_(0.1)  # the copies are independent
+        assert not torch.equal(model(x)[0], snapshot(x)[0])
+        assert torch.equal(snapshot(x)[0], want)

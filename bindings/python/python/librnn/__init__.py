@@ -34,6 +34,21 @@ from ._librnn import (
 )
 from . import optim
 
+
+
+def _rebuild(config, state_dict):
+    """The model of ``config`` (``Module.config()``) with ``state_dict``:
+    how a pickled or deep-copied model comes back."""
+    args = dict(config)
+    cell = args.pop("cell")
+    cls = LSTM if cell == "lstm" else GRU if cell.startswith("gru") else RNN
+    if cls is not LSTM:
+        del args["proj_size"]
+    model = cls(**args)
+    model.load_state_dict(state_dict)
+    return model
+
+
 __all__ = [
     "GRU",
     "LSTM",
