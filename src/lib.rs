@@ -48,4 +48,4 @@ pub use rnn_models::{
     NetConfig, Nonlinearity, Output, OutputGrads, ParamInfo, Params, Recurrent, Result, Rnn,
     RnnConfig, SeqInput, StreamState, Tape, TruncatedBptt, param_layout,
 };
-pub use rnn_models::{arch, io, loss, ntm, optim, rng};
+pub use rnn_models::{arch, io, loss, ntm, optim, rng, train};

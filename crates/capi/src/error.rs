@@ -42,6 +42,10 @@ pub enum rnn_status {
     /// is larger than the memory the process can get (or overflows). Nothing
     /// was changed; the message names the buffer and its size. Since 0.2.
     OutOfMemory = 8,
+    /// The trainer's all-reduce callback reported a failure (nonzero), or
+    /// the workers of a data-parallel run are out of step: the parameters
+    /// were not updated. Since 0.4.
+    Collective = 9,
 }
 
 impl rnn_status {
@@ -57,6 +61,7 @@ impl rnn_status {
             6 => Self::Numerical,
             7 => Self::Panic,
             8 => Self::OutOfMemory,
+            9 => Self::Collective,
             _ => return None,
         })
     }
@@ -72,6 +77,7 @@ impl rnn_status {
             Self::Numerical => c"non-finite value",
             Self::Panic => c"internal panic",
             Self::OutOfMemory => c"out of memory",
+            Self::Collective => c"all-reduce failed or workers out of step",
         }
     }
 }
@@ -134,6 +140,7 @@ impl From<rnn_models::Error> for Error {
             E::Io { .. } | E::Format { .. } => rnn_status::Io,
             E::OutOfMemory { .. } => rnn_status::OutOfMemory,
             E::NonFinite(_) => rnn_status::Numerical,
+            E::Collective(_) => rnn_status::Collective,
         };
         Self::new(status, e.to_string())
     }
@@ -286,6 +293,7 @@ mod tests {
                 rnn_status::OutOfMemory,
             ),
             (E::NonFinite("loss".into()), rnn_status::Numerical),
+            (E::Collective("ranks differ".into()), rnn_status::Collective),
             (
                 E::Io {
                     path: "f".into(),

@@ -20,6 +20,7 @@
 mod bench;
 mod csv_data;
 mod dates;
+mod distributed;
 mod gradients;
 mod memory;
 mod ntm;

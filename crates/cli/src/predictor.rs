@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use recurrent::arch::top_state;
+use recurrent::arch::{SequenceRegressor, gather_windows};
 use recurrent::optim::check_finite;
 use recurrent::{Linear, Recurrent, SeqInput};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -43,11 +43,11 @@ impl Mode {
     }
 }
 
-/// Network, head, scalers and the names of the columns they were fitted on.
+/// Network and head, scalers and the names of the columns they were
+/// fitted on.
 #[derive(Clone, Debug)]
 pub struct Predictor {
-    pub net: Recurrent,
-    pub head: Linear,
+    pub model: SequenceRegressor,
     pub features: Vec<String>,
     pub target: String,
     pub window: usize,
@@ -55,19 +55,6 @@ pub struct Predictor {
     pub date_column: Option<String>,
     pub x_scaler: MinMax,
     pub y_scaler: MinMax,
-}
-
-/// Builds the time-major batch `[W, B, F]` of the windows starting at rows
-/// `starts`, from scaled rows `x` `[N, F]`.
-pub fn gather_windows(x: &[f32], f: usize, window: usize, starts: &[usize], out: &mut Vec<f32>) {
-    let b = starts.len();
-    out.resize(window * b * f, 0.0);
-    for t in 0..window {
-        for (j, &s) in starts.iter().enumerate() {
-            let row = s + t;
-            out[(t * b + j) * f..(t * b + j + 1) * f].copy_from_slice(&x[row * f..(row + 1) * f]);
-        }
-    }
 }
 
 impl Predictor {
@@ -82,14 +69,12 @@ impl Predictor {
     pub fn forward(&self, x: &[f32], starts: &[usize], chunk: usize) -> Result<Vec<f32>> {
         let f = self.features.len();
         let mut out = Vec::with_capacity(starts.len());
-        let (mut xb, mut feat, mut y) = (Vec::new(), Vec::new(), Vec::new());
+        let mut xb = Vec::new();
         for part in starts.chunks(chunk.max(1)) {
             gather_windows(x, f, self.window, part, &mut xb);
-            let o = self
-                .net
-                .forward(SeqInput::new(&xb, self.window, part.len()))?;
-            top_state(&self.net, &o.h_n, part.len(), &mut feat);
-            self.head.forward(&feat, &mut y)?;
+            let y = self
+                .model
+                .predict(SeqInput::new(&xb, self.window, part.len()))?;
             out.extend_from_slice(&y);
         }
         Ok(out)
@@ -130,8 +115,9 @@ impl Predictor {
         let f32_bytes = |v: &[f32]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let f64_bytes = |v: &[f64]| v.iter().flat_map(|x| x.to_le_bytes()).collect::<Vec<u8>>();
         let mut tensors: Vec<(String, Dtype, Vec<usize>, Vec<u8>)> = Vec::new();
-        for info in self.head.params().infos() {
-            let v = self.head.params().get(&info.name).expect("head parameter");
+        let head = self.model.head().params();
+        for info in head.infos() {
+            let v = head.get(&info.name).expect("head parameter");
             tensors.push((
                 format!("head.{}", info.name),
                 Dtype::F32,
@@ -288,8 +274,7 @@ impl Predictor {
         check_finite(net.params(), &model_path.display().to_string())
             .map_err(|e| anyhow!("{e}: the network's parameters must be finite"))?;
         Ok(Self {
-            net,
-            head,
+            model: SequenceRegressor::from_parts(net, head)?,
             features,
             target,
             window,

@@ -1,5 +1,5 @@
-//! A small seeded generator (SplitMix64) for shuffling and the synthetic
-//! inputs of the gradient study.
+//! A small seeded generator (SplitMix64) for the synthetic inputs of the
+//! gradient study.
 
 /// SplitMix64: deterministic for a seed.
 #[derive(Clone, Debug)]
@@ -28,13 +28,5 @@ impl Rng {
         let u1 = self.uniform().max(f64::MIN_POSITIVE);
         let u2 = self.uniform();
         (-2.0 * u1.ln()).sqrt() * (std::f64::consts::TAU * u2).cos()
-    }
-
-    /// Fisher-Yates shuffle.
-    pub fn shuffle<T>(&mut self, v: &mut [T]) {
-        for i in (1..v.len()).rev() {
-            let j = (self.next_u64() % (i as u64 + 1)) as usize;
-            v.swap(i, j);
-        }
     }
 }

@@ -9,26 +9,21 @@ use std::time::Instant;
 
 use anyhow::{Context, Result, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
-use recurrent::optim::{
-    Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig, check_finite,
-    clip_grad_norm_parts,
-};
-use recurrent::{
-    CellKind, Gradients, GruVariant, Linear, Merge, NetConfig, Nonlinearity, OutputGrads,
-    Recurrent, SeqInput, Tape, loss,
-};
+use recurrent::arch::{SequenceRegressor, WindowRegression};
+use recurrent::optim::{Adam, AdamConfig, Optimizer, RmsProp, RmsPropConfig, Sgd, SgdConfig};
+use recurrent::train::{AllReduce, Trainer, TrainerConfig, slice_of};
+use recurrent::{CellKind, GruVariant, Merge, NetConfig, Nonlinearity};
 use serde_json::json;
 
 use crate::csv_data::Table;
 use crate::dates::utc_timestamp;
+use crate::distributed::Workers;
 use crate::memory;
 use crate::plot::{self, Chart, Line, PALETTE, TimeAxis};
-use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, gather_windows, scale_rows};
-use crate::rng::Rng;
+use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, scale_rows};
 use crate::run_dir::{OutFile, Staging, check_dest, fresh_dir};
 use crate::scaler::MinMax;
 use plotters::chart::SeriesLabelPosition;
-use recurrent::arch::{scatter_top_state, top_state};
 
 /// The default data file, relative to the working folder.
 pub const DEFAULT_DATA: &str = "data/finance.csv";
@@ -184,6 +179,16 @@ pub struct TrainArgs {
     /// No progress bar.
     #[arg(long)]
     pub quiet: bool,
+    /// Data-parallel training under mpirun (`mpirun -np N rnn train
+    /// --distributed`): each rank takes a contiguous slice of every global
+    /// batch, the gradients are summed over MPI; rank 0 prints and writes.
+    /// Needs a binary built with `--features mpi`.
+    #[arg(long)]
+    pub distributed: bool,
+    /// Compare the ranks' parameters (a checksum) after every epoch; a
+    /// difference stops the run naming the epoch.
+    #[arg(long)]
+    pub check_replicas: bool,
 }
 
 fn check_args(a: &TrainArgs) -> Result<()> {
@@ -383,7 +388,18 @@ fn split_sizes(n: usize, val_frac: f64, test_frac: f64) -> (usize, usize, usize)
 
 pub fn run(a: &TrainArgs) -> Result<()> {
     check_args(a)?;
+    let mut workers = Workers::new(a.distributed)?;
+    let result = run_on(a, &mut workers);
+    workers.finish(result)
+}
+
+/// The run on one worker (every rank of a distributed run executes it; rank
+/// 0 prints and writes).
+fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
     let started = Instant::now();
+    let (rank, world) = (workers.rank(), workers.world_size());
+    let root = rank == 0;
+    workers.check_same_command()?;
     if let Some(n) = a.threads {
         recurrent::set_num_threads(n).map_err(|e| anyhow::anyhow!("--threads {n}: {e}"))?;
     }
@@ -439,7 +455,11 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         Some(p) => p.clone(),
         None => fresh_dir(PathBuf::from("runs").join(utc_timestamp())),
     };
-    let stage = Staging::create(&out_dir, a.overwrite, "train")?;
+    let stage = if root {
+        Some(Staging::create(&out_dir, a.overwrite, "train")?)
+    } else {
+        None
+    };
     let train_idx: Vec<usize> = (0..n_train).collect();
     let val_idx: Vec<usize> = (n_train..n_train + n_val).collect();
     let test_idx: Vec<usize> = (n_train + n_val..n).collect();
@@ -483,18 +503,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         seed: a.seed,
         ..NetConfig::new(cell, features.len(), a.hidden)
     };
-    let net = Recurrent::new(config.clone())?;
-    if a.dropout > 0.0 && a.layers == 1 {
+    if a.dropout > 0.0 && a.layers == 1 && root {
         // As PyTorch warns: the dropout acts between layers.
         eprintln!(
             "warning: --dropout acts between stacked layers; with --layers 1 it does nothing"
         );
     }
-    let feat_dim = config.directions() * config.state_size();
-    let head = Linear::new(feat_dim, 1, true, a.seed.wrapping_add(1))?;
     let mut model = Predictor {
-        net,
-        head,
+        model: SequenceRegressor::new(config.clone(), 1)?,
         features: features.clone(),
         target: a.target.clone(),
         window: w,
@@ -503,7 +519,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         x_scaler,
         y_scaler,
     };
-    let n_params = model.net.params().num_elements() + model.head.params().num_elements();
+    let n_params = model.model.num_params();
     let targets: Vec<f32> = (0..n).map(|k| model.scaled_target(&y, k) as f32).collect();
     if let Some(k) = targets.iter().position(|v| !v.is_finite()) {
         bail!(
@@ -530,79 +546,59 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             _ => String::new(),
         }
     };
-    println!(
-        "data: {shown}: {rows} rows, {} .. {}",
-        date_of(0),
-        date_of(rows - 1)
-    );
-    println!(
-        "forecast: next {} ({}) from windows of {w} steps of {}",
-        a.target,
-        a.mode.name(),
-        features.join(", ")
-    );
-    println!("split (chronological; min-max scaling fitted on the training rows only):");
-    for (name, idx) in [
-        ("train", &train_idx),
-        ("validation", &val_idx),
-        ("test", &test_idx),
-    ] {
+    if root {
         println!(
-            "  {name:<10} {:>6} windows, forecasting {}",
-            idx.len(),
-            span(idx)
+            "data: {shown}: {rows} rows, {} .. {}",
+            date_of(0),
+            date_of(rows - 1)
+        );
+        println!(
+            "forecast: next {} ({}) from windows of {w} steps of {}",
+            a.target,
+            a.mode.name(),
+            features.join(", ")
+        );
+        println!("split (chronological; min-max scaling fitted on the training rows only):");
+        for (name, idx) in [
+            ("train", &train_idx),
+            ("validation", &val_idx),
+            ("test", &test_idx),
+        ] {
+            println!(
+                "  {name:<10} {:>6} windows, forecasting {}",
+                idx.len(),
+                span(idx)
+            );
+        }
+        println!(
+            "model: {}, hidden {}{}, {} layer{}{}, {n_params} parameters; {:?} lr {}, batch {}, clip {}, seed {}, {} threads, simd {}",
+            cell_label(cell),
+            a.hidden,
+            if a.proj_size > 0 {
+                format!(" projected to {}", a.proj_size)
+            } else {
+                String::new()
+            },
+            a.layers,
+            if a.layers > 1 { "s" } else { "" },
+            match (a.bidirectional, a.merge) {
+                (false, _) => "",
+                (true, MergeArg::Concat) => ", bidirectional",
+                (true, MergeArg::Sum) => ", bidirectional (summed)",
+            },
+            a.optimizer,
+            a.lr,
+            a.batch_size,
+            a.clip,
+            a.seed,
+            recurrent::num_threads(),
+            recurrent::kernels::simd::detected_level()
         );
     }
-    println!(
-        "model: {}, hidden {}{}, {} layer{}{}, {n_params} parameters; {:?} lr {}, batch {}, clip {}, seed {}, {} threads, simd {}",
-        cell_label(cell),
-        a.hidden,
-        if a.proj_size > 0 {
-            format!(" projected to {}", a.proj_size)
-        } else {
-            String::new()
-        },
-        a.layers,
-        if a.layers > 1 { "s" } else { "" },
-        match (a.bidirectional, a.merge) {
-            (false, _) => "",
-            (true, MergeArg::Concat) => ", bidirectional",
-            (true, MergeArg::Sum) => ", bidirectional (summed)",
-        },
-        a.optimizer,
-        a.lr,
-        a.batch_size,
-        a.clip,
-        a.seed,
-        recurrent::num_threads(),
-        recurrent::kernels::simd::detected_level()
-    );
 
     // Training.
     let mut opt = make_optimizer(a)?;
-    let mut rng = Rng::new(a.seed);
-    let mut order = train_idx.clone();
-    let mut tape = Tape::new();
-    let mut grads = Gradients::for_net(&model.net);
-    let mut head_grads = model.head.params().zeros_like();
-    let (mut xb, mut tb, mut feat, mut pred, mut dpred, mut dfeat, mut grad_h_n, mut grad_y) = (
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-        Vec::new(),
-    );
-    let val_targets: Vec<f32> = val_idx.iter().map(|&k| targets[k]).collect();
-    let mut scratch = vec![0.0f32; val_targets.len()];
-    let (mut train_hist, mut val_hist) = (Vec::new(), Vec::new());
-    let mut best: Option<(f64, usize, Recurrent, Linear)> = None;
-    let mut since_best = 0usize;
-    let mut step = 0u64;
-
-    let bar = if a.quiet {
+    let bar = if a.quiet || !root {
         ProgressBar::hidden()
     } else {
         let b = ProgressBar::with_draw_target(Some(a.epochs as u64), ProgressDrawTarget::stderr());
@@ -613,90 +609,49 @@ pub fn run(a: &TrainArgs) -> Result<()> {
         );
         b
     };
-    let train_started = Instant::now();
-    let mut windows_seen = 0usize;
-    for epoch in 1..=a.epochs {
-        rng.shuffle(&mut order);
-        let mut sum = 0.0f64;
-        for chunk in order.chunks(a.batch_size) {
-            let b = chunk.len();
-            step += 1;
-            gather_windows(&x, features.len(), w, chunk, &mut xb);
-            tb.clear();
-            tb.extend(chunk.iter().map(|&k| targets[k]));
-            let Predictor { net, head, .. } = &mut model;
-            let out = net.forward_train(SeqInput::new(&xb, w, b), &mut tape)?;
-            top_state(net, &out.h_n, b, &mut feat);
-            head.forward(&feat, &mut pred)?;
-            dpred.resize(b, 0.0);
-            let l = loss::mse(&pred, &tb, &mut dpred)?;
-            if !l.is_finite() {
-                bail!(
-                    "training diverged at epoch {epoch}, step {step}: the loss is {l} (try a lower --lr or a --clip)"
-                );
-            }
-            head.backward(&feat, &dpred, &mut dfeat, &mut head_grads)?;
-            scatter_top_state(net, &dfeat, b, &mut grad_h_n);
-            grad_y.clear();
-            grad_y.resize(w * b * config.output_size(), 0.0);
-            net.backward(
-                &mut tape,
-                OutputGrads::new(&grad_y).h_n(&grad_h_n),
-                &mut grads,
-            )?;
-            let ctx = format!("training diverged: gradients at epoch {epoch}, step {step}");
-            check_finite(&grads.params, &ctx)?;
-            check_finite(&head_grads, &ctx)?;
-            if a.clip > 0.0 {
-                clip_grad_norm_parts(
-                    &mut [grads.params.as_mut_slice(), head_grads.as_mut_slice()],
-                    a.clip,
-                );
-            }
-            opt.step_parts(&mut [
-                (net.params_mut(), grads.params.as_slice()),
-                (head.params_mut(), head_grads.as_slice()),
-            ])?;
-            sum += l * b as f64;
-            windows_seen += b;
-        }
-        let train_loss = sum / n_train as f64;
-        let val_out = model.forward(&x, &val_idx, 512)?;
-        let val_loss = loss::mse(&val_out, &val_targets, &mut scratch)?;
-        train_hist.push(train_loss);
-        val_hist.push(val_loss);
-        if !val_loss.is_finite() {
-            bail!(
-                "training diverged at epoch {epoch}: the validation loss is {val_loss} (try a lower --lr or a --clip)"
-            );
-        }
-        if best.as_ref().is_none_or(|b| val_loss < b.0) {
-            best = Some((val_loss, epoch, model.net.clone(), model.head.clone()));
-            since_best = 0;
-        } else {
-            since_best += 1;
-        }
-        let secs = train_started.elapsed().as_secs_f64().max(1e-9);
-        let best_ref = best.as_ref().expect("set above");
-        bar.inc(1);
-        bar.set_message(format!(
-            "loss {train_loss:.2e} val {val_loss:.2e} (best {:.2e} @{}) {:.1} epochs/s {:.0} windows/s",
-            best_ref.0,
-            best_ref.1,
-            epoch as f64 / secs,
-            windows_seen as f64 / secs
-        ));
-        if a.patience > 0 && since_best >= a.patience {
-            break;
-        }
-    }
+    let trainer = TrainerConfig {
+        epochs: a.epochs,
+        batch_size: a.batch_size,
+        patience: a.patience,
+        clip: (a.clip > 0.0).then_some(a.clip),
+        seed: a.seed,
+        check_replicas: a.check_replicas,
+    };
+    let history = {
+        let mut task = WindowRegression::new(&mut model.model, &x, w, &targets)?;
+        let mut trainer = Trainer::new(trainer, workers)?;
+        trainer.fit(&mut task, &mut *opt, &train_idx, &val_idx, &mut |r| {
+            let secs = r.seconds.max(1e-9);
+            bar.inc(1);
+            bar.set_message(format!(
+                "loss {:.2e} val {:.2e} (best {:.2e} @{}) {:.1} epochs/s {:.0} windows/s",
+                r.train_loss,
+                r.val_loss,
+                r.best_val,
+                r.best_epoch,
+                r.epoch as f64 / secs,
+                r.examples as f64 / secs
+            ));
+        })?
+    };
     bar.finish_and_clear();
-    let train_secs = train_started.elapsed().as_secs_f64();
-    let epochs_run = train_hist.len();
-    let (best_val, best_epoch, best_net, best_head) = best.expect("at least one epoch");
-    model.net = best_net;
-    model.head = best_head;
-    let early = epochs_run < a.epochs;
+    let train_secs = history.seconds;
+    let epochs_run = history.train_loss.len();
+    let (best_val, best_epoch) = (history.best_val, history.best_epoch);
+    let early = history.early_stopped;
+    // The test forecasts: each rank its slice, summed into one vector.
+    let test_out = {
+        let mut task = WindowRegression::new(&mut model.model, &x, w, &targets)?;
+        let mine = slice_of(n_test, rank, world);
+        let mut all = vec![0.0f32; n_test];
+        let p = task.predict(&test_idx[mine.clone()], 512)?;
+        all[mine].copy_from_slice(&p);
+        workers.sum(&mut all)?;
+        all
+    };
+    let Some(stage) = stage else {
+        return Ok(()); // not rank 0: it prints and writes
+    };
     println!(
         "trained {epochs_run} epochs in {train_secs:.1} s{}; kept the weights of epoch {best_epoch} (validation MSE {best_val:.3e}, scaled)",
         if early {
@@ -705,9 +660,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             String::new()
         }
     );
+    if world > 1 {
+        println!(
+            "distributed: {world} ranks, {:.2} s of {train_secs:.1} s in the gradient all-reduce (rank 0)",
+            history.reduce_seconds
+        );
+    }
 
     // Test, in the target's units, against persistence.
-    let test_out = model.forward(&x, &test_idx, 512)?;
     let mut pred_test = Vec::with_capacity(n_test);
     for (&k, &s) in test_idx.iter().zip(&test_out) {
         let p = model.unscale(s as f64, Some(y[k + w - 1]))?;
@@ -848,7 +808,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             Line {
                 label: "train".into(),
                 x: &ex,
-                y: &train_hist,
+                y: &history.train_loss,
                 color: PALETTE[0],
                 width: 2,
                 dashed: false,
@@ -856,7 +816,7 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             Line {
                 label: "validation".into(),
                 x: &ex,
-                y: &val_hist,
+                y: &history.val_loss,
                 color: PALETTE[1],
                 width: 2,
                 dashed: false,
@@ -908,8 +868,9 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             "max_epochs": a.epochs, "patience": a.patience,
             "epochs_run": epochs_run, "early_stopped": early,
             "best_epoch": best_epoch, "best_val_loss": best_val,
-            "train_loss": train_hist, "val_loss": val_hist,
-            "seconds": train_secs,
+            "train_loss": history.train_loss, "val_loss": history.val_loss,
+            "step_loss": history.step_loss,
+            "seconds": train_secs, "reduce_seconds": history.reduce_seconds,
         },
         "test": {
             "n": n_test, "rmse": rmse, "mae": mae,
@@ -918,10 +879,14 @@ pub fn run(a: &TrainArgs) -> Result<()> {
             "winner": winner,
         },
         "wall_seconds": seconds,
+        "world_size": world,
+        "per_rank_batch": (0..world)
+            .map(|r| slice_of(a.batch_size.min(n_train), r, world).len())
+            .collect::<Vec<_>>(),
     });
     let metrics = serde_json::to_string_pretty(&metrics)? + "\n";
     let head_bytes = model.head_bytes()?;
-    let save_net = |p: &Path| -> Result<()> { Ok(model.net.save(p)?) };
+    let save_net = |p: &Path| -> Result<()> { Ok(model.model.net().save(p)?) };
     let out_dir = stage.dest().to_path_buf();
     stage
         .commit(&[

@@ -67,6 +67,10 @@ pub enum Error {
     /// A NaN or infinity appeared where finite numbers are required.
     #[error("non-finite value: {0}")]
     NonFinite(String),
+    /// A collective operation across the workers of a data-parallel run
+    /// failed, or found them out of step (different parameters, options).
+    #[error("{0}")]
+    Collective(String),
 }
 
 /// `Result` with this crate's [`Error`].

@@ -36,6 +36,7 @@ pub mod params;
 pub mod rng;
 pub mod stream;
 pub mod tbptt;
+pub mod train;
 
 pub use config::{
     CellKind, GruConfig, GruVariant, LstmConfig, Merge, NetConfig, Nonlinearity, RnnConfig,

@@ -2,7 +2,9 @@
 //! network and a [`Linear`] read-out head:
 //!
 //! - [`SequenceClassifier`]: many-to-one (a class per sequence, from the
-//!   final states);
+//!   final states), and [`SequenceRegressor`], its regression twin (values
+//!   per sequence, e.g. tomorrow's price from a window of days; with
+//!   [`WindowRegression`] it is an objective for [`crate::train::Trainer`]);
 //! - [`SequenceTagger`]: many-to-many aligned (a class per step);
 //! - [`SequenceGenerator`]: one-to-many (a sequence of values from one
 //!   input vector);
@@ -15,11 +17,13 @@
 
 mod classifier;
 mod generator;
+mod regressor;
 mod seq2seq;
 mod tagger;
 
 pub use classifier::SequenceClassifier;
 pub use generator::SequenceGenerator;
+pub use regressor::{SequenceRegressor, WindowRegression, gather_windows};
 pub use seq2seq::Seq2Seq;
 pub use tagger::SequenceTagger;
 
