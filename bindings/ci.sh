@@ -89,6 +89,7 @@ step "tests under valgrind"
 mkdir -p "$tmp/files"
 vg test_api bindings/c/build/test_api tests/fixtures/parity "$tmp/files"
 vg test_threads bindings/c/build/test_threads
+vg test_allreduce bindings/c/build/test_allreduce
 vg test_cpp bindings/c/build/test_cpp "$tmp/files"
 RUST_BACKTRACE=0 vg test_panic bindings/c/build/test_panic
 

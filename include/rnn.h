@@ -93,7 +93,7 @@
 /**
  * Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
  */
-#define RNN_VERSION_MINOR 3
+#define RNN_VERSION_MINOR 4
 
 /**
  * Patch version of the library; `rnn_abi_version() & 0xff`.
@@ -154,6 +154,12 @@ typedef enum rnn_status {
      * was changed; the message names the buffer and its size. Since 0.2.
      */
     RNN_STATUS_OUT_OF_MEMORY = 8,
+    /**
+     * The trainer's all-reduce callback reported a failure (nonzero), or
+     * the workers of a data-parallel run are out of step: the parameters
+     * were not updated. Since 0.4.
+     */
+    RNN_STATUS_COLLECTIVE = 9,
 } rnn_status;
 
 /**
@@ -521,6 +527,14 @@ typedef struct rnn_rmsprop_config {
      */
     uint32_t centered;
 } rnn_rmsprop_config;
+
+/**
+ * Sums `len` floats at `buf` across the caller's workers, in place, so that
+ * every worker ends with the same sums (an `MPI_Allreduce` with `MPI_SUM`,
+ * for example); returns 0 on success, anything else on failure.
+ * `user_data` is the pointer given to `rnn_trainer_set_allreduce`.
+ */
+typedef int (*rnn_allreduce_fn)(float *buf, size_t len, void *user_data);
 
 #ifdef __cplusplus
 extern "C" {
@@ -1496,6 +1510,34 @@ enum rnn_status rnn_trainer_input_grads(const struct rnn_trainer *t,
  * writable.
  */
 enum rnn_status rnn_trainer_clip_grad_norm(struct rnn_trainer *t, float max_norm, float *norm);
+
+/**
+ * Makes `rnn_trainer_step_mse` a data-parallel step: each worker (a
+ * process or thread of the caller's, with its own model, trainer and
+ * optimizer, all started from the same parameters) passes its slice of the
+ * global batch, and between its backward pass and the clipping the step
+ * calls `sum(buf, len, user_data)` once. `buf` holds this worker's
+ * parameter gradients times its batch size, then its loss times its batch
+ * size, then its batch size (`len` = parameters + 2); the callback must
+ * replace it with the element-wise sum over all workers, the same on
+ * every worker. The step then divides by the summed batch size, so every
+ * worker clips and applies the gradient of the global batch's mean loss
+ * (slices of unequal sizes are weighted by their sizes) and reports that
+ * loss. `sum` NULL: back to a single worker.
+ *
+ * Errors: `RNN_STATUS_NULL_POINTER` (t). A nonzero return of the callback
+ * makes the step fail with `RNN_STATUS_COLLECTIVE` (parameters not
+ * updated). The trainer needs exclusive access; `user_data` is the
+ * caller's (the library never reads it).
+ *
+ * # Safety
+ * `t` is NULL or a live trainer used by no other thread; `sum`, when not
+ * NULL, is safe to call with a buffer of `len` floats and `user_data`,
+ * for as long as the trainer uses it.
+ */
+enum rnn_status rnn_trainer_set_allreduce(struct rnn_trainer *t,
+                                          rnn_allreduce_fn sum,
+                                          void *user_data);
 
 /**
  * One training step on the mean squared error between `y` and `target`:

@@ -34,6 +34,7 @@ STATUS_NAMES = [
     "NUMERICAL",
     "PANIC",
     "OUT_OF_MEMORY",
+    "COLLECTIVE",
 ]
 for _i, _n in enumerate(STATUS_NAMES):
     globals()["STATUS_" + _n] = _i

@@ -13,7 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyArithmeticError, PyMemoryError, PyNotImplementedError, PyOSError, PyTypeError, PyValueError,
+    PyArithmeticError, PyMemoryError, PyNotImplementedError, PyOSError, PyRuntimeError, PyTypeError,
+    PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -46,6 +47,7 @@ fn py_err(e: Error) -> PyErr {
         | Error::Config(_)
         | Error::MissingParameter { .. }
         | Error::Unexpected(_) => PyValueError::new_err(msg),
+        Error::Collective(_) => PyRuntimeError::new_err(msg),
     }
 }
 

@@ -85,7 +85,7 @@ const _: () = {
 /// Major version of the library; `rnn_abi_version() >> 16`.
 pub const RNN_VERSION_MAJOR: u32 = 0;
 /// Minor version of the library; `(rnn_abi_version() >> 8) & 0xff`.
-pub const RNN_VERSION_MINOR: u32 = 3;
+pub const RNN_VERSION_MINOR: u32 = 4;
 /// Patch version of the library; `rnn_abi_version() & 0xff`.
 pub const RNN_VERSION_PATCH: u32 = 0;
 

@@ -1,7 +1,7 @@
 //! Training: a trainer handle holds the tape of a training forward and the
 //! gradients of a backward pass; clipping; the one-call MSE train step.
 
-use std::ffi::c_char;
+use std::ffi::{c_char, c_int, c_void};
 
 use rnn_models::optim::clip_grad_norm;
 use rnn_models::{Gradients, OutputGrads, Tape, alloc};
@@ -31,7 +31,30 @@ pub struct rnn_trainer {
     has_grads: bool,
     /// dL/dy of the train step's loss.
     dy: Vec<f32>,
+    /// The caller's all-reduce (`rnn_trainer_set_allreduce`), if any.
+    allreduce: Option<AllReduce>,
+    /// Its buffer: the gradients, the loss and the batch, each weighted.
+    reduce_buf: Vec<f32>,
 }
+
+/// Sums `len` floats at `buf` across the caller's workers, in place, so that
+/// every worker ends with the same sums (an `MPI_Allreduce` with `MPI_SUM`,
+/// for example); returns 0 on success, anything else on failure.
+/// `user_data` is the pointer given to `rnn_trainer_set_allreduce`.
+#[allow(non_camel_case_types)]
+pub type rnn_allreduce_fn =
+    Option<unsafe extern "C" fn(buf: *mut f32, len: usize, user_data: *mut c_void) -> c_int>;
+
+/// A caller's all-reduce callback and its pointer.
+struct AllReduce {
+    sum: unsafe extern "C" fn(buf: *mut f32, len: usize, user_data: *mut c_void) -> c_int,
+    user_data: *mut c_void,
+}
+
+// SAFETY: the library never dereferences `user_data`; it only hands it
+// back to the caller's callback, from whichever thread uses the trainer,
+// as `rnn_trainer_set_allreduce`'s contract states.
+unsafe impl Send for AllReduce {}
 
 impl rnn_trainer {
     pub(crate) fn check_model(&self, m: &rnn_model) -> Result<()> {
@@ -93,6 +116,8 @@ pub unsafe extern "C" fn rnn_trainer_new(
             shape: (0, 0),
             has_grads: false,
             dy: Vec::new(),
+            allreduce: None,
+            reduce_buf: Vec::new(),
         };
         // SAFETY: `out` checked above.
         unsafe { give(out, t) };
@@ -358,6 +383,42 @@ pub unsafe extern "C" fn rnn_trainer_clip_grad_norm(
     })
 }
 
+/// Makes `rnn_trainer_step_mse` a data-parallel step: each worker (a
+/// process or thread of the caller's, with its own model, trainer and
+/// optimizer, all started from the same parameters) passes its slice of the
+/// global batch, and between its backward pass and the clipping the step
+/// calls `sum(buf, len, user_data)` once. `buf` holds this worker's
+/// parameter gradients times its batch size, then its loss times its batch
+/// size, then its batch size (`len` = parameters + 2); the callback must
+/// replace it with the element-wise sum over all workers, the same on
+/// every worker. The step then divides by the summed batch size, so every
+/// worker clips and applies the gradient of the global batch's mean loss
+/// (slices of unequal sizes are weighted by their sizes) and reports that
+/// loss. `sum` NULL: back to a single worker.
+///
+/// Errors: `RNN_STATUS_NULL_POINTER` (t). A nonzero return of the callback
+/// makes the step fail with `RNN_STATUS_COLLECTIVE` (parameters not
+/// updated). The trainer needs exclusive access; `user_data` is the
+/// caller's (the library never reads it).
+///
+/// # Safety
+/// `t` is NULL or a live trainer used by no other thread; `sum`, when not
+/// NULL, is safe to call with a buffer of `len` floats and `user_data`,
+/// for as long as the trainer uses it.
+#[unsafe(no_mangle)]
+pub unsafe extern "C" fn rnn_trainer_set_allreduce(
+    t: *mut rnn_trainer,
+    sum: rnn_allreduce_fn,
+    user_data: *mut c_void,
+) -> rnn_status {
+    guard("rnn_trainer_set_allreduce", || {
+        // SAFETY: NULL or a live, exclusive trainer, by this function's contract.
+        let t = unsafe { args::handle_mut(t, "t") }?;
+        t.allreduce = sum.map(|sum| AllReduce { sum, user_data });
+        Ok(())
+    })
+}
+
 /// One training step on the mean squared error between `y` and `target`:
 /// training forward (as `rnn_trainer_forward`, outputs kept inside), loss
 /// `mean((y - target)^2)` over all `seq_len*batch*D*H` elements, backward,
@@ -440,6 +501,16 @@ pub unsafe extern "C" fn rnn_trainer_step_mse(
         }
         m.net
             .backward(&mut t.tape, OutputGrads::new(&t.dy), &mut t.grads)?;
+        let value = match &t.allreduce {
+            Some(r) => reduce(
+                r,
+                &mut t.reduce_buf,
+                t.grads.params.as_mut_slice(),
+                value,
+                batch,
+            )?,
+            None => value,
+        };
         t.has_grads = true;
         check_grads_finite(&t.grads.params)?;
         if max_grad_norm > 0.0 {
@@ -453,4 +524,47 @@ pub unsafe extern "C" fn rnn_trainer_step_mse(
         }
         Ok(())
     })
+}
+
+/// One all-reduce of a step through the caller's callback (see
+/// `rnn_trainer_set_allreduce`): `grads` and `loss` become the global
+/// batch's; returns that loss.
+fn reduce(
+    r: &AllReduce,
+    buf: &mut Vec<f32>,
+    grads: &mut [f32],
+    loss: f64,
+    batch: usize,
+) -> Result<f64> {
+    let n = grads.len();
+    alloc::resize(buf, n + 2, "the all-reduce buffer")?;
+    let weight = batch as f32;
+    for (b, g) in buf.iter_mut().zip(grads.iter()) {
+        *b = g * weight;
+    }
+    buf[n] = (loss * batch as f64) as f32;
+    buf[n + 1] = weight;
+    // SAFETY: `buf` holds `n + 2` floats; the callback's contract is the
+    // caller's (rnn_trainer_set_allreduce).
+    let status = unsafe { (r.sum)(buf.as_mut_ptr(), n + 2, r.user_data) };
+    if status != 0 {
+        return Err(Error::new(
+            rnn_status::Collective,
+            format!("the all-reduce callback returned {status}: parameters not updated"),
+        ));
+    }
+    let total = buf[n + 1];
+    if !(total.is_finite() && total >= 1.0) {
+        return Err(Error::new(
+            rnn_status::Collective,
+            format!(
+                "the all-reduce callback summed the batch sizes to {total}: parameters not updated"
+            ),
+        ));
+    }
+    let inv = 1.0 / total;
+    for (g, b) in grads.iter_mut().zip(buf.iter()) {
+        *g = b * inv;
+    }
+    Ok(f64::from(buf[n]) / f64::from(total))
 }
