@@ -324,7 +324,7 @@ mod tests {
     #[test]
     fn statuses_round_trip_and_have_distinct_descriptions() {
         let all: Vec<rnn_status> = (0..).map_while(rnn_status::from_u32).collect();
-        assert_eq!(all.len(), 9);
+        assert_eq!(all.len(), 10);
         for (i, s) in all.iter().enumerate() {
             assert_eq!(*s as usize, i);
             for t in &all[..i] {

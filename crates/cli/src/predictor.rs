@@ -13,7 +13,7 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
 use anyhow::{Context, Result, anyhow, bail};
-use recurrent::arch::{SequenceRegressor, gather_windows};
+use recurrent::arch::{SequenceRegressor, gather_relative_windows, gather_windows};
 use recurrent::optim::check_finite;
 use recurrent::{Linear, Recurrent, SeqInput};
 use safetensors::tensor::{Dtype, SafeTensors, TensorView};
@@ -32,6 +32,11 @@ pub enum Mode {
     /// The scaled change from the last input step (prediction = today +
     /// change).
     Delta,
+    /// Every window relative to its last row: log ratios of each feature
+    /// to its value on the window's last day, and the target's next log
+    /// ratio (prediction = today x exp(ratio)); scales fitted on the
+    /// training windows. Needs positive values.
+    Relative,
 }
 
 impl Mode {
@@ -39,6 +44,7 @@ impl Mode {
         match self {
             Self::Level => "level",
             Self::Delta => "delta",
+            Self::Relative => "relative",
         }
     }
 }
@@ -58,10 +64,22 @@ pub struct Predictor {
 }
 
 impl Predictor {
-    /// Scales the feature columns (`columns[c]` is feature `c`) into rows
-    /// `[N, F]` of `f32`. Errors: a value that scales beyond f32's range.
+    /// The network's rows `[N, F]` of `f32` from the feature columns
+    /// (`columns[c]` is feature `c`): min-max scaled values, or (relative
+    /// mode) their logarithms. Errors: a value that scales beyond f32's
+    /// range, or (relative) that is not positive.
     pub fn scale_rows(&self, columns: &[Vec<f64>]) -> Result<Vec<f32>> {
-        scale_rows(&self.x_scaler, &self.features, columns)
+        match self.mode {
+            Mode::Relative => log_rows(&self.features, columns),
+            Mode::Level | Mode::Delta => scale_rows(&self.x_scaler, &self.features, columns),
+        }
+    }
+
+    /// Relative mode's per-feature scales of the log ratios, `[F]`.
+    pub fn relative_scales(&self) -> Vec<f32> {
+        (0..self.features.len())
+            .map(|c| self.x_scaler.scale_delta(c, 1.0).recip() as f32)
+            .collect()
     }
 
     /// The network's outputs (scaled) for the windows starting at `starts`,
@@ -70,8 +88,14 @@ impl Predictor {
         let f = self.features.len();
         let mut out = Vec::with_capacity(starts.len());
         let mut xb = Vec::new();
+        let scales = self.relative_scales();
         for part in starts.chunks(chunk.max(1)) {
-            gather_windows(x, f, self.window, part, &mut xb);
+            match self.mode {
+                Mode::Relative => {
+                    gather_relative_windows(x, f, self.window, part, &scales, &mut xb);
+                }
+                Mode::Level | Mode::Delta => gather_windows(x, f, self.window, part, &mut xb),
+            }
             let y = self
                 .model
                 .predict(SeqInput::new(&xb, self.window, part.len()))?;
@@ -88,6 +112,7 @@ impl Predictor {
         match self.mode {
             Mode::Level => self.y_scaler.scale(0, y[next]),
             Mode::Delta => self.y_scaler.scale_delta(0, y[next] - y[next - 1]),
+            Mode::Relative => self.y_scaler.scale_delta(0, (y[next] / y[next - 1]).ln()),
         }
     }
 
@@ -97,14 +122,17 @@ impl Predictor {
     pub fn unscale(&self, s: f64, last: Option<f64>) -> Result<f64> {
         Ok(match self.mode {
             Mode::Level => self.y_scaler.unscale(0, s),
-            Mode::Delta => {
+            Mode::Delta | Mode::Relative => {
                 let last = last.ok_or_else(|| {
                     anyhow!(
                         "this model forecasts changes of {:?}: the data needs that column",
                         self.target
                     )
                 })?;
-                last + self.y_scaler.unscale_delta(0, s)
+                match self.mode {
+                    Mode::Relative => last * self.y_scaler.unscale_delta(0, s).exp(),
+                    _ => last + self.y_scaler.unscale_delta(0, s),
+                }
             }
         })
     }
@@ -200,7 +228,8 @@ impl Predictor {
         let mode = match key("mode")?.as_str() {
             "level" => Mode::Level,
             "delta" => Mode::Delta,
-            m => bail!("{shown}: metadata mode {m:?} (expected level or delta)"),
+            "relative" => Mode::Relative,
+            m => bail!("{shown}: metadata mode {m:?} (expected level, delta or relative)"),
         };
         let date_column = meta.get("date_column").cloned();
         let c = net.config();
@@ -309,6 +338,31 @@ pub fn scale_rows(scaler: &MinMax, names: &[String], columns: &[Vec<f64>]) -> Re
                 );
             }
             x[r * f + c] = s as f32;
+        }
+    }
+    Ok(x)
+}
+
+/// The natural logarithms of feature columns (`columns[c]` is the column
+/// named `names[c]`) as rows `[N, F]` of `f32`. Errors: a value that is
+/// not positive (named by column and row), no memory.
+pub fn log_rows(names: &[String], columns: &[Vec<f64>]) -> Result<Vec<f32>> {
+    let n = columns.first().map_or(0, Vec::len);
+    let f = columns.len();
+    let len = n
+        .checked_mul(f)
+        .ok_or_else(|| anyhow!("{n} rows of {f} columns: too many values"))?;
+    let mut x: Vec<f32> = crate::memory::zeros(len, "the log data")?;
+    for (c, col) in columns.iter().enumerate() {
+        for (r, &v) in col.iter().enumerate() {
+            if !(v > 0.0) {
+                bail!(
+                    "column {:?}, {}: {v} is not positive; --mode relative takes ratios of positive values (try --mode delta)",
+                    names.get(c).map_or("?", String::as_str),
+                    crate::csv_data::row_ref(r),
+                );
+            }
+            x[r * f + c] = v.ln() as f32;
         }
     }
     Ok(x)

@@ -20,7 +20,7 @@ use crate::dates::utc_timestamp;
 use crate::distributed::Workers;
 use crate::memory;
 use crate::plot::{self, Chart, Line, PALETTE, TimeAxis};
-use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, scale_rows};
+use crate::predictor::{HEAD_FILE, MODEL_FILE, Mode, Predictor, log_rows, scale_rows};
 use crate::run_dir::{OutFile, Staging, check_dest, fresh_dir};
 use crate::scaler::MinMax;
 use plotters::chart::SeriesLabelPosition;
@@ -81,7 +81,8 @@ pub struct TrainArgs {
     /// numbers must be finite and within f32's range (about 3.4e38).
     #[arg(long, default_value = DEFAULT_DATA)]
     pub data: PathBuf,
-    /// Input columns, comma-separated [default: every numeric column].
+    /// Input columns, comma-separated, or `all` for every numeric column
+    /// [default: the target column alone].
     #[arg(long, value_delimiter = ',')]
     pub features: Option<Vec<String>>,
     /// The column to forecast, one step ahead.
@@ -101,9 +102,11 @@ pub struct TrainArgs {
     /// Share of the windows (the latest) kept for the test.
     #[arg(long, default_value_t = 0.15)]
     pub test_frac: f64,
-    /// What the network outputs: the next value (level) or its change from
-    /// the last input step (delta); both forecast the next value.
-    #[arg(long, value_enum, default_value_t = Mode::Level)]
+    /// What the network outputs, each a forecast of the next value: its
+    /// change from the last input step (delta), the value itself (level),
+    /// or (relative) its log ratio to the last value, every input window
+    /// made relative to its last row too.
+    #[arg(long, value_enum, default_value_t = Mode::Delta)]
     pub mode: Mode,
     /// Recurrent cell.
     #[arg(long, value_enum, default_value_t = CellArg::Lstm)]
@@ -380,6 +383,23 @@ fn errors(pred: &[f64], actual: &[f64]) -> (f64, f64) {
 }
 
 /// Sizes of the chronological split of `n` windows: (train, validation, test).
+/// The standard deviation of `values` (population), 1 when there are
+/// none or they are all equal (a scale that changes nothing).
+fn std_dev(values: impl Iterator<Item = f64>) -> f64 {
+    let (mut n, mut sum, mut sq) = (0usize, 0.0f64, 0.0f64);
+    for v in values {
+        n += 1;
+        sum += v;
+        sq += v * v;
+    }
+    if n == 0 {
+        return 1.0;
+    }
+    let mean = sum / n as f64;
+    let var = (sq / n as f64 - mean * mean).max(0.0);
+    if var > 0.0 { var.sqrt() } else { 1.0 }
+}
+
 fn split_sizes(n: usize, val_frac: f64, test_frac: f64) -> (usize, usize, usize) {
     let test = ((n as f64 * test_frac).round() as usize).max(1);
     let val = ((n as f64 * val_frac).round() as usize).max(1);
@@ -408,9 +428,9 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
     let shown = data.display().to_string();
 
     // Columns.
-    let features = match &a.features {
-        Some(f) => f.iter().map(|s| s.trim().to_string()).collect(),
-        None => {
+    let features = match a.features.as_deref() {
+        None => vec![a.target.clone()],
+        Some([all]) if all.trim() == "all" => {
             let f = table.numeric_names();
             if f.is_empty() {
                 bail!(
@@ -420,6 +440,7 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
             }
             f
         }
+        Some(f) => f.iter().map(|s| s.trim().to_string()).collect(),
     };
     let columns: Vec<Vec<f64>> = features
         .iter()
@@ -484,9 +505,59 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
                 max: vec![s.max[0] - s.min[0]],
             }
         }
+        Mode::Relative => {
+            if let Some(r) = y.iter().position(|&v| !(v > 0.0)) {
+                bail!(
+                    "{shown}: column {:?}, {}: {} is not positive; --mode relative forecasts ratios (try --mode delta)",
+                    a.target,
+                    crate::csv_data::row_ref(r),
+                    y[r]
+                );
+            }
+            // Log changes divided by their standard deviation over the
+            // training rows.
+            let d: Vec<f64> = y[fit_rows.clone()]
+                .windows(2)
+                .map(|p| (p[1] / p[0]).ln())
+                .collect();
+            MinMax {
+                min: vec![0.0],
+                max: vec![std_dev(d.iter().copied())],
+            }
+        }
     };
-    let x = scale_rows(&x_scaler, &features, &columns).with_context(|| shown.clone())?;
-
+    let (x, x_scaler) = match a.mode {
+        Mode::Level | Mode::Delta => (
+            scale_rows(&x_scaler, &features, &columns).with_context(|| shown.clone())?,
+            x_scaler,
+        ),
+        Mode::Relative => {
+            let x = log_rows(&features, &columns).with_context(|| shown.clone())?;
+            // Each feature's log ratio to the window's last row, its
+            // standard deviation over the training windows.
+            let f = features.len();
+            let scales = (0..f)
+                .map(|c| {
+                    std_dev(
+                        train_idx
+                            .iter()
+                            .flat_map(|&k| {
+                                let last = f64::from(x[(k + w - 1) * f + c]);
+                                (k..k + w).map(move |r| (r, last))
+                            })
+                            .map(|(r, last)| f64::from(x[r * f + c]) - last),
+                    )
+                })
+                .collect();
+            (
+                x,
+                MinMax {
+                    min: vec![0.0; f],
+                    max: scales,
+                },
+            )
+        }
+    };
     // Model.
     let cell = cell_kind(a);
     let config = NetConfig {
@@ -617,8 +688,12 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
         seed: a.seed,
         check_replicas: a.check_replicas,
     };
+    let scales = model.relative_scales();
     let history = {
         let mut task = WindowRegression::new(&mut model.model, &x, w, &targets)?;
+        if a.mode == Mode::Relative {
+            task = task.relative_to_last(&scales)?;
+        }
         let mut trainer = Trainer::new(trainer, workers)?;
         trainer.fit(&mut task, &mut *opt, &train_idx, &val_idx, &mut |r| {
             let secs = r.seconds.max(1e-9);
@@ -642,6 +717,9 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
     // The test forecasts: each rank its slice, summed into one vector.
     let test_out = {
         let mut task = WindowRegression::new(&mut model.model, &x, w, &targets)?;
+        if a.mode == Mode::Relative {
+            task = task.relative_to_last(&scales)?;
+        }
         let mine = slice_of(n_test, rank, world);
         let mut all = vec![0.0f32; n_test];
         let p = task.predict(&test_idx[mine.clone()], 512)?;

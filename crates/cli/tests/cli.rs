@@ -271,7 +271,12 @@ fn train_then_predict_end_to_end() {
     assert!(m["test"]["rmse"].as_f64().unwrap().is_finite());
     assert_eq!(m["rows"], 80);
     assert_eq!(m["target"], "close");
-    assert_eq!(m["features"].as_array().unwrap().len(), 6);
+    // The defaults: the target's own history, forecasting its change.
+    assert_eq!(m["features"], serde_json::json!(["close"]));
+    assert_eq!(m["mode"], "delta");
+    assert_eq!(m["world_size"], 1);
+    assert_eq!(m["per_rank_batch"].as_array().unwrap().len(), 1);
+    assert!(!m["training"]["step_loss"].as_array().unwrap().is_empty());
     let split = &m["split"];
     let total = ["train", "validation", "test"]
         .iter()
@@ -374,6 +379,8 @@ fn train_variants_run() {
             "--clip",
             "0",
         ],
+        &["--mode", "relative", "--features", "all"],
+        &["--mode", "level", "--features", "open,close"],
         &["--layers", "2", "--bidirectional", "--merge", "sum"],
         &["--layers", "2", "--proj-size", "3", "--bidirectional"],
         &[
@@ -569,7 +576,11 @@ fn bad_no_numeric_columns() {
         "t.csv",
         "date,name,city\n2020-01-01,a,x\n2020-01-02,b,y\n2020-01-03,c,z\n",
     );
-    train_fails(&dir, &["--data", "t.csv"], &["t.csv", "no numeric columns"]);
+    train_fails(
+        &dir,
+        &["--data", "t.csv", "--features", "all"],
+        &["t.csv", "no numeric columns"],
+    );
 }
 
 #[test]
@@ -601,7 +612,7 @@ fn bad_nan_in_numeric_column() {
     write(&dir, "n.csv", &s);
     train_fails(
         &dir,
-        &["--data", "n.csv"],
+        &["--data", "n.csv", "--features", "all"],
         &["n.csv", "\"volume\"", "row 1 (line 2)"],
     );
 }
@@ -638,7 +649,7 @@ fn bad_missing_value() {
     write(&dir, "h.csv", &(lines.join("\n") + "\n"));
     train_fails(
         &dir,
-        &["--data", "h.csv"],
+        &["--data", "h.csv", "--features", "all"],
         &["column \"open\"", "row 7", "missing value"],
     );
 }
@@ -714,6 +725,37 @@ fn bad_conflicting_flags() {
 }
 
 #[test]
+fn bad_relative_mode_needs_positive_values() {
+    let dir = scratch("relative");
+    let csv = small_csv(60);
+    // A zero close on the 10th data row.
+    let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
+    let header: Vec<&str> = lines[0].split(',').collect();
+    let close = header.iter().position(|h| *h == "close").unwrap();
+    let mut cells: Vec<String> = lines[10].split(',').map(str::to_string).collect();
+    cells[close] = "0".into();
+    lines[10] = cells.join(",");
+    write(&dir, "s.csv", &(lines.join("\n") + "\n"));
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--mode", "relative"],
+        &["close", "not positive", "--mode delta"],
+    );
+}
+
+#[test]
+fn distributed_needs_mpi() {
+    // The test build has no `mpi` feature: it says how to get one.
+    let dir = scratch("distributed");
+    write(&dir, "s.csv", &small_csv(60));
+    train_fails(
+        &dir,
+        &["--data", "s.csv", "--distributed"],
+        &["--distributed", "--features mpi"],
+    );
+}
+
+#[test]
 fn bad_out_is_a_file() {
     let dir = scratch("outfile");
     write(&dir, "s.csv", &small_csv(40));
@@ -745,7 +787,15 @@ fn bad_predict_inputs() {
     assert!(text(&o.stderr).contains("nowhere"), "{}", text(&o.stderr));
     assert!(!dir.join("p.csv").exists());
 
-    let mut args = vec!["train", "--data", "s.csv", "--out", "run"];
+    let mut args = vec![
+        "train",
+        "--data",
+        "s.csv",
+        "--out",
+        "run",
+        "--features",
+        "all",
+    ];
     args.extend_from_slice(FAST);
     assert!(rnn(&args, &dir).status.success());
     // Data without a feature column of the model.
@@ -1555,7 +1605,7 @@ fn data_beyond_f32_is_refused_naming_row_and_column() {
     write(&dir, "big.csv", &(lines.join("\n") + "\n"));
     train_fails(
         &dir,
-        &["--data", "big.csv"],
+        &["--data", "big.csv", "--features", "all"],
         &[
             "big.csv",
             "column \"volume\"",

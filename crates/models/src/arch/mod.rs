@@ -23,7 +23,7 @@ mod tagger;
 
 pub use classifier::SequenceClassifier;
 pub use generator::SequenceGenerator;
-pub use regressor::{SequenceRegressor, WindowRegression, gather_windows};
+pub use regressor::{SequenceRegressor, WindowRegression, gather_relative_windows, gather_windows};
 pub use seq2seq::Seq2Seq;
 pub use tagger::SequenceTagger;
 

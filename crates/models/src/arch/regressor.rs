@@ -27,17 +27,21 @@ pub struct SequenceRegressor {
 
 impl SequenceRegressor {
     /// A network from `config` and a head to `outputs` values (seeded from
-    /// `config.seed + 1`). Errors: invalid sizes, `batch_first` or
-    /// `merge = sum`.
+    /// `config.seed + 1`; made first, so its errors come first). The head
+    /// reads the final states `h_n`, whatever `merge` does to the outputs.
+    /// Errors: invalid sizes, `batch_first`.
     pub fn new(config: NetConfig, outputs: usize) -> Result<Self> {
-        Ok(Self::from_body(Body::with_head(config, outputs)?))
+        check_time_major(&config)?;
+        let features = config.directions() * config.state_size();
+        let head = Linear::new(features, outputs, true, config.seed.wrapping_add(1))?;
+        Ok(Self::from_body(Body::new(Recurrent::new(config)?, head)))
     }
 
     /// A regressor from a trained network and head. Errors: a head whose
-    /// input is not the network's top-layer output (`D*S` features), or a
-    /// configuration the architectures do not take.
+    /// input is not the network's top-layer final states (`D*S` features),
+    /// a `batch_first` network.
     pub fn from_parts(net: Recurrent, head: Linear) -> Result<Self> {
-        super::check_layout(net.config())?;
+        check_time_major(net.config())?;
         let c = net.config();
         let features = c.directions() * c.state_size();
         if head.in_features() != features {
@@ -179,6 +183,17 @@ impl SequenceRegressor {
     }
 }
 
+/// The regressor's windows are time-major: a `batch_first` network is an
+/// error naming it.
+fn check_time_major(config: &NetConfig) -> Result<()> {
+    if config.batch_first {
+        return Err(Error::Config(
+            "batch_first: the regressor reads time-major windows [T, B, F]".into(),
+        ));
+    }
+    Ok(())
+}
+
 /// Builds the time-major batch `[W, B, F]` of the windows starting at rows
 /// `starts` of `rows` `[N, F]` (`out` resized). The caller keeps every
 /// `start + W <= N`.
@@ -200,9 +215,35 @@ pub fn gather_windows(
     }
 }
 
+/// As [`gather_windows`], each window made relative to its last row:
+/// feature `c` of row `t` becomes `(v[t][c] - v[W-1][c]) / scale[c]` (with
+/// log prices as rows: log returns to the window's last day, so a window
+/// looks the same whatever the price level). `scale` `[F]`.
+pub fn gather_relative_windows(
+    rows: &[f32],
+    features: usize,
+    window: usize,
+    starts: &[usize],
+    scale: &[f32],
+    out: &mut Vec<f32>,
+) {
+    gather_windows(rows, features, window, starts, out);
+    let (b, f) = (starts.len(), features);
+    for (j, &s) in starts.iter().enumerate() {
+        let last = &rows[(s + window - 1) * f..(s + window) * f];
+        for t in 0..window {
+            let v = &mut out[(t * b + j) * f..(t * b + j + 1) * f];
+            for ((v, &l), &k) in v.iter_mut().zip(last).zip(scale) {
+                *v = (*v - l) / k;
+            }
+        }
+    }
+}
+
 /// Forecasting from sliding windows as an [`Objective`]: example `k` is
-/// the window of `W` rows starting at row `k` of `rows` `[N, F]`, and its
-/// target row `k` of `targets` `[n, O]`.
+/// the window of `W` rows starting at row `k` of `rows` `[N, F]` (made
+/// relative to its last row with [`WindowRegression::relative_to_last`]),
+/// and its target row `k` of `targets` `[n, O]`.
 pub struct WindowRegression<'a> {
     /// The model being fitted.
     pub model: &'a mut SequenceRegressor,
@@ -210,6 +251,7 @@ pub struct WindowRegression<'a> {
     features: usize,
     window: usize,
     targets: &'a [f32],
+    relative: Option<&'a [f32]>,
     xb: Vec<f32>,
     tb: Vec<f32>,
 }
@@ -250,9 +292,27 @@ impl<'a> WindowRegression<'a> {
             features,
             window,
             targets,
+            relative: None,
             xb: Vec::new(),
             tb: Vec::new(),
         })
+    }
+
+    /// Each window relative to its last row, divided by `scale` `[F]`
+    /// ([`gather_relative_windows`]). Errors: `scale`'s length.
+    pub fn relative_to_last(mut self, scale: &'a [f32]) -> Result<Self> {
+        crate::error::check_len("scale", scale, &[self.features])?;
+        self.relative = Some(scale);
+        Ok(self)
+    }
+
+    /// The windows starting at `starts` into `self.xb`, `[W, B, F]`.
+    fn gather(&mut self, starts: &[usize]) {
+        let (rows, f, w) = (self.rows, self.features, self.window);
+        match self.relative {
+            Some(scale) => gather_relative_windows(rows, f, w, starts, scale, &mut self.xb),
+            None => gather_windows(rows, f, w, starts, &mut self.xb),
+        }
     }
 
     /// Examples `0..n`.
@@ -271,7 +331,7 @@ impl<'a> WindowRegression<'a> {
         let mut out = Vec::with_capacity(examples.len() * self.model.outputs());
         for part in examples.chunks(chunk.max(1)) {
             self.check(part)?;
-            gather_windows(self.rows, self.features, self.window, part, &mut self.xb);
+            self.gather(part);
             let p = self
                 .model
                 .predict(SeqInput::new(&self.xb, self.window, part.len()))?;
