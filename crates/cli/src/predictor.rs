@@ -355,7 +355,7 @@ pub fn log_rows(names: &[String], columns: &[Vec<f64>]) -> Result<Vec<f32>> {
     let mut x: Vec<f32> = crate::memory::zeros(len, "the log data")?;
     for (c, col) in columns.iter().enumerate() {
         for (r, &v) in col.iter().enumerate() {
-            if !(v > 0.0) {
+            if v.is_nan() || v <= 0.0 {
                 bail!(
                     "column {:?}, {}: {v} is not positive; --mode relative takes ratios of positive values (try --mode delta)",
                     names.get(c).map_or("?", String::as_str),

@@ -506,7 +506,7 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
             }
         }
         Mode::Relative => {
-            if let Some(r) = y.iter().position(|&v| !(v > 0.0)) {
+            if let Some(r) = y.iter().position(|&v| v.is_nan() || v <= 0.0) {
                 bail!(
                     "{shown}: column {:?}, {}: {} is not positive; --mode relative forecasts ratios (try --mode delta)",
                     a.target,

@@ -182,6 +182,13 @@ pub struct NtmArgs {
     /// once the new run is complete. Nothing else is ever replaced.
     #[arg(long)]
     pub overwrite: bool,
+    /// Data-parallel training under mpirun (`mpirun -np N rnn ntm copy
+    /// --distributed`): each rank runs a contiguous slice of every batch's
+    /// rows (--batch at least N), the gradients are summed over MPI; rank 0
+    /// prints, evaluates the generalisation and writes. Needs a binary
+    /// built with `--features mpi`.
+    #[arg(long)]
+    pub distributed: bool,
     /// Start from a machine saved by `rnn ntm` (a model.safetensors) instead
     /// of a new one; size flags, if given, must agree with it.
     #[arg(long)]

@@ -23,8 +23,10 @@ use recurrent::rng::SplitMix64;
 use serde_json::json;
 
 use crate::dates::utc_timestamp;
+use crate::distributed::Workers;
 use crate::plot::{self, Heatmap};
 use crate::run_dir::{self, OutFile, Staging, check_dest, fresh_dir};
+use recurrent::train::{AllReduce, slice_of};
 
 mod args;
 mod report;
@@ -64,7 +66,23 @@ const MAX_COUNT: usize = 1 << 50;
 /// checkpoint is kept as a run marked interrupted).
 pub fn run(a: &NtmArgs) -> Result<()> {
     check_args(a)?;
+    let mut workers = Workers::new(a.distributed)?;
+    let result = run_on(a, &mut workers);
+    workers.finish(result)
+}
+
+/// The run on one worker: every rank of a distributed run trains; rank 0
+/// alone prints, evaluates the generalisation and writes.
+fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
     let started = Instant::now();
+    let world = workers.world_size();
+    workers.check_same_command()?;
+    if a.batch < world {
+        bail!(
+            "--batch {} is smaller than the {world} ranks: each rank needs a row of every batch",
+            a.batch
+        );
+    }
     if let Some(n) = a.threads {
         recurrent::set_num_threads(n).map_err(|e| anyhow!("--threads {n}: {e}"))?;
     }
@@ -77,6 +95,9 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         TaskArg::Recall => 40_000,
     });
     let evaluate_only = max_sequences == 0;
+    if evaluate_only && world > 1 {
+        bail!("--distributed trains: --max-sequences 0 only evaluates (run it without mpirun)");
+    }
     check_memory(a, machine.config(), &task, eval_size, !evaluate_only)?;
     let ntm = machine.build()?;
     let stop_below = if a.no_stop {
@@ -101,6 +122,21 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         seed: a.seed,
     };
     let config = ntm.config().clone();
+    if workers.rank() != 0 {
+        // The same steps and evaluations as rank 0 (so the same stops),
+        // with nothing printed or written.
+        let plan = TrainPlan {
+            max_sequences,
+            eval_every: a.eval_every,
+            eval_sequences: a.eval_sequences,
+            eval_size,
+            eval_seed: EVAL_SEED,
+            stop_below,
+            checkpoint: None,
+        };
+        NtmTrainer::new(ntm, task, train_config)?.run_with(&plan, workers, |_| {})?;
+        return Ok(());
+    }
     let out_dir = match &a.out {
         Some(p) => Some(p.clone()),
         None if evaluate_only => None,
@@ -217,6 +253,7 @@ pub fn run(a: &NtmArgs) -> Result<()> {
                 max_sequences,
                 eval_size,
                 stop_below,
+                &mut *workers,
             )?;
             (ntm, Some(report))
         };
@@ -224,13 +261,13 @@ pub fn run(a: &NtmArgs) -> Result<()> {
         // Convergence: the first held-out evaluation under the threshold
         // (also with --no-stop, where training goes on past it).
         let threshold = a.stop_below.unwrap_or(0.1);
-        let converged_at = report.as_ref().and_then(|r| {
+        let converged_at = report.as_ref().and_then(|(r, _)| {
             r.evaluations
                 .iter()
                 .find(|e| e.bit_errors < threshold)
                 .map(|e| e.sequences)
         });
-        if let Some(r) = &report {
+        if let Some((r, _)) = &report {
             let last = r.evaluations.last().map_or(f64::NAN, |e| e.bit_errors);
             match converged_at {
                 Some(n) => println!(
@@ -258,14 +295,15 @@ pub fn run(a: &NtmArgs) -> Result<()> {
             return Ok(None);
         }
         let png = weightings_png(&ntm, &task, eval_size).context("drawing weightings.png")?;
-        let (evaluations, converged_at, sequences, seconds) = match &report {
-            Some(r) => (
+        let (evaluations, converged_at, sequences, seconds, step_loss) = match &report {
+            Some((r, steps)) => (
                 r.evaluations.iter().map(eval_json).collect(),
                 converged_at,
                 r.sequences,
                 r.seconds,
+                steps.clone(),
             ),
-            None => (Vec::new(), None, 0, 0.0),
+            None => (Vec::new(), None, 0, 0.0, Vec::new()),
         };
         let mut metrics = run_json.clone();
         let results = json!({
@@ -283,6 +321,9 @@ pub fn run(a: &NtmArgs) -> Result<()> {
                 "bit_error_rate": r.rate(),
             })).collect::<Vec<_>>(),
             "wall_seconds": started.elapsed().as_secs_f64(),
+            "training": { "step_loss": step_loss },
+            "world_size": world,
+            "per_rank_batch": (0..world).map(|r| slice_of(a.batch, r, world).len()).collect::<Vec<_>>(),
         });
         if let (Some(m), serde_json::Value::Object(r)) = (metrics.as_object_mut(), results) {
             m.extend(r);
@@ -345,7 +386,8 @@ fn train(
     max_sequences: usize,
     eval_size: usize,
     stop_below: Option<f64>,
-) -> Result<(Ntm, TrainReport)> {
+    workers: &mut Workers,
+) -> Result<(Ntm, (TrainReport, Vec<f64>))> {
     let mut trainer =
         NtmTrainer::new(ntm, task, train_config).map_err(|e| anyhow!("the trainer: {e}"))?;
     let plan = TrainPlan {
@@ -383,9 +425,20 @@ fn train(
     // Held from an evaluation (whose checkpoint the trainer saves next) to
     // the next step.
     let mut guard: Option<run_dir::Guard> = None;
-    let result = trainer.run(&plan, |p| match p {
+    let mut step_loss = Vec::new();
+    if workers.world_size() > 1 {
+        println!(
+            "distributed: {} ranks, rows {:?} of each batch",
+            workers.world_size(),
+            (0..workers.world_size())
+                .map(|r| slice_of(a.batch, r, workers.world_size()).len())
+                .collect::<Vec<_>>()
+        );
+    }
+    let result = trainer.run_with(&plan, workers, |p| match p {
         Progress::Step { sequences, stats } => {
             guard = None;
+            step_loss.push(stats.loss);
             sum_errors += stats.bit_errors * a.batch as f64;
             sum_loss += stats.loss * a.batch as f64;
             seen += a.batch;
@@ -428,7 +481,7 @@ fn train(
     drop(guard);
     bar.finish_and_clear();
     match result {
-        Ok(report) => Ok((trainer.into_ntm(), report)),
+        Ok(report) => Ok((trainer.into_ntm(), (report, step_loss))),
         Err(e) if matches!(e, recurrent::Error::NonFinite(_)) => Err(anyhow!(
             "training diverged: {e} (try a lower --lr or a --clip-norm)"
         )),

@@ -72,6 +72,28 @@ pub struct TaskBatch {
     pub batch: usize,
 }
 
+impl TaskBatch {
+    /// The rows `rows` of every sequence (a worker's slice of the batch)
+    /// into `out`, `[T, rows.len(), ...]`.
+    pub fn rows_into(&self, rows: std::ops::Range<usize>, out: &mut TaskBatch) {
+        let (t, b, n) = (self.seq_len, self.batch, rows.len());
+        let per = |v: &[f32]| v.len() / (t * b).max(1);
+        let (fi, fo) = (per(&self.x), per(&self.target));
+        let slice = |src: &[f32], f: usize, dst: &mut Vec<f32>| {
+            dst.clear();
+            for step in 0..t {
+                let at = (step * b + rows.start) * f;
+                dst.extend_from_slice(&src[at..at + n * f]);
+            }
+        };
+        slice(&self.x, fi, &mut out.x);
+        slice(&self.target, fo, &mut out.target);
+        slice(&self.mask, 1, &mut out.mask);
+        out.seq_len = t;
+        out.batch = n;
+    }
+}
+
 impl Task {
     /// Graves et al.'s copy task: 8 bits, lengths 1-20.
     pub fn copy() -> Self {

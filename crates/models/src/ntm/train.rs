@@ -14,6 +14,7 @@ use crate::optim::{
 };
 use crate::params::Params;
 use crate::rng::SplitMix64;
+use crate::train::{AllReduce, SingleProcess, slice_of};
 
 /// The update rule of a training run.
 #[derive(Clone, Copy, Debug, PartialEq)]
@@ -153,6 +154,10 @@ pub struct NtmTrainer {
     scratch: NtmGradScratch,
     grads: Params,
     batch: TaskBatch,
+    /// This worker's rows of `batch` (data-parallel runs).
+    local: TaskBatch,
+    /// The all-reduce buffer of data-parallel runs.
+    reduce_buf: Vec<f32>,
     dy: Vec<f32>,
     backup: Vec<f32>,
     sequences: usize,
@@ -201,6 +206,8 @@ impl NtmTrainer {
             tape: NtmTape::new(),
             scratch: NtmGradScratch::default(),
             batch: TaskBatch::default(),
+            local: TaskBatch::default(),
+            reduce_buf: Vec::new(),
             dy: Vec::new(),
             backup: Vec::new(),
             sequences: 0,
@@ -231,19 +238,44 @@ impl NtmTrainer {
     /// loss or a gradient (named with the sequence count; the machine is
     /// left unchanged), allocation.
     pub fn step(&mut self) -> Result<StepStats> {
+        self.step_with(&mut SingleProcess)
+    }
+
+    /// [`NtmTrainer::step`] as one worker of a data-parallel run: every
+    /// worker draws the same batch, runs its contiguous slice of the rows
+    /// ([`slice_of`]), and the gradients of the loss sums go through one
+    /// [`AllReduce::sum`] (with the losses, bit errors and scored bits),
+    /// so that every worker applies the gradient of the whole batch's mean
+    /// loss. Errors: as `step`, a batch smaller than the worker count, the
+    /// all-reduce's.
+    pub fn step_with(&mut self, reduce: &mut dyn AllReduce) -> Result<StepStats> {
         let size = self.task.draw_size(&mut self.rng);
         self.task
             .generate(&mut self.rng, self.config.batch, size, &mut self.batch)?;
-        let (t, b) = (self.batch.seq_len, self.batch.batch);
+        let (rank, world) = (reduce.rank(), reduce.world_size());
+        let b = self.batch.batch;
+        if b < world {
+            return Err(Error::Config(format!(
+                "a batch of {b} is smaller than the {world} workers: each needs a row"
+            )));
+        }
+        let batch = if world == 1 {
+            &self.batch
+        } else {
+            self.batch
+                .rows_into(slice_of(b, rank, world), &mut self.local);
+            &self.local
+        };
+        let t = batch.seq_len;
         self.ntm
-            .forward_train(&self.batch.x, t, b, &mut self.tape)?;
+            .forward_train(&batch.x, t, batch.batch, &mut self.tape)?;
         self.dy.resize(self.tape.y().len(), 0.0);
-        let scored = score(self.tape.y(), &self.batch, &mut self.dy)?;
-        let loss = scored.loss();
+        let mut scored = score(self.tape.y(), batch, &mut self.dy)?;
         let at = self.sequences + b;
-        if !loss.is_finite() {
+        if world == 1 && !scored.loss().is_finite() {
             return Err(Error::NonFinite(format!(
-                "loss {loss} at training sequence {at}"
+                "loss {} at training sequence {at}",
+                scored.loss()
             )));
         }
         self.ntm.backward(
@@ -253,6 +285,15 @@ impl NtmTrainer {
             None,
             &mut self.scratch,
         )?;
+        if world > 1 {
+            scored = self.reduce(reduce, scored, b)?;
+        }
+        let loss = scored.loss();
+        if !loss.is_finite() {
+            return Err(Error::NonFinite(format!(
+                "loss {loss} at training sequence {at}"
+            )));
+        }
         check_finite(&self.grads, &format!("gradients at training sequence {at}"))?;
         let grads = self.grads.as_mut_slice();
         let grad_norm = match self.config.clip_norm {
@@ -287,6 +328,35 @@ impl NtmTrainer {
         })
     }
 
+    /// The workers' sums: this worker's gradients (of its mean over its
+    /// scored bits) times its bits, its loss sum, bit errors and bits go
+    /// through one all-reduce; the gradients become those of the whole
+    /// batch's mean, and the score the whole batch's.
+    fn reduce(&mut self, reduce: &mut dyn AllReduce, local: Score, batch: usize) -> Result<Score> {
+        let grads = self.grads.as_mut_slice();
+        let n = grads.len();
+        crate::alloc::resize(&mut self.reduce_buf, n + 3, "the all-reduce buffer")?;
+        let bits = local.bits as f32;
+        for (b, g) in self.reduce_buf.iter_mut().zip(grads.iter()) {
+            *b = g * bits;
+        }
+        self.reduce_buf[n] = local.loss_sum as f32;
+        self.reduce_buf[n + 1] = local.errors as f32;
+        self.reduce_buf[n + 2] = bits;
+        reduce.sum(&mut self.reduce_buf)?;
+        let total = self.reduce_buf[n + 2];
+        let inv = 1.0 / total.max(1.0);
+        for (g, b) in grads.iter_mut().zip(&self.reduce_buf) {
+            *g = b * inv;
+        }
+        Ok(Score {
+            sequences: batch,
+            loss_sum: f64::from(self.reduce_buf[n]),
+            errors: self.reduce_buf[n + 1] as usize,
+            bits: total as usize,
+        })
+    }
+
     /// Loss and bit errors per sequence on `sequences` held-out sequences of
     /// the given size drawn from `seed` (in batches of up to 64).
     pub fn evaluate(&mut self, size: usize, sequences: usize, seed: u64) -> Result<Evaluation> {
@@ -302,11 +372,22 @@ impl NtmTrainer {
     /// evaluating and checkpointing every `eval_every` sequences and at the
     /// end. Errors: as [`NtmTrainer::step`] (a checkpoint of the last good
     /// machine is kept), I/O of a checkpoint.
-    pub fn run(
+    pub fn run(&mut self, plan: &TrainPlan, progress: impl FnMut(Progress)) -> Result<TrainReport> {
+        self.run_with(plan, &mut SingleProcess, progress)
+    }
+
+    /// [`NtmTrainer::run`] as one worker of a data-parallel run: worker
+    /// 0's parameters are first copied to every worker, then each step is
+    /// [`NtmTrainer::step_with`]. Every worker evaluates the whole
+    /// held-out set (the same numbers everywhere) and saves the checkpoint
+    /// of its `plan` (give worker 0 alone one).
+    pub fn run_with(
         &mut self,
         plan: &TrainPlan,
+        reduce: &mut dyn AllReduce,
         mut progress: impl FnMut(Progress),
     ) -> Result<TrainReport> {
+        reduce.broadcast(self.ntm.params_mut())?;
         if plan.eval_every == 0 {
             return Err(Error::ZeroSize { what: "eval_every" });
         }
@@ -321,7 +402,7 @@ impl NtmTrainer {
         // usize::MAX sequences is one at the end).
         let mut next_eval = self.sequences.saturating_add(plan.eval_every);
         while self.sequences < plan.max_sequences {
-            let stats = self.step()?;
+            let stats = self.step_with(reduce)?;
             progress(Progress::Step {
                 sequences: self.sequences,
                 stats,
