@@ -26,5 +26,5 @@ pub use model::{Ntm, NtmGradScratch, NtmTape};
 pub use tasks::{Score, Task, TaskBatch, score};
 pub use train::{
     Evaluation, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, StepStats, TrainPlan,
-    TrainReport, evaluate,
+    TrainReport, evaluate, evaluate_with,
 };

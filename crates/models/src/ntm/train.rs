@@ -378,9 +378,9 @@ impl NtmTrainer {
 
     /// [`NtmTrainer::run`] as one worker of a data-parallel run: worker
     /// 0's parameters are first copied to every worker, then each step is
-    /// [`NtmTrainer::step_with`]. Every worker evaluates the whole
-    /// held-out set (the same numbers everywhere) and saves the checkpoint
-    /// of its `plan` (give worker 0 alone one).
+    /// [`NtmTrainer::step_with`]; the held-out evaluations are split the
+    /// same way ([`evaluate_with`]: the same numbers everywhere). Each
+    /// worker saves the checkpoint of its `plan` (give worker 0 alone one).
     pub fn run_with(
         &mut self,
         plan: &TrainPlan,
@@ -410,7 +410,19 @@ impl NtmTrainer {
             let last = self.sequences >= plan.max_sequences;
             if self.sequences >= next_eval || last {
                 next_eval = next_eval.saturating_add(plan.eval_every);
-                let e = self.evaluate(plan.eval_size, plan.eval_sequences, plan.eval_seed)?;
+                let s = evaluate_with(
+                    &self.ntm,
+                    &self.task,
+                    plan.eval_size,
+                    plan.eval_sequences,
+                    plan.eval_seed,
+                    reduce,
+                )?;
+                let e = Evaluation {
+                    sequences: self.sequences,
+                    loss: s.loss(),
+                    bit_errors: s.errors_per_sequence(),
+                };
                 if !e.loss.is_finite() {
                     return Err(Error::NonFinite(format!(
                         "held-out loss {} after {} training sequences",
@@ -438,20 +450,62 @@ impl NtmTrainer {
 /// given size, drawn from `seed`, in batches of up to 64. Errors: zero
 /// sequences or size, allocation.
 pub fn evaluate(ntm: &Ntm, task: &Task, size: usize, sequences: usize, seed: u64) -> Result<Score> {
+    evaluate_with(ntm, task, size, sequences, seed, &mut SingleProcess)
+}
+
+/// [`evaluate`] as one worker of a data-parallel run: every worker draws
+/// the same held-out batches, scores its contiguous slice of their rows,
+/// and the loss sums, bit errors and bits are summed over the workers (the
+/// same score everywhere). Errors: as `evaluate`, the all-reduce's.
+pub fn evaluate_with(
+    ntm: &Ntm,
+    task: &Task,
+    size: usize,
+    sequences: usize,
+    seed: u64,
+    reduce: &mut dyn AllReduce,
+) -> Result<Score> {
     if sequences == 0 {
         return Err(Error::ZeroSize { what: "sequences" });
     }
+    let (rank, world) = (reduce.rank(), reduce.world_size());
     let mut rng = SplitMix64::new(seed);
-    let mut batch = TaskBatch::default();
+    let (mut batch, mut mine) = (TaskBatch::default(), TaskBatch::default());
     let mut tape = NtmTape::new();
     let mut dy = Vec::new();
     let mut total = Score::default();
-    while total.sequences < sequences {
-        let b = (sequences - total.sequences).min(64);
+    let mut drawn = 0;
+    while drawn < sequences {
+        let b = (sequences - drawn).min(64);
+        drawn += b;
         task.generate(&mut rng, b, size, &mut batch)?;
-        ntm.forward_train(&batch.x, batch.seq_len, b, &mut tape)?;
+        let part = if world == 1 {
+            &batch
+        } else {
+            let rows = slice_of(b, rank, world);
+            if rows.is_empty() {
+                continue;
+            }
+            batch.rows_into(rows, &mut mine);
+            &mine
+        };
+        ntm.forward_train(&part.x, part.seq_len, part.batch, &mut tape)?;
         dy.resize(tape.y().len(), 0.0);
-        total.add(&score(tape.y(), &batch, &mut dy)?);
+        total.add(&score(tape.y(), part, &mut dy)?);
+    }
+    if world > 1 {
+        let mut sums = [
+            total.loss_sum as f32,
+            total.errors as f32,
+            total.bits as f32,
+        ];
+        reduce.sum(&mut sums)?;
+        total = Score {
+            sequences,
+            loss_sum: f64::from(sums[0]),
+            errors: sums[1] as usize,
+            bits: sums[2] as usize,
+        };
     }
     Ok(total)
 }
