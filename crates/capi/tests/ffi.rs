@@ -553,7 +553,7 @@ fn errors_name_the_function_and_argument() {
     assert_eq!(unsafe { rnn_get_num_threads(&mut n) }, rnn_status::Ok);
     assert!(n >= 1);
     assert_eq!(last_error(), "");
-    for v in 0..=rnn_status::OutOfMemory as u32 {
+    for v in 0..=rnn_status::Collective as u32 {
         assert_eq!(rnn_status::from_u32(v).map(|s| s as u32), Some(v));
         // SAFETY: static NUL-terminated strings.
         let s = unsafe { CStr::from_ptr(rnn_status_string(v)) };
@@ -564,10 +564,15 @@ fn errors_name_the_function_and_argument() {
         8,
         "values are never reordered"
     );
+    assert_eq!(
+        rnn_status::Collective as u32,
+        9,
+        "values are never reordered"
+    );
     // SAFETY: as above.
-    let s = unsafe { CStr::from_ptr(rnn_status_string(9)) };
+    let s = unsafe { CStr::from_ptr(rnn_status_string(10)) };
     assert_eq!(s.to_str().unwrap(), "unknown status");
-    assert_eq!(rnn_status::from_u32(9), None);
+    assert_eq!(rnn_status::from_u32(10), None);
 }
 
 /// Networks that need `rnn_config_ext`: an LSTM projection, batch-first
