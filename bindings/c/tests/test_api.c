@@ -54,13 +54,14 @@ static void test_version_and_status(void) {
           RNN_STATUS_IO == 5 && RNN_STATUS_NUMERICAL == 6 && RNN_STATUS_PANIC == 7 &&
           RNN_STATUS_OUT_OF_MEMORY == 8);
     CHECK(RNN_VERSION_MAJOR == 0 && RNN_VERSION_MINOR >= 2); /* OUT_OF_MEMORY: since 0.2 */
-    for (uint32_t s = 0; s <= RNN_STATUS_OUT_OF_MEMORY; s++) {
+    CHECK(RNN_STATUS_COLLECTIVE == 9 && RNN_VERSION_MINOR >= 4); /* COLLECTIVE: since 0.4 */
+    for (uint32_t s = 0; s <= RNN_STATUS_COLLECTIVE; s++) {
         const char *str = rnn_status_string(s);
         CHECK(str != NULL && str[0] != '\0' && strcmp(str, "unknown status") != 0);
         for (uint32_t t = 0; t < s; t++) CHECK(strcmp(str, rnn_status_string(t)) != 0);
     }
     CHECK(strcmp(rnn_status_string(RNN_STATUS_OUT_OF_MEMORY), "out of memory") == 0);
-    CHECK(strcmp(rnn_status_string(9), "unknown status") == 0);
+    CHECK(strcmp(rnn_status_string(10), "unknown status") == 0);
     CHECK(strcmp(rnn_status_string(UINT32_MAX), "unknown status") == 0);
 
     /* The message names the function and argument; a success clears it. */
