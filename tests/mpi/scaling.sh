@@ -5,7 +5,7 @@
 #   apple   the main job (rnn train defaults: LSTM H=32 on 20-day windows
 #           of one column, global batch 32; 4,513 parameters);
 #   medium  a synthetic LSTM job: T=100, global batch 64, I=128, H=256
-#           (397,569 parameters), on random-walk data.
+#           (395,521 parameters), on random-walk data.
 # Then the projection to N nodes (projection.py). Needs rnn built with
 # --features mpi (tests/mpi/run.sh builds it). Not part of CI: run it on a
 # quiet machine.
@@ -52,8 +52,8 @@ medium=(train --quiet --threads 1 --epochs "$em" --patience 0 --seed 1 --data "$
     --target c0 --features all --window 100 --hidden 256 --batch-size 64 --val-frac 0.05 --test-frac 0.05)
 for run in 1 2; do
     echo "-- run $run"
-    "$rnn" "${apple[@]}" --out "$tmp/a1" >/dev/null && report apple "$tmp/a1/metrics.json"
-    mpi -np 2 "$rnn" "${apple[@]}" --distributed --out "$tmp/a2" >/dev/null && report apple "$tmp/a2/metrics.json"
-    "$rnn" "${medium[@]}" --out "$tmp/m1" >/dev/null && report medium "$tmp/m1/metrics.json"
-    mpi -np 2 "$rnn" "${medium[@]}" --distributed --out "$tmp/m2" >/dev/null && report medium "$tmp/m2/metrics.json"
+    "$rnn" "${apple[@]}" --overwrite --out "$tmp/a1" >/dev/null && report apple "$tmp/a1/metrics.json"
+    mpi -np 2 "$rnn" "${apple[@]}" --distributed --overwrite --out "$tmp/a2" >/dev/null && report apple "$tmp/a2/metrics.json"
+    "$rnn" "${medium[@]}" --overwrite --out "$tmp/m1" >/dev/null && report medium "$tmp/m1/metrics.json"
+    mpi -np 2 "$rnn" "${medium[@]}" --distributed --overwrite --out "$tmp/m2" >/dev/null && report medium "$tmp/m2/metrics.json"
 done
