@@ -69,6 +69,12 @@ impl Ntm {
         Ok(())
     }
 
+    /// The backward pass, in the reverse order of the forward's steps
+    /// (docs/ntm.md): the output layer over every step at once; per step
+    /// in reverse, the heads of every row (addressing, reads, write), the
+    /// head layer and the controller; then the controller's and the head
+    /// layer's weights as GEMMs over all `T*B` rows, and the learned
+    /// initial state.
     fn run_backward(
         &self,
         tape: &NtmTape,
@@ -78,114 +84,94 @@ impl Ntm {
         sc: &mut NtmGradScratch,
         s: &Sizes,
     ) {
-        let (t_len, b) = (tape.t, tape.b);
-        let rows = t_len * b;
-        let lstm = self.config.controller == Controller::Lstm;
-        let hn = s.heads() * s.n;
-        let save_len = s.heads() * s.save();
-        let p = |name: &str| self.params.get(name).expect("parameter of the layout");
+        self.output_backward(tape, dy, grads, sc, s);
+        sc.dmem[0].fill(0.0);
+        sc.dw[0].fill(0.0);
+        sc.dc.fill(0.0);
+        // `cur` is the slot of the gradients flowing into step `t` from
+        // later steps; the step writes the other one.
+        let mut cur = 0;
+        for t in (0..tape.t).rev() {
+            heads_backward(tape, t, cur, sc, s);
+            self.head_layer_backward(t, tape.b, sc, s);
+            self.controller_backward(tape, t, sc, s);
+            cur = 1 - cur;
+        }
+        self.controller_weight_grads(tape, grads, dx, sc, s);
+        self.head_layer_weight_grads(tape, grads, sc, s);
+        self.initial_state_backward(tape, grads, cur, sc, s);
+    }
 
-        // Output layer: dz = dy W_out, dW_out = dy^T z, db = colsum(dy).
+    /// The controller's input weight (`weight_ih` of an LSTM, `weight` of
+    /// a feed-forward controller) and its name: `[G, U]`, `U = I + R*M`
+    /// (the input `x_t`, then the reads `r_{t-1}`).
+    fn controller_input_weight(&self) -> (&'static str, &[f32]) {
+        let name = match self.config.controller {
+            Controller::Lstm => "controller.weight_ih",
+            Controller::FeedForward => "controller.weight",
+        };
+        (name, self.p(name))
+    }
+
+    /// Output layer `y = [h, r] W_out^T + b` of every step: `dz = dy W_out`
+    /// (slot 0, the initial state's, zeroed), `dW_out = dy^T z`, `db =
+    /// colsum(dy)`.
+    fn output_backward(
+        &self,
+        tape: &NtmTape,
+        dy: &[f32],
+        grads: &mut Params,
+        sc: &mut NtmGradScratch,
+        s: &Sizes,
+    ) {
+        let (b, rows) = (tape.b, tape.t * tape.b);
         sc.dz[..b * s.z].fill(0.0);
         let dy_view = Mat::new(dy, rows, s.o);
         let dz = MatMut::new(&mut sc.dz[b * s.z..], rows, s.z);
-        input_grad(dy_view, Mat::new(p("output.weight"), s.o, s.z), 0.0, dz);
+        input_grad(
+            dy_view,
+            Mat::new(self.p("output.weight"), s.o, s.z),
+            0.0,
+            dz,
+        );
         let g_out = grads.get_mut("output.weight").expect("layout");
         let z = Mat::new(&tape.z[b * s.z..], rows, s.z);
         weight_grad(dy_view, z, MatMut::new(g_out, s.o, s.z));
         bias_grad(dy, grads.get_mut("output.bias").expect("layout"));
+    }
 
-        let (w_in_name, w_in) = if lstm {
-            ("controller.weight_ih", p("controller.weight_ih"))
-        } else {
-            ("controller.weight", p("controller.weight"))
-        };
-        let w_read_view = Mat::strided(&w_in[s.i..], s.g, s.u - s.i, s.u);
-        sc.dmem[0].fill(0.0);
-        sc.dw[0].fill(0.0);
-        sc.dc.fill(0.0);
-        let mut cur = 0;
-        for t in (0..t_len).rev() {
-            let next = 1 - cur;
-            // Heads of every batch row.
-            {
-                let (dmem_in, dmem_out) = pair(&mut sc.dmem, cur);
-                let (dw_in, dw_out) = pair(&mut sc.dw, cur);
-                let dz_t = &sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];
-                let dp = &mut sc.dp[t * b * s.p..(t + 1) * b * s.p];
-                let pt = &tape.p[t * b * s.p..(t + 1) * b * s.p];
-                let mem = &tape.mem[t * b * s.mem()..(t + 1) * b * s.mem()];
-                let w_prev = &tape.w[t * b * hn..(t + 1) * b * hn];
-                let w = &tape.w[(t + 1) * b * hn..(t + 2) * b * hn];
-                let saves = &tape.saves[t * b * save_len..(t + 1) * b * save_len];
-                let ea = &tape.ea[t * b * s.ea()..(t + 1) * b * s.ea()];
-                pt.par_chunks(s.p)
-                    .zip(mem.par_chunks(s.mem()))
-                    .zip(w_prev.par_chunks(hn))
-                    .zip(w.par_chunks(hn))
-                    .zip(saves.par_chunks(save_len))
-                    .zip(ea.par_chunks(s.ea()))
-                    .zip(dz_t.par_chunks(s.z))
-                    .zip(dmem_in.par_chunks_mut(s.mem()))
-                    .zip(dw_in.par_chunks_mut(hn))
-                    .zip(dw_out.par_chunks_mut(hn))
-                    .zip(dmem_out.par_chunks_mut(s.mem()))
-                    .zip(dp.par_chunks_mut(s.p))
-                    .zip(sc.rows.par_chunks_mut(s.scratch()))
-                    .for_each(|item| {
-                        let (
-                            (
-                                (
-                                    (
-                                        ((((((((p, mem), w_prev), w), saves), ea), dz), dmem), dw),
-                                        dw_prev,
-                                    ),
-                                    dmem_prev,
-                                ),
-                                dp,
-                            ),
-                            scratch,
-                        ) = item;
-                        let fw = Saved {
-                            p,
-                            mem,
-                            w_prev,
-                            w,
-                            saves,
-                            ea,
-                        };
-                        let g = Grads {
-                            reads: &dz[s.c..],
-                            mem: dmem,
-                            w: dw,
-                            w_prev: dw_prev,
-                            mem_prev: dmem_prev,
-                            p: dp,
-                            scratch,
-                        };
-                        row::backward(s, fw, g);
-                    });
-            }
-            // Head layer: dh_t += dp_t W_heads.
-            let (dz_prev, dz_t) = sc.dz[t * b * s.z..(t + 2) * b * s.z].split_at_mut(b * s.z);
-            let dp_t = Mat::new(&sc.dp[t * b * s.p..(t + 1) * b * s.p], b, s.p);
-            let w_heads = Mat::new(p("heads.weight"), s.p, s.c);
-            input_grad(dp_t, w_heads, 1.0, MatMut::strided(dz_t, b, s.c, s.z));
-            // Controller.
-            let dg = &mut sc.dg[t * b * s.g..(t + 1) * b * s.g];
-            let dh = &mut sc.dh;
-            for (d, r) in dh.chunks_exact_mut(s.c).zip(dz_t.chunks_exact(s.z)) {
-                d.copy_from_slice(&r[..s.c]);
-            }
-            if lstm {
+    /// Head layer `p_t = h_t W_heads^T + b` at step `t`: `dh_t += dp_t
+    /// W_heads` (into `dz`'s `h` columns of slot `t + 1`).
+    fn head_layer_backward(&self, t: usize, b: usize, sc: &mut NtmGradScratch, s: &Sizes) {
+        let dz_t = &mut sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];
+        let dp_t = Mat::new(&sc.dp[t * b * s.p..(t + 1) * b * s.p], b, s.p);
+        let w_heads = Mat::new(self.p("heads.weight"), s.p, s.c);
+        input_grad(dp_t, w_heads, 1.0, MatMut::strided(dz_t, b, s.c, s.z));
+    }
+
+    /// Controller at step `t`: from `dh_t` (and the cell gradient carried
+    /// in `sc.dc`), the gate gradients `dg_t`, then `dh_{t-1} += dg_t W_hh`
+    /// (LSTM) and `dr_{t-1} += dg_t W_r` into slot `t`.
+    fn controller_backward(&self, tape: &NtmTape, t: usize, sc: &mut NtmGradScratch, s: &Sizes) {
+        let b = tape.b;
+        let (dz_prev, dz_t) = sc.dz[t * b * s.z..(t + 2) * b * s.z].split_at_mut(b * s.z);
+        let dg = &mut sc.dg[t * b * s.g..(t + 1) * b * s.g];
+        let dh = &mut sc.dh;
+        for (d, r) in dh.chunks_exact_mut(s.c).zip(dz_t.chunks_exact(s.z)) {
+            d.copy_from_slice(&r[..s.c]);
+        }
+        match self.config.controller {
+            Controller::Lstm => {
                 let gates = &tape.gates[t * b * s.g..(t + 1) * b * s.g];
                 let c_prev = &tape.c[t * b * s.c..(t + 1) * b * s.c];
                 let c = &tape.c[(t + 1) * b * s.c..(t + 2) * b * s.c];
                 lstm::backward(gates, c_prev, c, dh, &mut sc.dc, dg, s.c);
-                let w_hh = Mat::new(p("controller.weight_hh"), s.g, s.c);
+                let w_hh = Mat::new(self.p("controller.weight_hh"), s.g, s.c);
                 let dh_prev = MatMut::strided(dz_prev, b, s.c, s.z);
                 input_grad(Mat::new(dg, b, s.g), w_hh, 1.0, dh_prev);
-            } else {
+            }
+            Controller::FeedForward => {
+                // h = tanh(gates): dg = dh (1 - h^2).
                 let h = &tape.z[(t + 1) * b * s.z..(t + 2) * b * s.z];
                 for ((d, hr), dr) in dg
                     .chunks_exact_mut(s.c)
@@ -197,15 +183,28 @@ impl Ntm {
                     }
                 }
             }
-            let dr_prev = MatMut::strided(&mut dz_prev[s.c..], b, s.z - s.c, s.z);
-            input_grad(Mat::new(dg, b, s.g), w_read_view, 1.0, dr_prev);
-            cur = next;
         }
-        let dg = &sc.dg[..rows * s.g];
-        let dp = &sc.dp[..rows * s.p];
+        let (_, w_in) = self.controller_input_weight();
+        let w_read = Mat::strided(&w_in[s.i..], s.g, s.u - s.i, s.u);
+        let dr_prev = MatMut::strided(&mut dz_prev[s.c..], b, s.z - s.c, s.z);
+        input_grad(Mat::new(dg, b, s.g), w_read, 1.0, dr_prev);
+    }
 
-        // Controller weights: one GEMM each over all T*B rows.
+    /// The controller's weights and biases from every step's `dg` at once:
+    /// `dW_x = dg^T x`, `dW_r = dg^T r_{t-1}`, `dW_hh = dg^T h_{t-1}`,
+    /// biases `colsum(dg)`; and `dx = dg W_x` when asked.
+    fn controller_weight_grads(
+        &self,
+        tape: &NtmTape,
+        grads: &mut Params,
+        dx: Option<&mut [f32]>,
+        sc: &NtmGradScratch,
+        s: &Sizes,
+    ) {
+        let rows = tape.t * tape.b;
+        let dg = &sc.dg[..rows * s.g];
         let dg_view = Mat::new(dg, rows, s.g);
+        let (w_in_name, w_in) = self.controller_input_weight();
         if let Some(dx) = dx {
             let w_x = Mat::strided(w_in, s.g, s.i, s.u);
             input_grad(dg_view, w_x, 0.0, MatMut::new(dx, rows, s.i));
@@ -216,47 +215,71 @@ impl Ntm {
         let reads = Mat::strided(&tape.z[s.c..], rows, s.z - s.c, s.z);
         let g_read = MatMut::strided(&mut g_in[s.i..], s.g, s.u - s.i, s.u);
         weight_grad(dg_view, reads, g_read);
-        let bias_names: &[&str] = if lstm {
-            &["controller.bias_ih", "controller.bias_hh"]
-        } else {
-            &["controller.bias"]
-        };
-        for name in bias_names {
-            bias_grad(dg, grads.get_mut(name).expect("layout"));
+        match self.config.controller {
+            Controller::Lstm => {
+                for name in ["controller.bias_ih", "controller.bias_hh"] {
+                    bias_grad(dg, grads.get_mut(name).expect("layout"));
+                }
+                let h_prev = Mat::strided(&tape.z, rows, s.c, s.z);
+                let g_hh = grads.get_mut("controller.weight_hh").expect("layout");
+                weight_grad(dg_view, h_prev, MatMut::new(g_hh, s.g, s.c));
+            }
+            Controller::FeedForward => {
+                bias_grad(dg, grads.get_mut("controller.bias").expect("layout"));
+            }
         }
-        if lstm {
-            let h_prev = Mat::strided(&tape.z, rows, s.c, s.z);
-            let g_hh = grads.get_mut("controller.weight_hh").expect("layout");
-            weight_grad(dg_view, h_prev, MatMut::new(g_hh, s.g, s.c));
-        }
-        // Head layer.
+    }
+
+    /// The head layer's weight and bias from every step's `dp` at once:
+    /// `dW_heads = dp^T h`, `db = colsum(dp)`.
+    fn head_layer_weight_grads(
+        &self,
+        tape: &NtmTape,
+        grads: &mut Params,
+        sc: &NtmGradScratch,
+        s: &Sizes,
+    ) {
+        let (b, rows) = (tape.b, tape.t * tape.b);
+        let dp = &sc.dp[..rows * s.p];
         let h = Mat::strided(&tape.z[b * s.z..], rows, s.c, s.z);
         let g_heads = grads.get_mut("heads.weight").expect("layout");
         weight_grad(Mat::new(dp, rows, s.p), h, MatMut::new(g_heads, s.p, s.c));
         bias_grad(dp, grads.get_mut("heads.bias").expect("layout"));
+    }
 
-        // Initial state: summed over the batch.
-        let dz0 = &sc.dz[..b * s.z];
-        let g_read = grads.get_mut("init.read").expect("layout");
-        g_read.fill(0.0);
-        for r in dz0.chunks_exact(s.z) {
-            g_read.iter_mut().zip(&r[s.c..]).for_each(|(g, &d)| *g += d);
-        }
-        if lstm {
-            let g_h = grads.get_mut("init.h").expect("layout");
-            g_h.fill(0.0);
+    /// The learned initial state, its gradients summed over the batch: the
+    /// reads and (LSTM) `h` from slot 0 of `dz`, `c` from the carried cell
+    /// gradient, the weighting logits through their softmax, and (learned
+    /// memory) the memory from slot `cur` of the memory gradients.
+    fn initial_state_backward(
+        &self,
+        tape: &NtmTape,
+        grads: &mut Params,
+        cur: usize,
+        sc: &NtmGradScratch,
+        s: &Sizes,
+    ) {
+        let hn = s.heads() * s.n;
+        let dz0 = &sc.dz[..tape.b * s.z];
+        let sum_columns = |g: &mut [f32], cols: std::ops::Range<usize>| {
+            g.fill(0.0);
             for r in dz0.chunks_exact(s.z) {
-                g_h.iter_mut().zip(&r[..s.c]).for_each(|(g, &d)| *g += d);
+                g.iter_mut()
+                    .zip(&r[cols.clone()])
+                    .for_each(|(g, &d)| *g += d);
             }
+        };
+        sum_columns(grads.get_mut("init.read").expect("layout"), s.c..s.z);
+        if self.config.controller == Controller::Lstm {
+            sum_columns(grads.get_mut("init.h").expect("layout"), 0..s.c);
             let g_c = grads.get_mut("init.c").expect("layout");
             g_c.fill(0.0);
             reduce::colsum_add(&sc.dc, g_c);
         }
-        let dw0 = &sc.dw[cur];
         let w0 = &tape.w[..hn];
         let g_logits = grads.get_mut("init.weight_logits").expect("layout");
         g_logits.fill(0.0);
-        for drow in dw0.chunks_exact(hn) {
+        for drow in sc.dw[cur].chunks_exact(hn) {
             for h in 0..s.heads() {
                 let r = h * s.n..(h + 1) * s.n;
                 softmax_backward(&w0[r.clone()], &drow[r.clone()], &mut g_logits[r]);
@@ -268,6 +291,49 @@ impl Ntm {
             reduce::colsum_add(&sc.dmem[cur], g_mem);
         }
     }
+}
+
+/// The heads of every batch row at step `t`, in parallel (addressing,
+/// reads and write, `row::backward`): from the read gradients (`dz`'s `r`
+/// columns of slot `t + 1`) and the memory and weighting gradients of
+/// later steps (slot `cur`), the head parameters' gradients `dp_t` and the
+/// memory and weighting gradients before the step (the other slot).
+fn heads_backward(tape: &NtmTape, t: usize, cur: usize, sc: &mut NtmGradScratch, s: &Sizes) {
+    let (b, hn, save) = (tape.b, s.heads() * s.n, s.heads() * s.save());
+    let (dmem_in, dmem_out) = pair(&mut sc.dmem, cur);
+    let (dw_in, dw_out) = pair(&mut sc.dw, cur);
+    let dz_t = &sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];
+    let dp = &mut sc.dp[t * b * s.p..(t + 1) * b * s.p];
+    // Batch row `r` of step `step` in a tape buffer of `width` values per row.
+    let at =
+        |step: usize, r: usize, width: usize| (step * b + r) * width..(step * b + r + 1) * width;
+    dw_in
+        .par_chunks_mut(hn)
+        .zip(dw_out.par_chunks_mut(hn))
+        .zip(dmem_out.par_chunks_mut(s.mem()))
+        .zip(dp.par_chunks_mut(s.p))
+        .zip(sc.rows.par_chunks_mut(s.scratch()))
+        .enumerate()
+        .for_each(|(r, ((((w, w_prev), mem_prev), p), scratch))| {
+            let fw = Saved {
+                p: &tape.p[at(t, r, s.p)],
+                mem: &tape.mem[at(t, r, s.mem())],
+                w_prev: &tape.w[at(t, r, hn)],
+                w: &tape.w[at(t + 1, r, hn)],
+                saves: &tape.saves[at(t, r, save)],
+                ea: &tape.ea[at(t, r, s.ea())],
+            };
+            let g = Grads {
+                reads: &dz_t[r * s.z + s.c..(r + 1) * s.z],
+                mem: &dmem_in[r * s.mem()..(r + 1) * s.mem()],
+                w,
+                w_prev,
+                mem_prev,
+                p,
+                scratch,
+            };
+            row::backward(s, fw, g);
+        });
 }
 
 /// `(v[k], v[1-k])`: this step's input buffer and its output buffer.

@@ -194,7 +194,8 @@ impl Ntm {
         self.params.zeros_like()
     }
 
-    fn p(&self, name: &str) -> &[f32] {
+    /// The parameter `name` of the layout.
+    pub(super) fn p(&self, name: &str) -> &[f32] {
         self.params.get(name).expect("parameter of the layout")
     }
 
