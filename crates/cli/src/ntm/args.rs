@@ -12,6 +12,8 @@ pub enum TaskArg {
     RepeatCopy,
     /// Associative recall: given one item of a list, output the next one.
     Recall,
+    /// Priority sort: output the vectors of highest priority, sorted.
+    PrioritySort,
 }
 
 impl TaskArg {
@@ -20,6 +22,7 @@ impl TaskArg {
             Self::Copy => "copy",
             Self::RepeatCopy => "repeat-copy",
             Self::Recall => "recall",
+            Self::PrioritySort => "priority-sort",
         }
     }
 }
@@ -213,14 +216,22 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         }
         Ok(())
     };
-    use TaskArg::{Copy, Recall, RepeatCopy};
+    use TaskArg::{Copy, PrioritySort, Recall, RepeatCopy};
     only(a.min_len.is_some(), "--min-len", &[Copy, RepeatCopy])?;
     only(a.max_len.is_some(), "--max-len", &[Copy, RepeatCopy])?;
     only(a.min_repeats.is_some(), "--min-repeats", &[RepeatCopy])?;
     only(a.max_repeats.is_some(), "--max-repeats", &[RepeatCopy])?;
     only(a.item_len.is_some(), "--item-len", &[Recall])?;
-    only(a.min_items.is_some(), "--min-items", &[Recall])?;
-    only(a.max_items.is_some(), "--max-items", &[Recall])?;
+    only(
+        a.min_items.is_some(),
+        "--min-items",
+        &[Recall, PrioritySort],
+    )?;
+    only(
+        a.max_items.is_some(),
+        "--max-items",
+        &[Recall, PrioritySort],
+    )?;
 
     if a.memory_init.is_some() && a.learned_memory {
         bail!(
@@ -386,6 +397,12 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
             min_items: a.min_items.unwrap_or(2),
             max_items: a.max_items.unwrap_or(6),
         },
+        TaskArg::PrioritySort => Task::PrioritySort {
+            bits,
+            min_items: a.min_items.unwrap_or(20),
+            max_items: a.max_items.unwrap_or(20),
+            dropped: 4,
+        },
     };
     // A default meeting a given bound (e.g. --max-len 0 < default 1 is
     // refused above; --min-len 30 > default 20 is not).
@@ -413,6 +430,11 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
             min_items,
             max_items,
             ..
+        }
+        | Task::PrioritySort {
+            min_items,
+            max_items,
+            ..
         } => check("--min-items", min_items, "--max-items", max_items)?,
     }
     task.validate().map_err(|e| anyhow!("the task: {e}"))?;
@@ -422,12 +444,12 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
 /// Bits of the task that fits a machine with these input and output sizes.
 pub(super) fn bits_for(task: TaskArg, input: usize, output: usize) -> Option<usize> {
     let bits = match task {
-        TaskArg::Copy | TaskArg::Recall => output,
+        TaskArg::Copy | TaskArg::Recall | TaskArg::PrioritySort => output,
         TaskArg::RepeatCopy => output.checked_sub(1)?,
     };
     let need_in = match task {
         TaskArg::Copy => bits + 1,
-        TaskArg::RepeatCopy | TaskArg::Recall => bits + 2,
+        TaskArg::RepeatCopy | TaskArg::Recall | TaskArg::PrioritySort => bits + 2,
     };
     (bits > 0 && input == need_in).then_some(bits)
 }
@@ -520,7 +542,7 @@ pub(super) fn new_config(a: &NtmArgs) -> (NtmConfig, usize) {
     let (input_size, output_size) = match a.task {
         TaskArg::Copy => (bits + 1, bits),
         TaskArg::RepeatCopy => (bits + 2, bits + 1),
-        TaskArg::Recall => (bits + 2, bits),
+        TaskArg::Recall | TaskArg::PrioritySort => (bits + 2, bits),
     };
     (
         NtmConfig {

@@ -93,6 +93,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         TaskArg::Copy => 20_000,
         TaskArg::RepeatCopy => 60_000,
         TaskArg::Recall => 40_000,
+        TaskArg::PrioritySort => 100_000,
     });
     let evaluate_only = max_sequences == 0;
     if evaluate_only && world > 1 {

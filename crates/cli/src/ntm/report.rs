@@ -7,7 +7,9 @@ use super::*;
 pub(super) fn longest(task: &Task) -> usize {
     match *task {
         Task::Copy { max_len, .. } | Task::RepeatCopy { max_len, .. } => max_len,
-        Task::AssociativeRecall { max_items, .. } => max_items,
+        Task::AssociativeRecall { max_items, .. } | Task::PrioritySort { max_items, .. } => {
+            max_items
+        }
     }
 }
 
@@ -24,6 +26,11 @@ pub(super) fn training_range(task: &Task) -> (usize, usize) {
             min_items,
             max_items,
             ..
+        }
+        | Task::PrioritySort {
+            min_items,
+            max_items,
+            ..
         } => (min_items, max_items),
     }
 }
@@ -31,7 +38,7 @@ pub(super) fn training_range(task: &Task) -> (usize, usize) {
 /// What a size counts: `length` or `items`.
 pub(super) fn size_word(task: &Task) -> &'static str {
     match task {
-        Task::AssociativeRecall { .. } => "items",
+        Task::AssociativeRecall { .. } | Task::PrioritySort { .. } => "items",
         _ => "length",
     }
 }
@@ -39,7 +46,7 @@ pub(super) fn size_word(task: &Task) -> &'static str {
 /// A size in words: `length 20` or `6 items`.
 pub(super) fn size_label(task: &Task, size: usize) -> String {
     match task {
-        Task::AssociativeRecall { .. } => format!("{size} items"),
+        Task::AssociativeRecall { .. } | Task::PrioritySort { .. } => format!("{size} items"),
         _ => format!("length {size}"),
     }
 }
@@ -56,6 +63,7 @@ pub(super) fn max_steps(task: &Task, size: usize) -> usize {
         Task::AssociativeRecall { item_len, .. } => size
             .saturating_add(2)
             .saturating_mul(item_len.saturating_add(1)),
+        Task::PrioritySort { .. } => size.saturating_mul(2).saturating_add(1),
     }
 }
 
@@ -65,6 +73,7 @@ pub(super) fn table_sizes(task: &Task) -> &'static [usize] {
         Task::Copy { .. } => &[10, 20, 30, 40, 60, 80, 100, 120],
         Task::RepeatCopy { .. } => &[5, 10, 15, 20],
         Task::AssociativeRecall { .. } => &[2, 4, 6, 8, 10, 12],
+        Task::PrioritySort { .. } => &[10, 15, 20, 25, 30, 40],
     }
 }
 
@@ -91,6 +100,14 @@ pub(super) fn describe_task(task: &Task) -> String {
             max_items,
         } => format!(
             "recall: {bits}-bit vectors, items of {item_len} vectors, {min_items}..={max_items} items"
+        ),
+        Task::PrioritySort {
+            bits,
+            min_items,
+            max_items,
+            dropped,
+        } => format!(
+            "priority-sort: {bits}-bit vectors with priorities, {min_items}..={max_items} of them, all but the {dropped} lowest output, highest first"
         ),
     }
 }
@@ -119,6 +136,14 @@ pub(super) fn task_json(task: &Task) -> serde_json::Value {
             max_items,
         } => json!({
             "bits": bits, "item_len": item_len, "min_items": min_items, "max_items": max_items,
+        }),
+        Task::PrioritySort {
+            bits,
+            min_items,
+            max_items,
+            dropped,
+        } => json!({
+            "bits": bits, "min_items": min_items, "max_items": max_items, "dropped": dropped,
         }),
     };
     v["name"] = json!(task.name());
@@ -247,7 +272,9 @@ pub(super) fn print_table(task: &Task, rows: &[SetScore]) {
     println!(
         "generalisation (held-out; trained on {}{}):",
         match task {
-            Task::AssociativeRecall { .. } => format!("{lo}..={hi} items"),
+            Task::AssociativeRecall { .. } | Task::PrioritySort { .. } => {
+                format!("{lo}..={hi} items")
+            }
             _ => format!("lengths {lo}..={hi}"),
         },
         match *task {

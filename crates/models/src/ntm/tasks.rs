@@ -1,6 +1,6 @@
 //! The algorithmic tasks of Graves et al. 2014, generated from a seed: copy,
-//! repeat copy and associative recall. Each gives time-major batches with a
-//! mask of the steps whose outputs are scored.
+//! repeat copy, associative recall and priority sort. Each gives time-major
+//! batches with a mask of the steps whose outputs are scored.
 
 use crate::alloc;
 use crate::config::check_nonzero;
@@ -53,6 +53,22 @@ pub enum Task {
         min_items: usize,
         /// Most items.
         max_items: usize,
+    },
+    /// Priority sort: `n` random `bits`-bit vectors, each with a priority
+    /// uniform in `[-1, 1)` on its own input channel, then a delimiter
+    /// step (an extra channel); then the machine outputs the `n - dropped`
+    /// vectors of highest priority, highest first. `T = 2n + 1 - dropped`;
+    /// input `bits + 2`, output `bits`. Graves et al.: 20 vectors, the 16
+    /// highest.
+    PrioritySort {
+        /// Bits per vector.
+        bits: usize,
+        /// Fewest input vectors.
+        min_items: usize,
+        /// Most input vectors.
+        max_items: usize,
+        /// Lowest-priority vectors left out of the output.
+        dropped: usize,
     },
 }
 
@@ -125,12 +141,23 @@ impl Task {
         }
     }
 
-    /// `copy`, `repeat-copy` or `recall`.
+    /// Priority sort: 8 bits, 20 vectors, the 16 highest output.
+    pub fn priority_sort() -> Self {
+        Self::PrioritySort {
+            bits: 8,
+            min_items: 20,
+            max_items: 20,
+            dropped: 4,
+        }
+    }
+
+    /// `copy`, `repeat-copy`, `recall` or `priority-sort`.
     pub fn name(&self) -> &'static str {
         match self {
             Self::Copy { .. } => "copy",
             Self::RepeatCopy { .. } => "repeat-copy",
             Self::AssociativeRecall { .. } => "recall",
+            Self::PrioritySort { .. } => "priority-sort",
         }
     }
 
@@ -138,14 +165,18 @@ impl Task {
     pub fn input_size(&self) -> usize {
         match *self {
             Self::Copy { bits, .. } => bits + 1,
-            Self::RepeatCopy { bits, .. } | Self::AssociativeRecall { bits, .. } => bits + 2,
+            Self::RepeatCopy { bits, .. }
+            | Self::AssociativeRecall { bits, .. }
+            | Self::PrioritySort { bits, .. } => bits + 2,
         }
     }
 
     /// Output logits per step.
     pub fn output_size(&self) -> usize {
         match *self {
-            Self::Copy { bits, .. } | Self::AssociativeRecall { bits, .. } => bits,
+            Self::Copy { bits, .. }
+            | Self::AssociativeRecall { bits, .. }
+            | Self::PrioritySort { bits, .. } => bits,
             Self::RepeatCopy { bits, .. } => bits + 1,
         }
     }
@@ -155,12 +186,13 @@ impl Task {
         match *self {
             Self::Copy { bits, .. }
             | Self::RepeatCopy { bits, .. }
-            | Self::AssociativeRecall { bits, .. } => bits,
+            | Self::AssociativeRecall { bits, .. }
+            | Self::PrioritySort { bits, .. } => bits,
         }
     }
 
     /// The range a training size is drawn from, with its name: the length
-    /// (copy, repeat copy) or the item count (recall).
+    /// (copy, repeat copy) or the item count (recall, priority sort).
     fn size_range(&self) -> (&'static str, usize, usize) {
         match *self {
             Self::Copy {
@@ -170,6 +202,11 @@ impl Task {
                 min_len, max_len, ..
             } => ("length", min_len, max_len),
             Self::AssociativeRecall {
+                min_items,
+                max_items,
+                ..
+            }
+            | Self::PrioritySort {
                 min_items,
                 max_items,
                 ..
@@ -192,6 +229,7 @@ impl Task {
             Self::AssociativeRecall { item_len, .. } => {
                 vec![("item length", item_len, item_len), self.size_range()]
             }
+            Self::PrioritySort { .. } => vec![self.size_range()],
         };
         for (what, lo, hi) in ranges {
             if lo == 0 || lo > hi || hi > 100_000 {
@@ -207,19 +245,29 @@ impl Task {
                 "associative recall needs at least 2 items, got {min_items}"
             )));
         }
+        if let Self::PrioritySort {
+            min_items, dropped, ..
+        } = *self
+            && min_items <= dropped
+        {
+            return Err(Error::Config(format!(
+                "priority sort outputs all but the {dropped} lowest of its items: it needs more than {dropped} items, got {min_items}"
+            )));
+        }
         Ok(())
     }
 
     /// The training size drawn for a batch: a length (copy, repeat copy) or
-    /// an item count (recall), uniform in the task's range.
+    /// an item count (recall, priority sort), uniform in the task's range.
     pub fn draw_size(&self, rng: &mut SplitMix64) -> usize {
         let (_, lo, hi) = self.size_range();
         lo + (rng.next_u64() % (hi - lo + 1) as u64) as usize
     }
 
     /// A batch of `batch` rows with the given size (length, or item count
-    /// for recall; repeat copy draws each row's repeat count), into `out`
-    /// (buffers reused). Errors: a zero size or batch.
+    /// for recall and priority sort; repeat copy draws each row's repeat
+    /// count), into `out` (buffers reused). Errors: a zero size or batch, a
+    /// priority sort of no more items than it drops.
     pub fn generate(
         &self,
         rng: &mut SplitMix64,
@@ -256,6 +304,14 @@ impl Task {
             Self::AssociativeRecall { item_len, .. } => size
                 .checked_add(2)
                 .and_then(|n| n.checked_mul(item_len.checked_add(1)?)),
+            Self::PrioritySort { dropped, .. } => {
+                if size <= dropped {
+                    return Err(Error::Config(format!(
+                        "priority sort of {size} items: it drops the {dropped} lowest, so it needs more"
+                    )));
+                }
+                size.checked_mul(2).map(|n| n + 1 - dropped)
+            }
         }
         .ok_or_else(|| alloc::overflow("task sequence length"))?;
         let what = "task batch";
@@ -335,6 +391,31 @@ impl Task {
                     out.x[xi(q0 + 1 + item_len, row, bits + 1)] = 1.0;
                 }
                 out.mask[(t - item_len) * batch..].fill(1.0);
+            }
+            Self::PrioritySort { bits, dropped, .. } => {
+                let items = size;
+                let mut order: Vec<(f32, usize)> = Vec::new();
+                alloc::reserve(&mut order, items, what)?;
+                for row in 0..batch {
+                    order.clear();
+                    for k in 0..items {
+                        for ch in 0..bits {
+                            out.x[xi(k, row, ch)] = bit(rng);
+                        }
+                        let priority = rng.next_f32() * 2.0 - 1.0;
+                        out.x[xi(k, row, bits)] = priority;
+                        order.push((priority, k));
+                    }
+                    out.x[xi(items, row, bits + 1)] = 1.0;
+                    // Highest priority first; ties (measure zero) by position.
+                    order.sort_by(|a, b| b.0.total_cmp(&a.0).then(a.1.cmp(&b.1)));
+                    for (j, &(_, k)) in order[..items - dropped].iter().enumerate() {
+                        for ch in 0..bits {
+                            out.target[ti(items + 1 + j, row, ch)] = out.x[xi(k, row, ch)];
+                        }
+                    }
+                }
+                out.mask[(items + 1) * batch..].fill(1.0);
             }
         }
         Ok(())
@@ -423,4 +504,64 @@ pub fn score(y: &[f32], batch: &TaskBatch, dy: &mut [f32]) -> Result<Score> {
         errors,
         bits,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn priority_sort_outputs_the_highest_priorities_in_order() {
+        let task = Task::PrioritySort {
+            bits: 3,
+            min_items: 7,
+            max_items: 7,
+            dropped: 2,
+        };
+        task.validate().unwrap();
+        let (b, n, bits) = (4, 7, 3);
+        let mut out = TaskBatch::default();
+        task.generate(&mut SplitMix64::new(5), b, n, &mut out)
+            .unwrap();
+        let (i, o) = (task.input_size(), task.output_size());
+        assert_eq!((i, o), (5, 3));
+        assert_eq!(out.seq_len, 2 * n + 1 - 2);
+        for row in 0..b {
+            let x = |t: usize, ch: usize| out.x[(t * b + row) * i + ch];
+            let mut items: Vec<(f32, Vec<f32>)> = (0..n)
+                .map(|k| (x(k, bits), (0..bits).map(|ch| x(k, ch)).collect()))
+                .collect();
+            assert!(items.iter().all(|(p, _)| (-1.0..1.0).contains(p)));
+            assert_eq!(x(n, bits + 1), 1.0, "the delimiter");
+            items.sort_by(|a, c| c.0.total_cmp(&a.0));
+            for (j, (_, v)) in items[..n - 2].iter().enumerate() {
+                let t = n + 1 + j;
+                let target: Vec<f32> = (0..bits)
+                    .map(|ch| out.target[(t * b + row) * o + ch])
+                    .collect();
+                assert_eq!(&target, v, "row {row}, output {j}");
+                assert_eq!(out.mask[t * b + row], 1.0);
+            }
+            for t in 0..=n {
+                assert_eq!(out.mask[t * b + row], 0.0);
+            }
+        }
+        // Too few items for what it drops.
+        let bad = Task::PrioritySort {
+            bits: 3,
+            min_items: 2,
+            max_items: 7,
+            dropped: 2,
+        };
+        assert!(
+            bad.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("more than 2 items")
+        );
+        assert!(
+            task.generate(&mut SplitMix64::new(5), 1, 2, &mut out)
+                .is_err()
+        );
+    }
 }
