@@ -629,7 +629,7 @@ fn run_on(a: &TrainArgs, workers: &mut Workers) -> Result<()> {
             a.mode.name(),
             features.join(", ")
         );
-        println!("split (chronological; min-max scaling fitted on the training rows only):");
+        println!("split (chronological; scales fitted on the training rows only):");
         for (name, idx) in [
             ("train", &train_idx),
             ("validation", &val_idx),
