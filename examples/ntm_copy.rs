@@ -43,6 +43,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         eval_seed: 12345,
         stop_below: stop.then_some(0.1),
         checkpoint: None,
+        select: None,
     };
     let mut recent = 0.0;
     let report = trainer.run(&plan, |p| match p {

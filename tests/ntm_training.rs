@@ -4,7 +4,7 @@
 use recurrent::Error;
 use recurrent::ntm::{
     Controller, MemoryInit, Ntm, NtmConfig, NtmGradScratch, NtmTape, NtmTrainConfig, NtmTrainer,
-    Task, TrainPlan, evaluate,
+    Selection, Task, TrainPlan, evaluate,
 };
 
 fn tiny(bits: usize) -> NtmConfig {
@@ -47,6 +47,7 @@ fn tiny_ntm_learns_short_copies() {
         eval_seed: 99,
         stop_below: Some(0.5),
         checkpoint: None,
+        select: None,
     };
     let report = trainer.run(&plan, |_| {}).unwrap();
     let last = report.evaluations.last().unwrap();
@@ -65,6 +66,70 @@ fn tiny_ntm_learns_short_copies() {
     assert!(
         last.bit_errors < 0.5,
         "tiny NTM did not learn length-5 copies: {last:?}"
+    );
+}
+
+#[test]
+fn a_selecting_run_trains_past_convergence_and_ends_with_the_selected_machine() {
+    let task = Task::Copy {
+        bits: 4,
+        min_len: 1,
+        max_len: 5,
+    };
+    let config = NtmTrainConfig {
+        seed: 5,
+        batch: 4,
+        optimizer: recurrent::ntm::NtmOptimizer::Adam { lr: 3e-3 },
+        ..NtmTrainConfig::default()
+    };
+    let select = Selection {
+        task: None,
+        size: 12,
+        sequences: 32,
+        seed: 1234,
+    };
+    let plan = TrainPlan {
+        max_sequences: 2000,
+        eval_every: 200,
+        eval_sequences: 32,
+        eval_size: 5,
+        eval_seed: 99,
+        // Every evaluation is under this: without selection the run would
+        // stop at the first one.
+        stop_below: Some(1e9),
+        checkpoint: None,
+        select: Some(select),
+    };
+    let mut trainer = NtmTrainer::new(Ntm::new(tiny(4)).unwrap(), task, config).unwrap();
+    let report = trainer.run(&plan, |_| {}).unwrap();
+    assert_eq!(report.sequences, 2000);
+    assert_eq!(report.evaluations.len(), 10);
+    assert_eq!(report.converged_at, Some(200));
+    let losses: Vec<f64> = report
+        .evaluations
+        .iter()
+        .map(|e| e.selection.expect("a selection score").loss)
+        .collect();
+    let k = report.selected.expect("a selected evaluation");
+    assert!(
+        losses.iter().all(|&l| losses[k] <= l),
+        "selected {k} of {losses:?}"
+    );
+    // The machine the run ends with is the selected one: it scores the
+    // selected evaluation's loss again, bit for bit.
+    let again = evaluate(
+        trainer.ntm(),
+        &task,
+        select.size,
+        select.sequences,
+        select.seed,
+    )
+    .unwrap();
+    assert_eq!(again.loss(), losses[k]);
+    // Selection is what kept it: the machines differ on this set.
+    assert!(
+        losses.iter().any(|&l| l != losses[k]),
+        "every evaluation scored the same: {losses:?}"
     );
 }
 

@@ -68,9 +68,12 @@ enum Command {
     /// exploding gradients) for Elman networks and an LSTM; draws a PNG.
     Gradients(gradients::GradientsArgs),
     /// Train a Neural Turing Machine on an algorithmic task (copy,
-    /// repeat-copy, recall) with checkpoints, then print how it generalises
-    /// to sizes it was not trained on.
+    /// repeat-copy, recall, priority-sort) with checkpoints, then print how
+    /// it generalises to sizes it was not trained on.
     Ntm(ntm::NtmArgs),
+    /// Draw the held-out learning curves of several `rnn ntm` runs (one
+    /// task, e.g. seeds 1-5) into one PNG.
+    NtmCurves(ntm::CurvesArgs),
     /// Version, SIMD level detected, thread count.
     Info,
     /// Benchmark librnn against PyTorch on this machine.
@@ -139,6 +142,7 @@ fn main() -> ExitCode {
         Command::Predict(args) => predict::run(args),
         Command::Gradients(args) => gradients::run(args),
         Command::Ntm(args) => ntm::run(args),
+        Command::NtmCurves(args) => ntm::run_curves(args),
         Command::Info => info(),
         Command::Bench(args) => bench::run(args),
     };

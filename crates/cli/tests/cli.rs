@@ -945,8 +945,13 @@ fn ntm_copy_end_to_end() {
             "no row for length {len}: {out}"
         );
     }
+    // Copy selects by default: on 64 sequences of 6 times the longest
+    // trained length.
+    assert!(out.contains("selected the machine of"), "{out}");
+    assert!(out.contains("64 sequences of length 18"), "{out}");
     let run = dir.join("run");
     assert_png(&run.join("weightings.png"));
+    assert_png(&run.join("learning.png"));
     for e in std::fs::read_dir(&run).unwrap() {
         let name = e.unwrap().file_name().to_string_lossy().into_owned();
         assert!(!name.starts_with('.'), "leftover {name}");
@@ -983,7 +988,11 @@ fn ntm_copy_end_to_end() {
     for e in evals {
         assert!(e["loss"].as_f64().unwrap().is_finite(), "{e}");
         assert!(e["bit_errors"].as_f64().is_some(), "{e}");
+        assert!(e["selection_loss"].as_f64().unwrap().is_finite(), "{e}");
     }
+    assert_eq!(m["train_config"]["select_size"], 18);
+    let selected = m["selected_at"].as_u64().unwrap();
+    assert!(at.contains(&selected), "{selected} not among {at:?}");
     let table = m["generalisation"].as_array().unwrap();
     let sizes: Vec<u64> = table.iter().map(|r| r["size"].as_u64().unwrap()).collect();
     assert_eq!(sizes, [10, 20, 30, 40, 60, 80, 100, 120]);
@@ -995,6 +1004,35 @@ fn ntm_copy_end_to_end() {
         assert!((r["bit_error_rate"].as_f64().unwrap() - errors / bits).abs() < 1e-12);
         assert_eq!(r["sequences"], 32);
     }
+
+    // The learning curves of runs in one chart; never over an input, never
+    // over a file without --overwrite.
+    let o = rnn(&["ntm-curves", "run", "run", "--out", "curves.png"], &dir);
+    assert!(o.status.success(), "{}", text(&o.stderr));
+    assert_png(&dir.join("curves.png"));
+    for (args, needle) in [
+        (
+            &[
+                "ntm-curves",
+                "run",
+                "--out",
+                "run/metrics.json",
+                "--overwrite",
+            ][..],
+            "refusing to write over an input",
+        ),
+        (
+            &["ntm-curves", "run", "--out", "curves.png"][..],
+            "--overwrite",
+        ),
+        (&["ntm-curves", ".", "--out", "c2.png"][..], "manifest.json"),
+    ] {
+        let o = rnn(args, &dir);
+        let err = text(&o.stderr);
+        assert_eq!(o.status.code(), Some(1), "{args:?}: {err}");
+        assert!(err.contains(needle), "{args:?}: {err}");
+    }
+    assert!(!dir.join("c2.png").exists());
 
     // Evaluation only: the saved machine, the same table, nothing written.
     let o = rnn(
@@ -1089,6 +1127,19 @@ fn ntm_bad_inputs() {
         &["--min-len 5", "--max-len 3"],
     );
     ntm_fails(&dir, &["copy", "--eval-size", "0"], 1, &["--eval-size"]);
+    ntm_fails(&dir, &["copy", "--select-size", "0"], 1, &["--select-size"]);
+    ntm_fails(
+        &dir,
+        &["copy", "--select-repeats", "20"],
+        1,
+        &["--select-repeats", "repeat-copy"],
+    );
+    ntm_fails(
+        &dir,
+        &["copy", "--select-size", "40", "--no-select"],
+        1,
+        &["--select-size", "--no-select"],
+    );
     ntm_fails(&dir, &["copy", "--memory-rows", "0"], 1, &["--memory-rows"]);
     ntm_fails(
         &dir,

@@ -65,9 +65,9 @@ pub struct NtmArgs {
     /// Seed of the parameter initialisation and of the training sequences.
     #[arg(long, default_value_t = 1)]
     pub seed: u64,
-    /// Training sequences, at most 2^50 [default: 20000 for copy, 60000 for
-    /// repeat-copy, 40000 for recall]. With --load, 0 only evaluates the
-    /// loaded machine.
+    /// Training sequences, at most 2^50 [default: 30000 for copy, 60000 for
+    /// repeat-copy, 100000 for recall and priority-sort]. With --load, 0
+    /// only evaluates the loaded machine.
     #[arg(long)]
     pub max_sequences: Option<usize>,
     /// Sequences per update (all of one drawn size).
@@ -107,6 +107,24 @@ pub struct NtmArgs {
     /// Train to --max-sequences whatever the held-out error.
     #[arg(long)]
     pub no_stop: bool,
+    /// Train to --max-sequences past convergence and end with the machine
+    /// of the evaluation that scored the lowest loss on --select-sequences
+    /// sequences of this size (a length or item count, longer than
+    /// trained; not the generalisation table's sequences) [default: for
+    /// copy 6 times --max-len, 120; off for the other tasks].
+    #[arg(long)]
+    pub select_size: Option<usize>,
+    /// Sequences of the selection set (--select-size).
+    #[arg(long, default_value_t = 64)]
+    pub select_sequences: usize,
+    /// Repeats of every selection sequence (repeat-copy; the count on the
+    /// training scale) [default: 2 times --max-repeats].
+    #[arg(long)]
+    pub select_repeats: Option<usize>,
+    /// Stop at the first evaluation under the threshold, without selecting
+    /// (copy's behaviour before --select-size).
+    #[arg(long)]
+    pub no_select: bool,
 
     // ---- the machine ----
     /// Controller network [default: lstm].
@@ -158,10 +176,13 @@ pub struct NtmArgs {
     /// Vectors per item (recall) [default: 3].
     #[arg(long)]
     pub item_len: Option<usize>,
-    /// Fewest items (recall, at least 2) [default: 2].
+    /// Fewest items (recall: at least 2; priority sort: more than the 4
+    /// left out) [default: --max-items, every sequence of the largest
+    /// count; recall from 2 items learns a local optimum, see README].
     #[arg(long)]
     pub min_items: Option<usize>,
-    /// Most items (recall) [default: 6].
+    /// Most items (recall, priority sort) [default: 6 for recall, 20 for
+    /// priority sort].
     #[arg(long)]
     pub max_items: Option<usize>,
 
@@ -221,6 +242,11 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     only(a.max_len.is_some(), "--max-len", &[Copy, RepeatCopy])?;
     only(a.min_repeats.is_some(), "--min-repeats", &[RepeatCopy])?;
     only(a.max_repeats.is_some(), "--max-repeats", &[RepeatCopy])?;
+    only(
+        a.select_repeats.is_some(),
+        "--select-repeats",
+        &[RepeatCopy],
+    )?;
     only(a.item_len.is_some(), "--item-len", &[Recall])?;
     only(
         a.min_items.is_some(),
@@ -245,6 +271,9 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     }
     if a.stop_below.is_some() && a.no_stop {
         bail!("--stop-below and --no-stop conflict");
+    }
+    if a.select_size.is_some() && a.no_select {
+        bail!("--select-size and --no-select conflict");
     }
     if let Some(s) = a.stop_below
         && !(s.is_finite() && s > 0.0)
@@ -278,6 +307,9 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         ("--eval-every", Some(a.eval_every)),
         ("--eval-sequences", Some(a.eval_sequences)),
         ("--eval-size", a.eval_size),
+        ("--select-size", a.select_size),
+        ("--select-sequences", Some(a.select_sequences)),
+        ("--select-repeats", a.select_repeats),
         ("--controller-size", a.controller_size),
         ("--memory-rows", a.memory_rows),
         ("--memory-width", a.memory_width),
@@ -306,6 +338,9 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         ("--min-items", a.min_items),
         ("--max-items", a.max_items),
         ("--eval-size", a.eval_size),
+        ("--select-size", a.select_size),
+        ("--select-sequences", Some(a.select_sequences)),
+        ("--select-repeats", a.select_repeats),
         ("--eval-sequences", Some(a.eval_sequences)),
         ("--batch", Some(a.batch)),
     ];
@@ -390,19 +425,30 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
             max_len: a.max_len.unwrap_or(10),
             min_repeats: a.min_repeats.unwrap_or(1),
             max_repeats: a.max_repeats.unwrap_or(10),
+            count_scale: a.max_repeats.unwrap_or(10),
         },
-        TaskArg::Recall => Task::AssociativeRecall {
-            bits,
-            item_len: a.item_len.unwrap_or(3),
-            min_items: a.min_items.unwrap_or(2),
-            max_items: a.max_items.unwrap_or(6),
-        },
-        TaskArg::PrioritySort => Task::PrioritySort {
-            bits,
-            min_items: a.min_items.unwrap_or(20),
-            max_items: a.max_items.unwrap_or(20),
-            dropped: 4,
-        },
+        // Recall trains on its largest item count: with 2 items the query
+        // is always the first item and the answer the last one written,
+        // which rewards reading back the last item, a local optimum that
+        // uniform 2-6 items never left in 100,000 sequences (README, NTM).
+        TaskArg::Recall => {
+            let max_items = a.max_items.unwrap_or(6);
+            Task::AssociativeRecall {
+                bits,
+                item_len: a.item_len.unwrap_or(3),
+                min_items: a.min_items.unwrap_or(max_items),
+                max_items,
+            }
+        }
+        TaskArg::PrioritySort => {
+            let max_items = a.max_items.unwrap_or(20);
+            Task::PrioritySort {
+                bits,
+                min_items: a.min_items.unwrap_or(max_items),
+                max_items,
+                dropped: 4,
+            }
+        }
     };
     // A default meeting a given bound (e.g. --max-len 0 < default 1 is
     // refused above; --min-len 30 > default 20 is not).
@@ -439,6 +485,31 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
     }
     task.validate().map_err(|e| anyhow!("the task: {e}"))?;
     Ok(task)
+}
+
+/// The task and size of the selection set (`--select-size`), if the run
+/// selects: copy by default, on lengths 6 times the longest trained; with
+/// `--select-size`, any task (repeat copy with `--select-repeats`
+/// repeats, by default twice the most trained).
+pub(super) fn selection(a: &NtmArgs, task: &Task) -> Option<(Task, usize)> {
+    if a.no_select {
+        return None;
+    }
+    let size = a.select_size.or(match task {
+        Task::Copy { max_len, .. } => Some(max_len.saturating_mul(6)),
+        _ => None,
+    })?;
+    let mut t = *task;
+    if let Task::RepeatCopy {
+        min_repeats,
+        max_repeats,
+        ..
+    } = &mut t
+    {
+        let n = a.select_repeats.unwrap_or(max_repeats.saturating_mul(2));
+        (*min_repeats, *max_repeats) = (n, n);
+    }
+    Some((t, size))
 }
 
 /// Bits of the task that fits a machine with these input and output sizes.
@@ -639,7 +710,14 @@ pub(super) fn run_need(
         tape_bytes(config, t, rows)?.checked_add(batch_bytes(config, t, rows)?)
     };
     let params = params_bytes(config)?;
-    let eval = forward(eval_size, a.eval_sequences.min(64))?;
+    let mut eval = forward(eval_size, a.eval_sequences.min(64))?;
+    if let Some((t, size)) = selection(a, task)
+        && training
+    {
+        let (steps, rows) = (max_steps(&t, size), a.select_sequences.min(64));
+        eval = eval
+            .max(tape_bytes(config, steps, rows)?.checked_add(batch_bytes(config, steps, rows)?)?);
+    }
     let mut need = params.checked_add(eval)?;
     if training {
         let t = max_steps(task, longest(task));
@@ -649,14 +727,11 @@ pub(super) fn run_need(
             .checked_add(eval)?;
         need = need.max(train);
     }
-    for &size in table_sizes(task) {
-        let cap = if max_steps(task, size) <= LONG_STEPS {
-            SHORT_CAP
-        } else {
-            LONG_CAP
-        };
-        let rows = a.eval_sequences.min(cap).min(64);
-        need = need.max(params.checked_add(forward(size, rows)?)?);
+    for set in table_sets(task) {
+        let rows = set_sequences(&set, a.eval_sequences).min(64);
+        let t = max_steps(&set.task, set.size);
+        let set_need = tape_bytes(config, t, rows)?.checked_add(batch_bytes(config, t, rows)?)?;
+        need = need.max(params.checked_add(set_need)?);
     }
     need = need.max(params.checked_add(forward(eval_size, 1)?)?);
     Some(need)
@@ -702,6 +777,7 @@ pub(super) fn check_memory(
     reset("--max-items", a.max_items, &|b| b.max_items = None);
     reset("--item-len", a.item_len, &|b| b.item_len = None);
     reset("--eval-size", a.eval_size, &|b| b.eval_size = None);
+    reset("--select-size", a.select_size, &|b| b.select_size = None);
     reset("--batch", (a.batch != 1).then_some(a.batch), &|b| {
         b.batch = 1
     });

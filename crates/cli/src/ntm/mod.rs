@@ -1,14 +1,16 @@
-//! `rnn ntm <copy|repeat-copy|recall>`: trains a Neural Turing Machine
+//! `rnn ntm <copy|repeat-copy|recall|priority-sort>`: trains a Neural Turing Machine
 //! (docs/ntm.md) on one of the algorithmic tasks of Graves et al. 2014, with
 //! a progress bar, a held-out evaluation and a checkpoint every
 //! `--eval-every` sequences, then measures how it generalises to sizes it
 //! was not trained on. Writes `model.safetensors` (at every evaluation),
-//! `metrics.json`, `weightings.png` and `manifest.json` (last) into the run
-//! folder, staged beside its destination (`crate::run_dir`).
+//! `metrics.json`, `learning.png` (the held-out curve), `weightings.png`
+//! and `manifest.json` (last) into the run folder, staged beside its
+//! destination (`crate::run_dir`).
 //!
 //! - `args`: the flags, their checks, the task and machine they make;
 //! - `report`: descriptions, the generalisation table, metrics, the
-//!   weightings plot.
+//!   learning curve and weightings plots;
+//! - `curves`: `rnn ntm-curves`, the learning curves of several runs.
 
 use std::path::{Path, PathBuf};
 use std::time::Instant;
@@ -17,22 +19,25 @@ use anyhow::{Context, Result, anyhow, bail};
 use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
 use recurrent::ntm::{
     Controller, Evaluation, MAX_HEADS, MemoryInit, Ntm, NtmConfig, NtmOptimizer, NtmTape,
-    NtmTrainConfig, NtmTrainer, Progress, Task, TaskBatch, TrainPlan, TrainReport, evaluate,
+    NtmTrainConfig, NtmTrainer, Progress, Selection, Task, TaskBatch, TrainPlan, TrainReport,
+    evaluate,
 };
 use recurrent::rng::SplitMix64;
 use serde_json::json;
 
 use crate::dates::utc_timestamp;
 use crate::distributed::Workers;
-use crate::plot::{self, Heatmap};
+use crate::plot::{self, Chart, Heatmap, Line};
 use crate::run_dir::{self, OutFile, Staging, check_dest, fresh_dir};
 use recurrent::train::{AllReduce, slice_of};
 
 mod args;
+mod curves;
 mod report;
 
 pub use args::NtmArgs;
 use args::*;
+pub use curves::{CurvesArgs, run_curves};
 use report::*;
 
 /// The checkpoint's file name in the run folder.
@@ -41,6 +46,10 @@ pub const MODEL_FILE: &str = "model.safetensors";
 /// Seed of the held-out sets: fixed, so that runs with different `--seed`s
 /// are evaluated on the same sequences.
 const EVAL_SEED: u64 = 0x2545_F491_4F6C_DD1D;
+
+/// Seed of the selection set (`--select-size`): fixed, and not the seed of
+/// the held-out sets the generalisation table reports.
+const SELECT_SEED: u64 = 0x9E37_79B9_7F4A_7C15;
 
 /// Sequences longer than this many steps are evaluated on at most
 /// [`LONG_CAP`] sequences per size in the generalisation table (others on
@@ -90,9 +99,9 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
     let task = make_task(a, bits)?;
     let eval_size = a.eval_size.unwrap_or_else(|| longest(&task));
     let max_sequences = a.max_sequences.unwrap_or(match a.task {
-        TaskArg::Copy => 20_000,
+        TaskArg::Copy => 30_000,
         TaskArg::RepeatCopy => 60_000,
-        TaskArg::Recall => 40_000,
+        TaskArg::Recall => 100_000,
         TaskArg::PrioritySort => 100_000,
     });
     let evaluate_only = max_sequences == 0;
@@ -122,19 +131,26 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         clip_norm: a.clip_norm,
         seed: a.seed,
     };
+    let select = selection(a, &task).map(|(t, size)| Selection {
+        task: Some(t),
+        size,
+        sequences: a.select_sequences,
+        seed: SELECT_SEED,
+    });
+    let plan = TrainPlan {
+        max_sequences,
+        eval_every: a.eval_every,
+        eval_sequences: a.eval_sequences,
+        eval_size,
+        eval_seed: EVAL_SEED,
+        stop_below,
+        checkpoint: None,
+        select,
+    };
     let config = ntm.config().clone();
     if workers.rank() != 0 {
         // The same steps and evaluations as rank 0 (so the same stops),
         // with nothing printed or written.
-        let plan = TrainPlan {
-            max_sequences,
-            eval_every: a.eval_every,
-            eval_sequences: a.eval_sequences,
-            eval_size,
-            eval_seed: EVAL_SEED,
-            stop_below,
-            checkpoint: None,
-        };
         NtmTrainer::new(ntm, task, train_config)?.run_with(&plan, workers, |_| {})?;
         return Ok(());
     }
@@ -171,6 +187,12 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         "eval_sequences": a.eval_sequences,
         "eval_size": eval_size,
         "stop_below": stop_below,
+        "select_size": select.map(|s| s.size),
+        "select_repeats": select.and_then(|s| match s.task {
+            Some(Task::RepeatCopy { max_repeats, .. }) => Some(max_repeats),
+            _ => None,
+        }),
+        "select_sequences": select.map(|s| s.sequences),
         "threads": threads,
         "simd": simd.to_string(),
     });
@@ -187,7 +209,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
     let mut interrupted_json = run_json.clone();
     interrupted_json["interrupted"] = json!(true);
 
-    let outcome = (|| -> Result<Option<(String, Vec<u8>)>> {
+    let outcome = (|| -> Result<Option<RunFiles>> {
         // What the run is.
         println!(
             "task: {}; held-out: {} sequences of {}",
@@ -244,6 +266,10 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
             (ntm, None)
         } else {
             let stage = stage.as_ref().expect("training has an output folder");
+            let plan = TrainPlan {
+                checkpoint: Some(stage.path().join(MODEL_FILE)),
+                ..plan.clone()
+            };
             let (ntm, report) = train(
                 a,
                 ntm,
@@ -251,9 +277,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
                 train_config.clone(),
                 stage,
                 &interrupted_json,
-                max_sequences,
-                eval_size,
-                stop_below,
+                &plan,
                 &mut *workers,
             )?;
             (ntm, Some(report))
@@ -281,6 +305,20 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
                     r.sequences
                 ),
             }
+            if let Some(sel) = plan.select {
+                match r.selected.map(|k| &r.evaluations[k]) {
+                    Some(e) => println!(
+                        "selected the machine of {} sequences: lowest loss on {} sequences of {} \
+                         ({:.3e}; {:.3} bit errors/seq)",
+                        e.sequences,
+                        sel.sequences,
+                        selection_label(&sel),
+                        e.selection.map_or(f64::NAN, |s| s.loss),
+                        e.selection.map_or(f64::NAN, |s| s.bit_errors),
+                    ),
+                    None => println!("no finite selection loss: kept the last machine"),
+                }
+            }
             println!(
                 "wall-clock: {:.1} s for {} sequences, {:.1} sequences/s (with the evaluations)",
                 r.seconds,
@@ -296,6 +334,24 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
             return Ok(None);
         }
         let png = weightings_png(&ntm, &task, eval_size).context("drawing weightings.png")?;
+        // The held-out curve of a run that trained.
+        let learning = match &report {
+            Some((r, _)) => {
+                let curve = Curve {
+                    label: format!("seed {}", a.seed),
+                    sequences: r.evaluations.iter().map(|e| e.sequences as f64).collect(),
+                    bit_errors: r.evaluations.iter().map(|e| e.bit_errors).collect(),
+                };
+                let title = format!(
+                    "NTM {}: held-out {} ({} sequences)",
+                    task.name(),
+                    size_label(&task, eval_size),
+                    a.eval_sequences
+                );
+                Some(learning_png(&title, &[curve], threshold).context("drawing learning.png")?)
+            }
+            None => None,
+        };
         let (evaluations, converged_at, sequences, seconds, step_loss) = match &report {
             Some((r, steps)) => (
                 r.evaluations.iter().map(eval_json).collect(),
@@ -310,11 +366,13 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         let results = json!({
             "evaluations": evaluations,
             "converged_at": converged_at,
+            "selected_at": report.as_ref().and_then(|(r, _)| r.selected.map(|k| r.evaluations[k].sequences)),
             "sequences": sequences,
             "seconds": seconds,
             "sequences_per_second": if seconds > 0.0 { sequences as f64 / seconds } else { 0.0 },
             "generalisation": table.iter().map(|r| json!({
                 "size": r.size,
+                "repeats": r.repeats,
                 "sequences": r.sequences,
                 "loss": r.loss,
                 "bit_errors_per_sequence": r.errors_per_sequence,
@@ -329,10 +387,18 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         if let (Some(m), serde_json::Value::Object(r)) = (metrics.as_object_mut(), results) {
             m.extend(r);
         }
-        Ok(Some((serde_json::to_string_pretty(&metrics)? + "\n", png)))
+        Ok(Some(RunFiles {
+            metrics: serde_json::to_string_pretty(&metrics)? + "\n",
+            learning,
+            weightings: png,
+        }))
     })();
 
-    let (metrics, png) = match outcome {
+    let RunFiles {
+        metrics,
+        learning,
+        weightings: png,
+    } = match outcome {
         Ok(Some(files)) => files,
         Ok(None) => return Ok(()),
         Err(e) => {
@@ -347,27 +413,65 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
     };
     let stage = stage.expect("an output folder");
     let dest = stage
-        .commit(&[
-            OutFile::Bytes("metrics.json", metrics.as_bytes()),
-            OutFile::Bytes("weightings.png", &png),
-        ])
+        .commit(
+            &[
+                Some(OutFile::Bytes("metrics.json", metrics.as_bytes())),
+                learning.as_ref().map(|l| OutFile::Bytes("learning.png", l)),
+                Some(OutFile::Bytes("weightings.png", &png)),
+            ]
+            .into_iter()
+            .flatten()
+            .collect::<Vec<_>>(),
+        )
         .map_err(|e| anyhow!("writing the run folder: {e:#}"))?;
     let model = if evaluate_only {
         ""
     } else {
         "model.safetensors "
     };
+    let learning = if learning.is_some() {
+        "learning.png "
+    } else {
+        ""
+    };
     println!(
-        "wrote {}/: {model}metrics.json weightings.png manifest.json ({:.1} s in all)",
+        "wrote {}/: {model}metrics.json {learning}weightings.png manifest.json ({:.1} s in all)",
         dest.display(),
         started.elapsed().as_secs_f64()
     );
     Ok(())
 }
 
+/// The files of a run besides its checkpoint and manifest.
+struct RunFiles {
+    /// metrics.json.
+    metrics: String,
+    /// learning.png, for a run that trained.
+    learning: Option<Vec<u8>>,
+    /// weightings.png.
+    weightings: Vec<u8>,
+}
+
+/// The selection set's sequences in words: `length 120`, or `length 10
+/// x 20 repeats`.
+fn selection_label(sel: &Selection) -> String {
+    match sel.task {
+        Some(t @ Task::RepeatCopy { max_repeats, .. }) => {
+            format!("{} x {max_repeats} repeats", size_label(&t, sel.size))
+        }
+        Some(t) => size_label(&t, sel.size),
+        None => format!("size {}", sel.size),
+    }
+}
+
 /// An evaluation as metrics.json writes it.
 fn eval_json(e: &Evaluation) -> serde_json::Value {
-    json!({ "sequences": e.sequences, "loss": e.loss, "bit_errors": e.bit_errors })
+    let mut v = json!({ "sequences": e.sequences, "loss": e.loss, "bit_errors": e.bit_errors });
+    if let Some(s) = e.selection {
+        v["selection_loss"] = json!(s.loss);
+        v["selection_bit_errors"] = json!(s.bit_errors);
+    }
+    v
 }
 
 /// Trains with a progress bar, printing every evaluation and checkpointing
@@ -384,22 +488,12 @@ fn train(
     train_config: NtmTrainConfig,
     stage: &Staging,
     interrupted_json: &serde_json::Value,
-    max_sequences: usize,
-    eval_size: usize,
-    stop_below: Option<f64>,
+    plan: &TrainPlan,
     workers: &mut Workers,
 ) -> Result<(Ntm, (TrainReport, Vec<f64>))> {
+    let max_sequences = plan.max_sequences;
     let mut trainer =
         NtmTrainer::new(ntm, task, train_config).map_err(|e| anyhow!("the trainer: {e}"))?;
-    let plan = TrainPlan {
-        max_sequences,
-        eval_every: a.eval_every,
-        eval_sequences: a.eval_sequences,
-        eval_size,
-        eval_seed: EVAL_SEED,
-        stop_below,
-        checkpoint: Some(stage.path().join(MODEL_FILE)),
-    };
     stage.keep_checkpoint(MODEL_FILE);
 
     let bar = if a.quiet {
@@ -414,8 +508,16 @@ fn train(
         );
         b
     };
+    let select_head = match plan.select {
+        Some(s) => format!(
+            " {:>14} {:>15}",
+            format!("select {} loss", s.size),
+            "select err/seq"
+        ),
+        None => String::new(),
+    };
     println!(
-        "{:>10} {:>14} {:>15} {:>10}",
+        "{:>10} {:>14} {:>15} {:>10}{select_head}",
         "sequences", "held-out loss", "bit errors/seq", "elapsed s"
     );
     let start = Instant::now();
@@ -436,7 +538,7 @@ fn train(
                 .collect::<Vec<_>>()
         );
     }
-    let result = trainer.run_with(&plan, workers, |p| match p {
+    let result = trainer.run_with(plan, workers, |p| match p {
         Progress::Step { sequences, stats } => {
             guard = None;
             step_loss.push(stats.loss);
@@ -468,9 +570,13 @@ fn train(
             );
             guard = Some(g);
             (sum_errors, sum_loss, seen) = (0.0, 0.0, 0);
+            let select = match e.selection {
+                Some(s) => format!(" {:>14.3e} {:>15.3}", s.loss, s.bit_errors),
+                None => String::new(),
+            };
             bar.suspend(|| {
                 println!(
-                    "{:>10} {:>14.4} {:>15.3} {:>10.1}",
+                    "{:>10} {:>14.4} {:>15.3} {:>10.1}{select}",
                     e.sequences,
                     e.loss,
                     e.bit_errors,

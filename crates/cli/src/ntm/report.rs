@@ -77,6 +77,53 @@ pub(super) fn table_sizes(task: &Task) -> &'static [usize] {
     }
 }
 
+/// One held-out set of the generalisation table: the task it is drawn
+/// from and its size; for repeat copy's extra sets, the fixed repeat count.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct TableSet {
+    pub(super) task: Task,
+    pub(super) size: usize,
+    pub(super) repeats: Option<usize>,
+}
+
+/// The sets of the generalisation table: every size of [`table_sizes`] as
+/// trained; for repeat copy also 1.5 and 2 times the most repeats trained
+/// (length 10, and 2 times at length 20), the count on the training scale.
+pub(super) fn table_sets(task: &Task) -> Vec<TableSet> {
+    let mut sets: Vec<TableSet> = table_sizes(task)
+        .iter()
+        .map(|&size| TableSet {
+            task: *task,
+            size,
+            repeats: None,
+        })
+        .collect();
+    if let Task::RepeatCopy { max_repeats, .. } = *task {
+        let more = [
+            (10, max_repeats.saturating_mul(3) / 2),
+            (10, max_repeats.saturating_mul(2)),
+            (20, max_repeats.saturating_mul(2)),
+        ];
+        for (size, n) in more {
+            let mut t = *task;
+            if let Task::RepeatCopy {
+                min_repeats,
+                max_repeats,
+                ..
+            } = &mut t
+            {
+                (*min_repeats, *max_repeats) = (n, n);
+            }
+            sets.push(TableSet {
+                task: t,
+                size,
+                repeats: Some(n),
+            });
+        }
+    }
+    sets
+}
+
 pub(super) fn describe_task(task: &Task) -> String {
     match *task {
         Task::Copy {
@@ -90,6 +137,7 @@ pub(super) fn describe_task(task: &Task) -> String {
             max_len,
             min_repeats,
             max_repeats,
+            ..
         } => format!(
             "repeat-copy: {bits}-bit vectors, lengths {min_len}..={max_len}, {min_repeats}..={max_repeats} repeats"
         ),
@@ -125,9 +173,10 @@ pub(super) fn task_json(task: &Task) -> serde_json::Value {
             max_len,
             min_repeats,
             max_repeats,
+            count_scale,
         } => json!({
             "bits": bits, "min_len": min_len, "max_len": max_len,
-            "min_repeats": min_repeats, "max_repeats": max_repeats,
+            "min_repeats": min_repeats, "max_repeats": max_repeats, "count_scale": count_scale,
         }),
         Task::AssociativeRecall {
             bits,
@@ -210,6 +259,8 @@ pub(super) fn group_digits(n: usize) -> String {
 #[derive(Clone, Copy, Debug)]
 pub(super) struct SetScore {
     pub(super) size: usize,
+    /// The fixed repeat count of repeat copy's extra sets.
+    pub(super) repeats: Option<usize>,
     pub(super) sequences: usize,
     pub(super) loss: f64,
     pub(super) errors_per_sequence: f64,
@@ -238,6 +289,7 @@ pub(super) fn score_set(
     let s = evaluate(ntm, task, size, sequences, seed)?;
     Ok(SetScore {
         size,
+        repeats: None,
         sequences,
         loss: s.loss(),
         errors_per_sequence: s.errors_per_sequence(),
@@ -245,23 +297,38 @@ pub(super) fn score_set(
     })
 }
 
-/// The generalisation table's rows: every size of [`table_sizes`].
+/// Held-out sequences of a table set: [`SHORT_CAP`] or [`LONG_CAP`] by its
+/// longest sequence, at most `eval_sequences`.
+pub(super) fn set_sequences(set: &TableSet, eval_sequences: usize) -> usize {
+    let cap = if max_steps(&set.task, set.size) <= LONG_STEPS {
+        SHORT_CAP
+    } else {
+        LONG_CAP
+    };
+    eval_sequences.min(cap)
+}
+
+/// The generalisation table's rows: every set of [`table_sets`].
 pub(super) fn generalisation(
     ntm: &Ntm,
     task: &Task,
     eval_sequences: usize,
 ) -> Result<Vec<SetScore>> {
-    table_sizes(task)
+    table_sets(task)
         .iter()
-        .map(|&size| {
-            let cap = if max_steps(task, size) <= LONG_STEPS {
-                SHORT_CAP
-            } else {
-                LONG_CAP
-            };
-            let seed = EVAL_SEED ^ ((size as u64) << 32);
-            score_set(ntm, task, size, eval_sequences.min(cap), seed)
-                .with_context(|| format!("evaluating {}", size_label(task, size)))
+        .map(|set| {
+            let seed =
+                EVAL_SEED ^ ((set.size as u64) << 32) ^ set.repeats.map_or(0, |n| (n as u64) << 48);
+            let mut row = score_set(
+                ntm,
+                &set.task,
+                set.size,
+                set_sequences(set, eval_sequences),
+                seed,
+            )
+            .with_context(|| format!("evaluating {}", size_label(task, set.size)))?;
+            row.repeats = set.repeats;
+            Ok(row)
         })
         .collect()
 }
@@ -286,18 +353,38 @@ pub(super) fn print_table(task: &Task, rows: &[SetScore]) {
             _ => String::new(),
         }
     );
+    let repeats_column = matches!(task, Task::RepeatCopy { .. });
+    let repeats_head = if repeats_column {
+        format!(" {:>8}", "repeats")
+    } else {
+        String::new()
+    };
     println!(
-        "  {word:>7} {:>10} {:>15} {:>10} {:>13}",
+        "  {word:>7}{repeats_head} {:>10} {:>15} {:>10} {:>13}",
         "sequences", "bit errors/seq", "bits/seq", "% bit errors"
     );
     for r in rows {
-        let trained = if (lo..=hi).contains(&r.size) {
+        let trained = if (lo..=hi).contains(&r.size) && r.repeats.is_none() {
             "  (trained size)"
         } else {
             ""
         };
+        let repeats = match (repeats_column, r.repeats, *task) {
+            (false, ..) => String::new(),
+            (true, Some(n), _) => format!(" {n:>8}"),
+            (
+                true,
+                None,
+                Task::RepeatCopy {
+                    min_repeats,
+                    max_repeats,
+                    ..
+                },
+            ) => format!(" {:>8}", format!("{min_repeats}-{max_repeats}")),
+            (true, None, _) => format!(" {:>8}", "-"),
+        };
         println!(
-            "  {:>7} {:>10} {:>15.3} {:>10.1} {:>12.2}%{trained}",
+            "  {:>7}{repeats} {:>10} {:>15.3} {:>10.1} {:>12.2}%{trained}",
             r.size,
             r.sequences,
             r.errors_per_sequence,
@@ -371,4 +458,69 @@ pub(super) fn weightings_png(ntm: &Ntm, task: &Task, size: usize) -> Result<Vec<
         size_label(task, size)
     );
     plot::heatmaps(&title, &panels, 1200)
+}
+
+/// Bit errors per sequence drawn at this value when they are 0 (the
+/// vertical axis of [`learning_png`] is logarithmic).
+pub(super) const CURVE_FLOOR: f64 = 0.01;
+
+/// One run's held-out evaluations, for [`learning_png`].
+pub(super) struct Curve {
+    /// The legend's label.
+    pub label: String,
+    /// Training sequences at each evaluation.
+    pub sequences: Vec<f64>,
+    /// Held-out bit errors per sequence at each evaluation.
+    pub bit_errors: Vec<f64>,
+}
+
+/// Held-out bit errors per sequence against training sequences, one line
+/// per run, on a logarithmic axis (0 drawn at [`CURVE_FLOOR`]), with the
+/// stopping threshold dashed.
+pub(super) fn learning_png(title: &str, curves: &[Curve], threshold: f64) -> Result<Vec<u8>> {
+    let floored: Vec<Vec<f64>> = curves
+        .iter()
+        .map(|c| c.bit_errors.iter().map(|&e| e.max(CURVE_FLOOR)).collect())
+        .collect();
+    let x_end = curves
+        .iter()
+        .filter_map(|c| c.sequences.last().copied())
+        .fold(0.0, f64::max);
+    let threshold_x = [0.0, x_end];
+    let threshold_y = [threshold, threshold];
+    let mut lines: Vec<Line<'_>> = curves
+        .iter()
+        .zip(&floored)
+        .enumerate()
+        .map(|(k, (c, y))| Line {
+            label: c.label.clone(),
+            x: &c.sequences,
+            y,
+            color: plot::PALETTE[k % plot::PALETTE.len()],
+            width: 2,
+            dashed: false,
+        })
+        .collect();
+    lines.push(Line {
+        label: format!("threshold {threshold}"),
+        x: &threshold_x,
+        y: &threshold_y,
+        color: plotters::style::BLACK,
+        width: 1,
+        dashed: true,
+    });
+    let y_desc = format!("held-out bit errors per sequence (log; 0 drawn at {CURVE_FLOOR})");
+    plot::lines(
+        &Chart {
+            title,
+            x_desc: "training sequences",
+            y_desc: &y_desc,
+            axis: None,
+            log_y: true,
+            vline: None,
+            legend: plotters::chart::SeriesLabelPosition::UpperRight,
+            size: (1100, 650),
+        },
+        &lines,
+    )
 }

@@ -42,20 +42,25 @@ pub fn read_backward<T: Real>(w: &[T], mem: &[T], dr: &[T], dw: &mut [T], dmem: 
 pub fn write<T: Real>(m: usize, w: &[T], erase: &[T], add: &[T], mem_prev: &[T], mem: &mut [T]) {
     let n = mem_prev.len() / m;
     let one = T::of(1.0);
+    // Head by head along each row (the loops over `j` vectorise): every
+    // erase first, then every add.
     for (i, (row, out)) in mem_prev
         .chunks_exact(m)
         .zip(mem.chunks_exact_mut(m))
         .enumerate()
     {
-        for j in 0..m {
-            let mut keep = one;
-            let mut put = T::of(0.0);
-            for (h, (e, a)) in erase.chunks_exact(m).zip(add.chunks_exact(m)).enumerate() {
-                let wi = w[h * n + i];
-                keep = keep * (one - wi * e[j]);
-                put += wi * a[j];
+        out.copy_from_slice(row);
+        for (h, e) in erase.chunks_exact(m).enumerate() {
+            let wi = w[h * n + i];
+            for (o, &e) in out.iter_mut().zip(e) {
+                *o = *o * (one - wi * e);
             }
-            out[j] = row[j] * keep + put;
+        }
+        for (h, a) in add.chunks_exact(m).enumerate() {
+            let wi = w[h * n + i];
+            for (o, &a) in out.iter_mut().zip(a) {
+                *o += wi * a;
+            }
         }
     }
 }

@@ -25,6 +25,6 @@ pub use config::{Controller, MAX_HEADS, MemoryInit, NtmConfig};
 pub use model::{Ntm, NtmGradScratch, NtmTape};
 pub use tasks::{Score, Task, TaskBatch, score};
 pub use train::{
-    Evaluation, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, StepStats, TrainPlan,
-    TrainReport, evaluate, evaluate_with,
+    Evaluation, NtmOptimizer, NtmTrainConfig, NtmTrainer, Progress, Selection, SelectionScore,
+    StepStats, TrainPlan, TrainReport, evaluate, evaluate_with,
 };

@@ -95,6 +95,37 @@ pub struct Evaluation {
     pub loss: f64,
     /// Thresholded bit errors per sequence.
     pub bit_errors: f64,
+    /// The score on the selection set of [`TrainPlan::select`], if any.
+    pub selection: Option<SelectionScore>,
+}
+
+/// The score of a machine on the selection set of [`TrainPlan::select`].
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct SelectionScore {
+    /// Mean binary cross-entropy per scored bit.
+    pub loss: f64,
+    /// Thresholded bit errors per sequence.
+    pub bit_errors: f64,
+}
+
+/// Model selection for a run that trains past convergence. At every
+/// evaluation a second held-out set, of sequences longer than the training
+/// ones, is scored too; the run trains to `max_sequences` even once under
+/// `stop_below`, and ends with the machine of the evaluation with the
+/// lowest loss on that set. The machines of one run differ far more on
+/// sequences longer than trained than on the training sizes (README, NTM):
+/// some keep their heads apart and sharp, some do not.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct Selection {
+    /// The task the selection set is drawn from (`None`: the training
+    /// task), e.g. repeat copy with more repeats than trained.
+    pub task: Option<Task>,
+    /// Size of the selection sequences (length, or items).
+    pub size: usize,
+    /// Sequences in the selection set.
+    pub sequences: usize,
+    /// Seed of the selection set (fixed across evaluations).
+    pub seed: u64,
 }
 
 /// What a run does besides updating: evaluation, checkpoints, when to stop.
@@ -112,8 +143,12 @@ pub struct TrainPlan {
     pub eval_seed: u64,
     /// Stop at the first evaluation with fewer bit errors per sequence.
     pub stop_below: Option<f64>,
-    /// Save the machine here at every evaluation (atomically).
+    /// Save the machine here at every evaluation (atomically); with
+    /// `select`, the machine selected so far.
     pub checkpoint: Option<PathBuf>,
+    /// Train past convergence and end with the machine that scores best on
+    /// a set of longer sequences.
+    pub select: Option<Selection>,
 }
 
 /// The outcome of [`NtmTrainer::run`].
@@ -123,6 +158,10 @@ pub struct TrainReport {
     pub evaluations: Vec<Evaluation>,
     /// Sequences at the first evaluation under `stop_below`, if any.
     pub converged_at: Option<usize>,
+    /// With [`TrainPlan::select`]: the index in `evaluations` of the
+    /// machine the run ended with (`None`: no selection loss was finite,
+    /// the run ended with its last machine).
+    pub selected: Option<usize>,
     /// Training sequences seen.
     pub sequences: usize,
     /// Wall-clock seconds of the run.
@@ -365,12 +404,14 @@ impl NtmTrainer {
             sequences: self.sequences,
             loss: s.loss(),
             bit_errors: s.errors_per_sequence(),
+            selection: None,
         })
     }
 
-    /// Trains by `plan`: updates until `max_sequences` (or convergence),
-    /// evaluating and checkpointing every `eval_every` sequences and at the
-    /// end. Errors: as [`NtmTrainer::step`] (a checkpoint of the last good
+    /// Trains by `plan`: updates until `max_sequences` (or convergence,
+    /// unless `plan.select`), evaluating and checkpointing every
+    /// `eval_every` sequences and at the end; with `plan.select`, ends with
+    /// the selected machine. Errors: as [`NtmTrainer::step`] (a checkpoint of the last good
     /// machine is kept), I/O of a checkpoint.
     pub fn run(&mut self, plan: &TrainPlan, progress: impl FnMut(Progress)) -> Result<TrainReport> {
         self.run_with(plan, &mut SingleProcess, progress)
@@ -395,9 +436,12 @@ impl NtmTrainer {
         let mut report = TrainReport {
             evaluations: Vec::new(),
             converged_at: None,
+            selected: None,
             sequences: self.sequences,
             seconds: 0.0,
         };
+        // The selected machine's parameters and its selection loss.
+        let mut best: Option<(Vec<f32>, f64)> = None;
         // Saturating: `eval_every` comes from the user (an evaluation past
         // usize::MAX sequences is one at the end).
         let mut next_eval = self.sequences.saturating_add(plan.eval_every);
@@ -418,10 +462,28 @@ impl NtmTrainer {
                     plan.eval_seed,
                     reduce,
                 )?;
+                let selection = match &plan.select {
+                    Some(sel) => {
+                        let s = evaluate_with(
+                            &self.ntm,
+                            sel.task.as_ref().unwrap_or(&self.task),
+                            sel.size,
+                            sel.sequences,
+                            sel.seed,
+                            reduce,
+                        )?;
+                        Some(SelectionScore {
+                            loss: s.loss(),
+                            bit_errors: s.errors_per_sequence(),
+                        })
+                    }
+                    None => None,
+                };
                 let e = Evaluation {
                     sequences: self.sequences,
                     loss: s.loss(),
                     bit_errors: s.errors_per_sequence(),
+                    selection,
                 };
                 if !e.loss.is_finite() {
                     return Err(Error::NonFinite(format!(
@@ -429,20 +491,47 @@ impl NtmTrainer {
                         e.loss, self.sequences
                     )));
                 }
+                let under = plan.stop_below.is_some_and(|s| e.bit_errors < s);
+                if under && report.converged_at.is_none() {
+                    report.converged_at = Some(self.sequences);
+                }
+                if let Some(sel) = selection
+                    && sel.loss.is_finite()
+                    && best.as_ref().is_none_or(|(_, l)| sel.loss < *l)
+                {
+                    let mut params = best.take().map(|(p, _)| p).unwrap_or_default();
+                    params.clear();
+                    params.extend_from_slice(self.ntm.params().as_slice());
+                    best = Some((params, sel.loss));
+                    report.selected = Some(report.evaluations.len());
+                }
                 progress(Progress::Evaluated(e));
                 report.evaluations.push(e);
                 if let Some(path) = &plan.checkpoint {
-                    self.ntm.save(path)?;
+                    match &best {
+                        Some((params, _)) => self.selected_ntm(params)?.save(path)?,
+                        None => self.ntm.save(path)?,
+                    }
                 }
-                if plan.stop_below.is_some_and(|s| e.bit_errors < s) {
-                    report.converged_at = Some(self.sequences);
+                if plan.select.is_none() && report.converged_at.is_some() {
                     break;
                 }
             }
         }
+        if let Some((params, _)) = &best {
+            self.ntm.params_mut().copy_from_slice(params);
+        }
         report.sequences = self.sequences;
         report.seconds = start.elapsed().as_secs_f64();
         Ok(report)
+    }
+
+    /// A copy of the machine with the parameters `params` (the selected
+    /// ones), for its checkpoint.
+    fn selected_ntm(&self, params: &[f32]) -> Result<Ntm> {
+        let mut ntm = self.ntm.try_clone()?;
+        ntm.params_mut().copy_from_slice(params);
+        Ok(ntm)
     }
 }
 
