@@ -518,7 +518,7 @@ pub(super) fn learning_png(title: &str, curves: &[Curve], threshold: f64) -> Res
             axis: None,
             log_y: true,
             vline: None,
-            legend: plotters::chart::SeriesLabelPosition::UpperRight,
+            legend: plotters::chart::SeriesLabelPosition::LowerLeft,
             size: (1100, 650),
         },
         &lines,
