@@ -1,6 +1,6 @@
-//! `rnn ntm <copy|repeat-copy|recall|priority-sort>`: trains a Neural Turing Machine
-//! (docs/ntm.md) on one of the algorithmic tasks of Graves et al. 2014, with
-//! a progress bar, a held-out evaluation and a checkpoint every
+//! `rnn ntm <copy|repeat-copy|recall|priority-sort>`: trains a Neural
+//! Turing Machine (docs/ntm.md) on one of the algorithmic tasks of Graves et
+//! al. 2014, with a progress bar, a held-out evaluation and a checkpoint every
 //! `--eval-every` sequences, then measures how it generalises to sizes it
 //! was not trained on. Writes `model.safetensors` (at every evaluation),
 //! `metrics.json`, `learning.png` (the held-out curve), `weightings.png`

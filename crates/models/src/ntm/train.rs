@@ -411,8 +411,10 @@ impl NtmTrainer {
     /// Trains by `plan`: updates until `max_sequences` (or convergence,
     /// unless `plan.select`), evaluating and checkpointing every
     /// `eval_every` sequences and at the end; with `plan.select`, ends with
-    /// the selected machine. Errors: as [`NtmTrainer::step`] (a checkpoint of the last good
-    /// machine is kept), I/O of a checkpoint.
+    /// the selected machine (the optimizer's state stays that of the last
+    /// update). Errors: as [`NtmTrainer::step`] (a checkpoint of the last
+    /// good machine, or of the one selected so far, is kept), I/O of a
+    /// checkpoint.
     pub fn run(&mut self, plan: &TrainPlan, progress: impl FnMut(Progress)) -> Result<TrainReport> {
         self.run_with(plan, &mut SingleProcess, progress)
     }
@@ -500,8 +502,10 @@ impl NtmTrainer {
                     && best.as_ref().is_none_or(|(_, l)| sel.loss < *l)
                 {
                     let mut params = best.take().map(|(p, _)| p).unwrap_or_default();
+                    let current = self.ntm.params().as_slice();
                     params.clear();
-                    params.extend_from_slice(self.ntm.params().as_slice());
+                    crate::alloc::reserve(&mut params, current.len(), "selected parameters")?;
+                    params.extend_from_slice(current);
                     best = Some((params, sel.loss));
                     report.selected = Some(report.evaluations.len());
                 }
