@@ -13,8 +13,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use numpy::{PyArrayDyn, PyArrayMethods, PyReadonlyArrayDyn, PyUntypedArrayMethods};
 use pyo3::create_exception;
 use pyo3::exceptions::{
-    PyArithmeticError, PyMemoryError, PyNotImplementedError, PyOSError, PyRuntimeError, PyTypeError,
-    PyValueError,
+    PyArithmeticError, PyMemoryError, PyNotImplementedError, PyOSError, PyRuntimeError,
+    PyTypeError, PyValueError,
 };
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -968,6 +968,23 @@ impl SgdOpt {
     }
 }
 
+/// Adam or AdamW (`base`) with PyTorch's arguments.
+fn adam(
+    base: AdamConfig,
+    betas: (f64, f64),
+    eps: f64,
+    weight_decay: f64,
+) -> PyResult<Box<dyn RustOptimizer + Sync>> {
+    let c = AdamConfig {
+        beta1: betas.0,
+        beta2: betas.1,
+        eps,
+        weight_decay,
+        ..base
+    };
+    Ok(Box::new(Adam::new(c).map_err(py_err)?))
+}
+
 /// `torch.optim.Adam`.
 #[pyclass(extends = Optimizer, module = "librnn.optim", name = "Adam")]
 struct AdamOpt;
@@ -983,15 +1000,8 @@ impl AdamOpt {
         eps: f64,
         weight_decay: f64,
     ) -> PyResult<(Self, Optimizer)> {
-        let c = AdamConfig {
-            beta1: betas.0,
-            beta2: betas.1,
-            eps,
-            weight_decay,
-            ..AdamConfig::new(lr)
-        };
-        let rule = Adam::new(c).map_err(py_err)?;
-        Ok((Self, optimizer(model, Box::new(rule))))
+        let rule = adam(AdamConfig::new(lr), betas, eps, weight_decay)?;
+        Ok((Self, optimizer(model, rule)))
     }
 }
 
@@ -1010,15 +1020,8 @@ impl AdamWOpt {
         eps: f64,
         weight_decay: f64,
     ) -> PyResult<(Self, Optimizer)> {
-        let c = AdamConfig {
-            beta1: betas.0,
-            beta2: betas.1,
-            eps,
-            weight_decay,
-            ..AdamConfig::adamw(lr)
-        };
-        let rule = Adam::new(c).map_err(py_err)?;
-        Ok((Self, optimizer(model, Box::new(rule))))
+        let rule = adam(AdamConfig::adamw(lr), betas, eps, weight_decay)?;
+        Ok((Self, optimizer(model, rule)))
     }
 }
 

@@ -54,6 +54,18 @@ fn small_csv(rows: usize) -> String {
     s
 }
 
+/// Sets cell `column` of CSV line `line` (0 is the header) to `value`.
+fn set_cell(lines: &mut [String], line: usize, column: usize, value: &str) {
+    let mut cells: Vec<&str> = lines[line].split(',').collect();
+    cells[column] = value;
+    lines[line] = cells.join(",");
+}
+
+/// CSV lines back into a file's text.
+fn csv_text(lines: &[String]) -> String {
+    lines.join("\n") + "\n"
+}
+
 fn civil(z: i64) -> (i64, u32, u32) {
     let z = z + 719_468;
     let era = z.div_euclid(146_097);
@@ -622,10 +634,8 @@ fn bad_text_in_numeric_column() {
     let dir = scratch("text");
     let mut lines: Vec<String> = small_csv(150).lines().map(String::from).collect();
     // Row 120: past any sampled schema inference.
-    let mut cells: Vec<String> = lines[120].split(',').map(String::from).collect();
-    cells[4] = "n/a".into();
-    lines[120] = cells.join(",");
-    write(&dir, "t.csv", &(lines.join("\n") + "\n"));
+    set_cell(&mut lines, 120, 4, "n/a");
+    write(&dir, "t.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "t.csv"],
@@ -643,10 +653,8 @@ fn bad_text_in_numeric_column() {
 fn bad_missing_value() {
     let dir = scratch("hole");
     let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
-    let mut cells: Vec<String> = lines[7].split(',').map(String::from).collect();
-    cells[1] = String::new();
-    lines[7] = cells.join(",");
-    write(&dir, "h.csv", &(lines.join("\n") + "\n"));
+    set_cell(&mut lines, 7, 1, "");
+    write(&dir, "h.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "h.csv", "--features", "all"],
@@ -678,7 +686,7 @@ fn bad_dates_out_of_order() {
     let dir = scratch("order");
     let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
     lines.swap(10, 11);
-    write(&dir, "o.csv", &(lines.join("\n") + "\n"));
+    write(&dir, "o.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "o.csv"],
@@ -732,10 +740,8 @@ fn bad_relative_mode_needs_positive_values() {
     let mut lines: Vec<String> = csv.lines().map(str::to_string).collect();
     let header: Vec<&str> = lines[0].split(',').collect();
     let close = header.iter().position(|h| *h == "close").unwrap();
-    let mut cells: Vec<String> = lines[10].split(',').map(str::to_string).collect();
-    cells[close] = "0".into();
-    lines[10] = cells.join(",");
-    write(&dir, "s.csv", &(lines.join("\n") + "\n"));
+    set_cell(&mut lines, 10, close, "0");
+    write(&dir, "s.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "s.csv", "--mode", "relative"],
@@ -1635,10 +1641,8 @@ fn an_unparseable_date_is_an_error_naming_row_and_value() {
     // not be switched off.
     let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
     lines[1..].reverse();
-    let mut cells: Vec<String> = lines[9].split(',').map(String::from).collect();
-    cells[0] = "oops".into();
-    lines[9] = cells.join(",");
-    write(&dir, "r.csv", &(lines.join("\n") + "\n"));
+    set_cell(&mut lines, 9, 0, "oops");
+    write(&dir, "r.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "r.csv"],
@@ -1650,10 +1654,8 @@ fn an_unparseable_date_is_an_error_naming_row_and_value() {
 fn data_beyond_f32_is_refused_naming_row_and_column() {
     let dir = scratch("f32-range");
     let mut lines: Vec<String> = small_csv(40).lines().map(String::from).collect();
-    let mut cells: Vec<String> = lines[3].split(',').map(String::from).collect();
-    cells[6] = "1e39".into();
-    lines[3] = cells.join(",");
-    write(&dir, "big.csv", &(lines.join("\n") + "\n"));
+    set_cell(&mut lines, 3, 6, "1e39");
+    write(&dir, "big.csv", &csv_text(&lines));
     train_fails(
         &dir,
         &["--data", "big.csv", "--features", "all"],
