@@ -3,7 +3,8 @@
 //! The compute kernels of librnn, which know no model: matrix products over
 //! faer ([`mod@gemm`]), and element-wise SIMD kernels over pulp ([`activation`],
 //! the fused per-step gate kernels [`lstm`] and [`gru`], and the reductions
-//! in [`reduce`]). The Elman cell's fused step is an [`activation`] kernel
+//! in [`reduce`], the memory addressing and access of a Neural Turing
+//! Machine in [`addressing`]). The Elman cell's fused step is an [`activation`] kernel
 //! (`h = act(P)` forward, `dP = dh * act'(h)` backward).
 //!
 //! Whole time loops, one per cell: [`lstm::forward_sequence`] /
@@ -34,6 +35,7 @@
 #![warn(missing_docs)]
 
 pub mod activation;
+pub mod addressing;
 pub mod denormals;
 pub mod elman;
 mod gates;

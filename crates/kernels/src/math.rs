@@ -1,5 +1,5 @@
-//! Vectorised `exp`, `sigmoid` and `tanh` on one block of lanes, and their
-//! plain scalar twins.
+//! Vectorised `exp`, `ln`, `sigmoid` and `tanh` on one block of lanes, and
+//! their plain scalar twins.
 //!
 //! The vector forms are inlined into the kernels that use them (passing them
 //! around as function pointers defeats inlining and was measured 40x slower).
@@ -44,7 +44,7 @@ fn exp_in_range<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
 /// `exp(clamp(x, -87, 88))`; NaN lanes give an unspecified value (callers
 /// restore NaN with [`keep_nan`]).
 #[inline(always)]
-fn exp_clamped<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+pub(crate) fn exp_clamped<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     let x = simd.min_f32s(
         simd.max_f32s(x, simd.splat_f32s(EXP_LO)),
         simd.splat_f32s(EXP_HI),
@@ -52,9 +52,77 @@ fn exp_clamped<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
     exp_in_range(simd, x)
 }
 
+/// `sqrt(1/2)`: [`ln`] reduces the mantissa to `[sqrt(1/2), sqrt(2))`.
+const SQRT_HALF: f32 = core::f32::consts::FRAC_1_SQRT_2;
+/// Cephes' `logf` polynomial for `ln(1 + r) - r + r^2/2` divided by `r^3`,
+/// highest degree first.
+const LN_POLY: [f32; 9] = [
+    7.037_683_6e-2,
+    -1.151_461e-1,
+    1.167_699_9e-1,
+    -1.242_014_1e-1,
+    1.424_932_3e-1,
+    -1.666_805_8e-1,
+    2.000_071_4e-1,
+    -2.499_999_4e-1,
+    3.333_333e-1,
+];
+
+/// `ln(x)`, relative error about 1 ulp: `ln(+0) = -inf`, `ln(+inf) = +inf`,
+/// NaN for NaN and negative `x`; subnormals are scaled by `2^23` first.
+///
+/// Cephes' `logf`: `x = 2^e m` with `m` in `[sqrt(1/2), sqrt(2))` from the
+/// bits, `ln(m)` by a degree-8 polynomial in `m - 1`, `e ln 2` added in two
+/// parts. The exponent is made a float without an integer conversion: its
+/// 8 bits OR-ed into the mantissa of `2^23`.
+#[inline(always)]
+pub(crate) fn ln<S: Simd>(simd: S, x: S::f32s) -> S::f32s {
+    let tiny = simd.less_than_f32s(x, simd.splat_f32s(f32::MIN_POSITIVE));
+    let xs = simd.select_f32s(tiny, simd.mul_f32s(x, simd.splat_f32s(8_388_608.0)), x);
+    let bits = simd.transmute_u32s_f32s(xs);
+    // Biased exponent as a float: 2^23 + e, minus 2^23.
+    let exp_bits = simd.wrapping_dyn_shr_u32s(bits, simd.splat_u32s(23));
+    let exp_bits = simd.and_u32s(exp_bits, simd.splat_u32s(0xff));
+    let two23 = simd.transmute_f32s_u32s(simd.or_u32s(exp_bits, simd.splat_u32s(0x4b00_0000)));
+    let mut e = simd.sub_f32s(two23, simd.splat_f32s(8_388_608.0 + 126.0));
+    e = simd.sub_f32s(
+        e,
+        simd.select_f32s(tiny, simd.splat_f32s(23.0), simd.splat_f32s(0.0)),
+    );
+    // Mantissa in [0.5, 1).
+    let m = simd.or_u32s(
+        simd.and_u32s(bits, simd.splat_u32s(0x007f_ffff)),
+        simd.splat_u32s(0x3f00_0000),
+    );
+    let m = simd.transmute_f32s_u32s(m);
+    let one = simd.splat_f32s(1.0);
+    let small = simd.less_than_f32s(m, simd.splat_f32s(SQRT_HALF));
+    e = simd.sub_f32s(e, simd.select_f32s(small, one, simd.splat_f32s(0.0)));
+    let r = simd.sub_f32s(simd.select_f32s(small, simd.add_f32s(m, m), m), one);
+    let z = simd.mul_f32s(r, r);
+    let mut p = simd.splat_f32s(LN_POLY[0]);
+    for &c in &LN_POLY[1..] {
+        p = simd.mul_add_f32s(p, r, simd.splat_f32s(c));
+    }
+    let mut y = simd.mul_f32s(simd.mul_f32s(p, r), z);
+    y = simd.mul_add_f32s(e, simd.splat_f32s(-2.121_944_4e-4), y);
+    y = simd.mul_add_f32s(z, simd.splat_f32s(-0.5), y);
+    let v = simd.mul_add_f32s(e, simd.splat_f32s(0.693_359_4), simd.add_f32s(r, y));
+    // Edge cases: 0 -> -inf, +inf -> +inf, negative -> NaN, NaN -> NaN.
+    let zero = simd.splat_f32s(0.0);
+    let v = simd.select_f32s(
+        simd.equal_f32s(x, zero),
+        simd.splat_f32s(f32::NEG_INFINITY),
+        v,
+    );
+    let v = simd.select_f32s(simd.equal_f32s(x, simd.splat_f32s(f32::INFINITY)), x, v);
+    let v = simd.select_f32s(simd.less_than_f32s(x, zero), simd.splat_f32s(f32::NAN), v);
+    keep_nan(simd, x, v)
+}
+
 /// Returns `x` in the lanes where `x` is NaN, `y` elsewhere.
 #[inline(always)]
-fn keep_nan<S: Simd>(simd: S, x: S::f32s, y: S::f32s) -> S::f32s {
+pub(crate) fn keep_nan<S: Simd>(simd: S, x: S::f32s, y: S::f32s) -> S::f32s {
     simd.select_f32s(simd.equal_f32s(x, x), y, x)
 }
 

@@ -256,7 +256,7 @@ impl Ntm {
         tape: &NtmTape,
         grads: &mut Params,
         cur: usize,
-        sc: &NtmGradScratch,
+        sc: &mut NtmGradScratch,
         s: &Sizes,
     ) {
         let hn = s.heads() * s.n;
@@ -286,9 +286,17 @@ impl Ntm {
             }
         }
         if self.config.memory == MemoryInit::Learned {
+            // Summed over the batch, then `[M, N]` back to `[N, M]`.
             let g_mem = grads.get_mut("init.memory").expect("layout");
-            g_mem.fill(0.0);
-            reduce::colsum_add(&sc.dmem[cur], g_mem);
+            let (dmem, spare) = pair(&mut sc.dmem, cur);
+            let total = &mut spare[..s.mem()];
+            total.fill(0.0);
+            reduce::colsum_add(dmem, total);
+            for (i, location) in g_mem.chunks_exact_mut(s.m).enumerate() {
+                for (j, g) in location.iter_mut().enumerate() {
+                    *g = total[j * s.n + i];
+                }
+            }
         }
     }
 }
@@ -299,7 +307,7 @@ impl Ntm {
 /// later steps (slot `cur`), the head parameters' gradients `dp_t` and the
 /// memory and weighting gradients before the step (the other slot).
 fn heads_backward(tape: &NtmTape, t: usize, cur: usize, sc: &mut NtmGradScratch, s: &Sizes) {
-    let (b, hn, save) = (tape.b, s.heads() * s.n, s.heads() * s.save());
+    let (b, hn, save) = (tape.b, s.heads() * s.n, s.row_save());
     let (dmem_in, dmem_out) = pair(&mut sc.dmem, cur);
     let (dw_in, dw_out) = pair(&mut sc.dw, cur);
     let dz_t = &sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];

@@ -101,6 +101,7 @@ pub fn tape_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Option<u6
         &[t1, b, d.n, d.m],
         &[t1, b, d.heads, d.n],
         &[t, b, d.heads, d.save],
+        &[t, b, d.n],
         &[t, b, d.wm2.max(1)],
         &[t, b, d.o],
         &[b, d.c],
@@ -113,7 +114,9 @@ pub fn backward_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Optio
     let d = Dims::new(config)?;
     let (t, b) = (seq_len, batch);
     let t1 = t.checked_add(1)?;
-    let rows = d.save.checked_add(d.wm2)?;
+    // `3N + K + 2WM`: the save of one head less one `[N]`, and the erase
+    // and add vectors.
+    let rows = (d.save - d.n).checked_add(d.wm2)?;
     floats(&[
         &[t1, b, d.z],
         &[t, b, d.g],

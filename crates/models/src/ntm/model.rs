@@ -38,11 +38,12 @@ pub struct NtmTape {
     pub(super) gates: Vec<f32>,
     /// `[T, B, P]`: raw head parameters.
     pub(super) p: Vec<f32>,
-    /// `[T+1, B, N, M]`.
+    /// `[T+1, B, M, N]`: each row's memory column-major (the layout of
+    /// `rnn_kernels::addressing`), the transpose of `init.memory`'s.
     pub(super) mem: Vec<f32>,
     /// `[T+1, B, R+W, N]`.
     pub(super) w: Vec<f32>,
-    /// `[T, B, R+W, save]`.
+    /// `[T, B, row_save]`: per row, `[R+W, save]` then the memory's norms.
     pub(super) saves: Vec<f32>,
     /// `[T, B, 2, W, M]`.
     pub(super) ea: Vec<f32>,
@@ -247,7 +248,7 @@ impl Ntm {
             ),
             (
                 &mut tape.saves,
-                &[t, b, s.heads(), s.save()],
+                &[t, b, s.row_save()],
                 "NTM tape addressing",
             ),
             (&mut tape.ea, &[t, b, s.ea()], "NTM tape erase/add"),
@@ -286,9 +287,16 @@ impl Ntm {
         match self.config.memory {
             MemoryInit::Constant(v) => mem0.fill(v),
             MemoryInit::Learned => {
+                // `init.memory` is `[N, M]`; the tape's rows are `[M, N]`.
                 let m = self.p("init.memory");
-                mem0.chunks_exact_mut(s.mem())
-                    .for_each(|r| r.copy_from_slice(m));
+                let (first, rest) = mem0.split_at_mut(s.mem());
+                for (i, location) in m.chunks_exact(s.m).enumerate() {
+                    for (j, &v) in location.iter().enumerate() {
+                        first[j * s.n + i] = v;
+                    }
+                }
+                rest.chunks_exact_mut(s.mem())
+                    .for_each(|r| r.copy_from_slice(first));
             }
         }
         let hn = s.heads() * s.n;
@@ -382,7 +390,7 @@ impl Ntm {
             let (mem_prev, mem) = slot_pair(&mut tape.mem, b * s.mem(), t);
             let hn = s.heads() * s.n;
             let (w_prev, w) = slot_pair(&mut tape.w, b * hn, t);
-            let save_len = s.heads() * s.save();
+            let save_len = s.row_save();
             let saves = &mut tape.saves[t * b * save_len..(t + 1) * b * save_len];
             let ea = &mut tape.ea[t * b * s.ea()..(t + 1) * b * s.ea()];
             p.par_chunks(s.p)

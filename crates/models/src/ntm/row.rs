@@ -1,13 +1,13 @@
 //! One batch row of one NTM step: every head's addressing, the reads and the
 //! write, forward and backward, on the head-parameter vector `p` laid out as
-//! docs/ntm.md says (read heads' chunks, then write heads').
+//! docs/ntm.md says (read heads' chunks, then write heads'), with the
+//! vector kernels of `rnn_kernels::addressing` (memory column-major, `[M,
+//! N]`).
 
-use super::addressing::{
-    content, content_backward, interpolate, interpolate_backward, sharpen, sharpen_backward, shift,
-    shift_backward, sigmoid, softmax_backward, softmax_in_place, softplus,
-};
+use rnn_kernels::addressing::{self as kernels, Head, HeadGrads, Steps, WriteGrads};
+
+use super::addressing::{sigmoid, softmax_backward, softmax_in_place, softplus};
 use super::config::NtmConfig;
-use super::memory::{read, read_backward, write, write_backward};
 
 /// The sizes one step needs, taken from an [`NtmConfig`].
 #[derive(Clone, Copy, Debug)]
@@ -67,14 +67,21 @@ impl Sizes {
         4 * self.n + self.k
     }
 
+    /// Saved values per batch row and step: every head's [`Sizes::save`],
+    /// then the memory's norms `[N]` (shared by the heads).
+    pub fn row_save(&self) -> usize {
+        self.heads() * self.save() + self.n
+    }
+
     /// Per-row length of the erase/add save: `2*W*M`, at least 1.
     pub fn ea(&self) -> usize {
         (2 * self.w * self.m).max(1)
     }
 
-    /// Per-row scratch of [`backward`].
+    /// Per-row scratch of [`backward`]: `[3N]` for the addressing, `[K]`
+    /// for the shift weights' gradient, `[2, W, M]` for erase and add.
     pub fn scratch(&self) -> usize {
-        4 * self.n + self.k + 2 * self.w * self.m
+        3 * self.n + self.k + 2 * self.w * self.m
     }
 
     fn chunk(&self, h: usize) -> (usize, usize) {
@@ -101,7 +108,7 @@ fn scalars(raw: &[f32], s: &Sizes) -> (f32, f32, f32) {
 
 /// The memory and weightings of one batch row before a step.
 pub(crate) struct Before<'a> {
-    /// `[N, M]`.
+    /// `[M, N]`.
     pub mem: &'a [f32],
     /// `[R+W, N]`.
     pub w: &'a [f32],
@@ -109,11 +116,11 @@ pub(crate) struct Before<'a> {
 
 /// What a step writes for one batch row.
 pub(crate) struct After<'a> {
-    /// `[N, M]`, the memory after the write.
+    /// `[M, N]`, the memory after the write.
     pub mem: &'a mut [f32],
     /// `[R+W, N]`, the new weightings.
     pub w: &'a mut [f32],
-    /// `[R+W, save]`, kept for backward.
+    /// `[row_save]`, kept for backward: `[R+W, save]`, then the norms.
     pub saves: &'a mut [f32],
     /// `[ea]`: erase vectors `[W, M]` (after the sigmoid), then add vectors.
     pub ea: &'a mut [f32],
@@ -125,24 +132,36 @@ pub(crate) struct After<'a> {
 /// writes. `p`: `[P]`, the head parameters.
 pub(crate) fn forward(s: &Sizes, p: &[f32], before: Before<'_>, after: After<'_>) {
     let (n, m, k) = (s.n, s.m, s.k);
-    for h in 0..s.heads() {
+    let (saves, norms) = after.saves.split_at_mut(s.heads() * s.save());
+    kernels::norms(before.mem, norms);
+    for (h, save) in saves.chunks_exact_mut(s.save()).enumerate() {
         let (off, len) = s.chunk(h);
         let raw = &p[off..off + len];
-        let (beta, g, gamma) = scalars(raw, s);
-        let save = &mut after.saves[h * s.save()..(h + 1) * s.save()];
+        let (beta, gate, gamma) = scalars(raw, s);
         let (sim, rest) = save.split_at_mut(n);
         let (wc, rest) = rest.split_at_mut(n);
         let (wg, rest) = rest.split_at_mut(n);
-        let (ws, sh) = rest.split_at_mut(n);
-        sh.copy_from_slice(&raw[m + 2..m + 2 + k]);
-        softmax_in_place(sh);
-        content(&raw[..m], beta, before.mem, sim, wc);
-        interpolate(g, wc, &before.w[h * n..(h + 1) * n], wg);
-        shift(sh, wg, ws);
-        sharpen(gamma, ws, &mut after.w[h * n..(h + 1) * n]);
+        let (ws, shift) = rest.split_at_mut(n);
+        shift.copy_from_slice(&raw[m + 2..m + 2 + k]);
+        softmax_in_place(shift);
+        let head = Head {
+            key: &raw[..m],
+            beta,
+            gate,
+            shift,
+            gamma,
+        };
+        kernels::address(
+            &head,
+            before.mem,
+            norms,
+            &before.w[h * n..(h + 1) * n],
+            Steps { sim, wc, wg, ws },
+            &mut after.w[h * n..(h + 1) * n],
+        );
     }
     for h in 0..s.r {
-        read(
+        kernels::read(
             &after.w[h * n..(h + 1) * n],
             before.mem,
             &mut after.reads[h * m..(h + 1) * m],
@@ -162,20 +181,20 @@ pub(crate) fn forward(s: &Sizes, p: &[f32], before: Before<'_>, after: After<'_>
         }
         add[j * m..(j + 1) * m].copy_from_slice(&raw[e0 + m..e0 + 2 * m]);
     }
-    write(m, &after.w[s.r * n..], erase, add, before.mem, after.mem);
+    kernels::write(&after.w[s.r * n..], erase, add, before.mem, after.mem);
 }
 
 /// What [`forward`] kept for one batch row and step.
 pub(crate) struct Saved<'a> {
     /// `[P]`, the head parameters.
     pub p: &'a [f32],
-    /// `[N, M]`, the memory the step read.
+    /// `[M, N]`, the memory the step read.
     pub mem: &'a [f32],
     /// `[R+W, N]`, the weightings before the step.
     pub w_prev: &'a [f32],
     /// `[R+W, N]`, the weightings of the step.
     pub w: &'a [f32],
-    /// `[R+W, save]`.
+    /// `[row_save]`: `[R+W, save]`, then the memory's norms `[N]`.
     pub saves: &'a [f32],
     /// `[2, W, M]`.
     pub ea: &'a [f32],
@@ -185,14 +204,14 @@ pub(crate) struct Saved<'a> {
 pub(crate) struct Grads<'a> {
     /// `[R*M]` in: gradient w.r.t. the read vectors.
     pub reads: &'a [f32],
-    /// `[N, M]` in: gradient w.r.t. the memory after the step.
+    /// `[M, N]` in: gradient w.r.t. the memory after the step.
     pub mem: &'a [f32],
     /// `[R+W, N]` in: gradient w.r.t. the step's weightings reaching them
     /// from later steps; used as scratch (clobbered).
     pub w: &'a mut [f32],
     /// `[R+W, N]` written: gradient w.r.t. the weightings before the step.
     pub w_prev: &'a mut [f32],
-    /// `[N, M]` written: gradient w.r.t. the memory before the step.
+    /// `[M, N]` written: gradient w.r.t. the memory before the step.
     pub mem_prev: &'a mut [f32],
     /// `[P]` written: gradient w.r.t. the head parameters.
     pub p: &'a mut [f32],
@@ -200,34 +219,34 @@ pub(crate) struct Grads<'a> {
     pub scratch: &'a mut [f32],
 }
 
-/// Backward of [`forward`] for one batch row.
+/// Backward of [`forward`] for one batch row: the write, the reads, then
+/// every head's addressing.
 pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
     let (n, m, k) = (s.n, s.m, s.k);
     g.mem_prev.fill(0.0);
     g.p.fill(0.0);
     g.w_prev.fill(0.0);
-    let (dws, rest) = g.scratch.split_at_mut(n);
-    let (dwg, rest) = rest.split_at_mut(n);
-    let (dwc, rest) = rest.split_at_mut(n);
-    let (tmp, rest) = rest.split_at_mut(n);
+    let (scratch, rest) = g.scratch.split_at_mut(3 * n);
     let (ds, dea) = rest.split_at_mut(k);
+    let (saves, norms) = fw.saves.split_at(s.heads() * s.save());
     if s.w == 0 {
         g.mem_prev.copy_from_slice(g.mem);
     } else {
         dea.fill(0.0);
         let (erase, add) = fw.ea[..2 * s.w * m].split_at(s.w * m);
         let (derase, dadd) = dea.split_at_mut(s.w * m);
-        write_backward(
-            m,
+        kernels::write_backward(
             &fw.w[s.r * n..],
             erase,
             add,
             fw.mem,
             g.mem,
-            g.mem_prev,
-            &mut g.w[s.r * n..],
-            derase,
-            dadd,
+            WriteGrads {
+                mem_prev: g.mem_prev,
+                w: &mut g.w[s.r * n..],
+                erase: derase,
+                add: dadd,
+            },
         );
         for j in 0..s.w {
             let (off, _) = s.chunk(s.r + j);
@@ -240,7 +259,7 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
         }
     }
     for h in 0..s.r {
-        read_backward(
+        kernels::read_backward(
             &fw.w[h * n..(h + 1) * n],
             fw.mem,
             &g.reads[h * m..(h + 1) * m],
@@ -248,58 +267,49 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
             g.mem_prev,
         );
     }
-    for h in 0..s.heads() {
+    for (h, save) in saves.chunks_exact(s.save()).enumerate() {
         let (off, len) = s.chunk(h);
         let raw = &fw.p[off..off + len];
-        let dp = &mut g.p[off..off + len];
+        let (dkey, dp) = g.p[off..off + len].split_at_mut(m);
         let (beta, gate, gamma) = scalars(raw, s);
-        let save = &fw.saves[h * s.save()..(h + 1) * s.save()];
         let (sim, rest) = save.split_at(n);
         let (wc, rest) = rest.split_at(n);
         let (wg, rest) = rest.split_at(n);
-        let (ws, sh) = rest.split_at(n);
+        let (ws, shift) = rest.split_at(n);
         let row = h * n..(h + 1) * n;
-
-        dws.fill(0.0);
-        let mut dgamma = 0.0;
-        sharpen_backward(
+        let head = Head {
+            key: &raw[..m],
+            beta,
+            gate,
+            shift,
             gamma,
-            ws,
+        };
+        ds.fill(0.0);
+        let mut grads = HeadGrads {
+            key: dkey,
+            beta: 0.0,
+            gate: 0.0,
+            shift: ds,
+            gamma: 0.0,
+        };
+        kernels::address_backward(
+            &head,
+            fw.mem,
+            norms,
+            &fw.w_prev[row.clone()],
+            Steps { sim, wc, wg, ws },
             &fw.w[row.clone()],
             &g.w[row.clone()],
-            &mut dgamma,
-            dws,
-        );
-        ds.fill(0.0);
-        dwg.fill(0.0);
-        shift_backward(sh, wg, dws, ds, dwg);
-        softmax_backward(sh, ds, &mut dp[m + 2..m + 2 + k]);
-        dwc.fill(0.0);
-        let mut dgate = 0.0;
-        interpolate_backward(
-            gate,
-            wc,
-            &fw.w_prev[row.clone()],
-            dwg,
-            &mut dgate,
-            dwc,
+            scratch,
+            &mut grads,
             &mut g.w_prev[row],
-        );
-        let mut dbeta = 0.0;
-        content_backward(
-            &raw[..m],
-            beta,
-            fw.mem,
-            sim,
-            wc,
-            dwc,
-            tmp,
-            &mut dp[..m],
-            &mut dbeta,
             g.mem_prev,
         );
-        dp[m] = dbeta * sigmoid(raw[m]);
-        dp[m + 1] = dgate * gate * (1.0 - gate);
-        dp[m + 2 + k] = dgamma * sigmoid(raw[m + 2 + k]);
+        // `dp` starts at the chunk's `beta` logit (offset `m`).
+        let (dbeta, dgate, dgamma) = (grads.beta, grads.gate, grads.gamma);
+        softmax_backward(shift, ds, &mut dp[2..2 + k]);
+        dp[0] = dbeta * sigmoid(raw[m]);
+        dp[1] = dgate * gate * (1.0 - gate);
+        dp[2 + k] = dgamma * sigmoid(raw[m + 2 + k]);
     }
 }
