@@ -508,8 +508,10 @@ impl Case {
                 dx,
                 scratch,
             } => {
-                ntm.forward_train(&self.x, t, b, tape)?;
-                if mode == "train" {
+                if mode == "forward" {
+                    ntm.forward_into(&self.x, t, b, tape)?;
+                } else {
+                    ntm.forward_train(&self.x, t, b, tape)?;
                     ntm.backward(tape, &self.g, grads, Some(dx), scratch)?;
                 }
             }
@@ -553,7 +555,11 @@ impl Case {
                 dx,
                 scratch,
             } => {
-                ntm.forward_train(&self.x, t, b, tape)?;
+                if mode == "forward" {
+                    ntm.forward_into(&self.x, t, b, tape)?;
+                } else {
+                    ntm.forward_train(&self.x, t, b, tape)?;
+                }
                 pairs.push(("y".into(), tape.y().to_vec()));
                 if mode == "train" {
                     ntm.backward(tape, &self.g, grads, Some(dx), scratch)?;

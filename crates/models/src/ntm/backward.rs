@@ -30,7 +30,7 @@ impl Ntm {
         dx: Option<&mut [f32]>,
         scratch: &mut NtmGradScratch,
     ) -> Result<()> {
-        if tape.config.as_ref() != Some(&self.config) {
+        if tape.config.as_ref() != Some(&self.config) || !tape.keep {
             return Err(Error::Unexpected(
                 "backward needs a tape filled by forward_train on the same machine".into(),
             ));

@@ -26,6 +26,10 @@ pub struct Ntm {
 #[derive(Debug, Default)]
 pub struct NtmTape {
     pub(super) config: Option<NtmConfig>,
+    /// Whether every step's memory, weightings and addressing are kept
+    /// ([`Ntm::forward_train`]), or only the two slots the next step needs
+    /// ([`Ntm::forward_into`]).
+    pub(super) keep: bool,
     pub(super) t: usize,
     pub(super) b: usize,
     /// `[T, B, I]`.
@@ -38,14 +42,16 @@ pub struct NtmTape {
     pub(super) gates: Vec<f32>,
     /// `[T, B, P]`: raw head parameters.
     pub(super) p: Vec<f32>,
-    /// `[T+1, B, M, N]`: each row's memory column-major (the layout of
-    /// `rnn_kernels::addressing`), the transpose of `init.memory`'s.
+    /// `[T+1, B, M, N]` (`[2, B, M, N]` when not `keep`): each row's memory
+    /// column-major, the layout of `rnn_kernels::addressing` (the
+    /// transpose of `init.memory`'s `[N, M]`).
     pub(super) mem: Vec<f32>,
-    /// `[T+1, B, R+W, N]`.
+    /// `[T+1, B, R+W, N]` (`[2, ...]` when not `keep`).
     pub(super) w: Vec<f32>,
-    /// `[T, B, row_save]`: per row, `[R+W, save]` then the memory's norms.
+    /// `[T, B, row_save]` (`[1, ...]` when not `keep`): per row, `[R+W,
+    /// save]`, then the memory's norms `[N]`.
     pub(super) saves: Vec<f32>,
-    /// `[T, B, 2, W, M]`.
+    /// `[T, B, 2, W, M]` (`[1, ...]` when not `keep`).
     pub(super) ea: Vec<f32>,
     /// `[T, B, O]`: the output logits.
     pub(super) y: Vec<f32>,
@@ -64,10 +70,12 @@ impl NtmTape {
         &self.y
     }
 
-    /// The read and write weightings of the last forward: `[T+1, B, R+W, N]`
-    /// (slot 0 the initial ones; reads first), for inspection and plots.
+    /// The read and write weightings of the last [`Ntm::forward_train`]:
+    /// `[T+1, B, R+W, N]` (slot 0 the initial ones; reads first), for
+    /// inspection and plots. Empty after [`Ntm::forward_into`], which keeps
+    /// only the last steps'.
     pub fn weightings(&self) -> &[f32] {
-        &self.w
+        if self.keep { &self.w } else { &[] }
     }
 }
 
@@ -88,6 +96,16 @@ pub struct NtmGradScratch {
 fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
     let (a, b) = v[k * size..(k + 2) * size].split_at_mut(size);
     (a, b)
+}
+
+/// The slots of step `t` in a buffer of `T+1` slots when `keep`, else of
+/// two used in turn: `(slot read, slot written)`.
+fn step_slots(v: &mut [f32], size: usize, t: usize, keep: bool) -> (&[f32], &mut [f32]) {
+    if keep || t % 2 == 0 {
+        return slot_pair(v, size, if keep { t } else { 0 });
+    }
+    let (a, b) = v[..2 * size].split_at_mut(size);
+    (b, a)
 }
 
 /// Whether `name` is in one of the NTM's parameter groups (`controller.*`,
@@ -205,8 +223,26 @@ impl Ntm {
     /// Errors: `x`'s length is not `T*B*I`, a zero `T` or `B`, no memory.
     pub fn forward(&self, x: &[f32], seq_len: usize, batch: usize) -> Result<Vec<f32>> {
         let mut tape = NtmTape::new();
-        self.forward_train(x, seq_len, batch, &mut tape)?;
+        self.forward_into(x, seq_len, batch, &mut tape)?;
         Ok(std::mem::take(&mut tape.y))
+    }
+
+    /// [`Ntm::forward`] on `tape`'s buffers (reuse one across calls): the
+    /// logits `[T, B, O]` are [`NtmTape::y`]. Keeps only the memory and
+    /// weightings the next step needs, not every step's (at batch 32 on the
+    /// copy task, 0.7 MB instead of 14 MB of memories per call), so the
+    /// tape cannot be used by [`Ntm::backward`] (an error) and its
+    /// [`NtmTape::weightings`] are empty.
+    ///
+    /// Errors: as [`Ntm::forward`].
+    pub fn forward_into(
+        &self,
+        x: &[f32],
+        seq_len: usize,
+        batch: usize,
+        tape: &mut NtmTape,
+    ) -> Result<()> {
+        self.run(x, seq_len, batch, tape, false)
     }
 
     /// [`Ntm::forward`] keeping what [`Ntm::backward`] needs in `tape`;
@@ -218,18 +254,39 @@ impl Ntm {
         batch: usize,
         tape: &mut NtmTape,
     ) -> Result<()> {
+        self.run(x, seq_len, batch, tape, true)
+    }
+
+    /// The forward on `tape`, keeping every step when `keep`.
+    fn run(
+        &self,
+        x: &[f32],
+        seq_len: usize,
+        batch: usize,
+        tape: &mut NtmTape,
+        keep: bool,
+    ) -> Result<()> {
         check_nonzero(&[("seq_len", seq_len), ("batch", batch)])?;
         let s = Sizes::new(&self.config);
         check_len("x", x, &[seq_len, batch, s.i])?;
-        self.prepare(tape, seq_len, batch, &s)?;
+        self.prepare(tape, seq_len, batch, &s, keep)?;
         tape.x.copy_from_slice(x);
         threads::install(|| self.run_forward(tape, &s));
         Ok(())
     }
 
-    fn prepare(&self, tape: &mut NtmTape, t: usize, b: usize, s: &Sizes) -> Result<()> {
+    fn prepare(
+        &self,
+        tape: &mut NtmTape,
+        t: usize,
+        b: usize,
+        s: &Sizes,
+        keep: bool,
+    ) -> Result<()> {
         tape.config = None;
         let lstm = self.config.controller == Controller::Lstm;
+        // Slots of the memory and weightings, and of the addressing saves.
+        let (states, steps) = if keep { (t + 1, t) } else { (2, 1) };
         let sizes: [(&mut Vec<f32>, &[usize], &str); 11] = [
             (&mut tape.x, &[t, b, s.i], "NTM tape x"),
             (&mut tape.z, &[t + 1, b, s.z], "NTM tape states"),
@@ -240,18 +297,18 @@ impl Ntm {
             ),
             (&mut tape.gates, &[t, b, s.g], "NTM tape gates"),
             (&mut tape.p, &[t, b, s.p], "NTM tape head parameters"),
-            (&mut tape.mem, &[t + 1, b, s.mem()], "NTM tape memory"),
+            (&mut tape.mem, &[states, b, s.mem()], "NTM tape memory"),
             (
                 &mut tape.w,
-                &[t + 1, b, s.heads(), s.n],
+                &[states, b, s.heads(), s.n],
                 "NTM tape weightings",
             ),
             (
                 &mut tape.saves,
-                &[t, b, s.row_save()],
+                &[steps, b, s.row_save()],
                 "NTM tape addressing",
             ),
-            (&mut tape.ea, &[t, b, s.ea()], "NTM tape erase/add"),
+            (&mut tape.ea, &[steps, b, s.ea()], "NTM tape erase/add"),
             (&mut tape.y, &[t, b, s.o], "NTM output"),
             (&mut tape.h, &[b, s.c], "NTM scratch"),
         ];
@@ -261,6 +318,7 @@ impl Ntm {
         }
         tape.t = t;
         tape.b = b;
+        tape.keep = keep;
         tape.config = Some(self.config.clone());
         Ok(())
     }
@@ -387,12 +445,13 @@ impl Ntm {
             );
             // Addressing, reads and write, one batch row per task.
             let p = &tape.p[t * b * s.p..(t + 1) * b * s.p];
-            let (mem_prev, mem) = slot_pair(&mut tape.mem, b * s.mem(), t);
+            let keep = tape.keep;
+            let (mem_prev, mem) = step_slots(&mut tape.mem, b * s.mem(), t, keep);
             let hn = s.heads() * s.n;
-            let (w_prev, w) = slot_pair(&mut tape.w, b * hn, t);
-            let save_len = s.row_save();
-            let saves = &mut tape.saves[t * b * save_len..(t + 1) * b * save_len];
-            let ea = &mut tape.ea[t * b * s.ea()..(t + 1) * b * s.ea()];
+            let (w_prev, w) = step_slots(&mut tape.w, b * hn, t, keep);
+            let (save_len, slot) = (s.row_save(), if keep { t } else { 0 });
+            let saves = &mut tape.saves[slot * b * save_len..(slot + 1) * b * save_len];
+            let ea = &mut tape.ea[slot * b * s.ea()..(slot + 1) * b * s.ea()];
             p.par_chunks(s.p)
                 .zip(mem_prev.par_chunks(s.mem()))
                 .zip(w_prev.par_chunks(hn))

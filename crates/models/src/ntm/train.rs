@@ -582,7 +582,7 @@ pub fn evaluate_with(
             batch.rows_into(rows, &mut mine);
             &mine
         };
-        ntm.forward_train(&part.x, part.seq_len, part.batch, &mut tape)?;
+        ntm.forward_into(&part.x, part.seq_len, part.batch, &mut tape)?;
         dy.resize(tape.y().len(), 0.0);
         total.add(&score(tape.y(), part, &mut dy)?);
     }
