@@ -1,6 +1,7 @@
 //! NTM parity with the PyTorch float64 reference (`tests/fixtures/gen_ntm.py`,
 //! the same machine written with torch ops from docs/ntm.md): outputs and
-//! **every** gradient of every fixture in `tests/fixtures/ntm/`.
+//! **every** gradient of every fixture in `tests/fixtures/ntm/`; and
+//! `forward_into` (two memory slots) against `forward_train`, bit for bit.
 //!
 //! Tolerance per tensor, as for the cells: `max|ours - ref| <= 1e-5 + 1e-4 *
 //! max|ref|`.
@@ -55,6 +56,24 @@ fn check_file(path: &Path) -> Result<String, String> {
     )
     .map_err(|e| e.to_string())?;
     let mut checks = vec![("y".to_string(), error(tape.y(), tensor("y")?))];
+    // The forward that keeps only two memory slots computes the same logits,
+    // bit for bit, and its tape is refused by backward.
+    let mut slim = NtmTape::new();
+    ntm.forward_into(x, t, b, &mut slim)
+        .map_err(|e| e.to_string())?;
+    if slim.y() != tape.y() {
+        return Err("forward_into's logits differ from forward_train's".into());
+    }
+    let refused = ntm.backward(
+        &slim,
+        tensor("grad_y")?,
+        &mut ntm.zero_grads(),
+        None,
+        &mut NtmGradScratch::default(),
+    );
+    if refused.is_ok() || !slim.weightings().is_empty() {
+        return Err("a forward_into tape was usable by backward or kept its weightings".into());
+    }
     checks.push(("grad.x".into(), error(&dx, tensor("grad.x")?)));
     for (name, _, g) in grads.iter() {
         checks.push((

@@ -43,6 +43,7 @@ pub mod gemm;
 pub mod gru;
 pub mod lstm;
 pub(crate) mod math;
+pub mod packed;
 mod panel;
 pub mod reduce;
 mod sequence;

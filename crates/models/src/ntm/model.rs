@@ -4,6 +4,7 @@
 //! batch row, the rows in parallel.
 
 use rayon::prelude::*;
+use rnn_kernels::packed::{self, pack, packed_len};
 use rnn_kernels::{Activation, Mat, MatMut, Op, activation, gemm, lstm, reduce, threads};
 
 use super::config::{Controller, MemoryInit, NtmConfig};
@@ -57,6 +58,9 @@ pub struct NtmTape {
     pub(super) y: Vec<f32>,
     /// `[B, C]` scratch.
     pub(super) h: Vec<f32>,
+    /// The per-step weights packed (`rnn_kernels::packed`): `W_hh` (LSTM),
+    /// the reads' columns of the input weight, `W_heads`.
+    pub(super) packed: Vec<f32>,
 }
 
 impl NtmTape {
@@ -275,19 +279,20 @@ impl Ntm {
         Ok(())
     }
 
-    fn prepare(
-        &self,
-        tape: &mut NtmTape,
-        t: usize,
-        b: usize,
-        s: &Sizes,
-        keep: bool,
-    ) -> Result<()> {
+    fn prepare(&self, tape: &mut NtmTape, t: usize, b: usize, s: &Sizes, keep: bool) -> Result<()> {
         tape.config = None;
         let lstm = self.config.controller == Controller::Lstm;
         // Slots of the memory and weightings, and of the addressing saves.
         let (states, steps) = if keep { (t + 1, t) } else { (2, 1) };
-        let sizes: [(&mut Vec<f32>, &[usize], &str); 11] = [
+        let packed = [
+            if lstm { packed_len(s.g, s.c) } else { 0 },
+            packed_len(s.g, s.u - s.i),
+            packed_len(s.p, s.c),
+        ]
+        .iter()
+        .try_fold(0usize, |acc, &l| acc.checked_add(l))
+        .ok_or_else(|| crate::Error::Unexpected("NTM packed weights: size overflows".into()))?;
+        let sizes: [(&mut Vec<f32>, &[usize], &str); 12] = [
             (&mut tape.x, &[t, b, s.i], "NTM tape x"),
             (&mut tape.z, &[t + 1, b, s.z], "NTM tape states"),
             (
@@ -311,6 +316,7 @@ impl Ntm {
             (&mut tape.ea, &[steps, b, s.ea()], "NTM tape erase/add"),
             (&mut tape.y, &[t, b, s.o], "NTM output"),
             (&mut tape.h, &[b, s.c], "NTM scratch"),
+            (&mut tape.packed, &[packed], "NTM packed weights"),
         ];
         for (v, dims, what) in sizes {
             let n = product(dims, what)?;
@@ -396,92 +402,60 @@ impl Ntm {
             1.0,
             MatMut::new(gates, rows, s.g),
         );
-        let w_read = Mat::strided(&w_in[s.i..], s.g, s.u - s.i, s.u);
-        let heads_w = Mat::new(self.p("heads.weight"), s.p, s.c);
-        let heads_b = self.p("heads.bias");
+        // The per-step weights, packed once: W_hh [G, C] (LSTM), the reads'
+        // columns of the input weight [G, R*M], W_heads [P, C].
+        let rm = s.u - s.i;
+        let (hh_len, r_len) = (packed_len(s.g, s.c), packed_len(s.g, rm));
+        let (hh, rest) = tape.packed.split_at_mut(if lstm { hh_len } else { 0 });
+        let (w_read, w_heads) = rest.split_at_mut(r_len);
+        if lstm {
+            pack(self.p("controller.weight_hh"), s.g, s.c, s.c, hh);
+        }
+        pack(&w_in[s.i..], s.g, rm, s.u, w_read);
+        pack(self.p("heads.weight"), s.p, s.c, s.c, w_heads);
+        let weights = StepWeights {
+            hh,
+            read: w_read,
+            heads: w_heads,
+            heads_bias: self.p("heads.bias"),
+            lstm,
+        };
+        let block = b.div_ceil(2 * threads::current_threads()).max(1);
         for t in 0..t_len {
-            let (z_prev, z) = slot_pair(&mut tape.z, b * s.z, t);
-            let gates = &mut tape.gates[t * b * s.g..(t + 1) * b * s.g];
-            // Controller: gates += r_{t-1} W_r^T (+ h_{t-1} W_hh^T).
-            gemm(
-                1.0,
-                Mat::strided(&z_prev[s.c..], b, s.z - s.c, s.z),
-                Op::N,
-                w_read,
-                Op::T,
-                1.0,
-                MatMut::new(gates, b, s.g),
-            );
-            if lstm {
-                gemm(
-                    1.0,
-                    Mat::strided(z_prev, b, s.c, s.z),
-                    Op::N,
-                    Mat::new(self.p("controller.weight_hh"), s.g, s.c),
-                    Op::T,
-                    1.0,
-                    MatMut::new(gates, b, s.g),
-                );
-                let (c_prev, c) = slot_pair(&mut tape.c, b * s.c, t);
-                lstm::forward(gates, c_prev, c, &mut tape.h, s.c);
-            } else {
-                activation::forward_inplace(Activation::Tanh, gates);
-                tape.h.copy_from_slice(gates);
-            }
-            for (zr, hr) in z.chunks_exact_mut(s.z).zip(tape.h.chunks_exact(s.c)) {
-                zr[..s.c].copy_from_slice(hr);
-            }
-            // Head parameters p = h W_heads^T + b.
-            let p = &mut tape.p[t * b * s.p..(t + 1) * b * s.p];
-            reduce::broadcast_rows(heads_b, p);
-            gemm(
-                1.0,
-                Mat::strided(z, b, s.c, s.z),
-                Op::N,
-                heads_w,
-                Op::T,
-                1.0,
-                MatMut::new(p, b, s.p),
-            );
-            // Addressing, reads and write, one batch row per task.
-            let p = &tape.p[t * b * s.p..(t + 1) * b * s.p];
             let keep = tape.keep;
+            let (z_prev, z) = slot_pair(&mut tape.z, b * s.z, t);
+            let (c_prev, c): (&[f32], &mut [f32]) = if lstm {
+                slot_pair(&mut tape.c, b * s.c, t)
+            } else {
+                (&[], &mut [])
+            };
             let (mem_prev, mem) = step_slots(&mut tape.mem, b * s.mem(), t, keep);
             let hn = s.heads() * s.n;
             let (w_prev, w) = step_slots(&mut tape.w, b * hn, t, keep);
             let (save_len, slot) = (s.row_save(), if keep { t } else { 0 });
-            let saves = &mut tape.saves[slot * b * save_len..(slot + 1) * b * save_len];
-            let ea = &mut tape.ea[slot * b * s.ea()..(slot + 1) * b * s.ea()];
-            p.par_chunks(s.p)
-                .zip(mem_prev.par_chunks(s.mem()))
-                .zip(w_prev.par_chunks(hn))
-                .zip(z.par_chunks_mut(s.z))
-                .zip(mem.par_chunks_mut(s.mem()))
-                .zip(w.par_chunks_mut(hn))
-                .zip(
-                    saves
-                        .par_chunks_mut(save_len)
-                        .zip(ea.par_chunks_mut(s.ea())),
-                )
-                .for_each(|((((((p, mem_prev), w_prev), z), mem), w), (saves, ea))| {
-                    let before = Before {
-                        mem: mem_prev,
-                        w: w_prev,
-                    };
-                    let reads = &mut z[s.c..];
-                    row::forward(
-                        s,
-                        p,
-                        before,
-                        After {
-                            mem,
-                            w,
-                            saves,
-                            ea,
-                            reads,
-                        },
-                    );
-                });
+            let mut step = Step {
+                z_prev,
+                z,
+                c_prev,
+                c,
+                h: &mut tape.h,
+                gates: &mut tape.gates[t * b * s.g..(t + 1) * b * s.g],
+                p: &mut tape.p[t * b * s.p..(t + 1) * b * s.p],
+                mem_prev,
+                mem,
+                w_prev,
+                w,
+                saves: &mut tape.saves[slot * b * save_len..(slot + 1) * b * save_len],
+                ea: &mut tape.ea[slot * b * s.ea()..(slot + 1) * b * s.ea()],
+            };
+            // One task per block of rows: controller, head layer, heads.
+            let mut blocks = Vec::with_capacity(b.div_ceil(block));
+            for r0 in (0..b).step_by(block) {
+                blocks.push(step.split_rows(block.min(b - r0), s));
+            }
+            blocks
+                .into_par_iter()
+                .for_each(|rows| rows.run(&weights, s));
         }
         // Output logits of every step at once: y = [h, r] W_out^T + b.
         let y = &mut tape.y[..rows * s.o];
@@ -495,5 +469,147 @@ impl Ntm {
             1.0,
             MatMut::new(y, rows, s.o),
         );
+    }
+}
+
+/// The packed per-step weights of [`Ntm::run_forward`] (see
+/// `rnn_kernels::packed`).
+struct StepWeights<'a> {
+    /// `W_hh` `[G, C]`, empty for a feed-forward controller.
+    hh: &'a [f32],
+    /// The reads' columns of the controller's input weight, `[G, R*M]`.
+    read: &'a [f32],
+    /// `W_heads` `[P, C]`.
+    heads: &'a [f32],
+    /// `[P]`.
+    heads_bias: &'a [f32],
+    lstm: bool,
+}
+
+/// The buffers of one step for a block of batch rows (`rows` rows of each
+/// `[B, ...]` buffer of the step).
+struct Step<'a> {
+    /// `[rows, Z]`: `(h, r)` before the step.
+    z_prev: &'a [f32],
+    /// `[rows, Z]`, written.
+    z: &'a mut [f32],
+    /// `[rows, C]` (LSTM; empty otherwise).
+    c_prev: &'a [f32],
+    /// `[rows, C]` (LSTM; empty otherwise), written.
+    c: &'a mut [f32],
+    /// `[rows, C]` scratch.
+    h: &'a mut [f32],
+    /// `[rows, G]`: the input projection in, the activated gates out.
+    gates: &'a mut [f32],
+    /// `[rows, P]`, written.
+    p: &'a mut [f32],
+    /// `[rows, M, N]`.
+    mem_prev: &'a [f32],
+    /// `[rows, M, N]`, written.
+    mem: &'a mut [f32],
+    /// `[rows, R+W, N]`.
+    w_prev: &'a [f32],
+    /// `[rows, R+W, N]`, written.
+    w: &'a mut [f32],
+    /// `[rows, row_save]`, written.
+    saves: &'a mut [f32],
+    /// `[rows, ea]`, written.
+    ea: &'a mut [f32],
+}
+
+/// Splits the first `n` values off `v`.
+fn take<'a>(v: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
+    let (head, tail) = std::mem::take(v).split_at_mut(n);
+    *v = tail;
+    head
+}
+
+/// Splits the first `n` values off `v` (read-only).
+fn take_ref<'a>(v: &mut &'a [f32], n: usize) -> &'a [f32] {
+    let (head, tail) = v.split_at(n);
+    *v = tail;
+    head
+}
+
+impl<'a> Step<'a> {
+    /// Splits the first `rows` batch rows off every buffer.
+    fn split_rows(&mut self, rows: usize, s: &Sizes) -> Step<'a> {
+        let lstm_c = if self.c.is_empty() { 0 } else { s.c };
+        Step {
+            z_prev: take_ref(&mut self.z_prev, rows * s.z),
+            z: take(&mut self.z, rows * s.z),
+            c_prev: take_ref(&mut self.c_prev, rows * lstm_c),
+            c: take(&mut self.c, rows * lstm_c),
+            h: take(&mut self.h, rows * s.c),
+            gates: take(&mut self.gates, rows * s.g),
+            p: take(&mut self.p, rows * s.p),
+            mem_prev: take_ref(&mut self.mem_prev, rows * s.mem()),
+            mem: take(&mut self.mem, rows * s.mem()),
+            w_prev: take_ref(&mut self.w_prev, rows * s.heads() * s.n),
+            w: take(&mut self.w, rows * s.heads() * s.n),
+            saves: take(&mut self.saves, rows * s.row_save()),
+            ea: take(&mut self.ea, rows * s.ea()),
+        }
+    }
+
+    /// The step for these rows: the controller (`gates += h_prev W_hh^T +
+    /// r_prev W_r^T`, then the LSTM cell or `tanh`), the head layer `p = h
+    /// W_heads^T + b`, then each row's addressing, reads and write.
+    fn run(self, wt: &StepWeights<'_>, s: &Sizes) {
+        let rows = self.z.len() / s.z;
+        if wt.lstm {
+            packed::product(
+                self.z_prev,
+                rows,
+                s.z,
+                wt.hh,
+                (s.g, s.c),
+                self.gates,
+                s.g,
+                true,
+            );
+        }
+        let reads_prev = &self.z_prev[s.c..];
+        let rm = s.z - s.c;
+        packed::product(
+            reads_prev,
+            rows,
+            s.z,
+            wt.read,
+            (s.g, rm),
+            self.gates,
+            s.g,
+            true,
+        );
+        if wt.lstm {
+            lstm::forward(self.gates, self.c_prev, self.c, self.h, s.c);
+        } else {
+            activation::forward_inplace(Activation::Tanh, self.gates);
+            self.h.copy_from_slice(self.gates);
+        }
+        for (zr, hr) in self.z.chunks_exact_mut(s.z).zip(self.h.chunks_exact(s.c)) {
+            zr[..s.c].copy_from_slice(hr);
+        }
+        reduce::broadcast_rows(wt.heads_bias, self.p);
+        packed::product(self.z, rows, s.z, wt.heads, (s.p, s.c), self.p, s.p, true);
+        let hn = s.heads() * s.n;
+        for (r, z) in self.z.chunks_exact_mut(s.z).enumerate() {
+            let at = |width: usize| r * width..(r + 1) * width;
+            row::forward(
+                s,
+                &self.p[at(s.p)],
+                Before {
+                    mem: &self.mem_prev[at(s.mem())],
+                    w: &self.w_prev[at(hn)],
+                },
+                After {
+                    mem: &mut self.mem[at(s.mem())],
+                    w: &mut self.w[at(hn)],
+                    saves: &mut self.saves[at(s.row_save())],
+                    ea: &mut self.ea[at(s.ea())],
+                    reads: &mut z[s.c..],
+                },
+            );
+        }
     }
 }

@@ -1,0 +1,68 @@
+//! Products against weights packed once for many calls, for models that
+//! run their own time loop (the NTM's controller and head layer): the
+//! register-blocked kernel the cells' whole-sequence loops use, with no
+//! per-call set-up (faer packs its weight operand again at every call).
+//!
+//! The weights are `W` `[N, K]` row-major (rows `row_stride` apart, so a
+//! block of columns of a wider matrix can be packed), and a product is
+//! `C (+)= A W^T` for `A` `[rows, K]` and `C` `[rows, N]`, both with row
+//! strides.
+
+use crate::panel;
+
+/// Length of the packed form of `W` `[n, depth]`.
+pub fn packed_len(n: usize, depth: usize) -> usize {
+    panel::packed_len(n, depth)
+}
+
+/// Packs `W` `[n, depth]` (`w[j * row_stride + k]`) into `out`
+/// (`packed_len(n, depth)` values).
+///
+/// # Panics
+/// If `out` has another length, `row_stride < depth`, or `w` is too short.
+pub fn pack(w: &[f32], n: usize, depth: usize, row_stride: usize, out: &mut [f32]) {
+    assert!(row_stride >= depth, "pack: row stride under the depth");
+    panel::pack(w, n, depth, row_stride, 1, out);
+}
+
+/// `c[r * ldc + j] (+)= sum_k a[r * lda + k] W[j, k]` for `r < rows`, `j <
+/// n`, `k < depth`, with `W` `[n, depth]` packed by [`pack`]: added to `c`
+/// when `accumulate`, else written. Runs on the calling thread.
+///
+/// # Panics
+/// If `packed` has another length than `packed_len(n, depth)`, a stride is
+/// under its row's length, or `a` or `c` is too short.
+#[allow(clippy::too_many_arguments)]
+pub fn product(
+    a: &[f32],
+    rows: usize,
+    lda: usize,
+    packed: &[f32],
+    (n, depth): (usize, usize),
+    c: &mut [f32],
+    ldc: usize,
+    accumulate: bool,
+) {
+    if rows == 0 || n == 0 {
+        return;
+    }
+    assert!(
+        ldc >= n && (rows - 1) * ldc + n <= c.len(),
+        "product: c too short"
+    );
+    // SAFETY: every element `c[r * ldc + j]`, `r < rows`, `j < n`, lies in
+    // `c` (checked above), borrowed mutably for the call.
+    unsafe {
+        panel::product(
+            a,
+            rows,
+            lda,
+            packed,
+            n,
+            depth,
+            c.as_mut_ptr(),
+            ldc,
+            accumulate,
+        )
+    };
+}
