@@ -35,23 +35,22 @@ pub const COSINE_EPS: f32 = 1e-8;
 /// Loads the lanes of `s` from `i` on; lanes past the end of `s` are 0.
 #[inline(always)]
 fn ld<S: Simd>(simd: S, s: &[f32], i: usize) -> S::f32s {
-    let rest = &s[i..];
-    if rest.len() >= S::F32_LANES {
-        bytemuck::pod_read_unaligned(bytemuck::cast_slice(&rest[..S::F32_LANES]))
-    } else {
-        simd.partial_load_f32s(rest)
+    match s.get(i..i + S::F32_LANES) {
+        // SAFETY: `chunk` holds exactly `S::F32_LANES` f32s, the size of
+        // `S::f32s` (plain lanes of f32, valid for any bits); the read is
+        // unaligned.
+        Some(chunk) => unsafe { chunk.as_ptr().cast::<S::f32s>().read_unaligned() },
+        None => simd.partial_load_f32s(&s[i..]),
     }
 }
 
 /// Stores the lanes of `v` into `s` from `i` on, as many as fit.
 #[inline(always)]
 fn st<S: Simd>(simd: S, s: &mut [f32], i: usize, v: S::f32s) {
-    let rest = &mut s[i..];
-    if rest.len() >= S::F32_LANES {
-        bytemuck::cast_slice_mut::<f32, u8>(&mut rest[..S::F32_LANES])
-            .copy_from_slice(bytemuck::bytes_of(&v));
-    } else {
-        simd.partial_store_f32s(rest, v);
+    match s.get_mut(i..i + S::F32_LANES) {
+        // SAFETY: as in `ld`, for a write.
+        Some(chunk) => unsafe { chunk.as_mut_ptr().cast::<S::f32s>().write_unaligned(v) },
+        None => simd.partial_store_f32s(&mut s[i..], v),
     }
 }
 
@@ -671,6 +670,26 @@ impl WithSimd for Write<'_> {
         let (heads, n, m) =
             write_sizes(self.w.len(), self.erase.len(), self.mem.len()).expect("checked");
         let one = simd.splat_f32s(1.0);
+        if heads == 1 {
+            // One head: `M' = M (1 - w e_j) + w a_j`, column by column.
+            for ((prev, out), (&e, &a)) in self
+                .mem_prev
+                .chunks_exact(n)
+                .zip(self.mem.chunks_exact_mut(n))
+                .zip(self.erase.iter().zip(self.add))
+            {
+                let (ev, av) = (simd.splat_f32s(e), simd.splat_f32s(a));
+                let mut i = 0;
+                while i < n {
+                    let wv = ld(simd, self.w, i);
+                    let keep = simd.sub_f32s(one, simd.mul_f32s(wv, ev));
+                    let x = simd.mul_f32s(ld(simd, prev, i), keep);
+                    st(simd, out, i, simd.mul_add_f32s(wv, av, x));
+                    i += S::F32_LANES;
+                }
+            }
+            return;
+        }
         for (j, (prev, out)) in self
             .mem_prev
             .chunks_exact(n)
@@ -772,6 +791,43 @@ impl WithSimd for WriteBackward<'_> {
         let (heads, n, m) = write_sizes(w.len(), erase.len(), mem_prev.len()).expect("checked");
         let one = simd.splat_f32s(1.0);
         let zero = simd.splat_f32s(0.0);
+        if heads == 1 {
+            // One head: the same equations in one pass over each column
+            // (no other heads' keep factors).
+            for (j, ((prev, d), dprev)) in mem_prev
+                .chunks_exact(n)
+                .zip(dmem.chunks_exact(n))
+                .zip(grads.mem_prev.chunks_exact_mut(n))
+                .enumerate()
+            {
+                let (ev, av) = (simd.splat_f32s(erase[j]), simd.splat_f32s(add[j]));
+                let (mut de, mut da) = (zero, zero);
+                let mut i = 0;
+                while i < n {
+                    let (dv, x, wv) = (ld(simd, d, i), ld(simd, prev, i), ld(simd, w, i));
+                    let keep = simd.sub_f32s(one, simd.mul_f32s(wv, ev));
+                    st(
+                        simd,
+                        dprev,
+                        i,
+                        simd.mul_add_f32s(dv, keep, ld(simd, dprev, i)),
+                    );
+                    let g = simd.sub_f32s(av, simd.mul_f32s(x, ev));
+                    st(
+                        simd,
+                        grads.w,
+                        i,
+                        simd.mul_add_f32s(dv, g, ld(simd, grads.w, i)),
+                    );
+                    de = simd.mul_add_f32s(simd.mul_f32s(dv, x), wv, de);
+                    da = simd.mul_add_f32s(dv, wv, da);
+                    i += S::F32_LANES;
+                }
+                grads.erase[j] -= simd.reduce_sum_f32s(de);
+                grads.add[j] += simd.reduce_sum_f32s(da);
+            }
+            return;
+        }
         for (j, ((prev, d), dprev)) in mem_prev
             .chunks_exact(n)
             .zip(dmem.chunks_exact(n))

@@ -18,7 +18,8 @@
 //! ([`RecurrentMask`]); the loop itself is one, shared by the cells
 //! (`sequence.rs`). Their per-step products run over weights packed once
 //! per call (a register-blocked pulp kernel, not faer: faer repacks its
-//! operand at every call). The whole-slice step kernels (`lstm::forward`,
+//! operand at every call); [`packed`] offers those products to models
+//! that run their own loop (the NTM). The whole-slice step kernels (`lstm::forward`,
 //! ...) run the same lane bodies on all units of one step.
 //!
 //! Every SIMD kernel runs at the best level the CPU offers (AVX-512,

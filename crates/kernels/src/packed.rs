@@ -6,7 +6,8 @@
 //! The weights are `W` `[N, K]` row-major (rows `row_stride` apart, so a
 //! block of columns of a wider matrix can be packed), and a product is
 //! `C (+)= A W^T` for `A` `[rows, K]` and `C` `[rows, N]`, both with row
-//! strides.
+//! strides ([`pack`]); or `C (+)= A W` for `W` `[K, N]`
+//! ([`pack_transposed`]).
 
 use crate::panel;
 
@@ -23,6 +24,17 @@ pub fn packed_len(n: usize, depth: usize) -> usize {
 pub fn pack(w: &[f32], n: usize, depth: usize, row_stride: usize, out: &mut [f32]) {
     assert!(row_stride >= depth, "pack: row stride under the depth");
     panel::pack(w, n, depth, row_stride, 1, out);
+}
+
+/// Packs `W^T` for `W` `[depth, n]` (`w[k * row_stride + j]`) into `out`
+/// (`packed_len(n, depth)` values): [`product`] then computes `C (+)= A
+/// W`, the input gradient of a layer `Y = X W^T`.
+///
+/// # Panics
+/// As [`pack`], with `row_stride < n`.
+pub fn pack_transposed(w: &[f32], n: usize, depth: usize, row_stride: usize, out: &mut [f32]) {
+    assert!(row_stride >= n, "pack_transposed: row stride under n");
+    panel::pack(w, n, depth, 1, row_stride, out);
 }
 
 /// `c[r * ldc + j] (+)= sum_k a[r * lda + k] W[j, k]` for `r < rows`, `j <

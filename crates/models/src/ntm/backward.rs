@@ -4,6 +4,7 @@
 //! `T*B` rows.
 
 use rayon::prelude::*;
+use rnn_kernels::packed::{self, pack_transposed, packed_len};
 use rnn_kernels::{Mat, MatMut, lstm, reduce, threads};
 
 use super::addressing::softmax_backward;
@@ -49,7 +50,19 @@ impl Ntm {
         let hn = s.heads() * s.n;
         let [dmem0, dmem1] = &mut scratch.dmem;
         let [dw0, dw1] = &mut scratch.dw;
-        let sizes: [(&mut Vec<f32>, &[usize], &str); 10] = [
+        let packed = [
+            packed_len(s.c, s.p),
+            if self.config.controller == Controller::Lstm {
+                packed_len(s.c, s.g)
+            } else {
+                0
+            },
+            packed_len(s.u - s.i, s.g),
+        ]
+        .iter()
+        .try_fold(0usize, |acc, &l| acc.checked_add(l))
+        .ok_or_else(|| Error::Unexpected("NTM packed weights: size overflows".into()))?;
+        let sizes: [(&mut Vec<f32>, &[usize], &str); 11] = [
             (&mut scratch.dz, &[t + 1, b, s.z], "NTM grad states"),
             (&mut scratch.dg, &[t, b, s.g], "NTM grad gates"),
             (&mut scratch.dp, &[t, b, s.p], "NTM grad head parameters"),
@@ -60,6 +73,7 @@ impl Ntm {
             (&mut scratch.dc, &[b, s.c], "NTM grad cells"),
             (&mut scratch.dh, &[b, s.c], "NTM grad hidden"),
             (&mut scratch.rows, &[b, s.scratch()], "NTM grad scratch"),
+            (&mut scratch.packed, &[packed], "NTM grad packed weights"),
         ];
         for (v, dims, what) in sizes {
             let n = product(dims, what)?;
@@ -91,12 +105,22 @@ impl Ntm {
         // `cur` is the slot of the gradients flowing into step `t` from
         // later steps; the step writes the other one.
         let mut cur = 0;
+        let packed = std::mem::take(&mut sc.packed);
+        let weights = self.pack_step_weights(packed, s);
+        let b = tape.b;
+        let block = b.div_ceil(2 * threads::current_threads()).max(1);
         for t in (0..tape.t).rev() {
-            heads_backward(tape, t, cur, sc, s);
-            self.head_layer_backward(t, tape.b, sc, s);
-            self.controller_backward(tape, t, sc, s);
+            let mut step = BackStep::of(tape, t, cur, sc, s);
+            let mut blocks = Vec::with_capacity(b.div_ceil(block));
+            for _ in (0..b).step_by(block) {
+                blocks.push(step.split_rows(block.min(b - step.r0), s));
+            }
+            blocks
+                .into_par_iter()
+                .for_each(|rows| rows.run(tape, t, &weights, s));
             cur = 1 - cur;
         }
+        sc.packed = weights.buffer;
         self.controller_weight_grads(tape, grads, dx, sc, s);
         self.head_layer_weight_grads(tape, grads, sc, s);
         self.initial_state_backward(tape, grads, cur, sc, s);
@@ -140,54 +164,30 @@ impl Ntm {
         bias_grad(dy, grads.get_mut("output.bias").expect("layout"));
     }
 
-    /// Head layer `p_t = h_t W_heads^T + b` at step `t`: `dh_t += dp_t
-    /// W_heads` (into `dz`'s `h` columns of slot `t + 1`).
-    fn head_layer_backward(&self, t: usize, b: usize, sc: &mut NtmGradScratch, s: &Sizes) {
-        let dz_t = &mut sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];
-        let dp_t = Mat::new(&sc.dp[t * b * s.p..(t + 1) * b * s.p], b, s.p);
-        let w_heads = Mat::new(self.p("heads.weight"), s.p, s.c);
-        input_grad(dp_t, w_heads, 1.0, MatMut::strided(dz_t, b, s.c, s.z));
-    }
-
-    /// Controller at step `t`: from `dh_t` (and the cell gradient carried
-    /// in `sc.dc`), the gate gradients `dg_t`, then `dh_{t-1} += dg_t W_hh`
-    /// (LSTM) and `dr_{t-1} += dg_t W_r` into slot `t`.
-    fn controller_backward(&self, tape: &NtmTape, t: usize, sc: &mut NtmGradScratch, s: &Sizes) {
-        let b = tape.b;
-        let (dz_prev, dz_t) = sc.dz[t * b * s.z..(t + 2) * b * s.z].split_at_mut(b * s.z);
-        let dg = &mut sc.dg[t * b * s.g..(t + 1) * b * s.g];
-        let dh = &mut sc.dh;
-        for (d, r) in dh.chunks_exact_mut(s.c).zip(dz_t.chunks_exact(s.z)) {
-            d.copy_from_slice(&r[..s.c]);
-        }
-        match self.config.controller {
-            Controller::Lstm => {
-                let gates = &tape.gates[t * b * s.g..(t + 1) * b * s.g];
-                let c_prev = &tape.c[t * b * s.c..(t + 1) * b * s.c];
-                let c = &tape.c[(t + 1) * b * s.c..(t + 2) * b * s.c];
-                lstm::backward(gates, c_prev, c, dh, &mut sc.dc, dg, s.c);
-                let w_hh = Mat::new(self.p("controller.weight_hh"), s.g, s.c);
-                let dh_prev = MatMut::strided(dz_prev, b, s.c, s.z);
-                input_grad(Mat::new(dg, b, s.g), w_hh, 1.0, dh_prev);
+    /// The per-step weights of the backward, packed transposed into
+    /// `buffer` (`rnn_kernels::packed`): `W_heads` `[P, C]` for `dh +=
+    /// dp W_heads`, `W_hh` `[G, C]` (LSTM) for `dh_prev += dg W_hh`, the
+    /// reads' columns of the input weight `[G, R*M]` for `dr_prev += dg
+    /// W_r`.
+    fn pack_step_weights(&self, mut buffer: Vec<f32>, s: &Sizes) -> BackWeights {
+        let lstm = self.config.controller == Controller::Lstm;
+        let rm = s.u - s.i;
+        let lens = [
+            packed_len(s.c, s.p),
+            if lstm { packed_len(s.c, s.g) } else { 0 },
+            packed_len(rm, s.g),
+        ];
+        {
+            let (heads, rest) = buffer.split_at_mut(lens[0]);
+            let (hh, read) = rest.split_at_mut(lens[1]);
+            pack_transposed(self.p("heads.weight"), s.c, s.p, s.c, heads);
+            if lstm {
+                pack_transposed(self.p("controller.weight_hh"), s.c, s.g, s.c, hh);
             }
-            Controller::FeedForward => {
-                // h = tanh(gates): dg = dh (1 - h^2).
-                let h = &tape.z[(t + 1) * b * s.z..(t + 2) * b * s.z];
-                for ((d, hr), dr) in dg
-                    .chunks_exact_mut(s.c)
-                    .zip(h.chunks_exact(s.z))
-                    .zip(dh.chunks_exact(s.c))
-                {
-                    for ((d, &h), &g) in d.iter_mut().zip(&hr[..s.c]).zip(dr) {
-                        *d = g * (1.0 - h * h);
-                    }
-                }
-            }
+            let (_, w_in) = self.controller_input_weight();
+            pack_transposed(&w_in[s.i..], rm, s.g, s.u, read);
         }
-        let (_, w_in) = self.controller_input_weight();
-        let w_read = Mat::strided(&w_in[s.i..], s.g, s.u - s.i, s.u);
-        let dr_prev = MatMut::strided(&mut dz_prev[s.c..], b, s.z - s.c, s.z);
-        input_grad(Mat::new(dg, b, s.g), w_read, 1.0, dr_prev);
+        BackWeights { buffer, lens, lstm }
     }
 
     /// The controller's weights and biases from every step's `dg` at once:
@@ -301,47 +301,197 @@ impl Ntm {
     }
 }
 
-/// The heads of every batch row at step `t`, in parallel (addressing,
-/// reads and write, `row::backward`): from the read gradients (`dz`'s `r`
-/// columns of slot `t + 1`) and the memory and weighting gradients of
-/// later steps (slot `cur`), the head parameters' gradients `dp_t` and the
-/// memory and weighting gradients before the step (the other slot).
-fn heads_backward(tape: &NtmTape, t: usize, cur: usize, sc: &mut NtmGradScratch, s: &Sizes) {
-    let (b, hn, save) = (tape.b, s.heads() * s.n, s.row_save());
-    let (dmem_in, dmem_out) = pair(&mut sc.dmem, cur);
-    let (dw_in, dw_out) = pair(&mut sc.dw, cur);
-    let dz_t = &sc.dz[(t + 1) * b * s.z..(t + 2) * b * s.z];
-    let dp = &mut sc.dp[t * b * s.p..(t + 1) * b * s.p];
-    // Batch row `r` of step `step` in a tape buffer of `width` values per row.
-    let at =
-        |step: usize, r: usize, width: usize| (step * b + r) * width..(step * b + r + 1) * width;
-    dw_in
-        .par_chunks_mut(hn)
-        .zip(dw_out.par_chunks_mut(hn))
-        .zip(dmem_out.par_chunks_mut(s.mem()))
-        .zip(dp.par_chunks_mut(s.p))
-        .zip(sc.rows.par_chunks_mut(s.scratch()))
-        .enumerate()
-        .for_each(|(r, ((((w, w_prev), mem_prev), p), scratch))| {
+/// The packed weights of the backward's steps (see
+/// [`Ntm::pack_step_weights`]).
+struct BackWeights {
+    buffer: Vec<f32>,
+    /// Lengths of `W_heads^T`, `W_hh^T` (0 without an LSTM), `W_r^T`.
+    lens: [usize; 3],
+    lstm: bool,
+}
+
+impl BackWeights {
+    /// `(W_heads, W_hh, W_r)`, packed transposed.
+    fn parts(&self) -> (&[f32], &[f32], &[f32]) {
+        let (heads, rest) = self.buffer.split_at(self.lens[0]);
+        let (hh, read) = rest.split_at(self.lens[1]);
+        (heads, hh, &read[..self.lens[2]])
+    }
+}
+
+/// The gradient buffers of one step of the backward for a block of batch
+/// rows (from row `r0`).
+struct BackStep<'a> {
+    r0: usize,
+    /// `[rows, R+W, N]` in: the weightings' gradient from later steps
+    /// (clobbered).
+    dw_in: &'a mut [f32],
+    /// `[rows, R+W, N]` written: w.r.t. the weightings before the step.
+    dw_out: &'a mut [f32],
+    /// `[rows, M, N]` in: w.r.t. the memory after the step.
+    dmem_in: &'a [f32],
+    /// `[rows, M, N]` written: w.r.t. the memory before the step.
+    dmem_out: &'a mut [f32],
+    /// `[rows, P]` written.
+    dp: &'a mut [f32],
+    /// `[rows, scratch]`.
+    scratch: &'a mut [f32],
+    /// `[rows, Z]`: w.r.t. `(h_t, r_t)`; its `h` columns gain the head
+    /// layer's gradient.
+    dz_t: &'a mut [f32],
+    /// `[rows, Z]`: w.r.t. `(h_{t-1}, r_{t-1})`, accumulated.
+    dz_prev: &'a mut [f32],
+    /// `[rows, G]` written.
+    dg: &'a mut [f32],
+    /// `[rows, C]` scratch.
+    dh: &'a mut [f32],
+    /// `[rows, C]` (LSTM; empty otherwise): the cell gradient, carried.
+    dc: &'a mut [f32],
+}
+
+/// Splits the first `n` values off `v`.
+fn take<'a>(v: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
+    let (head, tail) = std::mem::take(v).split_at_mut(n);
+    *v = tail;
+    head
+}
+
+impl<'a> BackStep<'a> {
+    /// Every row of step `t`, gradients from later steps in slot `cur`.
+    fn of(tape: &NtmTape, t: usize, cur: usize, sc: &'a mut NtmGradScratch, s: &Sizes) -> Self {
+        let b = tape.b;
+        let (dmem_in, dmem_out) = pair(&mut sc.dmem, cur);
+        let (dw_in, dw_out) = pair(&mut sc.dw, cur);
+        let (dz_prev, dz_t) = sc.dz[t * b * s.z..(t + 2) * b * s.z].split_at_mut(b * s.z);
+        BackStep {
+            r0: 0,
+            dw_in,
+            dw_out,
+            dmem_in,
+            dmem_out,
+            dp: &mut sc.dp[t * b * s.p..(t + 1) * b * s.p],
+            scratch: &mut sc.rows,
+            dz_t,
+            dz_prev,
+            dg: &mut sc.dg[t * b * s.g..(t + 1) * b * s.g],
+            dh: &mut sc.dh,
+            dc: &mut sc.dc,
+        }
+    }
+
+    /// Splits the first `rows` batch rows off every buffer.
+    fn split_rows(&mut self, rows: usize, s: &Sizes) -> BackStep<'a> {
+        let hn = s.heads() * s.n;
+        let lstm_c = if self.dc.is_empty() { 0 } else { s.c };
+        let (dmem_in, rest) = std::mem::take(&mut self.dmem_in).split_at(rows * s.mem());
+        self.dmem_in = rest;
+        let r0 = self.r0;
+        self.r0 += rows;
+        BackStep {
+            r0,
+            dw_in: take(&mut self.dw_in, rows * hn),
+            dw_out: take(&mut self.dw_out, rows * hn),
+            dmem_in,
+            dmem_out: take(&mut self.dmem_out, rows * s.mem()),
+            dp: take(&mut self.dp, rows * s.p),
+            scratch: take(&mut self.scratch, rows * s.scratch()),
+            dz_t: take(&mut self.dz_t, rows * s.z),
+            dz_prev: take(&mut self.dz_prev, rows * s.z),
+            dg: take(&mut self.dg, rows * s.g),
+            dh: take(&mut self.dh, rows * s.c),
+            dc: take(&mut self.dc, rows * lstm_c),
+        }
+    }
+
+    /// Step `t` in reverse for these rows: each row's heads (write, reads,
+    /// addressing: `row::backward`), the head layer `dh_t += dp_t W_heads`,
+    /// then the controller: the gate gradients `dg_t` (LSTM cell or
+    /// `tanh`), `dh_{t-1} += dg_t W_hh` (LSTM) and `dr_{t-1} += dg_t W_r`.
+    fn run(self, tape: &NtmTape, t: usize, wt: &BackWeights, s: &Sizes) {
+        let (b, hn, rows) = (tape.b, s.heads() * s.n, self.dp.len() / s.p);
+        // Row `r` of the block at step `step` in a tape buffer of `width`
+        // values per batch row.
+        let at = |step: usize, r: usize, width: usize| {
+            let row = step * b + self.r0 + r;
+            row * width..(row + 1) * width
+        };
+        let mine = |r: usize, width: usize| r * width..(r + 1) * width;
+        for r in 0..rows {
             let fw = Saved {
                 p: &tape.p[at(t, r, s.p)],
                 mem: &tape.mem[at(t, r, s.mem())],
                 w_prev: &tape.w[at(t, r, hn)],
                 w: &tape.w[at(t + 1, r, hn)],
-                saves: &tape.saves[at(t, r, save)],
+                saves: &tape.saves[at(t, r, s.row_save())],
                 ea: &tape.ea[at(t, r, s.ea())],
             };
             let g = Grads {
-                reads: &dz_t[r * s.z + s.c..(r + 1) * s.z],
-                mem: &dmem_in[r * s.mem()..(r + 1) * s.mem()],
-                w,
-                w_prev,
-                mem_prev,
-                p,
-                scratch,
+                reads: &self.dz_t[r * s.z + s.c..(r + 1) * s.z],
+                mem: &self.dmem_in[mine(r, s.mem())],
+                w: &mut self.dw_in[mine(r, hn)],
+                w_prev: &mut self.dw_out[mine(r, hn)],
+                mem_prev: &mut self.dmem_out[mine(r, s.mem())],
+                p: &mut self.dp[mine(r, s.p)],
+                scratch: &mut self.scratch[mine(r, s.scratch())],
             };
             row::backward(s, fw, g);
-        });
+        }
+        let (w_heads, w_hh, w_read) = wt.parts();
+        packed::product(
+            self.dp,
+            rows,
+            s.p,
+            w_heads,
+            (s.c, s.p),
+            self.dz_t,
+            s.z,
+            true,
+        );
+        for (d, r) in self
+            .dh
+            .chunks_exact_mut(s.c)
+            .zip(self.dz_t.chunks_exact(s.z))
+        {
+            d.copy_from_slice(&r[..s.c]);
+        }
+        // This block's rows of step `step` in a tape buffer of `width`
+        // values per batch row.
+        fn rows_of(v: &[f32], first_row: usize, rows: usize, width: usize) -> &[f32] {
+            &v[first_row * width..(first_row + rows) * width]
+        }
+        let block = |v, step: usize, width| rows_of(v, step * b + self.r0, rows, width);
+        if wt.lstm {
+            let gates = block(&tape.gates, t, s.g);
+            let (c_prev, c) = (block(&tape.c, t, s.c), block(&tape.c, t + 1, s.c));
+            lstm::backward(gates, c_prev, c, self.dh, self.dc, self.dg, s.c);
+            packed::product(
+                self.dg,
+                rows,
+                s.g,
+                w_hh,
+                (s.c, s.g),
+                self.dz_prev,
+                s.z,
+                true,
+            );
+        } else {
+            // h = tanh(gates): dg = dh (1 - h^2).
+            let h = block(&tape.z, t + 1, s.z);
+            for ((d, hr), dr) in self
+                .dg
+                .chunks_exact_mut(s.c)
+                .zip(h.chunks_exact(s.z))
+                .zip(self.dh.chunks_exact(s.c))
+            {
+                for ((d, &h), &g) in d.iter_mut().zip(&hr[..s.c]).zip(dr) {
+                    *d = g * (1.0 - h * h);
+                }
+            }
+        }
+        let rm = s.z - s.c;
+        let dr_prev = &mut self.dz_prev[s.c..];
+        packed::product(self.dg, rows, s.g, w_read, (rm, s.g), dr_prev, s.z, true);
+    }
 }
 
 /// `(v[k], v[1-k])`: this step's input buffer and its output buffer.

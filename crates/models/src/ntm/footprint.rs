@@ -46,6 +46,12 @@ struct Dims {
     save: usize,
     /// Erase and add vectors of the write heads, `2WM`.
     wm2: usize,
+    /// The per-step weights packed once per call (`rnn_kernels::packed`):
+    /// `W_hh` (LSTM), the reads' columns of the input weight, `W_heads`,
+    /// each padded to 16 output columns; the same sizes transposed for the
+    /// backward.
+    packed: u64,
+    packed_t: u64,
 }
 
 impl Dims {
@@ -59,7 +65,21 @@ impl Dims {
             .read_heads
             .checked_mul(read_chunk)?
             .checked_add(c.write_heads.checked_mul(write_chunk)?)?;
+        let (g, rm) = (
+            c.controller_size.checked_mul(if lstm { 4 } else { 1 })?,
+            c.read_heads.checked_mul(m)?,
+        );
+        let panels = |n: usize, depth: usize| product(&[n.div_ceil(16), 16, depth]);
+        let hh = if lstm { c.controller_size } else { 0 };
+        let packed = panels(g, hh)?
+            .checked_add(panels(g, rm)?)?
+            .checked_add(panels(p, c.controller_size)?)?;
+        let packed_t = panels(c.controller_size, p)?
+            .checked_add(panels(hh, g)?)?
+            .checked_add(panels(rm, g)?)?;
         Some(Self {
+            packed,
+            packed_t,
             i: c.input_size,
             o: c.output_size,
             c: c.controller_size,
@@ -105,7 +125,8 @@ pub fn tape_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Option<u6
         &[t, b, d.wm2.max(1)],
         &[t, b, d.o],
         &[b, d.c],
-    ])
+    ])?
+    .checked_add(d.packed.checked_mul(F32)?)
 }
 
 /// Bytes of backward's scratch for a tape of `seq_len` steps and `batch`
@@ -125,7 +146,8 @@ pub fn backward_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Optio
         &[2, b, d.heads, d.n],
         &[2, b, d.c],
         &[b, rows],
-    ])
+    ])?
+    .checked_add(d.packed_t.checked_mul(F32)?)
 }
 
 /// Bytes of the task data and the logits' gradient of a batch of
@@ -183,6 +205,7 @@ mod tests {
             &tape.ea,
             &tape.y,
             &tape.h,
+            &tape.packed,
         ]
         .iter()
         .map(|v| 4 * v.len() as u64)
@@ -196,6 +219,7 @@ mod tests {
         let s = &scratch;
         let held = [
             &s.dz, &s.dg, &s.dp, &s.dmem[0], &s.dmem[1], &s.dw[0], &s.dw[1], &s.dc, &s.dh, &s.rows,
+            &s.packed,
         ]
         .iter()
         .map(|v| 4 * v.len() as u64)

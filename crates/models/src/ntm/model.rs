@@ -94,6 +94,8 @@ pub struct NtmGradScratch {
     pub(super) dc: Vec<f32>,
     pub(super) dh: Vec<f32>,
     pub(super) rows: Vec<f32>,
+    /// The per-step weights packed transposed (`rnn_kernels::packed`).
+    pub(super) packed: Vec<f32>,
 }
 
 /// `(v[k], v[k+1])`: a slot to read and the next to write.
