@@ -736,7 +736,7 @@ pub struct WriteGrads<'a> {
     pub add: &'a mut [f32],
 }
 
-/// Backward of [`write`]: from `dmem` `[M, N]` (gradient w.r.t. the new
+/// Backward of [`write()`]: from `dmem` `[M, N]` (gradient w.r.t. the new
 /// memory), accumulates `grads`.
 pub fn write_backward(
     w: &[f32],
