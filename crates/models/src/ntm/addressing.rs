@@ -2,7 +2,9 @@
 //! row, forward and backward, each of the four steps on its own: content
 //! (cosine similarity, key strength), interpolation, circular shift and
 //! normalised sharpening. Generic over [`Real`] so that the finite-difference
-//! checks run in `f64`; the model uses `f32`.
+//! checks run in `f64`: the reference equations. The model runs the same
+//! equations as the SIMD kernels of `rnn_kernels::addressing` (memory
+//! column-major), held to these in `tests/ntm_kernels.rs`.
 //!
 //! Memory is `[N, M]` row-major; weightings are `[N]`. Every backward
 //! function *accumulates* into its gradient outputs (`+=`) unless it says

@@ -1,7 +1,8 @@
-//! Backpropagation through time of the NTM: per step in reverse, the heads
-//! of every batch row (in parallel), then the head layer and the controller
-//! as GEMMs; after the loop, every weight gradient as one GEMM over all
-//! `T*B` rows.
+//! Backpropagation through time of the NTM: per step in reverse, one
+//! parallel task per block of batch rows runs the rows' heads, then the
+//! head layer's and the controller's input gradients (on weights packed
+//! transposed once per call); after the loop, every weight gradient as one
+//! GEMM over all `T*B` rows.
 
 use rayon::prelude::*;
 use rnn_kernels::packed::{self, pack_transposed, packed_len};

@@ -4,7 +4,9 @@
 //!
 //! Memory `[N, M]`, weightings `[N]` (or `[W, N]` for the write heads),
 //! erase and add vectors `[W, M]`, all row-major. Backward functions
-//! accumulate (`+=`) into their gradient outputs.
+//! accumulate (`+=`) into their gradient outputs. The reference equations,
+//! generic over the float type; the model runs them as the SIMD kernels of
+//! `rnn_kernels::addressing`.
 
 use super::addressing::Real;
 

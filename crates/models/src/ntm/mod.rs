@@ -4,7 +4,10 @@
 //! (parameter names and layout, the step equations).
 //!
 //! - [`addressing`] and [`memory`]: the addressing steps and the memory
-//!   access of one head and batch row, each with its backward.
+//!   access of one head and batch row, each with its backward, generic
+//!   over the float type: the reference equations (checked by finite
+//!   differences in f64) that the model's SIMD kernels
+//!   (`rnn_kernels::addressing`) are held to.
 //! - [`Ntm`]: the batched machine, forward and BPTT; [`Ntm::save`] and
 //!   [`Ntm::load`] for weight files.
 //! - [`Task`]: copy, repeat copy and associative recall; [`NtmTrainer`]

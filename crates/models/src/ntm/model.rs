@@ -1,7 +1,10 @@
-//! The batched NTM: controller and output layer as GEMMs over the batch (the
-//! controller's input projection of `x` and every weight gradient as single
-//! GEMMs over all `T*B` rows), the heads' addressing, reads and writes per
-//! batch row, the rows in parallel.
+//! The batched NTM. The controller's input projection of `x` and the output
+//! layer run as single GEMMs over all `T*B` rows; each step runs as one
+//! parallel task per block of batch rows: the controller's recurrent
+//! products and the head layer on weights packed once per call
+//! (`rnn_kernels::packed`), the LSTM cell, then each row's addressing,
+//! reads and write (`row.rs`, on the SIMD kernels of
+//! `rnn_kernels::addressing`, each row's memory column-major `[M, N]`).
 
 use rayon::prelude::*;
 use rnn_kernels::packed::{self, pack, packed_len};
