@@ -10,7 +10,7 @@ use rnn_kernels::{Mat, MatMut, lstm, reduce, threads};
 
 use super::addressing::softmax_backward;
 use super::config::{Controller, MemoryInit};
-use super::model::{Ntm, NtmGradScratch, NtmTape};
+use super::model::{Ntm, NtmGradScratch, NtmTape, take, take_ref};
 use super::row::{self, Grads, Saved, Sizes};
 use crate::error::{Error, Result, check_len};
 use crate::layer::{product, resize};
@@ -350,13 +350,6 @@ struct BackStep<'a> {
     dc: &'a mut [f32],
 }
 
-/// Splits the first `n` values off `v`.
-fn take<'a>(v: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
-    let (head, tail) = std::mem::take(v).split_at_mut(n);
-    *v = tail;
-    head
-}
-
 impl<'a> BackStep<'a> {
     /// Every row of step `t`, gradients from later steps in slot `cur`.
     fn of(tape: &NtmTape, t: usize, cur: usize, sc: &'a mut NtmGradScratch, s: &Sizes) -> Self {
@@ -384,15 +377,13 @@ impl<'a> BackStep<'a> {
     fn split_rows(&mut self, rows: usize, s: &Sizes) -> BackStep<'a> {
         let hn = s.heads() * s.n;
         let lstm_c = if self.dc.is_empty() { 0 } else { s.c };
-        let (dmem_in, rest) = std::mem::take(&mut self.dmem_in).split_at(rows * s.mem());
-        self.dmem_in = rest;
         let r0 = self.r0;
         self.r0 += rows;
         BackStep {
             r0,
             dw_in: take(&mut self.dw_in, rows * hn),
             dw_out: take(&mut self.dw_out, rows * hn),
-            dmem_in,
+            dmem_in: take_ref(&mut self.dmem_in, rows * s.mem()),
             dmem_out: take(&mut self.dmem_out, rows * s.mem()),
             dp: take(&mut self.dp, rows * s.p),
             scratch: take(&mut self.scratch, rows * s.scratch()),

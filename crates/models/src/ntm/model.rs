@@ -523,14 +523,14 @@ struct Step<'a> {
 }
 
 /// Splits the first `n` values off `v`.
-fn take<'a>(v: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
+pub(super) fn take<'a>(v: &mut &'a mut [f32], n: usize) -> &'a mut [f32] {
     let (head, tail) = std::mem::take(v).split_at_mut(n);
     *v = tail;
     head
 }
 
 /// Splits the first `n` values off `v` (read-only).
-fn take_ref<'a>(v: &mut &'a [f32], n: usize) -> &'a [f32] {
+pub(super) fn take_ref<'a>(v: &mut &'a [f32], n: usize) -> &'a [f32] {
     let (head, tail) = v.split_at(n);
     *v = tail;
     head

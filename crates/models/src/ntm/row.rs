@@ -106,6 +106,38 @@ fn scalars(raw: &[f32], s: &Sizes) -> (f32, f32, f32) {
     )
 }
 
+/// The head of parameter chunk `raw`, its shift weights `shift` (after
+/// their softmax), its scalars through their nonlinearities.
+fn head<'a>(raw: &'a [f32], shift: &'a [f32], s: &Sizes) -> Head<'a> {
+    let (beta, gate, gamma) = scalars(raw, s);
+    Head {
+        key: &raw[..s.m],
+        beta,
+        gate,
+        shift,
+        gamma,
+    }
+}
+
+/// A head's save `[save]`: its steps' weightings (`[N]` each), then its
+/// shift weights `[K]`.
+fn steps_of(save: &[f32], n: usize) -> (Steps<&[f32]>, &[f32]) {
+    let (sim, rest) = save.split_at(n);
+    let (wc, rest) = rest.split_at(n);
+    let (wg, rest) = rest.split_at(n);
+    let (ws, shift) = rest.split_at(n);
+    (Steps { sim, wc, wg, ws }, shift)
+}
+
+/// [`steps_of`], mutable.
+fn steps_of_mut(save: &mut [f32], n: usize) -> (Steps<&mut [f32]>, &mut [f32]) {
+    let (sim, rest) = save.split_at_mut(n);
+    let (wc, rest) = rest.split_at_mut(n);
+    let (wg, rest) = rest.split_at_mut(n);
+    let (ws, shift) = rest.split_at_mut(n);
+    (Steps { sim, wc, wg, ws }, shift)
+}
+
 /// The memory and weightings of one batch row before a step.
 pub(crate) struct Before<'a> {
     /// `[M, N]`.
@@ -137,26 +169,15 @@ pub(crate) fn forward(s: &Sizes, p: &[f32], before: Before<'_>, after: After<'_>
     for (h, save) in saves.chunks_exact_mut(s.save()).enumerate() {
         let (off, len) = s.chunk(h);
         let raw = &p[off..off + len];
-        let (beta, gate, gamma) = scalars(raw, s);
-        let (sim, rest) = save.split_at_mut(n);
-        let (wc, rest) = rest.split_at_mut(n);
-        let (wg, rest) = rest.split_at_mut(n);
-        let (ws, shift) = rest.split_at_mut(n);
+        let (steps, shift) = steps_of_mut(save, n);
         shift.copy_from_slice(&raw[m + 2..m + 2 + k]);
         softmax_in_place(shift);
-        let head = Head {
-            key: &raw[..m],
-            beta,
-            gate,
-            shift,
-            gamma,
-        };
         kernels::address(
-            &head,
+            &head(raw, shift, s),
             before.mem,
             norms,
             &before.w[h * n..(h + 1) * n],
-            Steps { sim, wc, wg, ws },
+            steps,
             &mut after.w[h * n..(h + 1) * n],
         );
     }
@@ -271,19 +292,9 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
         let (off, len) = s.chunk(h);
         let raw = &fw.p[off..off + len];
         let (dkey, dp) = g.p[off..off + len].split_at_mut(m);
-        let (beta, gate, gamma) = scalars(raw, s);
-        let (sim, rest) = save.split_at(n);
-        let (wc, rest) = rest.split_at(n);
-        let (wg, rest) = rest.split_at(n);
-        let (ws, shift) = rest.split_at(n);
+        let (steps, shift) = steps_of(save, n);
         let row = h * n..(h + 1) * n;
-        let head = Head {
-            key: &raw[..m],
-            beta,
-            gate,
-            shift,
-            gamma,
-        };
+        let head = head(raw, shift, s);
         ds.fill(0.0);
         let mut grads = HeadGrads {
             key: dkey,
@@ -297,7 +308,7 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
             fw.mem,
             norms,
             &fw.w_prev[row.clone()],
-            Steps { sim, wc, wg, ws },
+            steps,
             &fw.w[row.clone()],
             &g.w[row.clone()],
             scratch,
@@ -309,7 +320,7 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
         let (dbeta, dgate, dgamma) = (grads.beta, grads.gate, grads.gamma);
         softmax_backward(shift, ds, &mut dp[2..2 + k]);
         dp[0] = dbeta * sigmoid(raw[m]);
-        dp[1] = dgate * gate * (1.0 - gate);
+        dp[1] = dgate * head.gate * (1.0 - head.gate);
         dp[2 + k] = dgamma * sigmoid(raw[m + 2 + k]);
     }
 }
