@@ -10,7 +10,7 @@ use rnn_kernels::{Mat, MatMut, lstm, reduce, threads};
 
 use super::addressing::softmax_backward;
 use super::config::{Controller, MemoryInit};
-use super::model::{Ntm, NtmGradScratch, NtmTape, take, take_ref};
+use super::model::{MEMORY_CHECKPOINT, Ntm, NtmGradScratch, NtmTape, take, take_ref};
 use super::row::{self, Grads, Saved, Sizes};
 use crate::error::{Error, Result, check_len};
 use crate::layer::{product, resize};
@@ -63,7 +63,7 @@ impl Ntm {
         .iter()
         .try_fold(0usize, |acc, &l| acc.checked_add(l))
         .ok_or_else(|| Error::Unexpected("NTM packed weights: size overflows".into()))?;
-        let sizes: [(&mut Vec<f32>, &[usize], &str); 11] = [
+        let sizes: [(&mut Vec<f32>, &[usize], &str); 12] = [
             (&mut scratch.dz, &[t + 1, b, s.z], "NTM grad states"),
             (&mut scratch.dg, &[t, b, s.g], "NTM grad gates"),
             (&mut scratch.dp, &[t, b, s.p], "NTM grad head parameters"),
@@ -75,6 +75,11 @@ impl Ntm {
             (&mut scratch.dh, &[b, s.c], "NTM grad hidden"),
             (&mut scratch.rows, &[b, s.scratch()], "NTM grad scratch"),
             (&mut scratch.packed, &[packed], "NTM grad packed weights"),
+            (
+                &mut scratch.segment,
+                &[b, MEMORY_CHECKPOINT, s.mem()],
+                "NTM grad memory segment",
+            ),
         ];
         for (v, dims, what) in sizes {
             let n = product(dims, what)?;
@@ -337,6 +342,9 @@ struct BackStep<'a> {
     dp: &'a mut [f32],
     /// `[rows, scratch]`.
     scratch: &'a mut [f32],
+    /// `[rows, MEMORY_CHECKPOINT, M, N]`: the memories of the current
+    /// segment of steps.
+    segment: &'a mut [f32],
     /// `[rows, Z]`: w.r.t. `(h_t, r_t)`; its `h` columns gain the head
     /// layer's gradient.
     dz_t: &'a mut [f32],
@@ -365,6 +373,7 @@ impl<'a> BackStep<'a> {
             dmem_out,
             dp: &mut sc.dp[t * b * s.p..(t + 1) * b * s.p],
             scratch: &mut sc.rows,
+            segment: &mut sc.segment,
             dz_t,
             dz_prev,
             dg: &mut sc.dg[t * b * s.g..(t + 1) * b * s.g],
@@ -387,6 +396,7 @@ impl<'a> BackStep<'a> {
             dmem_out: take(&mut self.dmem_out, rows * s.mem()),
             dp: take(&mut self.dp, rows * s.p),
             scratch: take(&mut self.scratch, rows * s.scratch()),
+            segment: take(&mut self.segment, rows * MEMORY_CHECKPOINT * s.mem()),
             dz_t: take(&mut self.dz_t, rows * s.z),
             dz_prev: take(&mut self.dz_prev, rows * s.z),
             dg: take(&mut self.dg, rows * s.g),
@@ -408,10 +418,31 @@ impl<'a> BackStep<'a> {
             row * width..(row + 1) * width
         };
         let mine = |r: usize, width: usize| r * width..(r + 1) * width;
+        // The segment of steps `first..end` holding `t`: on its last step
+        // (the first the backward meets), recompute the rows' memories
+        // from the segment's checkpoint, as the forward wrote them.
+        let first = t - t % MEMORY_CHECKPOINT;
+        let end = (first + MEMORY_CHECKPOINT).min(tape.t);
+        let mem = s.mem();
+        let segment_len = MEMORY_CHECKPOINT * mem;
+        if t + 1 == end {
+            let checkpoint = 2 + first / MEMORY_CHECKPOINT;
+            for r in 0..rows {
+                let seg = &mut self.segment[mine(r, segment_len)];
+                seg[..mem].copy_from_slice(&tape.mem[at(checkpoint, r, mem)]);
+                for step in first..end - 1 {
+                    let j = step - first;
+                    let (prev, next) = seg[j * mem..(j + 2) * mem].split_at_mut(mem);
+                    let w = &tape.w[at(step + 1, r, hn)];
+                    row::write(s, w, &tape.ea[at(step, r, s.ea())], prev, next);
+                }
+            }
+        }
+        let j = t - first;
         for r in 0..rows {
             let fw = Saved {
                 p: &tape.p[at(t, r, s.p)],
-                mem: &tape.mem[at(t, r, s.mem())],
+                mem: &self.segment[r * segment_len + j * mem..][..mem],
                 w_prev: &tape.w[at(t, r, hn)],
                 w: &tape.w[at(t + 1, r, hn)],
                 saves: &tape.saves[at(t, r, s.row_save())],

@@ -10,6 +10,7 @@
 //! should leave a margin.
 
 use super::config::{Controller, NtmConfig};
+use super::model::MEMORY_CHECKPOINT;
 
 const F32: u64 = 4;
 
@@ -118,7 +119,7 @@ pub fn tape_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Option<u6
         &[if d.lstm { t1 } else { 0 }, b, d.c],
         &[t, b, d.g],
         &[t, b, d.p],
-        &[t1, b, d.n, d.m],
+        &[2 + t.div_ceil(MEMORY_CHECKPOINT), b, d.n, d.m],
         &[t1, b, d.heads, d.n],
         &[t, b, d.heads, d.save],
         &[t, b, d.n],
@@ -146,6 +147,7 @@ pub fn backward_bytes(config: &NtmConfig, seq_len: usize, batch: usize) -> Optio
         &[2, b, d.heads, d.n],
         &[2, b, d.c],
         &[b, rows],
+        &[b, MEMORY_CHECKPOINT, d.n, d.m],
     ])?
     .checked_add(d.packed_t.checked_mul(F32)?)
 }
@@ -219,7 +221,7 @@ mod tests {
         let s = &scratch;
         let held = [
             &s.dz, &s.dg, &s.dp, &s.dmem[0], &s.dmem[1], &s.dw[0], &s.dw[1], &s.dc, &s.dh, &s.rows,
-            &s.packed,
+            &s.packed, &s.segment,
         ]
         .iter()
         .map(|v| 4 * v.len() as u64)
@@ -233,8 +235,9 @@ mod tests {
             memory_width: 1_000_000,
             ..NtmConfig::copy_task(8)
         };
-        // 42 steps of a 128 x 10^6 memory, 64 rows: about 1.4 TB.
-        assert!(tape_bytes(&c, 41, 64).unwrap() > 1_000_000_000_000);
+        // 13 memory slots (2 working, 11 checkpoints for 41 steps) of a
+        // 128 x 10^6 memory, 64 rows: about 426 GB.
+        assert!(tape_bytes(&c, 41, 64).unwrap() > 400_000_000_000);
         assert_eq!(tape_bytes(&c, usize::MAX, 2), None);
     }
 }

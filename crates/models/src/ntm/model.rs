@@ -46,9 +46,13 @@ pub struct NtmTape {
     pub(super) gates: Vec<f32>,
     /// `[T, B, P]`: raw head parameters.
     pub(super) p: Vec<f32>,
-    /// `[T+1, B, M, N]` (`[2, B, M, N]` when not `keep`): each row's memory
-    /// column-major, the layout of `rnn_kernels::addressing` (the
-    /// transpose of `init.memory`'s `[N, M]`).
+    /// `[2 + C, B, M, N]`: two working slots used in turn, then (when
+    /// `keep`) `C = ceil(T / MEMORY_CHECKPOINT)` checkpoints, checkpoint
+    /// `c` the memory before step `c * MEMORY_CHECKPOINT`; the backward
+    /// recomputes the steps between from the kept write weightings and
+    /// erase/add vectors. Each row's memory is column-major, the layout of
+    /// `rnn_kernels::addressing` (the transpose of `init.memory`'s `[N,
+    /// M]`).
     pub(super) mem: Vec<f32>,
     /// `[T+1, B, R+W, N]` (`[2, ...]` when not `keep`).
     pub(super) w: Vec<f32>,
@@ -99,6 +103,9 @@ pub struct NtmGradScratch {
     pub(super) rows: Vec<f32>,
     /// The per-step weights packed transposed (`rnn_kernels::packed`).
     pub(super) packed: Vec<f32>,
+    /// `[B, MEMORY_CHECKPOINT, M, N]`: each row's memories of the steps
+    /// between two checkpoints, recomputed.
+    pub(super) segment: Vec<f32>,
 }
 
 /// `(v[k], v[k+1])`: a slot to read and the next to write.
@@ -106,6 +113,12 @@ fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
     let (a, b) = v[k * size..(k + 2) * size].split_at_mut(size);
     (a, b)
 }
+
+/// Steps between the memories [`Ntm::forward_train`] keeps for the
+/// backward: writing every step's memory made the forward memory-bound (14
+/// MB at batch 32 on the copy task); the backward recomputes the others
+/// with the write kernel.
+pub(super) const MEMORY_CHECKPOINT: usize = 4;
 
 /// The slots of step `t` in a buffer of `T+1` slots when `keep`, else of
 /// two used in turn: `(slot read, slot written)`.
@@ -287,8 +300,12 @@ impl Ntm {
     fn prepare(&self, tape: &mut NtmTape, t: usize, b: usize, s: &Sizes, keep: bool) -> Result<()> {
         tape.config = None;
         let lstm = self.config.controller == Controller::Lstm;
-        // Slots of the memory and weightings, and of the addressing saves.
-        let (states, steps) = if keep { (t + 1, t) } else { (2, 1) };
+        // Slots of the memory, of the weightings and of the addressing saves.
+        let (mem_slots, states, steps) = if keep {
+            (2 + t.div_ceil(MEMORY_CHECKPOINT), t + 1, t)
+        } else {
+            (2, 2, 1)
+        };
         let packed = [
             if lstm { packed_len(s.g, s.c) } else { 0 },
             packed_len(s.g, s.u - s.i),
@@ -307,7 +324,7 @@ impl Ntm {
             ),
             (&mut tape.gates, &[t, b, s.g], "NTM tape gates"),
             (&mut tape.p, &[t, b, s.p], "NTM tape head parameters"),
-            (&mut tape.mem, &[states, b, s.mem()], "NTM tape memory"),
+            (&mut tape.mem, &[mem_slots, b, s.mem()], "NTM tape memory"),
             (
                 &mut tape.w,
                 &[states, b, s.heads(), s.n],
@@ -434,7 +451,16 @@ impl Ntm {
             } else {
                 (&[], &mut [])
             };
-            let (mem_prev, mem) = step_slots(&mut tape.mem, b * s.mem(), t, keep);
+            // Two working memory slots in turn; with `keep`, the memory
+            // before every `MEMORY_CHECKPOINT`-th step is also copied out.
+            let (work, checkpoints) = tape.mem.split_at_mut(2 * b * s.mem());
+            let (mem_prev, mem) = step_slots(work, b * s.mem(), t, false);
+            let checkpoint: &mut [f32] = if keep && t % MEMORY_CHECKPOINT == 0 {
+                let c = t / MEMORY_CHECKPOINT;
+                &mut checkpoints[c * b * s.mem()..(c + 1) * b * s.mem()]
+            } else {
+                &mut []
+            };
             let hn = s.heads() * s.n;
             let (w_prev, w) = step_slots(&mut tape.w, b * hn, t, keep);
             let (save_len, slot) = (s.row_save(), if keep { t } else { 0 });
@@ -448,6 +474,7 @@ impl Ntm {
                 p: &mut tape.p[t * b * s.p..(t + 1) * b * s.p],
                 mem_prev,
                 mem,
+                checkpoint,
                 w_prev,
                 w,
                 saves: &mut tape.saves[slot * b * save_len..(slot + 1) * b * save_len],
@@ -512,6 +539,8 @@ struct Step<'a> {
     mem_prev: &'a [f32],
     /// `[rows, M, N]`, written.
     mem: &'a mut [f32],
+    /// `[rows, M, N]`: where `mem_prev` is kept for the backward, or empty.
+    checkpoint: &'a mut [f32],
     /// `[rows, R+W, N]`.
     w_prev: &'a [f32],
     /// `[rows, R+W, N]`, written.
@@ -540,6 +569,11 @@ impl<'a> Step<'a> {
     /// Splits the first `rows` batch rows off every buffer.
     fn split_rows(&mut self, rows: usize, s: &Sizes) -> Step<'a> {
         let lstm_c = if self.c.is_empty() { 0 } else { s.c };
+        let checkpoint_len = if self.checkpoint.is_empty() {
+            0
+        } else {
+            rows * s.mem()
+        };
         Step {
             z_prev: take_ref(&mut self.z_prev, rows * s.z),
             z: take(&mut self.z, rows * s.z),
@@ -550,6 +584,7 @@ impl<'a> Step<'a> {
             p: take(&mut self.p, rows * s.p),
             mem_prev: take_ref(&mut self.mem_prev, rows * s.mem()),
             mem: take(&mut self.mem, rows * s.mem()),
+            checkpoint: take(&mut self.checkpoint, checkpoint_len),
             w_prev: take_ref(&mut self.w_prev, rows * s.heads() * s.n),
             w: take(&mut self.w, rows * s.heads() * s.n),
             saves: take(&mut self.saves, rows * s.row_save()),
@@ -598,6 +633,9 @@ impl<'a> Step<'a> {
         reduce::broadcast_rows(wt.heads_bias, self.p);
         packed::product(self.z, rows, s.z, wt.heads, (s.p, s.c), self.p, s.p, true);
         let hn = s.heads() * s.n;
+        if !self.checkpoint.is_empty() {
+            self.checkpoint.copy_from_slice(self.mem_prev);
+        }
         for (r, z) in self.z.chunks_exact_mut(s.z).enumerate() {
             let at = |width: usize| r * width..(r + 1) * width;
             row::forward(

@@ -188,21 +188,32 @@ pub(crate) fn forward(s: &Sizes, p: &[f32], before: Before<'_>, after: After<'_>
             &mut after.reads[h * m..(h + 1) * m],
         );
     }
+    if s.w > 0 {
+        let (erase, add) = after.ea[..2 * s.w * m].split_at_mut(s.w * m);
+        for j in 0..s.w {
+            let (off, _) = s.chunk(s.r + j);
+            let raw = &p[off..];
+            let e0 = m + 3 + k;
+            for (e, &x) in erase[j * m..(j + 1) * m].iter_mut().zip(&raw[e0..e0 + m]) {
+                *e = sigmoid(x);
+            }
+            add[j * m..(j + 1) * m].copy_from_slice(&raw[e0 + m..e0 + 2 * m]);
+        }
+    }
+    write(s, after.w, after.ea, before.mem, after.mem);
+}
+
+/// The write of one step (the memory from `mem_prev`, `[M, N]`, into
+/// `mem`): `w` `[R+W, N]`, the step's weightings; `ea` `[ea]`, its erase
+/// and add vectors as [`forward`] keeps them. The backward recomputes the
+/// memories between checkpoints with it.
+pub(crate) fn write(s: &Sizes, w: &[f32], ea: &[f32], mem_prev: &[f32], mem: &mut [f32]) {
     if s.w == 0 {
-        after.mem.copy_from_slice(before.mem);
+        mem.copy_from_slice(mem_prev);
         return;
     }
-    let (erase, add) = after.ea[..2 * s.w * m].split_at_mut(s.w * m);
-    for j in 0..s.w {
-        let (off, _) = s.chunk(s.r + j);
-        let raw = &p[off..];
-        let e0 = m + 3 + k;
-        for (e, &x) in erase[j * m..(j + 1) * m].iter_mut().zip(&raw[e0..e0 + m]) {
-            *e = sigmoid(x);
-        }
-        add[j * m..(j + 1) * m].copy_from_slice(&raw[e0 + m..e0 + 2 * m]);
-    }
-    kernels::write(&after.w[s.r * n..], erase, add, before.mem, after.mem);
+    let (erase, add) = ea[..2 * s.w * s.m].split_at(s.w * s.m);
+    kernels::write(&w[s.r * s.n..], erase, add, mem_prev, mem);
 }
 
 /// What [`forward`] kept for one batch row and step.
