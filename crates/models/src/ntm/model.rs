@@ -117,7 +117,10 @@ fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
 /// Steps between the memories [`Ntm::forward_train`] keeps for the
 /// backward: writing every step's memory made the forward memory-bound (14
 /// MB at batch 32 on the copy task); the backward recomputes the others
-/// with the write kernel.
+/// with the write kernel. Measured at batch 32 (`rnn bench --only ntm-b32`,
+/// 2 threads, rounds of alternated runs): 16 slower than 4 and 8 in 3 of 3
+/// rounds; 8 against 4 faster in 3 of 3 rounds, then slower in 2 of 3, so
+/// the smaller segment buffer was kept.
 pub(super) const MEMORY_CHECKPOINT: usize = 4;
 
 /// The slots of step `t` in a buffer of `T+1` slots when `keep`, else of
