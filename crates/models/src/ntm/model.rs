@@ -118,9 +118,9 @@ fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
 /// backward: writing every step's memory made the forward memory-bound (14
 /// MB at batch 32 on the copy task); the backward recomputes the others
 /// with the write kernel. Measured at batch 32 (`rnn bench --only ntm-b32`,
-/// 2 threads, rounds of alternated runs): 16 slower than 4 and 8 in 3 of 3
-/// rounds; 8 against 4 faster in 3 of 3 rounds, then slower in 2 of 3, so
-/// the smaller segment buffer was kept.
+/// 2 threads, rounds of alternated runs): 2 and 8 faster than 4 in 3 of 3
+/// rounds of one set, 4 faster than 8 in 2 of 3 rounds of the next, 16 the
+/// slowest in 3 of 3: within this machine's noise except 16; 4 was kept.
 pub(super) const MEMORY_CHECKPOINT: usize = 4;
 
 /// The slots of step `t` in a buffer of `T+1` slots when `keep`, else of
