@@ -30,9 +30,9 @@ pub struct Ntm {
 #[derive(Debug, Default)]
 pub struct NtmTape {
     pub(super) config: Option<NtmConfig>,
-    /// Whether every step's memory, weightings and addressing are kept
-    /// ([`Ntm::forward_train`]), or only the two slots the next step needs
-    /// ([`Ntm::forward_into`]).
+    /// Whether what the backward needs is kept ([`Ntm::forward_train`]:
+    /// every step's weightings and addressing, the memory at checkpoints),
+    /// or only the two slots the next step needs ([`Ntm::forward_into`]).
     pub(super) keep: bool,
     pub(super) t: usize,
     pub(super) b: usize,
@@ -254,10 +254,11 @@ impl Ntm {
 
     /// [`Ntm::forward`] on `tape`'s buffers (reuse one across calls): the
     /// logits `[T, B, O]` are [`NtmTape::y`]. Keeps only the memory and
-    /// weightings the next step needs, not every step's (at batch 32 on the
-    /// copy task, 0.7 MB instead of 14 MB of memories per call), so the
-    /// tape cannot be used by [`Ntm::backward`] (an error) and its
-    /// [`NtmTape::weightings`] are empty.
+    /// weightings the next step needs, not what the backward needs (at
+    /// batch 32 on the copy task, 0.7 MB of memories per call against 4.3
+    /// MB for [`Ntm::forward_train`]), so the tape cannot be used by
+    /// [`Ntm::backward`] (an error) and its [`NtmTape::weightings`] are
+    /// empty.
     ///
     /// Errors: as [`Ntm::forward`].
     pub fn forward_into(
@@ -282,7 +283,7 @@ impl Ntm {
         self.run(x, seq_len, batch, tape, true)
     }
 
-    /// The forward on `tape`, keeping every step when `keep`.
+    /// The forward on `tape`, keeping what the backward needs when `keep`.
     fn run(
         &self,
         x: &[f32],
