@@ -3,7 +3,8 @@
 //! each step on its own, forward against backward; the edge cases of the
 //! addressing (zero memory rows, key strength near 0, exact zeros in the
 //! weightings, `gamma == 1`, `g` at 0 and 1, one-hot shifts, full erase);
-//! and the agreement of the f32 forwards (the model's path) with the f64 ones.
+//! and the agreement of these functions' f32 forwards with their f64 ones (the
+//! model's SIMD kernels are held to the f64 forms in tests/ntm_kernels.rs).
 //!
 //! Method: the inputs of a step are flattened into one vector `x`; for a
 //! random upstream gradient `dy` and `L(x) = sum(f(x) * dy)`, the analytic

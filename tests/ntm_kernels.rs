@@ -416,12 +416,13 @@ fn read_and_write_match_the_reference() {
                     rep.check("read dmem", &ctx, &dm, &dmem_read);
 
                     let mut out = vec![f32::NAN; n * m];
-                    k::write(&w, &erase, &add, &mem_t, &mut out);
+                    k::write(heads, &w, &erase, &add, &mem_t, &mut out);
                     rep.check("write", &ctx, &transpose(&out, m, n), &written);
                     let starts =
                         [n * m, heads * n, heads * m, heads * m].map(|l| rng.normals(l, 1.0));
                     let [mut g_prev, mut g_w, mut g_e, mut g_a] = starts.clone();
                     k::write_backward(
+                        heads,
                         &w,
                         &erase,
                         &add,

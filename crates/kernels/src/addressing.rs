@@ -54,7 +54,8 @@ fn st<S: Simd>(simd: S, s: &mut [f32], i: usize, v: S::f32s) {
     }
 }
 
-/// Lane indices `0, 1, ...` (as many as the widest vector has).
+/// Lane indices `0, 1, ...`: as many as the widest vector pulp offers
+/// (AVX-512, 16 f32 lanes).
 const IOTA: [f32; 16] = [
     0.0, 1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0, 11.0, 12.0, 13.0, 14.0, 15.0,
 ];
@@ -65,6 +66,7 @@ fn tail<S: Simd>(simd: S, v: S::f32s, i: usize, len: usize, fill: f32) -> S::f32
     if i + S::F32_LANES <= len {
         return v;
     }
+    debug_assert!(S::F32_LANES <= IOTA.len(), "tail: wider than IOTA");
     let idx = ld(simd, &IOTA, 0);
     let inside = simd.less_than_f32s(idx, simd.splat_f32s((len - i) as f32));
     simd.select_f32s(inside, v, simd.splat_f32s(fill))
@@ -625,19 +627,26 @@ impl WithSimd for ReadBackward<'_> {
     }
 }
 
-/// Write (eqs. 3-4) of `W` heads, every erase before every add: `M'_ij =
-/// M_ij prod_h (1 - w^h_i e^h_j) + sum_h w^h_i a^h_j`. `w` `[W, N]`;
-/// `erase` (after its sigmoid) and `add` `[W, M]`; `mem_prev` `[M, N]` in,
-/// `mem` `[M, N]` written.
-pub fn write(w: &[f32], erase: &[f32], add: &[f32], mem_prev: &[f32], mem: &mut [f32]) {
+/// Write (eqs. 3-4) of `W = heads` heads, every erase before every add:
+/// `M'_ij = M_ij prod_h (1 - w^h_i e^h_j) + sum_h w^h_i a^h_j`. `w` `[W,
+/// N]`; `erase` (after its sigmoid) and `add` `[W, M]`; `mem_prev` `[M, N]`
+/// in, `mem` `[M, N]` written.
+pub fn write(
+    heads: usize,
+    w: &[f32],
+    erase: &[f32],
+    add: &[f32],
+    mem_prev: &[f32],
+    mem: &mut [f32],
+) {
     assert!(
-        !erase.is_empty()
-            && add.len() == erase.len()
+        add.len() == erase.len()
             && mem.len() == mem_prev.len()
-            && write_sizes(w.len(), erase.len(), mem.len()).is_some(),
+            && write_sizes(heads, w.len(), erase.len(), mem.len()).is_some(),
         "write: lengths"
     );
     dispatch(Write {
+        heads,
         w,
         erase,
         add,
@@ -646,16 +655,19 @@ pub fn write(w: &[f32], erase: &[f32], add: &[f32], mem_prev: &[f32], mem: &mut 
     });
 }
 
-/// `(W, N, M)` from the lengths of `w` `[W, N]`, `erase` `[W, M]` and the
-/// memory `[M, N]`, if they are consistent.
-fn write_sizes(w: usize, erase: usize, mem: usize) -> Option<(usize, usize, usize)> {
-    // W * N = w, W * M = erase, M * N = mem: W^2 = w * erase / mem.
-    let heads = (1..=w).find(|&h| h * h * mem == w * erase)?;
+/// `(N, M)` from the lengths of `w` `[W, N]`, `erase` `[W, M]` and the
+/// memory `[M, N]` of `W = heads` write heads, if they are consistent
+/// (`N`, `M` and `W` at least 1).
+fn write_sizes(heads: usize, w: usize, erase: usize, mem: usize) -> Option<(usize, usize)> {
+    if heads == 0 || w % heads != 0 || erase % heads != 0 {
+        return None;
+    }
     let (n, m) = (w / heads, erase / heads);
-    (heads * n == w && heads * m == erase && m * n == mem && n > 0).then_some((heads, n, m))
+    (n > 0 && m > 0 && m.checked_mul(n) == Some(mem)).then_some((n, m))
 }
 
 struct Write<'a> {
+    heads: usize,
     w: &'a [f32],
     erase: &'a [f32],
     add: &'a [f32],
@@ -667,8 +679,9 @@ impl WithSimd for Write<'_> {
     type Output = ();
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
-        let (heads, n, m) =
-            write_sizes(self.w.len(), self.erase.len(), self.mem.len()).expect("checked");
+        let heads = self.heads;
+        let (n, m) =
+            write_sizes(heads, self.w.len(), self.erase.len(), self.mem.len()).expect("checked");
         let one = simd.splat_f32s(1.0);
         if heads == 1 {
             // One head: `M' = M (1 - w e_j) + w a_j`, column by column.
@@ -736,9 +749,10 @@ pub struct WriteGrads<'a> {
     pub add: &'a mut [f32],
 }
 
-/// Backward of [`write()`]: from `dmem` `[M, N]` (gradient w.r.t. the new
-/// memory), accumulates `grads`.
+/// Backward of [`write()`] for `heads` write heads: from `dmem` `[M, N]`
+/// (gradient w.r.t. the new memory), accumulates `grads`.
 pub fn write_backward(
+    heads: usize,
     w: &[f32],
     erase: &[f32],
     add: &[f32],
@@ -747,17 +761,17 @@ pub fn write_backward(
     grads: WriteGrads<'_>,
 ) {
     assert!(
-        !erase.is_empty()
-            && add.len() == erase.len()
+        add.len() == erase.len()
             && dmem.len() == mem_prev.len()
             && grads.mem_prev.len() == mem_prev.len()
             && grads.w.len() == w.len()
             && grads.erase.len() == erase.len()
             && grads.add.len() == add.len()
-            && write_sizes(w.len(), erase.len(), mem_prev.len()).is_some(),
+            && write_sizes(heads, w.len(), erase.len(), mem_prev.len()).is_some(),
         "write_backward: lengths"
     );
     dispatch(WriteBackward {
+        heads,
         w,
         erase,
         add,
@@ -768,6 +782,7 @@ pub fn write_backward(
 }
 
 struct WriteBackward<'a> {
+    heads: usize,
     w: &'a [f32],
     erase: &'a [f32],
     add: &'a [f32],
@@ -781,6 +796,7 @@ impl WithSimd for WriteBackward<'_> {
     #[inline(always)]
     fn with_simd<S: Simd>(self, simd: S) {
         let Self {
+            heads,
             w,
             erase,
             add,
@@ -788,7 +804,7 @@ impl WithSimd for WriteBackward<'_> {
             dmem,
             grads,
         } = self;
-        let (heads, n, m) = write_sizes(w.len(), erase.len(), mem_prev.len()).expect("checked");
+        let (n, m) = write_sizes(heads, w.len(), erase.len(), mem_prev.len()).expect("checked");
         let one = simd.splat_f32s(1.0);
         let zero = simd.splat_f32s(0.0);
         if heads == 1 {

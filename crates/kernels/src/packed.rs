@@ -11,9 +11,12 @@
 
 use crate::panel;
 
-/// Length of the packed form of `W` `[n, depth]`.
-pub fn packed_len(n: usize, depth: usize) -> usize {
-    panel::packed_len(n, depth)
+/// Length of the packed form of `W` `[n, depth]` (`n` rounded up to a
+/// whole panel, times `depth`), `None` if it overflows `usize`.
+pub fn packed_len(n: usize, depth: usize) -> Option<usize> {
+    n.div_ceil(panel::NR)
+        .checked_mul(panel::NR)?
+        .checked_mul(depth)
 }
 
 /// Packs `W` `[n, depth]` (`w[j * row_stride + k]`) into `out`

@@ -116,35 +116,9 @@ fn norm_eps<T: Real>(v: &[T]) -> T {
     (dot(v, v) + T::of(COSINE_EPS)).sqrt()
 }
 
-/// Partial sums of [`dot`]: independent chains the compiler keeps in one
-/// vector register (one chain of `M` dependent adds was the cost of
-/// content addressing).
-const LANES: usize = 8;
-
-/// `sum_j a_j b_j` (`a`, `b` of one length), in [`LANES`] interleaved
-/// partial sums added pairwise, then the tail.
+/// `sum_j a_j b_j` (`a`, `b` of one length).
 fn dot<T: Real>(a: &[T], b: &[T]) -> T {
-    let whole = a.len() / LANES * LANES;
-    let mut acc = [zero::<T>(); LANES];
-    for (x, y) in a[..whole]
-        .chunks_exact(LANES)
-        .zip(b[..whole].chunks_exact(LANES))
-    {
-        for l in 0..LANES {
-            acc[l] += x[l] * y[l];
-        }
-    }
-    let mut width = LANES;
-    while width > 1 {
-        width /= 2;
-        for l in 0..width {
-            acc[l] += acc[l + width];
-        }
-    }
-    a[whole..]
-        .iter()
-        .zip(&b[whole..])
-        .fold(acc[0], |s, (&x, &y)| s + x * y)
+    a.iter().zip(b).fold(zero(), |s, (&x, &y)| s + x * y)
 }
 
 /// Content addressing (eqs. 5-6): `sim_i = key . M_i / (|key|_eps |M_i|_eps)`

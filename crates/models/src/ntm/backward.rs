@@ -4,13 +4,14 @@
 //! transposed once per call); after the loop, every weight gradient as one
 //! GEMM over all `T*B` rows.
 
-use rayon::prelude::*;
-use rnn_kernels::packed::{self, pack_transposed, packed_len};
+use rnn_kernels::packed::{self, pack_transposed};
 use rnn_kernels::{Mat, MatMut, lstm, reduce, threads};
 
 use super::addressing::softmax_backward;
 use super::config::{Controller, MemoryInit};
-use super::model::{MEMORY_CHECKPOINT, Ntm, NtmGradScratch, NtmTape, take, take_ref};
+use super::model::{
+    MEMORY_CHECKPOINT, Ntm, NtmGradScratch, NtmTape, in_blocks, take, take_ref, total,
+};
 use super::row::{self, Grads, Saved, Sizes};
 use crate::error::{Error, Result, check_len};
 use crate::layer::{product, resize};
@@ -51,18 +52,8 @@ impl Ntm {
         let hn = s.heads() * s.n;
         let [dmem0, dmem1] = &mut scratch.dmem;
         let [dw0, dw1] = &mut scratch.dw;
-        let packed = [
-            packed_len(s.c, s.p),
-            if self.config.controller == Controller::Lstm {
-                packed_len(s.c, s.g)
-            } else {
-                0
-            },
-            packed_len(s.u - s.i, s.g),
-        ]
-        .iter()
-        .try_fold(0usize, |acc, &l| acc.checked_add(l))
-        .ok_or_else(|| Error::Unexpected("NTM packed weights: size overflows".into()))?;
+        let packed = total(s.packed_backward())
+            .ok_or_else(|| Error::Unexpected("NTM packed weights: size overflows".into()))?;
         let sizes: [(&mut Vec<f32>, &[usize], &str); 12] = [
             (&mut scratch.dz, &[t + 1, b, s.z], "NTM grad states"),
             (&mut scratch.dg, &[t, b, s.g], "NTM grad gates"),
@@ -116,14 +107,13 @@ impl Ntm {
         let b = tape.b;
         let block = b.div_ceil(2 * threads::current_threads()).max(1);
         for t in (0..tape.t).rev() {
-            let mut step = BackStep::of(tape, t, cur, sc, s);
-            let mut blocks = Vec::with_capacity(b.div_ceil(block));
-            for _ in (0..b).step_by(block) {
-                blocks.push(step.split_rows(block.min(b - step.r0), s));
-            }
-            blocks
-                .into_par_iter()
-                .for_each(|rows| rows.run(tape, t, &weights, s));
+            in_blocks(
+                BackStep::of(tape, t, cur, sc, s),
+                b,
+                block,
+                &|step, rows| step.split_rows(rows, s),
+                &|rows| rows.run(tape, t, &weights, s),
+            );
             cur = 1 - cur;
         }
         sc.packed = weights.buffer;
@@ -176,13 +166,8 @@ impl Ntm {
     /// reads' columns of the input weight `[G, R*M]` for `dr_prev += dg
     /// W_r`.
     fn pack_step_weights(&self, mut buffer: Vec<f32>, s: &Sizes) -> BackWeights {
-        let lstm = self.config.controller == Controller::Lstm;
-        let rm = s.u - s.i;
-        let lens = [
-            packed_len(s.c, s.p),
-            if lstm { packed_len(s.c, s.g) } else { 0 },
-            packed_len(rm, s.g),
-        ];
+        let (lstm, rm) = (s.lstm, s.u - s.i);
+        let lens = s.packed_backward().expect("sized by backward");
         {
             let (heads, rest) = buffer.split_at_mut(lens[0]);
             let (hh, read) = rest.split_at_mut(lens[1]);

@@ -9,6 +9,8 @@
 //! that refuses a configuration whose figure exceeds the memory available
 //! should leave a margin.
 
+use rnn_kernels::packed::packed_len;
+
 use super::config::{Controller, NtmConfig};
 use super::model::MEMORY_CHECKPOINT;
 
@@ -70,7 +72,7 @@ impl Dims {
             c.controller_size.checked_mul(if lstm { 4 } else { 1 })?,
             c.read_heads.checked_mul(m)?,
         );
-        let panels = |n: usize, depth: usize| product(&[n.div_ceil(16), 16, depth]);
+        let panels = |n: usize, depth: usize| u64::try_from(packed_len(n, depth)?).ok();
         let hh = if lstm { c.controller_size } else { 0 };
         let packed = panels(g, hh)?
             .checked_add(panels(g, rm)?)?
@@ -88,7 +90,7 @@ impl Dims {
             m,
             heads: c.read_heads.checked_add(c.write_heads)?,
             lstm,
-            g: c.controller_size.checked_mul(if lstm { 4 } else { 1 })?,
+            g,
             p,
             z: c.controller_size
                 .checked_add(c.read_heads.checked_mul(m)?)?,

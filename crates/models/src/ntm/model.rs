@@ -6,8 +6,7 @@
 //! reads and write (`row.rs`, on the SIMD kernels of
 //! `rnn_kernels::addressing`, each row's memory column-major `[M, N]`).
 
-use rayon::prelude::*;
-use rnn_kernels::packed::{self, pack, packed_len};
+use rnn_kernels::packed::{self, pack};
 use rnn_kernels::{Activation, Mat, MatMut, Op, activation, gemm, lstm, reduce, threads};
 
 use super::config::{Controller, MemoryInit, NtmConfig};
@@ -112,6 +111,34 @@ pub struct NtmGradScratch {
 fn slot_pair(v: &mut [f32], size: usize, k: usize) -> (&[f32], &mut [f32]) {
     let (a, b) = v[k * size..(k + 2) * size].split_at_mut(size);
     (a, b)
+}
+
+/// Runs `run` on blocks of `block` rows (the last block shorter) of the
+/// `rows` rows of `all`, in parallel: `split(all, n)` splits the first `n`
+/// rows off `all`. Halves recursively with `rayon::join`, so a step costs
+/// no allocation.
+pub(super) fn in_blocks<T: Send>(
+    mut all: T,
+    rows: usize,
+    block: usize,
+    split: &(impl Fn(&mut T, usize) -> T + Sync),
+    run: &(impl Fn(T) + Sync),
+) {
+    if rows <= block {
+        run(all);
+        return;
+    }
+    let first = rows.div_ceil(block).div_ceil(2) * block;
+    let head = split(&mut all, first);
+    rayon::join(
+        || in_blocks(head, first, block, split, run),
+        || in_blocks(all, rows - first, block, split, run),
+    );
+}
+
+/// The sum of packed lengths, `None` on overflow (or if one overflowed).
+pub(super) fn total(lens: Option<[usize; 3]>) -> Option<usize> {
+    lens?.iter().try_fold(0usize, |acc, &l| acc.checked_add(l))
 }
 
 /// Steps between the memories [`Ntm::forward_train`] keeps for the
@@ -310,14 +337,8 @@ impl Ntm {
         } else {
             (2, 2, 1)
         };
-        let packed = [
-            if lstm { packed_len(s.g, s.c) } else { 0 },
-            packed_len(s.g, s.u - s.i),
-            packed_len(s.p, s.c),
-        ]
-        .iter()
-        .try_fold(0usize, |acc, &l| acc.checked_add(l))
-        .ok_or_else(|| crate::Error::Unexpected("NTM packed weights: size overflows".into()))?;
+        let packed = total(s.packed_forward())
+            .ok_or_else(|| crate::Error::Unexpected("NTM packed weights: size overflows".into()))?;
         let sizes: [(&mut Vec<f32>, &[usize], &str); 12] = [
             (&mut tape.x, &[t, b, s.i], "NTM tape x"),
             (&mut tape.z, &[t + 1, b, s.z], "NTM tape states"),
@@ -431,8 +452,8 @@ impl Ntm {
         // The per-step weights, packed once: W_hh [G, C] (LSTM), the reads'
         // columns of the input weight [G, R*M], W_heads [P, C].
         let rm = s.u - s.i;
-        let (hh_len, r_len) = (packed_len(s.g, s.c), packed_len(s.g, rm));
-        let (hh, rest) = tape.packed.split_at_mut(if lstm { hh_len } else { 0 });
+        let [hh_len, r_len, _] = s.packed_forward().expect("sized by prepare");
+        let (hh, rest) = tape.packed.split_at_mut(hh_len);
         let (w_read, w_heads) = rest.split_at_mut(r_len);
         if lstm {
             pack(self.p("controller.weight_hh"), s.g, s.c, s.c, hh);
@@ -468,7 +489,7 @@ impl Ntm {
             let hn = s.heads() * s.n;
             let (w_prev, w) = step_slots(&mut tape.w, b * hn, t, keep);
             let (save_len, slot) = (s.row_save(), if keep { t } else { 0 });
-            let mut step = Step {
+            let step = Step {
                 z_prev,
                 z,
                 c_prev,
@@ -485,13 +506,13 @@ impl Ntm {
                 ea: &mut tape.ea[slot * b * s.ea()..(slot + 1) * b * s.ea()],
             };
             // One task per block of rows: controller, head layer, heads.
-            let mut blocks = Vec::with_capacity(b.div_ceil(block));
-            for r0 in (0..b).step_by(block) {
-                blocks.push(step.split_rows(block.min(b - r0), s));
-            }
-            blocks
-                .into_par_iter()
-                .for_each(|rows| rows.run(&weights, s));
+            in_blocks(
+                step,
+                b,
+                block,
+                &|step, rows| step.split_rows(rows, s),
+                &|rows| rows.run(&weights, s),
+            );
         }
         // Output logits of every step at once: y = [h, r] W_out^T + b.
         let y = &mut tape.y[..rows * s.o];

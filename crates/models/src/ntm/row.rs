@@ -5,6 +5,7 @@
 //! N]`).
 
 use rnn_kernels::addressing::{self as kernels, Head, HeadGrads, Steps, WriteGrads};
+use rnn_kernels::packed::packed_len;
 
 use super::addressing::{sigmoid, softmax_backward, softmax_in_place, softplus};
 use super::config::NtmConfig;
@@ -28,6 +29,8 @@ pub(crate) struct Sizes {
     pub z: usize,
     /// Gate width: `4C` (LSTM) or `C` (feed-forward).
     pub g: usize,
+    /// Whether the controller is an LSTM.
+    pub lstm: bool,
     read_chunk: usize,
     write_chunk: usize,
 }
@@ -48,6 +51,7 @@ impl Sizes {
             p: c.head_params(),
             z: c.output_input(),
             g: if lstm { 4 } else { 1 } * c.controller_size,
+            lstm,
             read_chunk: c.read_chunk(),
             write_chunk: c.write_chunk(),
         }
@@ -71,6 +75,38 @@ impl Sizes {
     /// then the memory's norms `[N]` (shared by the heads).
     pub fn row_save(&self) -> usize {
         self.heads() * self.save() + self.n
+    }
+
+    /// Lengths of the per-step weights packed for the forward
+    /// (`rnn_kernels::packed`): `W_hh` `[G, C]` (0 without an LSTM), the
+    /// reads' columns of the input weight `[G, R*M]`, `W_heads` `[P, C]`;
+    /// `None` if one overflows.
+    pub fn packed_forward(&self) -> Option<[usize; 3]> {
+        let hh = if self.lstm {
+            packed_len(self.g, self.c)?
+        } else {
+            0
+        };
+        Some([
+            hh,
+            packed_len(self.g, self.u - self.i)?,
+            packed_len(self.p, self.c)?,
+        ])
+    }
+
+    /// Lengths of the same weights packed transposed for the backward:
+    /// `W_heads^T`, `W_hh^T` (0 without an LSTM), `W_r^T`.
+    pub fn packed_backward(&self) -> Option<[usize; 3]> {
+        let hh = if self.lstm {
+            packed_len(self.c, self.g)?
+        } else {
+            0
+        };
+        Some([
+            packed_len(self.c, self.p)?,
+            hh,
+            packed_len(self.u - self.i, self.g)?,
+        ])
     }
 
     /// Per-row length of the erase/add save: `2*W*M`, at least 1.
@@ -213,7 +249,7 @@ pub(crate) fn write(s: &Sizes, w: &[f32], ea: &[f32], mem_prev: &[f32], mem: &mu
         return;
     }
     let (erase, add) = ea[..2 * s.w * s.m].split_at(s.w * s.m);
-    kernels::write(&w[s.r * s.n..], erase, add, mem_prev, mem);
+    kernels::write(s.w, &w[s.r * s.n..], erase, add, mem_prev, mem);
 }
 
 /// What [`forward`] kept for one batch row and step.
@@ -268,6 +304,7 @@ pub(crate) fn backward(s: &Sizes, fw: Saved<'_>, g: Grads<'_>) {
         let (erase, add) = fw.ea[..2 * s.w * m].split_at(s.w * m);
         let (derase, dadd) = dea.split_at_mut(s.w * m);
         kernels::write_backward(
+            s.w,
             &fw.w[s.r * n..],
             erase,
             add,
