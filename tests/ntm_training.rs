@@ -134,6 +134,65 @@ fn a_selecting_run_trains_past_convergence_and_ends_with_the_selected_machine() 
 }
 
 #[test]
+fn selection_prefers_the_machines_under_the_threshold() {
+    let task = Task::Copy {
+        bits: 4,
+        min_len: 1,
+        max_len: 5,
+    };
+    let config = NtmTrainConfig {
+        seed: 5,
+        batch: 4,
+        optimizer: recurrent::ntm::NtmOptimizer::Adam { lr: 3e-3 },
+        ..NtmTrainConfig::default()
+    };
+    let plan = |stop_below: f64| TrainPlan {
+        max_sequences: 2000,
+        eval_every: 200,
+        eval_sequences: 32,
+        eval_size: 5,
+        eval_seed: 99,
+        stop_below: Some(stop_below),
+        checkpoint: None,
+        select: Some(Selection {
+            task: None,
+            size: 12,
+            sequences: 32,
+            seed: 1234,
+        }),
+    };
+    let train = |stop_below: f64| {
+        let mut trainer =
+            NtmTrainer::new(Ntm::new(tiny(4)).unwrap(), task, config.clone()).unwrap();
+        trainer.run(&plan(stop_below), |_| {}).unwrap()
+    };
+    let selection_loss = |e: &recurrent::ntm::Evaluation| e.selection.unwrap().loss;
+    let argmin = |evals: &[recurrent::ntm::Evaluation], keep: &dyn Fn(f64) -> bool| {
+        (0..evals.len())
+            .filter(|&i| keep(evals[i].bit_errors))
+            .min_by(|&i, &j| selection_loss(&evals[i]).total_cmp(&selection_loss(&evals[j])))
+    };
+    // Nothing under the threshold: the lowest selection loss of all.
+    let none = train(0.0);
+    assert_eq!(none.converged_at, None);
+    assert_eq!(none.selected, argmin(&none.evaluations, &|_| true));
+    // A threshold that the machine of the lowest selection loss misses
+    // (training does not depend on it, so the evaluations are the same).
+    let best_of_all = none.selected.unwrap();
+    let threshold = none.evaluations[best_of_all].bit_errors;
+    let some = train(threshold);
+    assert_eq!(some.evaluations, none.evaluations);
+    let under = argmin(&some.evaluations, &|b| b < threshold);
+    assert!(
+        under.is_some(),
+        "no machine under {threshold}: {:?}",
+        some.evaluations
+    );
+    assert_ne!(under, Some(best_of_all));
+    assert_eq!(some.selected, under);
+}
+
+#[test]
 fn saved_machine_loads_and_gives_the_same_outputs() {
     let config = NtmConfig {
         memory: MemoryInit::Learned,

@@ -922,6 +922,47 @@ fn ntm_fails(dir: &Path, args: &[&str], code: i32, needles: &[&str]) {
     );
 }
 
+/// Repeat copy's own defaults: 256 memory rows, an evaluation every 500
+/// sequences, selection on the longest trained length with twice the
+/// repeats.
+#[test]
+fn ntm_repeat_copy_defaults() {
+    let dir = scratch("ntm-repeat-defaults");
+    let args = [
+        "ntm",
+        "repeat-copy",
+        "--max-sequences",
+        "3",
+        "--bits",
+        "2",
+        "--controller-size",
+        "8",
+        "--memory-width",
+        "4",
+        "--max-len",
+        "2",
+        "--max-repeats",
+        "3",
+        "--eval-sequences",
+        "4",
+        "--select-sequences",
+        "4",
+        "--quiet",
+        "--out",
+        "run",
+    ];
+    let o = rnn(&args, &dir);
+    let (out, err) = (text(&o.stdout), text(&o.stderr));
+    assert!(o.status.success(), "stdout:\n{out}\nstderr:\n{err}");
+    assert!(out.contains("4 sequences of length 2 x 6 repeats"), "{out}");
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("run/metrics.json")).unwrap()).unwrap();
+    assert_eq!(m["config"]["memory_rows"], 256);
+    assert_eq!(m["train_config"]["eval_every"], 500);
+    assert_eq!(m["train_config"]["select_size"], 2);
+    assert_eq!(m["train_config"]["select_repeats"], 6);
+}
+
 #[test]
 fn ntm_copy_end_to_end() {
     let dir = scratch("ntm");

@@ -89,9 +89,11 @@ pub struct NtmArgs {
     #[arg(long)]
     pub clip_norm: Option<f32>,
     /// Evaluate on the held-out set and checkpoint every this many training
-    /// sequences (and at the end), at most 2^50.
-    #[arg(long, default_value_t = 1000)]
-    pub eval_every: usize,
+    /// sequences (and at the end), at most 2^50 [default: 1000; 500 for
+    /// repeat-copy, whose machines differ from one evaluation to the next
+    /// at twice the trained repeats, so its selection gets more of them].
+    #[arg(long)]
+    pub eval_every: Option<usize>,
     /// Held-out sequences per evaluation.
     #[arg(long, default_value_t = 640)]
     pub eval_sequences: usize,
@@ -110,8 +112,11 @@ pub struct NtmArgs {
     /// Train to --max-sequences past convergence and end with the machine
     /// of the evaluation that scored the lowest loss on --select-sequences
     /// sequences of this size (a length or item count, longer than
-    /// trained; not the generalisation table's sequences) [default: for
-    /// copy 6 times --max-len, 120; off for the other tasks].
+    /// trained; not the generalisation table's sequences). Machines under
+    /// the --stop-below threshold on the held-out set are preferred
+    /// [default: for copy 6 times --max-len, 120; for repeat-copy
+    /// --max-len, 10, with --select-repeats repeats; off for the other
+    /// tasks].
     #[arg(long)]
     pub select_size: Option<usize>,
     /// Sequences of the selection set (--select-size).
@@ -133,7 +138,9 @@ pub struct NtmArgs {
     /// Controller units [default: 100].
     #[arg(long)]
     pub controller_size: Option<usize>,
-    /// Memory rows N [default: 128].
+    /// Memory rows N [default: 128; 256 for repeat-copy, so that a write
+    /// head walking one row per step does not wrap onto the stored
+    /// sequence within twice the trained repeats, 212 steps].
     #[arg(long)]
     pub memory_rows: Option<usize>,
     /// Memory width M [default: 20].
@@ -169,10 +176,13 @@ pub struct NtmArgs {
     /// Fewest repeats (repeat-copy) [default: 1].
     #[arg(long)]
     pub min_repeats: Option<usize>,
-    /// Most repeats, also the normaliser of the repeat count (repeat-copy)
-    /// [default: 10].
+    /// Most repeats (repeat-copy) [default: 10].
     #[arg(long)]
     pub max_repeats: Option<usize>,
+    /// The repeat count is given to the machine as `n / S` (repeat-copy)
+    /// [default: --max-repeats].
+    #[arg(long)]
+    pub count_scale: Option<usize>,
     /// Vectors per item (recall) [default: 3].
     #[arg(long)]
     pub item_len: Option<usize>,
@@ -242,6 +252,7 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     only(a.max_len.is_some(), "--max-len", &[Copy, RepeatCopy])?;
     only(a.min_repeats.is_some(), "--min-repeats", &[RepeatCopy])?;
     only(a.max_repeats.is_some(), "--max-repeats", &[RepeatCopy])?;
+    only(a.count_scale.is_some(), "--count-scale", &[RepeatCopy])?;
     only(
         a.select_repeats.is_some(),
         "--select-repeats",
@@ -304,7 +315,7 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     }
     let positive = [
         ("--batch", Some(a.batch)),
-        ("--eval-every", Some(a.eval_every)),
+        ("--eval-every", a.eval_every),
         ("--eval-sequences", Some(a.eval_sequences)),
         ("--eval-size", a.eval_size),
         ("--select-size", a.select_size),
@@ -319,6 +330,7 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         ("--max-len", a.max_len),
         ("--min-repeats", a.min_repeats),
         ("--max-repeats", a.max_repeats),
+        ("--count-scale", a.count_scale),
         ("--item-len", a.item_len),
         ("--min-items", a.min_items),
         ("--max-items", a.max_items),
@@ -334,6 +346,7 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
         ("--max-len", a.max_len),
         ("--min-repeats", a.min_repeats),
         ("--max-repeats", a.max_repeats),
+        ("--count-scale", a.count_scale),
         ("--item-len", a.item_len),
         ("--min-items", a.min_items),
         ("--max-items", a.max_items),
@@ -354,7 +367,7 @@ pub(super) fn check_args(a: &NtmArgs) -> Result<()> {
     // Counts the trainer adds to its sequence count.
     for (flag, v) in [
         ("--max-sequences", a.max_sequences),
-        ("--eval-every", Some(a.eval_every)),
+        ("--eval-every", a.eval_every),
     ] {
         if let Some(v) = v
             && v > MAX_COUNT
@@ -425,7 +438,7 @@ pub(super) fn make_task(a: &NtmArgs, bits: usize) -> Result<Task> {
             max_len: a.max_len.unwrap_or(10),
             min_repeats: a.min_repeats.unwrap_or(1),
             max_repeats: a.max_repeats.unwrap_or(10),
-            count_scale: a.max_repeats.unwrap_or(10),
+            count_scale: a.count_scale.or(a.max_repeats).unwrap_or(10),
         },
         // Recall trains on its largest item count: with 2 items the query
         // is always the first item and the answer the last one written,
@@ -497,6 +510,7 @@ pub(super) fn selection(a: &NtmArgs, task: &Task) -> Option<(Task, usize)> {
     }
     let size = a.select_size.or(match task {
         Task::Copy { max_len, .. } => Some(max_len.saturating_mul(6)),
+        Task::RepeatCopy { max_len, .. } => Some(*max_len),
         _ => None,
     })?;
     let mut t = *task;
@@ -606,6 +620,26 @@ impl Machine {
     }
 }
 
+/// Training sequences between evaluations (--eval-every or its default).
+pub(super) fn eval_every(a: &NtmArgs) -> usize {
+    a.eval_every.unwrap_or(match a.task {
+        TaskArg::RepeatCopy => 500,
+        _ => 1000,
+    })
+}
+
+/// Memory rows of a new machine without --memory-rows: the paper's 128,
+/// except repeat copy. Its machines walk the write head down one row per
+/// step through the output too; at 20 repeats of length 10 (212 steps) it
+/// wraps onto the stored sequence after about 12 repeats, and the copies
+/// after that are garbage (README, NTM).
+fn default_memory_rows(task: TaskArg) -> usize {
+    match task {
+        TaskArg::RepeatCopy => 256,
+        _ => 128,
+    }
+}
+
 /// The configuration of a new machine from the flags and the defaults.
 pub(super) fn new_config(a: &NtmArgs) -> (NtmConfig, usize) {
     let default_bits = if a.task == TaskArg::Recall { 6 } else { 8 };
@@ -621,7 +655,7 @@ pub(super) fn new_config(a: &NtmArgs) -> (NtmConfig, usize) {
             input_size,
             output_size,
             controller_size: a.controller_size.unwrap_or(100),
-            memory_rows: a.memory_rows.unwrap_or(128),
+            memory_rows: a.memory_rows.unwrap_or(default_memory_rows(a.task)),
             memory_width: a.memory_width.unwrap_or(20),
             read_heads: a.read_heads.unwrap_or(1),
             write_heads: a.write_heads.unwrap_or(1),

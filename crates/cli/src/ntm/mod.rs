@@ -139,7 +139,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
     });
     let plan = TrainPlan {
         max_sequences,
-        eval_every: a.eval_every,
+        eval_every: eval_every(a),
         eval_sequences: a.eval_sequences,
         eval_size,
         eval_seed: EVAL_SEED,
@@ -183,7 +183,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
         "clip_norm": a.clip_norm,
         "seed": a.seed,
         "max_sequences": max_sequences,
-        "eval_every": a.eval_every,
+        "eval_every": eval_every(a),
         "eval_sequences": a.eval_sequences,
         "eval_size": eval_size,
         "stop_below": stop_below,
@@ -242,7 +242,7 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
                     None => "off".into(),
                 },
                 a.clip_norm.map_or("off".into(), |v| v.to_string()),
-                a.eval_every,
+                eval_every(a),
                 match stop_below {
                     Some(s) => format!("stop below {s} bit errors/seq"),
                     None => "no early stop".into(),

@@ -39,9 +39,11 @@ pub enum Task {
         min_repeats: usize,
         /// Most repeats.
         max_repeats: usize,
-        /// The count's normaliser: Graves et al. divide by the most repeats
-        /// trained, and a test of more repeats keeps that scale (20 repeats
-        /// of a machine trained on 1-10 read 2.0).
+        /// The count's normaliser, the most repeats trained: a test of
+        /// more repeats keeps that scale (20 repeats of a machine trained
+        /// on 1-10 read 2.0). Graves et al. normalise the count to mean 0
+        /// and variance 1 over the trained range instead; measured here,
+        /// their machines' counts ran out sooner (README, NTM).
         count_scale: usize,
     },
     /// Associative recall: items of `item_len` vectors, each after an item

@@ -112,9 +112,12 @@ pub struct SelectionScore {
 /// evaluation a second held-out set, of sequences longer than the training
 /// ones, is scored too; the run trains to `max_sequences` even once under
 /// `stop_below`, and ends with the machine of the evaluation with the
-/// lowest loss on that set. The machines of one run differ far more on
-/// sequences longer than trained than on the training sizes (README, NTM):
-/// some keep their heads apart and sharp, some do not.
+/// lowest loss on that set among those under `stop_below` on the held-out
+/// set (among all while none is). The machines of one run differ far more
+/// on sequences longer than trained than on the training sizes (README,
+/// NTM): some keep their heads apart and sharp, some do not; and the
+/// lowest loss on long sequences can belong to a machine that has not
+/// learned the trained sizes yet.
 #[derive(Clone, Copy, Debug, PartialEq)]
 pub struct Selection {
     /// The task the selection set is drawn from (`None`: the training
@@ -442,8 +445,9 @@ impl NtmTrainer {
             sequences: self.sequences,
             seconds: 0.0,
         };
-        // The selected machine's parameters and its selection loss.
-        let mut best: Option<(Vec<f32>, f64)> = None;
+        // The selected machine's parameters, whether it was under
+        // `stop_below` on the held-out set, and its selection loss.
+        let mut best: Option<(Vec<f32>, bool, f64)> = None;
         // Saturating: `eval_every` comes from the user (an evaluation past
         // usize::MAX sequences is one at the end).
         let mut next_eval = self.sequences.saturating_add(plan.eval_every);
@@ -497,23 +501,31 @@ impl NtmTrainer {
                 if under && report.converged_at.is_none() {
                     report.converged_at = Some(self.sequences);
                 }
+                // A converged machine beats any that is not; among either,
+                // the lower selection loss wins.
                 if let Some(sel) = selection
                     && sel.loss.is_finite()
-                    && best.as_ref().is_none_or(|(_, l)| sel.loss < *l)
+                    && best
+                        .as_ref()
+                        .is_none_or(|&(_, b_under, b_loss)| match (under, b_under) {
+                            (true, false) => true,
+                            (false, true) => false,
+                            _ => sel.loss < b_loss,
+                        })
                 {
-                    let mut params = best.take().map(|(p, _)| p).unwrap_or_default();
+                    let mut params = best.take().map(|(p, ..)| p).unwrap_or_default();
                     let current = self.ntm.params().as_slice();
                     params.clear();
                     crate::alloc::reserve(&mut params, current.len(), "selected parameters")?;
                     params.extend_from_slice(current);
-                    best = Some((params, sel.loss));
+                    best = Some((params, under, sel.loss));
                     report.selected = Some(report.evaluations.len());
                 }
                 progress(Progress::Evaluated(e));
                 report.evaluations.push(e);
                 if let Some(path) = &plan.checkpoint {
                     match &best {
-                        Some((params, _)) => self.selected_ntm(params)?.save(path)?,
+                        Some((params, ..)) => self.selected_ntm(params)?.save(path)?,
                         None => self.ntm.save(path)?,
                     }
                 }
@@ -522,7 +534,7 @@ impl NtmTrainer {
                 }
             }
         }
-        if let Some((params, _)) = &best {
+        if let Some((params, ..)) = &best {
             self.ntm.params_mut().copy_from_slice(params);
         }
         report.sequences = self.sequences;
