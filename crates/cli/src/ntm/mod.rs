@@ -306,10 +306,18 @@ fn run_on(a: &NtmArgs, workers: &mut Workers) -> Result<()> {
                 ),
             }
             if let Some(sel) = plan.select {
+                // The trainer prefers machines under `plan.stop_below`.
+                let among = match plan.stop_below {
+                    Some(s) if r.evaluations.iter().any(|e| e.bit_errors < s) => {
+                        let n = r.evaluations.iter().filter(|e| e.bit_errors < s).count();
+                        format!("the {n} machines under {s} held-out bit errors/seq")
+                    }
+                    _ => "all machines".into(),
+                };
                 match r.selected.map(|k| &r.evaluations[k]) {
                     Some(e) => println!(
                         "selected the machine of {} sequences: lowest loss on {} sequences of {} \
-                         ({:.3e}; {:.3} bit errors/seq)",
+                         among {among} ({:.3e}; {:.3} bit errors/seq)",
                         e.sequences,
                         sel.sequences,
                         selection_label(&sel),
