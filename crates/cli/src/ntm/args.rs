@@ -113,8 +113,8 @@ pub struct NtmArgs {
     /// of the evaluation that scored the lowest loss on --select-sequences
     /// sequences of this size (a length or item count, longer than
     /// trained; not the generalisation table's sequences). Machines under
-    /// the --stop-below threshold on the held-out set are preferred
-    /// [default: for copy 6 times --max-len, 120; for repeat-copy
+    /// the --stop-below threshold on the held-out set are preferred (none
+    /// with --no-stop) [default: for copy 6 times --max-len, 120; for repeat-copy
     /// --max-len, 10, with --select-repeats repeats; off for the other
     /// tasks].
     #[arg(long)]
