@@ -70,7 +70,8 @@ enum Command {
     /// Train a Neural Turing Machine on an algorithmic task (copy,
     /// repeat-copy, recall, priority-sort) with checkpoints, then print how
     /// it generalises to sizes it was not trained on.
-    Ntm(ntm::NtmArgs),
+    // Boxed: its flags make it several times the size of the others.
+    Ntm(Box<ntm::NtmArgs>),
     /// Draw the held-out learning curves of several `rnn ntm` runs (one
     /// task, e.g. seeds 1-5) into one PNG.
     NtmCurves(ntm::CurvesArgs),
