@@ -23,21 +23,51 @@ fn tiny(bits: usize) -> NtmConfig {
     }
 }
 
-#[test]
-fn tiny_ntm_learns_short_copies() {
-    let task = Task::Copy {
+/// Copies of 1-5 four-bit vectors, the task of these tests.
+fn short_copies() -> Task {
+    Task::Copy {
         bits: 4,
         min_len: 1,
         max_len: 5,
-    };
-    let ntm = Ntm::new(tiny(4)).unwrap();
-    let before = evaluate(&ntm, &task, 5, 256, 99).unwrap();
-    let config = NtmTrainConfig {
-        seed: 3,
+    }
+}
+
+/// Adam at 3e-3 on batches of 4: fast enough for a tiny machine.
+fn adam(seed: u64) -> NtmTrainConfig {
+    NtmTrainConfig {
+        seed,
         batch: 4,
         optimizer: recurrent::ntm::NtmOptimizer::Adam { lr: 3e-3 },
         ..NtmTrainConfig::default()
-    };
+    }
+}
+
+/// 2,000 sequences, evaluated every 200, selecting on 32 copies of length
+/// 12, with `stop_below`.
+fn selecting_plan(stop_below: f64) -> TrainPlan {
+    TrainPlan {
+        max_sequences: 2000,
+        eval_every: 200,
+        eval_sequences: 32,
+        eval_size: 5,
+        eval_seed: 99,
+        stop_below: Some(stop_below),
+        checkpoint: None,
+        select: Some(Selection {
+            task: None,
+            size: 12,
+            sequences: 32,
+            seed: 1234,
+        }),
+    }
+}
+
+#[test]
+fn tiny_ntm_learns_short_copies() {
+    let task = short_copies();
+    let ntm = Ntm::new(tiny(4)).unwrap();
+    let before = evaluate(&ntm, &task, 5, 256, 99).unwrap();
+    let config = adam(3);
     let mut trainer = NtmTrainer::new(ntm, task, config).unwrap();
     let plan = TrainPlan {
         max_sequences: 40000,
@@ -71,35 +101,12 @@ fn tiny_ntm_learns_short_copies() {
 
 #[test]
 fn a_selecting_run_trains_past_convergence_and_ends_with_the_selected_machine() {
-    let task = Task::Copy {
-        bits: 4,
-        min_len: 1,
-        max_len: 5,
-    };
-    let config = NtmTrainConfig {
-        seed: 5,
-        batch: 4,
-        optimizer: recurrent::ntm::NtmOptimizer::Adam { lr: 3e-3 },
-        ..NtmTrainConfig::default()
-    };
-    let select = Selection {
-        task: None,
-        size: 12,
-        sequences: 32,
-        seed: 1234,
-    };
-    let plan = TrainPlan {
-        max_sequences: 2000,
-        eval_every: 200,
-        eval_sequences: 32,
-        eval_size: 5,
-        eval_seed: 99,
-        // Every evaluation is under this: without selection the run would
-        // stop at the first one.
-        stop_below: Some(1e9),
-        checkpoint: None,
-        select: Some(select),
-    };
+    let task = short_copies();
+    let config = adam(5);
+    // Every evaluation is under 1e9: without selection the run would stop
+    // at the first one.
+    let plan = selecting_plan(1e9);
+    let select = plan.select.unwrap();
     let mut trainer = NtmTrainer::new(Ntm::new(tiny(4)).unwrap(), task, config).unwrap();
     let report = trainer.run(&plan, |_| {}).unwrap();
     assert_eq!(report.sequences, 2000);
@@ -135,36 +142,10 @@ fn a_selecting_run_trains_past_convergence_and_ends_with_the_selected_machine() 
 
 #[test]
 fn selection_prefers_the_machines_under_the_threshold() {
-    let task = Task::Copy {
-        bits: 4,
-        min_len: 1,
-        max_len: 5,
-    };
-    let config = NtmTrainConfig {
-        seed: 5,
-        batch: 4,
-        optimizer: recurrent::ntm::NtmOptimizer::Adam { lr: 3e-3 },
-        ..NtmTrainConfig::default()
-    };
-    let plan = |stop_below: f64| TrainPlan {
-        max_sequences: 2000,
-        eval_every: 200,
-        eval_sequences: 32,
-        eval_size: 5,
-        eval_seed: 99,
-        stop_below: Some(stop_below),
-        checkpoint: None,
-        select: Some(Selection {
-            task: None,
-            size: 12,
-            sequences: 32,
-            seed: 1234,
-        }),
-    };
     let train = |stop_below: f64| {
         let mut trainer =
-            NtmTrainer::new(Ntm::new(tiny(4)).unwrap(), task, config.clone()).unwrap();
-        trainer.run(&plan(stop_below), |_| {}).unwrap()
+            NtmTrainer::new(Ntm::new(tiny(4)).unwrap(), short_copies(), adam(5)).unwrap();
+        trainer.run(&selecting_plan(stop_below), |_| {}).unwrap()
     };
     let selection_loss = |e: &recurrent::ntm::Evaluation| e.selection.unwrap().loss;
     let argmin = |evals: &[recurrent::ntm::Evaluation], keep: &dyn Fn(f64) -> bool| {
@@ -289,11 +270,7 @@ fn a_nan_parameter_stops_training_with_the_step_and_keeps_the_machine() {
     let i = ntm.params().info("heads.bias").unwrap().offset;
     ntm.params_mut()[i] = f32::NAN;
     let before = ntm.params().clone();
-    let task = Task::Copy {
-        bits: 4,
-        min_len: 1,
-        max_len: 5,
-    };
+    let task = short_copies();
     let mut trainer = NtmTrainer::new(ntm, task, NtmTrainConfig::default()).unwrap();
     let err = trainer.step().unwrap_err();
     assert!(matches!(err, Error::NonFinite(_)), "{err}");
